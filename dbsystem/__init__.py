@@ -1,0 +1,84 @@
+"""dbsystem: one data-access layer over PostgreSQL, MySQL/MariaDB, SQLite, MongoDB and Redis.
+
+Start with ``DatabaseManager.instance()``, ``create_pool`` and ``connection``::
+
+    from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+
+    db = DatabaseManager.instance()
+    db.create_pool(DatabaseType.SQLITE, PoolConfig(url="sqlite:///app.db"))
+    with db.connection(DatabaseType.SQLITE) as conn:
+        rows = conn.fetch_all("SELECT * FROM users WHERE name = :name", {"name": "ada"})
+
+Errors are in ``dbsystem.errors`` (also exported here); backends in ``dbsystem.backends``.
+"""
+
+import logging
+
+from dbsystem import errors
+from dbsystem._version import __version__
+from dbsystem.backends import available_schemes, register_backend
+from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
+from dbsystem.core.connection import Connection, Transaction
+from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
+from dbsystem.core.manager import DatabaseManager
+from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolStats
+from dbsystem.core.types import DatabaseType, ExecuteResult
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    DatabaseError,
+    DataError,
+    DBSystemError,
+    IntegrityError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    PermissionDenied,
+    PoolClosed,
+    PoolExhausted,
+    PoolTimeout,
+    ProgrammingError,
+    QueryBuildError,
+    SecurityError,
+)
+
+logging.getLogger("dbsystem").addHandler(logging.NullHandler())
+
+__all__ = [
+    "ConfigurationError",
+    "Connection",
+    "ConnectionFailed",
+    "ConnectionPool",
+    "DBSystemError",
+    "DataError",
+    "DatabaseError",
+    "DatabaseManager",
+    "DatabaseType",
+    "DatabaseURL",
+    "ExecuteResult",
+    "ExecutionHook",
+    "HookChain",
+    "IntegrityError",
+    "InterfaceError",
+    "NotSupportedError",
+    "OperationalError",
+    "PermissionDenied",
+    "PoolClosed",
+    "PoolConfig",
+    "PoolExhausted",
+    "PoolSpec",
+    "PoolStats",
+    "PoolTimeout",
+    "PooledConnection",
+    "ProgrammingError",
+    "QueryBuildError",
+    "SecurityError",
+    "Statement",
+    "Transaction",
+    "__version__",
+    "available_schemes",
+    "errors",
+    "load_toml",
+    "register_backend",
+]

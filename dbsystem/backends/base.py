@@ -1,0 +1,231 @@
+"""The backend interface: what a database driver must provide to sit behind a pool.
+
+A ``Backend`` is made once per pool from the pool's URL and settings. It is the pool's
+``Connector`` (open, check, reset, close one connection) and it knows its dialect. The
+connections it opens derive from ``SQLConnectionBase``: a thin, driver-specific object whose
+methods take SQL with ``:name`` parameters and return ``dict`` rows, and raise only dbsystem
+errors. Transaction nesting (savepoints) and the state a pool must reset are kept here, once,
+so every SQL backend behaves the same.
+
+The public query API users call (``dbsystem.Connection``) wraps these objects; backends never
+see hooks, leases or pools.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.types import ExecuteResult, Row
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import InterfaceError
+
+__all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
+
+_ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
+
+
+def normalize_isolation(level: str | None, backend: str) -> str | None:
+    """Return the standard spelling of an isolation level (``"read committed"``...), or None."""
+    if level is None:
+        return None
+    key = " ".join(level.replace("_", " ").replace("-", " ").lower().split())
+    if key not in _ISOLATION_LEVELS:
+        raise InterfaceError(
+            f"unknown isolation level {level!r}; use one of: {', '.join(_ISOLATION_LEVELS)}",
+            backend=backend,
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, for callers that adapt (and for mocks to declare honestly)."""
+
+    transactions: bool = True
+    savepoints: bool = True
+    returning: bool = False
+    lastrowid: bool = True
+    isolation_levels: tuple[str, ...] = _ISOLATION_LEVELS
+
+
+class SQLConnectionBase(ABC):
+    """One open connection of a SQL backend. Not thread-safe: the pool lends it to one caller.
+
+    Subclasses implement the driver calls; this class keeps the transaction depth, so that
+    ``begin`` at depth 0 starts a transaction and deeper calls make savepoints.
+    """
+
+    backend_name: ClassVar[str] = "sql"
+
+    def __init__(self) -> None:
+        self.tx_depth = 0
+        # Depth below which reset() must not roll back (the test fixture's outer transaction).
+        self.base_depth = 0
+        self._readonly = False
+
+    # -- statements ------------------------------------------------------------------------
+
+    @abstractmethod
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
+        """Run one statement; return the affected row count (with ``lastrowid``)."""
+
+    @abstractmethod
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
+        """Run one statement once per parameter mapping; return the total row count."""
+
+    @abstractmethod
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        """Run a query and return every row as a dict."""
+
+    @abstractmethod
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        """Run a query and return its first row, or None."""
+
+    def fetch_value(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        """Run a query and return the first column of its first row, or None."""
+        row = self.fetch_one(sql, params)
+        return None if row is None else next(iter(row.values()), None)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def begin(self, isolation: str | None = None, readonly: bool = False) -> str | None:
+        """Start a transaction, or a savepoint inside one; return the savepoint's name."""
+        if self.tx_depth == 0:
+            self._begin(normalize_isolation(isolation, self.backend_name), readonly)
+            self._readonly = readonly
+            self.tx_depth = 1
+            return None
+        if isolation is not None:
+            raise InterfaceError(
+                "the isolation level can only be set on the outermost transaction",
+                backend=self.backend_name,
+            )
+        name = f"dbsystem_sp_{self.tx_depth}"
+        self._savepoint(name)
+        self.tx_depth += 1
+        return name
+
+    def commit(self, savepoint: str | None = None) -> None:
+        """Commit the innermost transaction level (release its savepoint)."""
+        if savepoint is None:
+            try:
+                self._commit()
+            finally:
+                self._end_transaction()
+        else:
+            self._release_savepoint(savepoint)
+            self.tx_depth -= 1
+
+    def rollback(self, savepoint: str | None = None) -> None:
+        """Roll back the innermost transaction level (to its savepoint)."""
+        if savepoint is None:
+            try:
+                self._rollback()
+            finally:
+                self._end_transaction()
+        else:
+            try:
+                self._rollback_to_savepoint(savepoint)
+            finally:
+                self.tx_depth -= 1
+
+    def _end_transaction(self) -> None:
+        self.tx_depth = 0
+        if self._readonly:
+            self._readonly = False
+            self._end_readonly()
+
+    def _end_readonly(self) -> None:  # noqa: B027 - optional for subclasses
+        """Undo session state a read-only transaction set (SQLite's ``query_only``)."""
+
+    @abstractmethod
+    def _begin(self, isolation: str | None, readonly: bool) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _savepoint(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _release_savepoint(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _rollback_to_savepoint(self, name: str) -> None: ...
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def in_transaction(self) -> bool:
+        """True if the driver reports an open transaction."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``ConnectionFailed`` if the connection no longer works."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the driver connection. Never raises."""
+
+    def reset(self) -> None:
+        """Called by the pool on return: roll back anything left open.
+
+        Under a pinned outer transaction (``base_depth``, the pytest fixture's) only the
+        savepoints above it are rolled back.
+        """
+        if self.base_depth:
+            while self.tx_depth > self.base_depth:
+                self.rollback(f"dbsystem_sp_{self.tx_depth - 1}")
+        elif self.tx_depth or self.in_transaction:
+            self._rollback()
+            self._end_transaction()
+
+
+class Backend(ABC):
+    """A database behind one pool: opens connections and knows its dialect.
+
+    Subclasses set ``name`` (used in errors and logs), ``dialect`` (the SQLAlchemy dialect
+    the query builders compile for) and implement ``connect``.
+    """
+
+    name: ClassVar[str] = "backend"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        self.url = url
+        self.config = config
+        self.dialect = self.name
+
+    @abstractmethod
+    def connect(self) -> SQLConnectionBase:
+        """Open one connection; raise ``ConnectionFailed`` (the cause chained) if it cannot."""
+
+    def check(self, conn: SQLConnectionBase) -> None:
+        """Ping ``conn``; raise if it is dead."""
+        conn.ping()
+
+    def reset(self, conn: SQLConnectionBase) -> None:
+        """Prepare ``conn`` for its next borrower."""
+        conn.reset()
+
+    def close(self, conn: SQLConnectionBase) -> None:
+        """Close ``conn``."""
+        conn.close()
+
+    def dispose(self) -> None:  # noqa: B027 - optional for subclasses
+        """Release what the backend holds beyond its connections (after the pool closed)."""
+
+    def secrets(self) -> Iterable[str]:
+        """Strings that must never appear in an error or a log line (the password)."""
+        return self.url.secrets()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

@@ -1,0 +1,258 @@
+"""SQLite on the standard library's sqlite3.
+
+* Files open in WAL mode (readers do not block the writer) with foreign keys on and a busy
+  timeout of ``connect_timeout``; ``?synchronous=normal`` and ``?journal_mode=...`` in the
+  URL override the defaults.
+* ``sqlite://:memory:`` gives one in-memory database per pool, shared by all its connections
+  (SQLite's ``memdb`` VFS, which keeps ordinary busy-timeout locking, unlike ``cache=shared``).
+  It allows one transaction at a time: a reader waits (up to ``connect_timeout``) while
+  another connection holds a write transaction, then gets ``OperationalError``; use a file
+  for concurrent readers and writers. The backend holds one extra connection so the
+  database outlives idle-timeout closes.
+* Autocommit outside ``transaction()`` (sqlite3 ``isolation_level=None``); ``BEGIN`` opens a
+  transaction, savepoints nest. SQLite transactions are serializable, which satisfies every
+  standard isolation level; a read-only transaction sets ``PRAGMA query_only``.
+* sqlite3 binds ``:name`` parameters natively, so statements pass through untouched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.types import ExecuteResult, Row
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    DBSystemError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
+
+__all__ = ["SQLiteBackend", "SQLiteConnection"]
+
+_memory_ids = itertools.count(1)
+
+# SQLite primary result codes (the low byte of sqlite_errorcode).
+_SQLITE_ERROR = 1
+_SQLITE_CANTOPEN = 14
+_SQLITE_CONSTRAINT = 19
+_SQLITE_MISMATCH = 20
+_SQLITE_RANGE = 25
+
+_JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
+_SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
+
+
+class SQLiteConnection(SQLConnectionBase):
+    """One sqlite3 connection, rows as dicts, errors translated."""
+
+    backend_name = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, show_params: bool) -> None:
+        super().__init__()
+        self._conn = conn
+        self._show_params = show_params
+
+    def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
+        override: type[DBSystemError] | None = None
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            primary = code & 0xFF
+            if primary == _SQLITE_CONSTRAINT:
+                override = IntegrityError
+            elif primary in (_SQLITE_ERROR, _SQLITE_RANGE, _SQLITE_MISMATCH):
+                # sqlite3 calls syntax errors and unknown tables "OperationalError".
+                override = ProgrammingError
+            elif primary == _SQLITE_CANTOPEN:
+                override = ConnectionFailed
+        elif isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+            override = ConnectionFailed
+        return translate(
+            exc,
+            backend="sqlite",
+            statement=sql,
+            params=params,
+            show_params=self._show_params,
+            override=override,
+        )
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
+        try:
+            cur = self._conn.execute(sql, () if params is None else params)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            raise self._error(exc, sql, params) from exc
+        return ExecuteResult(cur.rowcount, cur.lastrowid)
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
+        try:
+            cur = self._conn.executemany(sql, seq_params)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            raise self._error(exc, sql, None) from exc
+        return ExecuteResult(cur.rowcount, None)
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        try:
+            cur = self._conn.execute(sql, () if params is None else params)
+            rows = cur.fetchall()
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            raise self._error(exc, sql, params) from exc
+        description = cur.description
+        if description is None:
+            return []
+        names = [column[0] for column in description]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        try:
+            cur = self._conn.execute(sql, () if params is None else params)
+            row = cur.fetchone()
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            raise self._error(exc, sql, params) from exc
+        if row is None:
+            return None
+        names = [column[0] for column in cur.description]
+        cur.close()
+        return dict(zip(names, row, strict=True))
+
+    def _run(self, sql: str) -> None:
+        try:
+            self._conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise self._error(exc, sql, None) from exc
+
+    def _begin(self, isolation: str | None, readonly: bool) -> None:
+        # Every standard level is satisfied by SQLite's serializable transactions.
+        if readonly:
+            self._run("PRAGMA query_only = ON")
+        try:
+            self._run("BEGIN")
+        except BaseException:
+            if readonly:
+                self._end_readonly()
+            raise
+
+    def _end_readonly(self) -> None:
+        try:
+            self._conn.execute("PRAGMA query_only = OFF")
+        except sqlite3.Error:
+            pass
+
+    def _commit(self) -> None:
+        self._run("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._run("ROLLBACK")
+
+    def _savepoint(self, name: str) -> None:
+        self._run(f"SAVEPOINT {name}")
+
+    def _release_savepoint(self, name: str) -> None:
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+    def _rollback_to_savepoint(self, name: str) -> None:
+        self._run(f"ROLLBACK TO SAVEPOINT {name}")
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def ping(self) -> None:
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, None, None) from exc
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    @property
+    def driver_connection(self) -> sqlite3.Connection:
+        """The sqlite3 connection underneath, for what dbsystem does not wrap."""
+        return self._conn
+
+
+class SQLiteBackend(Backend):
+    """Opens sqlite3 connections to one database file, or one shared in-memory database."""
+
+    name = "sqlite"
+    capabilities = Capabilities(returning=True)
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        super().__init__(url, config)
+        options = {k.lower(): v.lower() for k, v in config.options.items()}
+        unknown = set(options) - {"journal_mode", "synchronous"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}; "
+                "valid: journal_mode, synchronous, and the pool settings"
+            )
+        self._journal_mode = options.get("journal_mode")
+        self._synchronous = options.get("synchronous")
+        if self._journal_mode and self._journal_mode not in _JOURNAL_MODES:
+            raise ConfigurationError(f"journal_mode must be one of {sorted(_JOURNAL_MODES)}")
+        if self._synchronous and self._synchronous not in _SYNCHRONOUS:
+            raise ConfigurationError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}")
+        self._keeper: sqlite3.Connection | None = None
+        if url.is_memory:
+            # One database per pool, named uniquely within the process.
+            self._target = f"file:/dbsystem-{os.getpid()}-{next(_memory_ids)}?vfs=memdb"
+            self._keeper = self._open()
+        else:
+            path = url.database or ""
+            self._target = "file:" + quote(path, safe="/")
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._target,
+                timeout=self.config.connect_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=True,
+            )
+        except sqlite3.Error as exc:
+            raise translate(
+                exc,
+                backend="sqlite",
+                override=ConnectionFailed,
+                message=f"cannot open SQLite database {self.url.database!r}: {exc}",
+            ) from exc
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not self.url.is_memory:
+                journal = self._journal_mode or "wal"
+                conn.execute(f"PRAGMA journal_mode = {journal}")
+            if self._synchronous:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate(
+                exc,
+                backend="sqlite",
+                override=OperationalError,
+                message=f"cannot configure SQLite database {self.url.database!r}: {exc}",
+            ) from exc
+        return conn
+
+    def connect(self) -> SQLiteConnection:
+        return SQLiteConnection(self._open(), self.config.log_parameters)
+
+    def dispose(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None

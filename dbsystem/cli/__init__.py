@@ -1,0 +1,180 @@
+"""The ``dbsystem`` command line: ``ping``, ``sql``, ``demo`` and ``version``.
+
+Exit codes scripts can rely on: 0 success, 1 a database or connection error, 2 bad usage or
+configuration. Errors print one line on stderr, never a traceback and never a password.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dbsystem._version import __version__
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.manager import DatabaseManager
+from dbsystem.core.types import DatabaseType
+from dbsystem.errors import ConfigurationError, DBSystemError, InterfaceError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="dbsystem",
+    help="One data-access layer over PostgreSQL, MySQL/MariaDB, SQLite, MongoDB and Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_out = Console()
+_err = Console(stderr=True)
+
+EXIT_DATABASE = 1
+EXIT_USAGE = 2
+
+UrlArg = Annotated[str, typer.Argument(help="Connection URL, e.g. sqlite:///app.db")]
+
+
+@contextmanager
+def _errors_to_exit() -> Iterator[None]:
+    try:
+        yield
+    except (ConfigurationError, InterfaceError) as exc:
+        _err.print(Text("error: ", style="red") + Text(str(exc)), highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except DBSystemError as exc:
+        _err.print(Text("error: ", style="red") + Text(str(exc)), highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from None
+
+
+@contextmanager
+def _one_connection_manager(url: str, timeout: float) -> Iterator[DatabaseManager]:
+    manager = DatabaseManager()
+    config = PoolConfig(
+        url=url, min_size=1, max_size=1, connect_timeout=timeout, acquire_timeout=timeout
+    )
+    try:
+        manager.create_pool(DatabaseType.NONE, config)
+        yield manager
+    finally:
+        manager.close_all()
+
+
+@app.command()
+def ping(
+    url: UrlArg,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
+) -> None:
+    """Connect to URL and check the connection answers."""
+    import time as _time
+
+    with _errors_to_exit(), _one_connection_manager(url, timeout) as manager:
+        start = _time.perf_counter()
+        with manager.connection() as conn:
+            conn.ping()
+        elapsed = (_time.perf_counter() - start) * 1000
+        label = manager.backend().url
+        _out.print(f"ok: {label} answered in {elapsed:.2f} ms", highlight=False)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+@app.command()
+def sql(
+    url: UrlArg,
+    statement: Annotated[str, typer.Argument(help="One SQL statement; :name parameters.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="A parameter as NAME=VALUE (VALUE as JSON if it parses)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
+) -> None:
+    """Run STATEMENT on URL and print the rows (or the affected row count)."""
+    params = dict(_parse_param(p) for p in param or [])
+    with _errors_to_exit(), _one_connection_manager(url, timeout) as manager:
+        with manager.connection() as conn:
+            if not _returns_rows(statement):
+                count = conn.execute(statement, params or None)
+                if as_json:
+                    sys.stdout.write(json.dumps({"rowcount": int(count)}) + "\n")
+                else:
+                    _out.print(f"ok: {int(count)} row(s) affected")
+                return
+            rows = conn.fetch_all(statement, params or None)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=_json_default, indent=2) + "\n")
+        return
+    if not rows:
+        _out.print("(no rows)")
+        return
+    table = Table(show_lines=False)
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
+    _out.print(table)
+    _out.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _returns_rows(statement: str) -> bool:
+    words = statement.split()
+    first = words[0].lower() if words else ""
+    return first in _ROW_KEYWORDS or "returning" in (w.lower() for w in words)
+
+
+_ROW_KEYWORDS = frozenset({"select", "with", "values", "pragma", "show", "explain", "table"})
+
+
+@app.command()
+def demo(
+    path: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file to use (default: a new temporary file)."),
+    ] = None,
+) -> None:
+    """Run the end-to-end demo on an embedded SQLite file: no setup needed."""
+    from dbsystem.cli._demo import run_demo
+
+    with _errors_to_exit():
+        run_demo(path, _out)
+
+
+@app.command()
+def version() -> None:
+    """Print the dbsystem version."""
+    _out.print(__version__)
+
+
+def main() -> None:
+    """Entry point of the ``dbsystem`` console script."""
+    app()

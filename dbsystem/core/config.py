@@ -1,0 +1,284 @@
+"""Pool configuration: one frozen pydantic model, from keywords, a URL, the environment or TOML.
+
+Validation happens here, once, at configuration time; nothing on the query path touches
+pydantic. Every invalid setting raises ``ConfigurationError`` (also a ``ValueError``) whose
+message names the field and never echoes the value given for the URL (it may hold a password).
+
+Precedence: keyword arguments win over options in the URL's query string
+(``?max_size=10&acquire_timeout=5``), which win over the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+from dbsystem.core.types import DatabaseType
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import ConfigurationError, DBSystemError
+
+__all__ = ["PoolConfig", "PoolSpec", "load_toml"]
+
+
+def _to_url(value: Any) -> DatabaseURL:
+    if isinstance(value, DatabaseURL):
+        return value
+    if isinstance(value, str):
+        return DatabaseURL(value)
+    raise ValueError("must be a URL string")
+
+
+URLField = Annotated[
+    DatabaseURL,
+    BeforeValidator(_to_url),
+    PlainSerializer(lambda url: url.render(), return_type=str),
+]
+
+# URL query options that are pool settings; every other option goes to the backend.
+_POOL_FIELDS = (
+    "min_size",
+    "max_size",
+    "acquire_timeout",
+    "idle_timeout",
+    "max_lifetime",
+    "health_check_interval",
+    "leak_threshold",
+    "max_waiting",
+    "connect_timeout",
+    "echo",
+    "log_parameters",
+)
+_NONE_WORDS = frozenset({"none", "null", "off", ""})
+
+
+class PoolConfig(BaseModel):
+    """Settings for one connection pool. Frozen: build a new one with ``model_copy(update=...)``.
+
+    Timeouts are float seconds. ``None`` turns an optional limit off.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    url: URLField
+    """Where to connect; its query options may set the fields below."""
+    min_size: int = Field(default=1, ge=0)
+    """Connections opened when the pool is created and kept open while idle."""
+    max_size: int = Field(default=10, ge=1)
+    """The most connections the pool will hold, in use and idle together."""
+    acquire_timeout: float = Field(default=30.0, gt=0)
+    """How long ``acquire`` waits for a free connection before raising ``PoolTimeout``."""
+    idle_timeout: float | None = Field(default=600.0, gt=0)
+    """Idle connections above ``min_size`` are closed after this long unused."""
+    max_lifetime: float | None = Field(default=3600.0, gt=0)
+    """Connections are replaced after this long (less up to 10% jitter), never while in use."""
+    health_check_interval: float | None = Field(default=1.0, ge=0)
+    """A connection idle longer than this is pinged before it is handed out (0: always)."""
+    leak_threshold: float | None = Field(default=None, gt=0)
+    """Log a warning, with the borrower's stack, for a connection held longer than this."""
+    max_waiting: int = Field(default=0, ge=0)
+    """The most callers that may wait; one more raises ``PoolExhausted`` (0: no limit)."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    """How long opening one connection may take."""
+    echo: bool = False
+    """Log every statement at INFO on the ``dbsystem.sql`` logger."""
+    log_parameters: bool = False
+    """Show parameter values in statement logs and in error messages."""
+    options: dict[str, str] = Field(default_factory=dict)
+    """Backend-specific options (the URL's query options that are not pool settings)."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_url_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "url" not in data:
+            return data
+        try:
+            url = _to_url(data["url"])
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        pool_options = {k: v for k, v in url.options.items() if k in _POOL_FIELDS}
+        merged = dict(data)
+        for key, value in pool_options.items():
+            if key not in merged:
+                merged[key] = None if value.lower() in _NONE_WORDS else value
+        backend_options = {k: v for k, v in url.options.items() if k not in _POOL_FIELDS}
+        merged["options"] = {**backend_options, **dict(merged.get("options") or {})}
+        merged["url"] = url.without_options(pool_options) if pool_options else url
+        return merged
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> PoolConfig:
+        if self.min_size > self.max_size:
+            raise ValueError(
+                f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
+            )
+        return self
+
+    @classmethod
+    def from_url(cls, url: str | DatabaseURL, **overrides: Any) -> PoolConfig:
+        """Build a config from a URL; keyword arguments override its query options."""
+        return cls(url=url, **overrides)
+
+    @classmethod
+    def from_env(
+        cls,
+        name: DatabaseType | str,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> PoolConfig:
+        """Build a config from environment variables.
+
+        Looked up in order: ``DBSYSTEM_<NAME>_URL`` (``NAME`` is the database type or a
+        pool name, upper case); then, by type, ``DB_HOST``/``DB_PORT``/``DB_NAME``/
+        ``DB_USER``/``DB_PASSWORD`` (PostgreSQL, MySQL), ``DB_NAME`` as a path (SQLite),
+        ``MONGO_URI`` (MongoDB), ``REDIS_HOST``/``REDIS_PORT``/``REDIS_PASSWORD``/``REDIS_DB``
+        (Redis). ``DBSYSTEM_<NAME>_<FIELD>`` sets any pool field (``DBSYSTEM_POSTGRES_MAX_SIZE``).
+        """
+        env = os.environ if environ is None else environ
+        key = (name.value if isinstance(name, DatabaseType) else str(name)).upper()
+        prefix = f"DBSYSTEM_{key}_"
+        url = env.get(prefix + "URL") or _url_from_classic_env(key, env)
+        if not url:
+            raise ConfigurationError(
+                f"no connection settings for {key.lower()!r} in the environment: set {prefix}URL"
+            )
+        fields: dict[str, Any] = {}
+        for field in _POOL_FIELDS:
+            value = env.get(prefix + field.upper())
+            if value is not None:
+                fields[field] = None if value.lower() in _NONE_WORDS else value
+        fields.update(overrides)
+        return cls(url=url, **fields)
+
+    def describe(self) -> str:
+        """A one-line summary with the password hidden, for logs and error messages."""
+        return f"{self.url} (min_size={self.min_size}, max_size={self.max_size})"
+
+
+def _url_from_classic_env(key: str, env: Mapping[str, str]) -> str | None:
+    try:
+        db_type = DatabaseType.parse(key)
+    except ConfigurationError:
+        return None
+    if db_type in (DatabaseType.POSTGRES, DatabaseType.MYSQL) and env.get("DB_HOST"):
+        scheme = "postgresql" if db_type is DatabaseType.POSTGRES else "mysql"
+        return (
+            DatabaseURL(f"{scheme}://placeholder")
+            .replace(
+                username=env.get("DB_USER") or None,
+                password=env.get("DB_PASSWORD") or None,
+                host=env["DB_HOST"],
+                port=int(env["DB_PORT"]) if env.get("DB_PORT") else None,
+                database=env.get("DB_NAME") or None,
+            )
+            .render(hide_password=False)
+        )
+    if db_type is DatabaseType.SQLITE and env.get("DB_NAME"):
+        return f"sqlite:///{env['DB_NAME']}"
+    if db_type is DatabaseType.MONGODB:
+        return env.get("MONGO_URI")
+    if db_type is DatabaseType.REDIS and env.get("REDIS_HOST"):
+        return (
+            DatabaseURL("redis://placeholder")
+            .replace(
+                password=env.get("REDIS_PASSWORD") or None,
+                host=env["REDIS_HOST"],
+                port=int(env.get("REDIS_PORT") or 6379),
+                database=env.get("REDIS_DB") or "0",
+            )
+            .render(hide_password=False)
+        )
+    return None
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    # Name each bad field and say why, but never echo the input: a URL may carry a password.
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "config"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{field}: {message}")
+    return ConfigurationError("invalid pool configuration: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """One pool to create: its database type, optional name and settings (see ``load_toml``)."""
+
+    db_type: DatabaseType
+    config: PoolConfig
+    name: str | None = None
+    default: bool = False
+
+
+def load_toml(path: str | os.PathLike[str]) -> list[PoolSpec]:
+    """Read pool definitions from a TOML file.
+
+    Each table under ``[databases]`` defines one pool. ``url`` is required; ``type`` is
+    optional (taken from the URL's scheme); ``default = true`` makes it the manager's default;
+    every other key is a ``PoolConfig`` field. A table named ``default`` or after its type
+    (``[databases.sqlite]``) defines that type's unnamed pool; any other name a named pool::
+
+        [databases.sqlite]
+        url = "sqlite:///app.db"
+        max_size = 5
+
+        [databases.analytics]
+        type = "postgres"
+        url = "postgresql://app@127.0.0.1/analytics"
+    """
+    from dbsystem.backends import database_type_for_url
+
+    try:
+        with open(path, "rb") as fh:
+            document = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"invalid TOML in {os.fspath(path)!r}: {exc}") from None
+    databases = document.get("databases")
+    if not isinstance(databases, dict) or not databases:
+        raise ConfigurationError(f"{os.fspath(path)!r} has no [databases.<name>] tables")
+    specs = []
+    for key, table in databases.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"databases.{key} must be a table")
+        settings = dict(table)
+        type_value = settings.pop("type", None)
+        is_default = bool(settings.pop("default", False))
+        try:
+            config = PoolConfig(**settings)
+            db_type = (
+                DatabaseType.parse(type_value) if type_value else database_type_for_url(config.url)
+            )
+        except DBSystemError as exc:
+            raise ConfigurationError(f"databases.{key}: {exc.message}") from None
+        name = None if key in ("default", db_type.value) else key
+        specs.append(PoolSpec(db_type=db_type, config=config, name=name, default=is_default))
+    return specs
+
+
+def config_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The TOML file named by ``DBSYSTEM_CONFIG``, if set."""
+    env = os.environ if environ is None else environ
+    value = env.get("DBSYSTEM_CONFIG")
+    return Path(value) if value else None

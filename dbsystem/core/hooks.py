@@ -1,0 +1,263 @@
+"""The interception point on the one execution path: statements and the hooks that see them.
+
+Every statement a connection runs (raw SQL today; builders, the ORM, MongoDB and Redis
+commands as they land) is described by a ``Statement`` and, when any hook is installed,
+passed through the manager's ``HookChain``:
+
+1. each hook's ``before_execute(statement)`` runs in order; raising refuses the statement
+   (access control does this);
+2. the statement runs, timed;
+3. each hook's ``after_execute(statement)`` runs with ``duration``, ``rowcount`` and
+   ``error`` filled in (audit and metrics read them). It also runs when a ``before`` hook
+   refused the statement, with ``executed`` false.
+
+With no hook installed the connection skips all of this after one tuple test, so the hot
+path pays nothing for the mechanism (see ``benchmarks/bench_execute.py``).
+
+``Statement.action`` and ``Statement.resources`` are derived lazily: a builder states them,
+raw SQL is classified with sqlglot only when a hook first asks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from time import perf_counter
+from typing import Any, TypeVar
+
+__all__ = ["ExecutionHook", "HookChain", "Statement"]
+
+T = TypeVar("T")
+
+# Actions from least to most privileged; a statement that does several takes the highest.
+_ACTION_RANK = {
+    "unknown": -1,
+    "transaction": 0,
+    "select": 1,
+    "insert": 2,
+    "update": 3,
+    "delete": 4,
+    "ddl": 5,
+    "multiple": 6,
+}
+
+
+class Statement:
+    """One statement on its way through the execution path, as hooks see it.
+
+    Attributes set before execution: ``backend`` (``"sqlite"``, ``"postgresql"``...),
+    ``pool`` (the pool's name), ``operation`` (the API call: ``execute``, ``fetch_all``,
+    ``begin``...), ``text`` and ``params``. After execution: ``duration`` (seconds),
+    ``rowcount`` (rows affected or returned, ``-1`` if unknown), ``error`` (the exception,
+    or ``None``) and ``executed``.
+    """
+
+    __slots__ = (
+        "_action",
+        "_resources",
+        "backend",
+        "dialect",
+        "duration",
+        "error",
+        "executed",
+        "operation",
+        "params",
+        "pool",
+        "rowcount",
+        "text",
+    )
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        dialect: str,
+        pool: str,
+        operation: str,
+        text: str,
+        params: Any = None,
+        action: str | None = None,
+        resources: tuple[str, ...] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.dialect = dialect
+        self.pool = pool
+        self.operation = operation
+        self.text = text
+        self.params = params
+        self._action = action
+        self._resources = resources
+        self.duration: float | None = None
+        self.rowcount = -1
+        self.error: BaseException | None = None
+        self.executed = False
+
+    @property
+    def action(self) -> str:
+        """What the statement does: select, insert, update, delete, ddl, transaction, other.
+
+        ``multiple`` when the text holds several statements, ``unknown`` when it cannot be
+        parsed. A statement that writes anywhere (a ``DELETE`` inside a CTE, say) takes the
+        most privileged action it contains.
+        """
+        if self._action is None:
+            self._action, self._resources = classify_sql(self.text, self.dialect)
+        return self._action
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The tables (or collections, or key prefixes) the statement touches."""
+        if self._resources is None:
+            self._action, self._resources = classify_sql(self.text, self.dialect)
+        return self._resources
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``error`` (it ran and failed), ``refused`` (a hook stopped it) or ``pending``."""
+        if self.error is not None:
+            return "error" if self.executed else "refused"
+        return "ok" if self.executed else "pending"
+
+    def __repr__(self) -> str:
+        return (
+            f"Statement(backend={self.backend!r}, operation={self.operation!r}, "
+            f"text={self.text[:80]!r}, outcome={self.outcome!r})"
+        )
+
+
+class ExecutionHook:
+    """Base class for hooks: override either method, or both. Both run on the calling thread."""
+
+    def before_execute(self, statement: Statement) -> None:
+        """Called before the statement runs; raise to refuse it."""
+
+    def after_execute(self, statement: Statement) -> None:
+        """Called after the statement ran, failed, or was refused."""
+
+
+class HookChain:
+    """An ordered, thread-safe set of hooks, shared by every pool of a manager.
+
+    ``hooks`` is a tuple replaced (never mutated) on change, so the hot path reads it
+    without a lock and a concurrent ``add`` never disturbs a statement in flight.
+    """
+
+    __slots__ = ("_lock", "hooks")
+
+    def __init__(self) -> None:
+        self.hooks: tuple[ExecutionHook, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, hook: ExecutionHook) -> ExecutionHook:
+        """Install ``hook`` at the end of the chain and return it."""
+        with self._lock:
+            self.hooks = (*self.hooks, hook)
+        return hook
+
+    def remove(self, hook: ExecutionHook) -> None:
+        """Uninstall ``hook``; unknown hooks are ignored."""
+        with self._lock:
+            self.hooks = tuple(h for h in self.hooks if h is not hook)
+
+    def __iter__(self) -> Iterator[ExecutionHook]:
+        return iter(self.hooks)
+
+    def __len__(self) -> int:
+        return len(self.hooks)
+
+    def __bool__(self) -> bool:
+        return bool(self.hooks)
+
+    def run(self, statement: Statement, call: Callable[[], T]) -> T:
+        """Run ``call`` for ``statement`` through every hook, timing it."""
+        hooks = self.hooks
+        try:
+            for hook in hooks:
+                hook.before_execute(statement)
+        except BaseException as exc:
+            statement.error = exc
+            for hook in hooks:
+                hook.after_execute(statement)
+            raise
+        start = perf_counter()
+        try:
+            result = call()
+        except BaseException as exc:
+            statement.duration = perf_counter() - start
+            statement.executed = True
+            statement.error = exc
+            for hook in hooks:
+                hook.after_execute(statement)
+            raise
+        statement.duration = perf_counter() - start
+        statement.executed = True
+        statement.rowcount = _rowcount(result)
+        for hook in hooks:
+            hook.after_execute(statement)
+        return result
+
+
+def _rowcount(result: object) -> int:
+    if isinstance(result, int) and not isinstance(result, bool):
+        return int(result)
+    if isinstance(result, list):
+        return len(result)
+    if isinstance(result, Mapping):
+        return 1
+    if result is None:
+        return 0
+    return -1
+
+
+_SQLGLOT_DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
+
+
+@lru_cache(maxsize=1024)
+def classify_sql(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
+    """Classify raw SQL with sqlglot: (action, tables), cached by text.
+
+    Every statement of a multi-statement string is read, CTEs and subqueries included; CTE
+    names are not reported as tables. Text sqlglot cannot parse gives ``("unknown", ())``.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        trees = [t for t in sqlglot.parse(text, read=_SQLGLOT_DIALECTS.get(dialect)) if t]
+    except SqlglotError:
+        return "unknown", ()
+    if not trees:
+        return "unknown", ()
+    kinds: list[tuple[type[exp.Expression], str]] = [
+        (exp.Create, "ddl"),
+        (exp.Drop, "ddl"),
+        (exp.Alter, "ddl"),
+        (exp.TruncateTable, "ddl"),
+        (exp.Delete, "delete"),
+        (exp.Update, "update"),
+        (exp.Merge, "update"),
+        (exp.Insert, "insert"),
+        (exp.Select, "select"),
+        (exp.Transaction, "transaction"),
+        (exp.Commit, "transaction"),
+        (exp.Rollback, "transaction"),
+    ]
+    actions: list[str] = []
+    tables: dict[str, None] = {}
+    for tree in trees:
+        found = "unknown"
+        for kind, action in kinds:
+            if isinstance(tree, kind) or tree.find(kind) is not None:
+                if _ACTION_RANK[action] > _ACTION_RANK[found]:
+                    found = action
+        actions.append(found)
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if name and name not in ctes:
+                qualified = f"{table.db}.{name}" if table.db else name
+                tables.setdefault(qualified, None)
+    action = actions[0] if len(actions) == 1 else "multiple"
+    return action, tuple(tables)

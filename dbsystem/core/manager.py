@@ -1,0 +1,375 @@
+"""``DatabaseManager``: the application's entry point, holding one pool per database.
+
+Pools are keyed by database type and an optional name (several pools of one type:
+``create_pool(DatabaseType.POSTGRES, cfg, name="analytics")``). The manager builds each
+pool's backend from its URL, gives the pool its hook chain (the manager-wide hooks, plus
+statement logging when asked), and lends connections: ``with db.connection(type) as conn``.
+
+``DatabaseManager.instance()`` is the process-wide default; ``DatabaseManager()`` makes an
+independent one (tests, several isolated applications in one process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from dbsystem.backends import database_type_for_url, get_backend_class
+from dbsystem.backends._registry import scheme_database_type
+from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
+from dbsystem.core.connection import Connection, StatementLogger, sql_logger
+from dbsystem.core.hooks import ExecutionHook, HookChain
+from dbsystem.core.pool import ConnectionPool, PoolStats
+from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
+
+if TYPE_CHECKING:
+    from dbsystem.backends.base import Backend
+    from dbsystem.backends.mock import MockBackend
+
+__all__ = ["DatabaseManager", "PoolKey"]
+
+logger = logging.getLogger("dbsystem")
+
+PoolKey = DatabaseType | tuple[DatabaseType, str]
+"""How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
+
+
+class DatabaseManager:
+    """Holds the pools of an application and lends their connections. Thread-safe."""
+
+    _instance: ClassVar[DatabaseManager | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._pools: dict[tuple[DatabaseType, str | None], ConnectionPool[Any]] = {}
+        self._mode: DatabaseType | None = None
+        # The type used when a call names none: the mode, else the only pools' type.
+        # Recomputed when pools or the mode change, so the hot path reads one attribute.
+        self._default: DatabaseType | None = None
+        self._hooks: list[ExecutionHook] = []
+
+    # -- the process-wide instance ---------------------------------------------------------
+
+    @classmethod
+    def instance(cls) -> DatabaseManager:
+        """The process-wide manager, created on first call; always the same object."""
+        manager = cls._instance
+        if manager is None:
+            with cls._instance_lock:
+                manager = cls._instance
+                if manager is None:
+                    manager = cls._instance = cls()
+        return manager
+
+    handle = instance
+    """Alias of ``instance()``."""
+
+    @classmethod
+    def _replace_instance(cls, manager: DatabaseManager | None) -> DatabaseManager | None:
+        """Swap the process-wide manager (the pytest plugin isolates tests this way)."""
+        with cls._instance_lock:
+            previous, cls._instance = cls._instance, manager
+        return previous
+
+    # -- pools -----------------------------------------------------------------------------
+
+    def create_pool(
+        self,
+        db_type: DatabaseType | str,
+        config: PoolConfig | str | None = None,
+        *,
+        name: str | None = None,
+    ) -> ConnectionPool[Any]:
+        """Create and open the pool for ``db_type`` (and ``name``), and return it.
+
+        ``config`` may be a ``PoolConfig``, a URL string, or None to read the environment
+        (``PoolConfig.from_env``). ``DatabaseType.NONE`` takes the type from the URL.
+        A ``mock://`` URL is accepted for any SQL type. Opens ``min_size`` connections at
+        once and raises ``ConnectionFailed`` if the first cannot be opened.
+        """
+        db_type = DatabaseType.parse(db_type)
+        if db_type is DatabaseType.ORACLE:
+            raise NotSupportedError("Oracle is reserved but not supported by this release")
+        if config is None:
+            config = PoolConfig.from_env(name or db_type.value)
+        elif isinstance(config, str):
+            config = PoolConfig(url=config)
+        elif not isinstance(config, PoolConfig):
+            raise ConfigurationError("config must be a PoolConfig, a URL string, or None")
+        if db_type is DatabaseType.NONE:
+            db_type = database_type_for_url(config.url)
+        config = _check_url_matches(db_type, config)
+        key = (db_type, name)
+        with self._lock:
+            if key in self._pools:
+                raise ConfigurationError(f"a pool for {_label(db_type, name)} already exists")
+        backend_cls = get_backend_class(config.url.scheme)
+        backend = backend_cls(config.url, config)
+        label = getattr(backend, "label", backend.name)
+        pool: ConnectionPool[Any] = ConnectionPool(
+            backend,
+            name=name or db_type.value,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            acquire_timeout=config.acquire_timeout,
+            idle_timeout=config.idle_timeout,
+            max_lifetime=config.max_lifetime,
+            health_check_interval=config.health_check_interval,
+            leak_threshold=config.leak_threshold,
+            max_waiting=config.max_waiting,
+            lease_class=Connection,
+            backend_name=label,
+            hooks=self._chain_for(config),
+            describe=config.describe(),
+        )
+        with self._lock:
+            if key in self._pools:  # lost a race with another thread creating the same pool
+                pool.close()
+                backend.dispose()
+                raise ConfigurationError(f"a pool for {_label(db_type, name)} already exists")
+            self._pools[key] = pool
+            self._update_default()
+        return pool
+
+    def create_pools(self, specs: Sequence[PoolSpec]) -> None:
+        """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
+        for spec in specs:
+            self.create_pool(spec.db_type, spec.config, name=spec.name)
+            if spec.default:
+                self.set_mode(spec.db_type)
+
+    def configure(self, path: str | os.PathLike[str]) -> None:
+        """Create the pools a TOML file defines (see ``dbsystem.core.config.load_toml``)."""
+        self.create_pools(load_toml(path))
+
+    def get_pool(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> ConnectionPool[Any]:
+        """The pool for ``db_type`` (default: the mode) and ``name``."""
+        if db_type is None:
+            db_type = self._default or self._default_type()
+        pool = self._pools.get((db_type, name))
+        if pool is None:
+            existing = ", ".join(_label(t, n) for t, n in self._pools) or "none"
+            raise InterfaceError(
+                f"no pool for {_label(db_type, name)}; call create_pool() first (pools: {existing})"
+            )
+        return pool
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Backend:
+        """The backend behind a pool (its URL, dialect and capabilities)."""
+        return cast("Backend", self.get_pool(db_type, name).connector)
+
+    def mock(self, db_type: DatabaseType | None = None, name: str | None = None) -> MockBackend:
+        """The ``MockBackend`` behind a ``mock://`` pool, to script answers and assert calls."""
+        from dbsystem.backends.mock import MockBackend
+
+        backend = self.backend(db_type, name)
+        if not isinstance(backend, MockBackend):
+            raise InterfaceError(f"the pool for {_label(db_type, name)} is not a mock:// pool")
+        return backend
+
+    def close_pool(self, db_type: DatabaseType, name: str | None = None) -> None:
+        """Close one pool and forget it."""
+        with self._lock:
+            pool = self._pools.pop((db_type, name), None)
+            self._update_default()
+        if pool is None:
+            raise InterfaceError(f"no pool for {_label(db_type, name)}")
+        _close(pool)
+
+    def close_all(self) -> None:
+        """Close every pool. The manager stays usable: new pools may be created."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+            self._mode = None
+            self._default = None
+        for pool in pools:
+            _close(pool)
+
+    def pool_stats(self) -> dict[PoolKey, PoolStats]:
+        """A snapshot of every pool: ``{DatabaseType.SQLITE: PoolStats(...), ...}``.
+
+        Named pools are keyed ``(DatabaseType, name)``.
+        """
+        with self._lock:
+            items = list(self._pools.items())
+        return {
+            (db_type if name is None else (db_type, name)): pool.stats()
+            for (db_type, name), pool in items
+        }
+
+    # -- default backend -------------------------------------------------------------------
+
+    def set_mode(self, db_type: DatabaseType | str) -> None:
+        """Make ``db_type`` the default for calls that name none (``db.fetch_all(...)``)."""
+        with self._lock:
+            self._mode = DatabaseType.parse(db_type)
+            self._update_default()
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The default database type: the one set, or the only pools' type, or None."""
+        return self._default
+
+    def _update_default(self) -> None:
+        if self._mode is not None:
+            self._default = self._mode
+            return
+        types = {db_type for db_type, _ in self._pools}
+        self._default = next(iter(types)) if len(types) == 1 else None
+
+    def _default_type(self) -> DatabaseType:
+        mode = self._default
+        if mode is None:
+            if not self._pools:
+                raise InterfaceError("no pool has been created; call create_pool() first")
+            raise InterfaceError(
+                "several database types have pools; name one, or call set_mode() first"
+            )
+        return mode
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def add_hook(self, hook: ExecutionHook) -> ExecutionHook:
+        """Install ``hook`` on every pool, present and future; return it."""
+        with self._lock:
+            self._hooks.append(hook)
+            for pool in self._pools.values():
+                pool.hooks.add(hook)
+        return hook
+
+    def remove_hook(self, hook: ExecutionHook) -> None:
+        """Uninstall a hook installed with ``add_hook``."""
+        with self._lock:
+            self._hooks = [h for h in self._hooks if h is not hook]
+            for pool in self._pools.values():
+                pool.hooks.remove(hook)
+
+    def _chain_for(self, config: PoolConfig) -> HookChain:
+        chain = HookChain()
+        if config.echo:
+            chain.add(StatementLogger(logging.INFO, config.log_parameters))
+        elif sql_logger.isEnabledFor(logging.DEBUG):
+            chain.add(StatementLogger(logging.DEBUG, config.log_parameters))
+        for hook in self._hooks:
+            chain.add(hook)
+        return chain
+
+    # -- lending connections ---------------------------------------------------------------
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Connection:
+        """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``."""
+        return self.get_pool(db_type, name).acquire(timeout)  # type: ignore[return-value]
+
+    @contextmanager
+    def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> Iterator[Connection]:
+        """Borrow a connection inside a transaction, committed when the block exits cleanly."""
+        with self.connection(db_type, name=name) as conn, conn.transaction(isolation, readonly):
+            yield conn
+
+    def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult:
+        """Run one statement on the default (or given) database, autocommitted."""
+        with self.connection(db_type) as conn:
+            return conn.execute(sql, params)
+
+    def executemany(
+        self,
+        sql: str,
+        seq_params: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> ExecuteResult:
+        """Run one statement per parameter mapping on the default (or given) database."""
+        with self.connection(db_type) as conn:
+            return conn.executemany(sql, seq_params)
+
+    def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]:
+        """Run a query on the default (or given) database; every row as a dict."""
+        with self.connection(db_type) as conn:
+            return conn.fetch_all(sql, params)
+
+    def fetch_one(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Row | None:
+        """Run a query on the default (or given) database; the first row, or None."""
+        with self.connection(db_type) as conn:
+            return conn.fetch_one(sql, params)
+
+    def fetch_value(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Any:
+        """Run a query on the default (or given) database; the first value, or None."""
+        with self.connection(db_type) as conn:
+            return conn.fetch_value(sql, params)
+
+    def __enter__(self) -> DatabaseManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close_all()
+
+    def __repr__(self) -> str:
+        pools = ", ".join(_label(t, n) for t, n in self._pools)
+        return f"<DatabaseManager pools=[{pools}]>"
+
+
+def _label(db_type: DatabaseType | None, name: str | None) -> str:
+    kind = db_type.value if db_type is not None else "the default type"
+    return f"{kind} ({name!r})" if name else kind
+
+
+def _close(pool: ConnectionPool[Any]) -> None:
+    pool.close()
+    dispose = getattr(pool.connector, "dispose", None)
+    if dispose is not None:
+        dispose()
+
+
+def _check_url_matches(db_type: DatabaseType, config: PoolConfig) -> PoolConfig:
+    """Refuse a URL for another database type; give a bare ``mock://`` the pool's dialect."""
+    url = config.url
+    url_type = scheme_database_type(url.scheme)
+    if url_type is None:  # mock://DIALECT serves any SQL type; its host must agree
+        if not db_type.is_sql:
+            raise ConfigurationError(
+                f"{url.scheme}:// is a SQL mock; it cannot serve a {db_type.value} pool"
+            )
+        if url.host and DatabaseType.parse(url.host) is not db_type:
+            raise ConfigurationError(f"{url} mocks {url.host}, but the pool is for {db_type.value}")
+        if not url.host:
+            dialect = _MOCK_DIALECTS.get(db_type, db_type.value)
+            return config.model_copy(update={"url": url.replace(host=dialect)})
+        return config
+    if url_type is not db_type:
+        raise ConfigurationError(
+            f"a {url.scheme}:// URL connects to {url_type.value}, not {db_type.value}"
+        )
+    return config
+
+
+_MOCK_DIALECTS = {DatabaseType.POSTGRES: "postgresql"}

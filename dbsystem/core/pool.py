@@ -1,0 +1,788 @@
+"""A generic, thread-safe connection pool: the step every query takes first.
+
+``ConnectionPool[C]`` pools connections of any type ``C`` made by a ``Connector``. The SQL
+backends pool their connection objects through it; the benchmark pools raw psycopg
+connections through it to compare it with psycopg_pool on equal terms.
+
+How it behaves (the choices, and why):
+
+* ``acquire`` takes the most recently returned idle connection (LIFO): it is the warmest,
+  and it lets the surplus sit idle long enough for ``idle_timeout`` to close it.
+* Waiters are served first come, first served: a returned connection is handed straight to
+  the oldest waiter, so a thread that returns and re-acquires cannot barge ahead of it. When
+  a slot frees up instead (a connection was discarded), the oldest waiter is given the right
+  to open a new one, and opens it on its own thread.
+* Connections are opened outside the pool lock, so a slow connect never blocks a return.
+* Health: a connection idle for longer than ``health_check_interval`` is pinged before it is
+  handed out; a dead one is replaced and the caller never sees the error. Returns roll back
+  an open transaction; a connection that cannot be reset is dropped.
+* ``max_lifetime`` (less up to 10% jitter, so connections do not all expire together) is
+  enforced on acquire, on return and by the maintenance thread; a connection in use is never
+  closed under its borrower.
+* A maintenance thread per pool closes idle surplus and expired connections, refills to
+  ``min_size``, reclaims leases that were garbage-collected without being returned, and logs
+  a leak warning with the borrower's stack for a lease held past ``leak_threshold``.
+* After ``os.fork()`` the child forgets every inherited connection without touching it (its
+  socket belongs to the parent's session) and opens its own.
+
+The fast path of ``acquire`` + release is one lock round trip each, a ``monotonic()`` call
+each and no allocation besides the lease; ``benchmarks/bench_pool.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import monotonic
+from types import FrameType, TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from dbsystem.core.hooks import HookChain
+from dbsystem.errors import InterfaceError, PoolClosed, PoolExhausted, PoolTimeout
+
+__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection"]
+
+logger = logging.getLogger("dbsystem.pool")
+
+C = TypeVar("C")
+L = TypeVar("L", bound="PooledConnection[Any]")
+
+# Connections inherited across fork() are parked here, never closed: closing them in the
+# child would end the parent's server sessions (libpq sends Terminate on close).
+_INHERITED: list[object] = []
+# Leases are made with object.__new__ and four stores: no __init__ frame on the hot path.
+_new_object = object.__new__
+_POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+
+class Connector(Protocol[C]):
+    """What a pool needs from a backend: open, check, reset and close one connection."""
+
+    def connect(self) -> C:
+        """Open a new connection; raise a dbsystem error if it cannot."""
+        ...
+
+    def check(self, conn: C) -> None:
+        """Raise if ``conn`` is no longer usable (a ping)."""
+        ...
+
+    def reset(self, conn: C) -> None:
+        """Make ``conn`` ready for its next borrower (roll back); raise if it cannot."""
+        ...
+
+    def close(self, conn: C) -> None:
+        """Close ``conn``; must not raise."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool's state and counters (times in seconds)."""
+
+    name: str
+    min_size: int
+    max_size: int
+    total: int
+    """Connections open or being opened."""
+    active: int
+    """Connections lent out."""
+    idle: int
+    """Connections ready to be lent."""
+    waiting: int
+    """Callers waiting for a connection."""
+    acquired: int
+    """Connections handed out since the pool opened."""
+    timeouts: int
+    """Acquires that gave up after the acquire timeout."""
+    created: int
+    """Connections opened."""
+    closed: int
+    """Connections closed by the pool (idle timeout, lifetime, shrink, pool close)."""
+    discarded: int
+    """Connections dropped as broken (failed ping, failed reset)."""
+    connect_errors: int
+    """Attempts to open a connection that failed."""
+    leaks: int
+    """Leases held past ``leak_threshold`` or garbage-collected without being returned."""
+    wait_mean: float
+    """Mean time an acquire waited, over all acquires (those served at once count as 0)."""
+    wait_max: float
+    """Longest time an acquire waited."""
+
+
+class _Entry:
+    """The pool's record of one connection."""
+
+    __slots__ = (
+        "borrowed_at",
+        "conn",
+        "created_at",
+        "expires_at",
+        "generation",
+        "last_used",
+        "lease",
+        "leak_reported",
+    )
+
+    def __init__(self, conn: Any, now: float, expires_at: float, generation: int) -> None:
+        self.conn = conn
+        self.created_at = now
+        self.last_used = now
+        self.expires_at = expires_at
+        self.generation = generation
+        self.borrowed_at = 0.0
+        # Weak, so that a lease dropped without release() can still be collected.
+        self.lease: weakref.ref[PooledConnection[Any]] | None = None
+        self.leak_reported = False
+
+
+class _Waiter:
+    """A caller waiting in line; released by whoever serves it."""
+
+    __slots__ = ("entry", "error", "lock", "permit")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.entry: _Entry | None = None
+        self.permit = False
+        self.error: BaseException | None = None
+
+
+class PooledConnection(Generic[C]):
+    """A lease on one pooled connection, valid until it is returned.
+
+    Use it as a context manager (the connection goes back to the pool on exit), or call
+    ``release()``. After that every use raises ``InterfaceError``: the connection may already
+    belong to someone else. Subclasses add the query API (``dbsystem.Connection``).
+    """
+
+    __slots__ = ("__weakref__", "_entry", "_frame", "_pool", "_raw")
+
+    def __init__(self, pool: ConnectionPool[C], entry: _Entry) -> None:
+        self._pool = pool
+        self._entry: _Entry | None = entry
+        self._raw: C | None = entry.conn
+        self._frame: FrameType | None = None
+
+    @property
+    def raw(self) -> C:
+        """The underlying connection. Do not keep it past ``release()``."""
+        raw = self._raw
+        if raw is None:
+            raise self._released_error()
+        return raw
+
+    @property
+    def released(self) -> bool:
+        """True once the lease was returned to the pool."""
+        return self._entry is None
+
+    @property
+    def pool(self) -> ConnectionPool[C]:
+        """The pool this lease came from."""
+        return self._pool
+
+    def release(self) -> None:
+        """Return the connection to the pool. A second call raises ``InterfaceError``."""
+        self.__exit__(None, None, None)
+
+    def __enter__(self: L) -> L:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        # The release itself, inlined here because it runs once per borrow.
+        entry = self._entry
+        pool = self._pool
+        if entry is None:
+            raise InterfaceError(
+                f"connection was already returned to pool {pool.name!r}",
+                backend=pool.backend_name,
+            )
+        self._entry = None
+        self._raw = None
+        self._frame = None
+        entry.lease = None
+        if entry.generation != pool._generation:
+            _INHERITED.append(entry.conn)  # lent out before a fork; not ours to close
+            return
+        try:
+            pool.connector.reset(entry.conn)
+            healthy = True
+        except Exception as error:
+            healthy = False
+            logger.warning(
+                "pool %r: discarding a connection returned in a broken state: %s",
+                pool.name,
+                error,
+            )
+        now = monotonic()
+        entry.last_used = now
+        lock = pool._lock
+        lock.acquire()
+        pool._active -= 1
+        if healthy and now < entry.expires_at and not pool._closed:
+            if pool._waiters:
+                waiter = pool._waiters.popleft()
+                waiter.entry = entry
+                pool._active += 1
+                pool._n_acquired += 1
+                lock.release()
+                waiter.lock.release()
+            else:
+                pool._idle.append(entry)
+                lock.release()
+            return
+        pool._entries.discard(entry)
+        pool._total -= 1
+        if healthy:
+            pool._n_closed += 1
+        else:
+            pool._n_discarded += 1
+        pool._grant_permit_locked()
+        lock.release()
+        pool._close_conn(entry.conn)
+
+    def __del__(self) -> None:
+        # Dropped without release(): hand the entry to the maintenance thread. Never take
+        # the pool lock here: the GC may run while this very thread holds it.
+        entry = self._entry
+        if entry is not None:
+            self._entry = None
+            self._raw = None
+            self._pool._forgotten.append(entry)
+
+    def _released_error(self) -> InterfaceError:
+        return InterfaceError(
+            f"connection used after it was returned to pool {self._pool.name!r}",
+            backend=self._pool.backend_name,
+        )
+
+    def __repr__(self) -> str:
+        state = "released" if self._entry is None else "active"
+        return f"<{type(self).__name__} pool={self._pool.name!r} {state}>"
+
+
+class ConnectionPool(Generic[C]):
+    """A thread-safe pool of connections made by ``connector``; see the module docstring.
+
+    ``lease_class`` is the type ``acquire`` returns; it must derive from ``PooledConnection``.
+    """
+
+    def __init__(
+        self,
+        connector: Connector[C],
+        *,
+        name: str = "pool",
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        idle_timeout: float | None = 600.0,
+        max_lifetime: float | None = 3600.0,
+        health_check_interval: float | None = 1.0,
+        leak_threshold: float | None = None,
+        max_waiting: int = 0,
+        maintenance_interval: float | None = None,
+        lease_class: type[PooledConnection[C]] = PooledConnection,
+        backend_name: str | None = None,
+        hooks: HookChain | None = None,
+        describe: str | None = None,
+    ) -> None:
+        if max_size < 1 or min_size < 0 or min_size > max_size:
+            raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1 (pool {name!r})")
+        if acquire_timeout <= 0:
+            raise ValueError(f"acquire_timeout must be positive (pool {name!r})")
+        self.name = name
+        self.backend_name = backend_name
+        self.connector = connector
+        self.hooks = hooks if hooks is not None else HookChain()
+        self._describe = describe or name
+        self._lease_class = lease_class
+        self._min_size = min_size
+        self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
+        self._idle_timeout = idle_timeout
+        self._max_lifetime = max_lifetime
+        self._check_after = float("inf") if health_check_interval is None else health_check_interval
+        self._leak_threshold = leak_threshold
+        self._max_waiting = max_waiting
+        self._maintenance_interval = maintenance_interval or _maintenance_interval(
+            idle_timeout, max_lifetime, leak_threshold
+        )
+
+        self._lock = threading.Lock()
+        self._idle: deque[_Entry] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._entries: set[_Entry] = set()
+        self._forgotten: deque[_Entry] = deque()
+        self._generation = 0
+        self._closed = False
+        self._total = 0
+        self._active = 0
+        self._n_acquired = 0
+        self._n_timeouts = 0
+        self._n_created = 0
+        self._n_closed = 0
+        self._n_discarded = 0
+        self._n_connect_errors = 0
+        self._n_leaks = 0
+        self._wait_total = 0.0
+        self._wait_max = 0.0
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+
+        _POOLS.add(self)
+        try:
+            self._fill(min_size, fail_fast=True)
+        except BaseException:
+            self.close()
+            raise
+        self._start_maintenance()
+        logger.info("pool %r opened: %s", name, self._describe)
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        """Connections kept open while idle."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """The most connections the pool holds."""
+        return self._max_size
+
+    def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
+        """Borrow a connection, waiting up to ``timeout`` (default: the acquire timeout).
+
+        Raises ``PoolTimeout`` if none comes free in time, ``PoolExhausted`` if
+        ``max_waiting`` callers already wait, ``PoolClosed`` after ``close()``, and the
+        backend's ``ConnectionFailed`` if a needed new connection cannot be opened.
+        """
+        lock = self._lock
+        lock.acquire()
+        if self._idle:
+            entry = self._idle.pop()
+            self._active += 1
+            self._n_acquired += 1
+            lock.release()
+        else:
+            lock.release()
+            entry = self._acquire_slow(self._acquire_timeout if timeout is None else timeout)
+        now = monotonic()
+        if now - entry.last_used > self._check_after or now >= entry.expires_at:
+            entry = self._renew(entry, now)
+        lease = _new_object(self._lease_class)
+        lease._pool = self
+        lease._entry = entry
+        lease._raw = entry.conn
+        lease._frame = None
+        if self._leak_threshold is not None:
+            lease._frame = sys._getframe(1)
+            entry.borrowed_at = now
+            entry.leak_reported = False
+            entry.lease = weakref.ref(lease)
+        return lease
+
+    def stats(self) -> PoolStats:
+        """A consistent snapshot of sizes and counters."""
+        with self._lock:
+            acquired = self._n_acquired
+            return PoolStats(
+                name=self.name,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                total=self._total,
+                active=self._active,
+                idle=len(self._idle),
+                waiting=len(self._waiters),
+                acquired=acquired,
+                timeouts=self._n_timeouts,
+                created=self._n_created,
+                closed=self._n_closed,
+                discarded=self._n_discarded,
+                connect_errors=self._n_connect_errors,
+                leaks=self._n_leaks,
+                wait_mean=self._wait_total / acquired if acquired else 0.0,
+                wait_max=self._wait_max,
+            )
+
+    def holders(self) -> list[tuple[float, str]]:
+        """For each lent-out connection: seconds held and where it was acquired.
+
+        Known only with ``leak_threshold`` set (that is when the borrower's frame is kept).
+        """
+        now = monotonic()
+        out = []
+        with self._lock:
+            entries = [e for e in self._entries if e.lease is not None]
+        for entry in entries:
+            lease = entry.lease() if entry.lease is not None else None
+            frame = lease._frame if lease is not None else None
+            where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
+            out.append((now - entry.borrowed_at, where))
+        return out
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Close the pool: waiters get ``PoolClosed`` at once, idle connections close now.
+
+        Connections still lent out close when returned; ``timeout`` waits up to that many
+        seconds for them to come back (drain). Later ``acquire`` calls raise ``PoolClosed``.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+            for entry in idle:
+                self._entries.discard(entry)
+            self._total -= len(idle)
+            self._n_closed += len(idle)
+            waiters = list(self._waiters)
+            self._waiters.clear()
+        for waiter in waiters:
+            waiter.error = PoolClosed(f"pool {self.name!r} was closed", backend=self.backend_name)
+            waiter.lock.release()
+        self._stop.set()
+        thread = self._maintenance
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        for entry in idle:
+            self._close_conn(entry.conn)
+        deadline = monotonic() + timeout
+        while timeout > 0 and self._active and monotonic() < deadline:
+            self._stop.wait(0.005)
+        logger.info("pool %r closed", self.name)
+
+    def __enter__(self) -> ConnectionPool[C]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self._active}/{self._total} active"
+        return f"<ConnectionPool {self.name!r} {state}, max_size={self._max_size}>"
+
+    # -- acquire internals -----------------------------------------------------------------
+
+    def _acquire_slow(self, timeout: float) -> _Entry:
+        with self._lock:
+            if self._closed:
+                raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+            if self._maintenance is None:
+                self._start_maintenance()
+            if self._idle:
+                entry = self._idle.pop()
+                self._active += 1
+                self._n_acquired += 1
+                return entry
+            if self._total < self._max_size:
+                self._total += 1
+                waiter = None
+            else:
+                if self._max_waiting and len(self._waiters) >= self._max_waiting:
+                    raise PoolExhausted(
+                        f"pool {self.name!r}: {len(self._waiters)} callers already waiting "
+                        f"(max_waiting={self._max_waiting}); all {self._max_size} connections "
+                        "in use",
+                        backend=self.backend_name,
+                    )
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+        if waiter is None:
+            return self._open_reserved()
+
+        start = monotonic()
+        served = waiter.lock.acquire(timeout=max(timeout, 0.0))
+        waited = monotonic() - start
+        with self._lock:
+            if not served and waiter.entry is None and not waiter.permit and not waiter.error:
+                self._waiters.remove(waiter)
+                self._n_timeouts += 1
+                active, total, waiting = self._active, self._total, len(self._waiters)
+                raise PoolTimeout(
+                    f"pool {self.name!r} ({self._describe}) could not provide a connection "
+                    f"within {timeout:g} s: {active} of max_size {self._max_size} in use, "
+                    f"{total} open, {waiting} other callers waiting",
+                    backend=self.backend_name,
+                )
+            self._wait_total += waited
+            if waited > self._wait_max:
+                self._wait_max = waited
+        if waiter.error is not None:
+            raise waiter.error
+        if waiter.permit:
+            return self._open_reserved()
+        assert waiter.entry is not None
+        return waiter.entry
+
+    def _open_reserved(self) -> _Entry:
+        """Open a connection in a slot already counted in ``_total``, and lend it."""
+        try:
+            conn = self.connector.connect()
+        except BaseException:
+            with self._lock:
+                self._total -= 1
+                self._n_connect_errors += 1
+                self._grant_permit_locked()
+            raise
+        entry = self._new_entry(conn)
+        with self._lock:
+            if self._closed:
+                self._total -= 1
+                closed = True
+            else:
+                closed = False
+                self._entries.add(entry)
+                self._n_created += 1
+                self._active += 1
+                self._n_acquired += 1
+        if closed:
+            self._close_conn(conn)
+            raise PoolClosed(f"pool {self.name!r} was closed", backend=self.backend_name)
+        return entry
+
+    def _renew(self, entry: _Entry, now: float) -> _Entry:
+        """Ping an entry idle too long, or replace an expired one; the slot stays lent."""
+        if now < entry.expires_at:
+            try:
+                self.connector.check(entry.conn)
+            except Exception as exc:
+                logger.warning(
+                    "pool %r: discarding a connection that failed its health check: %s",
+                    self.name,
+                    exc,
+                )
+                with self._lock:
+                    self._n_discarded += 1
+            else:
+                entry.last_used = now
+                return entry
+        else:
+            with self._lock:
+                self._n_closed += 1
+        with self._lock:
+            self._entries.discard(entry)
+        self._close_conn(entry.conn)
+        try:
+            conn = self.connector.connect()
+        except BaseException:
+            with self._lock:
+                self._total -= 1
+                self._active -= 1
+                self._n_connect_errors += 1
+                self._grant_permit_locked()
+            raise
+        fresh = self._new_entry(conn)
+        with self._lock:
+            self._entries.add(fresh)
+            self._n_created += 1
+        return fresh
+
+    def _new_entry(self, conn: Any) -> _Entry:
+        now = monotonic()
+        lifetime = self._max_lifetime
+        expires = now + lifetime * random.uniform(0.9, 1.0) if lifetime else float("inf")
+        return _Entry(conn, now, expires, self._generation)
+
+    # -- release internals -----------------------------------------------------------------
+
+    def _grant_permit_locked(self) -> None:
+        """A slot came free: let the oldest waiter open a connection in it."""
+        if self._waiters and not self._closed and self._total < self._max_size:
+            waiter = self._waiters.popleft()
+            waiter.permit = True
+            self._total += 1
+            waiter.lock.release()
+
+    def _close_conn(self, conn: Any) -> None:
+        try:
+            self.connector.close(conn)
+        except Exception:  # the connector promises not to raise; be safe anyway
+            logger.debug("pool %r: error while closing a connection", self.name, exc_info=True)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def _fill(self, count: int, *, fail_fast: bool) -> None:
+        """Open up to ``count`` connections into the idle set (or to waiters)."""
+        for _ in range(count):
+            with self._lock:
+                if self._closed or self._total >= self._max_size:
+                    return
+                self._total += 1
+            try:
+                conn = self.connector.connect()
+            except BaseException:
+                with self._lock:
+                    self._total -= 1
+                    self._n_connect_errors += 1
+                    self._grant_permit_locked()
+                if fail_fast:
+                    raise
+                logger.warning("pool %r: could not open a connection", self.name, exc_info=True)
+                return
+            entry = self._new_entry(conn)
+            with self._lock:
+                if self._closed:
+                    self._total -= 1
+                    closed = True
+                else:
+                    closed = False
+                    self._entries.add(entry)
+                    self._n_created += 1
+                    if self._waiters:
+                        waiter = self._waiters.popleft()
+                        waiter.entry = entry
+                        self._active += 1
+                        self._n_acquired += 1
+                        waiter.lock.release()
+                    else:
+                        self._idle.append(entry)
+            if closed:
+                self._close_conn(conn)
+                return
+
+    def _start_maintenance(self) -> None:
+        thread = threading.Thread(
+            target=_maintenance_loop,
+            args=(weakref.ref(self), self._stop, self._maintenance_interval),
+            name=f"dbsystem-pool-{self.name}",
+            daemon=True,
+        )
+        self._maintenance = thread
+        thread.start()
+
+    def _maintain(self) -> None:
+        """One maintenance pass; see the module docstring."""
+        now = monotonic()
+        to_close: list[_Entry] = []
+        leaks: list[tuple[_Entry, PooledConnection[C]]] = []
+        reclaimed = 0
+        with self._lock:
+            if self._closed:
+                return
+            while self._forgotten:
+                entry = self._forgotten.popleft()
+                self._entries.discard(entry)
+                self._total -= 1
+                self._active -= 1
+                self._n_leaks += 1
+                to_close.append(entry)
+                reclaimed += 1
+                self._grant_permit_locked()
+            keep: deque[_Entry] = deque()
+            surplus = self._total - self._min_size
+            for entry in self._idle:  # oldest first
+                if now >= entry.expires_at:
+                    to_close.append(entry)
+                elif (
+                    self._idle_timeout is not None
+                    and surplus > 0
+                    and now - entry.last_used > self._idle_timeout
+                ):
+                    to_close.append(entry)
+                    surplus -= 1
+                else:
+                    keep.append(entry)
+            closing = len(self._idle) - len(keep)
+            if closing:
+                self._idle = keep
+                self._total -= closing
+                self._n_closed += closing
+                for entry in to_close:
+                    self._entries.discard(entry)
+            if self._leak_threshold is not None:
+                for entry in self._entries:
+                    lease = entry.lease() if entry.lease is not None else None
+                    if (
+                        lease is not None
+                        and not entry.leak_reported
+                        and now - entry.borrowed_at > self._leak_threshold
+                    ):
+                        entry.leak_reported = True
+                        self._n_leaks += 1
+                        leaks.append((entry, lease))
+            missing = self._min_size - self._total
+        for entry in to_close:
+            self._close_conn(entry.conn)
+        if reclaimed:
+            logger.warning(
+                "pool %r: %d connection(s) garbage-collected without being returned; closed "
+                "(use 'with' or call release())",
+                self.name,
+                reclaimed,
+            )
+        for entry, lease in leaks:
+            frame = lease._frame
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else "?"
+            logger.warning(
+                "pool %r: connection held for %.3f s (leak_threshold=%g s); acquired at:\n%s",
+                self.name,
+                now - entry.borrowed_at,
+                self._leak_threshold,
+                stack,
+            )
+        if missing > 0:
+            self._fill(missing, fail_fast=False)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        _INHERITED.extend(entry.conn for entry in self._entries)
+        self._entries = set()
+        self._idle = deque()
+        self._waiters = deque()
+        self._forgotten = deque()
+        self._generation += 1
+        self._total = 0
+        self._active = 0
+        self._maintenance = None  # threads do not survive fork; restarted on first use
+
+
+def _maintenance_interval(*limits: float | None) -> float:
+    candidates = [limit / 4 for limit in limits if limit]
+    return max(0.01, min([1.0, *candidates]))
+
+
+def _maintenance_loop(
+    pool_ref: Callable[[], ConnectionPool[Any] | None], stop: threading.Event, interval: float
+) -> None:
+    # Holds the pool weakly, so a pool dropped without close() can still be collected.
+    while not stop.wait(interval):
+        pool = pool_ref()
+        if pool is None or pool.closed:
+            return
+        try:
+            pool._maintain()
+        except Exception:
+            logger.exception("pool %r: maintenance pass failed", pool.name)
+        del pool
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

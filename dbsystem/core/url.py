@@ -1,0 +1,226 @@
+"""Connection URLs: parsing, rendering with the password hidden, and scrubbing secrets from text.
+
+``DatabaseURL`` is immutable. ``str()`` and ``repr()`` never show the password (as in
+SQLAlchemy 2); ``render(hide_password=False)`` gives the full URL for a driver. ``redact``
+removes known secrets from any text (driver messages, log lines) before it leaves the library.
+
+Forms understood::
+
+    postgresql://user:pw@host:5432/db?max_size=10     postgresql+psycopg://...  postgres://...
+    mysql://user:pw@host:3306/db                      mysql+pymysql://...  mariadb://...
+    sqlite:///relative/path.db   sqlite:////absolute/path.db   sqlite://:memory:   sqlite://
+    mongodb://host:27017/app     mongodb+srv://cluster.example.com/app   mongodb+mock://
+    redis://:pw@host:6379/0      rediss://...   redis+mock://
+    mock://postgresql            (the host names the SQL dialect the mock stands in for)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from dbsystem.errors import InvalidURL
+
+__all__ = ["DatabaseURL", "redact"]
+
+_MASK = "***"
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+# user:password@ inside any URL-looking text, for scrubbing messages we did not write.
+_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
+_PASSWORD_KV_RE = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|\S+)")
+
+
+class DatabaseURL:
+    """A parsed connection URL. Immutable; ``str()`` hides the password.
+
+    >>> url = DatabaseURL("postgresql://app:s3cret@db.local:5432/shop?max_size=5")
+    >>> url.scheme, url.host, url.port, url.database, url.options["max_size"]
+    ('postgresql', 'db.local', 5432, 'shop', '5')
+    >>> str(url)
+    'postgresql://app:***@db.local:5432/shop?max_size=5'
+    """
+
+    __slots__ = (
+        "_password",
+        "database",
+        "driver",
+        "host",
+        "options",
+        "port",
+        "scheme",
+        "username",
+    )
+
+    _password: str | None
+    scheme: str
+    driver: str | None
+    username: str | None
+    host: str | None
+    port: int | None
+    database: str | None
+    options: Mapping[str, str]
+
+    def __init__(self, url: str | DatabaseURL) -> None:
+        if isinstance(url, DatabaseURL):
+            for name in self.__slots__:
+                object.__setattr__(self, name, getattr(url, name))
+            return
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidURL("a connection URL must be a non-empty string")
+        parsed = _parse(url.strip())
+        for name, value in parsed.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("DatabaseURL is immutable; use replace()")
+
+    @property
+    def password(self) -> str | None:
+        """The password, for handing to a driver. Never printed by ``str`` or ``repr``."""
+        return self._password
+
+    @property
+    def base_scheme(self) -> str:
+        """The scheme without its ``+driver`` suffix: ``postgresql`` for ``postgresql+psycopg``."""
+        return self.scheme.split("+", 1)[0]
+
+    @property
+    def is_memory(self) -> bool:
+        """True for an in-memory SQLite URL (``sqlite://`` or ``sqlite://:memory:``)."""
+        return self.scheme == "sqlite" and self.database in (None, "", ":memory:")
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret strings in this URL (its password), for ``redact``."""
+        return (self._password,) if self._password else ()
+
+    def replace(self, **changes: Any) -> DatabaseURL:
+        """Return a copy with some parts changed (``host=``, ``database=``, ``options=`` ...)."""
+        values = {name.lstrip("_"): getattr(self, name) for name in self.__slots__}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise InvalidURL(f"unknown URL part(s): {', '.join(sorted(unknown))}")
+        values.update(changes)
+        new = object.__new__(DatabaseURL)
+        for name in self.__slots__:
+            value = values[name.lstrip("_")]
+            if name == "options":
+                value = dict(value or {})
+            object.__setattr__(new, name, value)
+        return new
+
+    def without_options(self, names: Iterable[str]) -> DatabaseURL:
+        """Return a copy without the given query options."""
+        drop = set(names)
+        return self.replace(options={k: v for k, v in self.options.items() if k not in drop})
+
+    def render(self, *, hide_password: bool = True) -> str:
+        """Return the URL as text; the password is shown only with ``hide_password=False``."""
+        if self.scheme == "sqlite":
+            memory = self.database in (None, "", ":memory:")
+            text = "sqlite://:memory:" if memory else f"sqlite:///{self.database}"
+        else:
+            netloc = ""
+            if self.username is not None or self._password is not None:
+                netloc = quote(self.username or "", safe="")
+                if self._password is not None:
+                    netloc += ":" + (_MASK if hide_password else quote(self._password, safe=""))
+                netloc += "@"
+            if self.host:
+                netloc += f"[{self.host}]" if ":" in self.host else self.host
+            if self.port is not None:
+                netloc += f":{self.port}"
+            text = f"{self.scheme}://{netloc}"
+            if self.database is not None:
+                text += "/" + quote(self.database, safe="")
+        if self.options:
+            text += "?" + urlencode(dict(self.options))
+        return text
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.render()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DatabaseURL):
+            return NotImplemented
+        return self.render(hide_password=False) == other.render(hide_password=False)
+
+    def __hash__(self) -> int:
+        return hash(self.render(hide_password=False))
+
+
+def _parse(url: str) -> dict[str, Any]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME_RE.match(scheme):
+        raise InvalidURL(f"not a connection URL (expected scheme://...): {redact(url)!r}")
+    scheme = scheme.lower()
+    driver = scheme.split("+", 1)[1] if "+" in scheme else None
+    if scheme == "sqlite":
+        return _parse_sqlite(rest, driver)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"invalid connection URL {redact(url)!r}: {exc}") from None
+    database = unquote(parts.path[1:]) if parts.path.startswith("/") else None
+    return {
+        "scheme": scheme,
+        "driver": driver,
+        "username": unquote(parts.username) if parts.username is not None else None,
+        "_password": unquote(parts.password) if parts.password is not None else None,
+        "host": parts.hostname,
+        "port": port,
+        "database": database or None,
+        "options": _options(parts.query, url),
+    }
+
+
+def _parse_sqlite(rest: str, driver: str | None) -> dict[str, Any]:
+    path, _, query = rest.partition("?")
+    if path in ("", ":memory:", "/:memory:"):
+        database: str | None = ":memory:"
+    elif path.startswith("/"):
+        # sqlite:///rel.db -> "rel.db"; sqlite:////abs/x.db -> "/abs/x.db" (SQLAlchemy's rule).
+        database = unquote(path[1:]) or ":memory:"
+    else:
+        raise InvalidURL(
+            f"invalid SQLite URL 'sqlite://{path}': use sqlite:///relative.db, "
+            "sqlite:////absolute/path.db or sqlite://:memory:"
+        )
+    return {
+        "scheme": "sqlite",
+        "driver": driver,
+        "username": None,
+        "_password": None,
+        "host": None,
+        "port": None,
+        "database": database,
+        "options": _options(query, rest),
+    }
+
+
+def _options(query: str, url: str) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise InvalidURL(f"invalid query string in URL {redact(url)!r}") from None
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Return ``text`` with every known secret and every URL password replaced by ``***``.
+
+    Applied to driver messages before they become our errors, so a password that a driver
+    echoes back (in a DSN, in ``password=...``) never reaches a log or a traceback.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _MASK)
+            quoted = quote(secret, safe="")
+            if quoted != secret:
+                text = text.replace(quoted, _MASK)
+    text = _USERINFO_RE.sub(lambda m: m.group("pre") + _MASK, text)
+    return _PASSWORD_KV_RE.sub(lambda m: m.group(1) + _MASK, text)

@@ -1,0 +1,270 @@
+"""The SQLite backend through the manager: sharing, transactions, savepoints, errors, types."""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import threading
+
+import pytest
+
+from dbsystem import (
+    ConnectionFailed,
+    DatabaseManager,
+    DatabaseType,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PoolConfig,
+    ProgrammingError,
+)
+
+
+@pytest.fixture
+def db():
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, PoolConfig(url="sqlite://:memory:", max_size=4))
+    manager.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+    yield manager
+    manager.close_all()
+
+
+def test_memory_database_is_shared_by_the_pools_connections(db):
+    a = db.connection()
+    b = db.connection()
+    assert a.raw is not b.raw
+    a.execute("INSERT INTO users (name) VALUES (:n)", {"n": "ada"})
+    assert b.fetch_all("SELECT name FROM users") == [{"name": "ada"}]
+    a.release()
+    b.release()
+
+
+def test_each_memory_pool_is_its_own_database(db):
+    other = DatabaseManager()
+    other.create_pool(DatabaseType.SQLITE, "sqlite://:memory:")
+    try:
+        with pytest.raises(ProgrammingError, match="no such table"):
+            other.fetch_all("SELECT * FROM users")
+    finally:
+        other.close_all()
+
+
+def test_memory_database_outlives_idle_connections():
+    manager = DatabaseManager()
+    manager.create_pool(
+        DatabaseType.SQLITE, PoolConfig(url="sqlite://", min_size=0, max_size=1, max_lifetime=0.01)
+    )
+    try:
+        manager.execute("CREATE TABLE t (x)")
+        manager.execute("INSERT INTO t VALUES (1)")
+        import time
+
+        time.sleep(0.02)  # the connection expired and is replaced on next acquire
+        assert manager.fetch_value("SELECT x FROM t") == 1
+    finally:
+        manager.close_all()
+
+
+def test_file_database_uses_wal_and_foreign_keys(tmp_path):
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/app.db")
+    try:
+        assert manager.fetch_value("PRAGMA journal_mode") == "wal"
+        assert manager.fetch_value("PRAGMA foreign_keys") == 1
+        manager.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        manager.execute("CREATE TABLE child (pid INTEGER REFERENCES parent(id))")
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            manager.execute("INSERT INTO child VALUES (42)")
+    finally:
+        manager.close_all()
+    assert (tmp_path / "app.db").exists()
+
+
+def test_url_options_set_pragmas(tmp_path):
+    manager = DatabaseManager()
+    url = f"sqlite:///{tmp_path}/x.db?journal_mode=delete&synchronous=normal"
+    manager.create_pool(DatabaseType.SQLITE, url)
+    try:
+        assert manager.fetch_value("PRAGMA journal_mode") == "delete"
+        assert manager.fetch_value("PRAGMA synchronous") == 1
+    finally:
+        manager.close_all()
+
+
+def test_unknown_sqlite_option_is_a_configuration_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown SQLite URL option"):
+        DatabaseManager().create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/x.db?colour=1")
+
+
+def test_unopenable_file_raises_connection_failed(tmp_path):
+    with pytest.raises(ConnectionFailed, match="cannot open SQLite database"):
+        DatabaseManager().create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/no/such/dir.db")
+
+
+def test_autocommit_outside_transaction(db):
+    with db.connection() as a, db.connection() as b:
+        a.execute("INSERT INTO users (name) VALUES ('x')")
+        assert b.fetch_value("SELECT COUNT(*) FROM users") == 1
+
+
+def test_transaction_commits_on_clean_exit_and_hides_until_then(tmp_path):
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/tx.db")
+    try:
+        manager.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        with manager.connection() as a, manager.connection() as b:
+            with a.transaction():
+                a.execute("INSERT INTO users (name) VALUES ('x')")
+                assert a.in_transaction
+                # WAL: the other connection reads the last committed snapshot.
+                assert b.fetch_value("SELECT COUNT(*) FROM users") == 0
+            assert not a.in_transaction
+            assert b.fetch_value("SELECT COUNT(*) FROM users") == 1
+    finally:
+        manager.close_all()
+
+
+def test_memory_database_readers_wait_for_a_writer_then_fail_clearly():
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, PoolConfig(url="sqlite://", connect_timeout=0.05))
+    try:
+        manager.execute("CREATE TABLE t (x)")
+        with manager.connection() as a, manager.connection() as b:
+            with a.transaction():
+                a.execute("INSERT INTO t VALUES (1)")
+                with pytest.raises(OperationalError, match="locked"):
+                    b.fetch_all("SELECT * FROM t")
+            assert b.fetch_value("SELECT COUNT(*) FROM t") == 1
+    finally:
+        manager.close_all()
+
+
+def test_exception_rolls_back_everything_in_the_block(db):
+    with db.connection() as conn:
+        with pytest.raises(RuntimeError), conn.transaction():
+            conn.execute("INSERT INTO users (name) VALUES ('x')")
+            raise RuntimeError("abort")
+        assert conn.fetch_value("SELECT COUNT(*) FROM users") == 0
+
+
+def test_nested_blocks_are_savepoints(db):
+    with db.connection() as conn:
+        with conn.transaction():
+            conn.execute("INSERT INTO users (name) VALUES ('outer')")
+            with pytest.raises(IntegrityError), conn.transaction():
+                conn.execute("INSERT INTO users (name) VALUES ('inner')")
+                conn.execute("INSERT INTO users (name) VALUES ('outer')")  # duplicate
+            with conn.transaction():
+                conn.execute("INSERT INTO users (name) VALUES ('kept')")
+        names = [r["name"] for r in conn.fetch_all("SELECT name FROM users ORDER BY id")]
+        assert names == ["outer", "kept"]
+
+
+def test_readonly_transaction_refuses_writes_and_resets_after(db):
+    with db.connection() as conn:
+        with pytest.raises(OperationalError, match="readonly"), conn.transaction(readonly=True):
+            conn.execute("INSERT INTO users (name) VALUES ('x')")
+        conn.execute("INSERT INTO users (name) VALUES ('y')")
+        assert conn.fetch_value("SELECT COUNT(*) FROM users") == 1
+
+
+def test_isolation_levels(db):
+    with db.connection() as conn:
+        with conn.transaction(isolation="serializable"):
+            conn.execute("INSERT INTO users (name) VALUES ('x')")
+        with pytest.raises(InterfaceError, match="unknown isolation level"):
+            with conn.transaction(isolation="chaotic"):
+                pass
+        with conn.transaction(), pytest.raises(InterfaceError, match="outermost"):
+            with conn.transaction(isolation="read committed"):
+                pass
+
+
+def test_connection_returned_inside_a_transaction_is_rolled_back(db):
+    pool = db.get_pool()
+    lease = pool.acquire()
+    lease.raw.begin()
+    lease.execute("INSERT INTO users (name) VALUES ('ghost')")
+    lease.release()
+    assert db.fetch_value("SELECT COUNT(*) FROM users") == 0
+    with db.connection() as conn:
+        assert not conn.raw.in_transaction
+
+
+def test_error_mapping(db):
+    db.execute("INSERT INTO users (name) VALUES ('a')")
+    with pytest.raises(IntegrityError) as info:
+        db.execute("INSERT INTO users (name) VALUES (:n)", {"n": "a"})
+    err = info.value
+    assert err.backend == "sqlite" and isinstance(err.__cause__, sqlite3.IntegrityError)
+    assert "INSERT INTO users" in str(err) and err.params is None and "'a'" not in str(err)
+    with pytest.raises(IntegrityError, match="NOT NULL"):
+        db.execute("INSERT INTO users (name) VALUES (NULL)")
+    with pytest.raises(ProgrammingError, match="syntax error"):
+        db.execute("SELEC 1")
+    with pytest.raises(ProgrammingError, match="no such table"):
+        db.fetch_all("SELECT * FROM nope")
+    with pytest.raises(ProgrammingError):
+        db.fetch_all("SELECT :a", {"b": 1})
+
+
+def test_parameters_shown_in_errors_only_when_asked():
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, PoolConfig(url="sqlite://", log_parameters=True))
+    try:
+        manager.execute("CREATE TABLE t (x UNIQUE)")
+        manager.execute("INSERT INTO t VALUES (:x)", {"x": "v1"})
+        with pytest.raises(IntegrityError) as info:
+            manager.execute("INSERT INTO t VALUES (:x)", {"x": "v1"})
+        assert info.value.params == {"x": "v1"} and "'v1'" in str(info.value)
+    finally:
+        manager.close_all()
+
+
+def test_parameters_must_be_a_mapping(db):
+    with pytest.raises(InterfaceError, match="mapping"):
+        db.fetch_all("SELECT * FROM users WHERE id = :id", [1])  # type: ignore[arg-type]
+    with pytest.raises(InterfaceError, match="sequence of parameter mappings"):
+        with db.connection() as conn:
+            conn.executemany("INSERT INTO users (name) VALUES (:n)", {"n": 1})  # type: ignore
+
+
+def test_execute_result_and_fetch_helpers(db):
+    with db.connection() as conn:
+        result = conn.execute("INSERT INTO users (name) VALUES (:n)", {"n": "a"})
+        assert result == 1 and result.rowcount == 1 and result.lastrowid == 1
+        many = conn.executemany("INSERT INTO users (name) VALUES (:n)", [{"n": "b"}, {"n": "c"}])
+        assert many == 2
+        assert conn.execute("UPDATE users SET name = name || '!'") == 3
+        assert conn.fetch_one("SELECT * FROM users WHERE id = :id", {"id": 2}) == {
+            "id": 2,
+            "name": "b!",
+        }
+        assert conn.fetch_one("SELECT * FROM users WHERE id = 99") is None
+        assert conn.fetch_value("SELECT COUNT(*) FROM users") == 3
+        assert conn.fetch_value("SELECT name FROM users WHERE id = 99") is None
+        assert conn.fetch_all("SELECT * FROM users WHERE id > 99") == []
+
+
+def test_value_round_trip(db):
+    db.execute("CREATE TABLE vals (i INTEGER, f REAL, s TEXT, b BLOB, n TEXT)")
+    row = {"i": 2**62, "f": 1.5, "s": "héllo ✓", "b": b"\x00\xff", "n": None}
+    db.execute("INSERT INTO vals VALUES (:i, :f, :s, :b, :n)", row)
+    assert db.fetch_one("SELECT * FROM vals") == row
+    with pytest.raises(ProgrammingError, match="not supported"):
+        db.execute("INSERT INTO vals (i) VALUES (:i)", {"i": datetime.UTC})
+
+
+def test_threads_share_the_pool(db):
+    def work(n: int) -> None:
+        for i in range(20):
+            with db.connection() as conn:
+                conn.execute("INSERT INTO users (name) VALUES (:n)", {"n": f"{n}-{i}"})
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert db.fetch_value("SELECT COUNT(*) FROM users") == 120
+    assert db.pool_stats()[DatabaseType.SQLITE].total <= 4

@@ -1,0 +1,75 @@
+"""Shared fixtures: server URLs from the environment, skipping (or failing, in CI) without them.
+
+``DBSYSTEM_TEST_POSTGRES_URL``, ``DBSYSTEM_TEST_MYSQL_URL``, ``DBSYSTEM_TEST_REDIS_URL`` and
+``DBSYSTEM_TEST_MONGO_URL`` point the suite at real servers. A test that needs one skips
+when it is not set or not reachable, unless ``DBSYSTEM_REQUIRE_SERVERS=1`` (set by
+``.ci/run``), which turns that skip into a failure so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SERVER_ENV = {
+    "postgres": "DBSYSTEM_TEST_POSTGRES_URL",
+    "mysql": "DBSYSTEM_TEST_MYSQL_URL",
+    "redis": "DBSYSTEM_TEST_REDIS_URL",
+    "mongodb": "DBSYSTEM_TEST_MONGO_URL",
+}
+
+
+def servers_required() -> bool:
+    return os.environ.get("DBSYSTEM_REQUIRE_SERVERS", "") not in ("", "0", "false")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+def server_url(kind: str) -> str:
+    """The URL of a real server of ``kind``, or skip (fail when servers are required)."""
+    env = SERVER_ENV[kind]
+    url = os.environ.get(env)
+    problem = None if url else f"{env} is not set"
+    if url and not _reachable(url):
+        problem = f"the {kind} server at {env} is not reachable"
+    if problem:
+        if servers_required():
+            pytest.fail(f"{problem}, and DBSYSTEM_REQUIRE_SERVERS is set")
+        pytest.skip(problem)
+    return url  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return server_url("postgres")
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    return server_url("mysql")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return server_url("redis")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that uses a server fixture gets that server's marker, so -m "not postgres" works.
+    markers = {"postgres_url": "postgres", "mysql_url": "mysql", "redis_url": "redis"}
+    for item in items:
+        for fixture, marker in markers.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))

@@ -1,0 +1,67 @@
+"""The dbsystem command line: exit codes, output formats, and no secrets in errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from dbsystem.cli import app
+
+runner = CliRunner()
+
+
+def test_ping_ok_and_failure_codes(tmp_path):
+    result = runner.invoke(app, ["ping", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == 0 and "answered in" in result.output
+    result = runner.invoke(app, ["ping", f"sqlite:///{tmp_path}/missing/dir/x.db"])
+    assert result.exit_code == 1 and "cannot open SQLite database" in result.output
+
+
+def test_usage_errors_exit_2_and_hide_passwords():
+    result = runner.invoke(app, ["ping", "nosuch://user:hunter2@host/db"])
+    assert result.exit_code == 2
+    assert "unknown URL scheme" in result.output and "hunter2" not in result.output
+    result = runner.invoke(app, ["ping", "sqlite:///x.db?idle_timeout=-1"])
+    assert result.exit_code == 2 and "idle_timeout" in result.output
+
+
+def test_sql_prints_a_table_json_and_rowcounts(tmp_path):
+    url = f"sqlite:///{tmp_path}/cli.db"
+    assert runner.invoke(app, ["sql", url, "CREATE TABLE t (id INTEGER, name TEXT)"]).exit_code == 0
+    result = runner.invoke(
+        app, ["sql", url, "INSERT INTO t VALUES (:id, :name)", "-p", "id=1", "-p", "name=ada"]
+    )
+    assert result.exit_code == 0 and "1 row(s) affected" in result.output
+    result = runner.invoke(app, ["sql", url, "SELECT * FROM t"])
+    assert result.exit_code == 0 and "ada" in result.output and "(1 row)" in result.output
+    result = runner.invoke(
+        app, ["sql", url, "SELECT * FROM t WHERE id = :id", "-p", "id=1", "--json"]
+    )
+    assert json.loads(result.output) == [{"id": 1, "name": "ada"}]
+    result = runner.invoke(app, ["sql", url, "SELECT * FROM missing"])
+    assert result.exit_code == 1 and "no such table" in result.output
+    result = runner.invoke(app, ["sql", url, "SELECT 1", "-p", "novalue"])
+    assert result.exit_code == 2
+
+
+def test_demo_runs_with_no_setup(tmp_path):
+    result = runner.invoke(app, ["demo", "--path", str(tmp_path / "demo.db")])
+    assert result.exit_code == 0, result.output
+    assert "inserted 500 users" in result.output
+    assert "IntegrityError" in result.output and "pool: total=" in result.output
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "dbsystem.cli", "version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    from dbsystem import __version__
+
+    assert result.stdout.strip() == __version__

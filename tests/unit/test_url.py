@@ -1,0 +1,71 @@
+"""Connection URLs: the forms we accept, what we refuse, and that passwords never show."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbsystem.core.url import DatabaseURL, redact
+from dbsystem.errors import ConfigurationError, InvalidURL
+
+
+def test_full_url_parts():
+    url = DatabaseURL("postgresql+psycopg://app:s%40cret@db.local:5433/shop?sslmode=require")
+    assert url.scheme == "postgresql+psycopg" and url.base_scheme == "postgresql"
+    assert url.driver == "psycopg"
+    assert (url.username, url.password, url.host, url.port) == ("app", "s@cret", "db.local", 5433)
+    assert url.database == "shop" and url.options == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize(
+    ("text", "database", "memory"),
+    [
+        ("sqlite:///app.db", "app.db", False),
+        ("sqlite:////tmp/abs.db", "/tmp/abs.db", False),
+        ("sqlite://:memory:", ":memory:", True),
+        ("sqlite:///:memory:", ":memory:", True),
+        ("sqlite://", ":memory:", True),
+    ],
+)
+def test_sqlite_forms(text, database, memory):
+    url = DatabaseURL(text)
+    assert url.database == database and url.is_memory is memory
+
+
+def test_password_hidden_in_str_and_repr_but_available_to_render():
+    url = DatabaseURL("mysql://root:hunter2@127.0.0.1:3306/test")
+    assert "hunter2" not in str(url) and "hunter2" not in repr(url)
+    assert str(url) == "mysql://root:***@127.0.0.1:3306/test"
+    assert url.render(hide_password=False) == "mysql://root:hunter2@127.0.0.1:3306/test"
+
+
+def test_replace_and_equality():
+    url = DatabaseURL("redis://:pw@localhost:6379/0")
+    other = url.replace(database="1")
+    assert other.database == "1" and url.database == "0"
+    assert other != url and DatabaseURL(url) == url
+    with pytest.raises(InvalidURL):
+        url.replace(colour="blue")
+    with pytest.raises(AttributeError):
+        url.host = "elsewhere"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "no-scheme", "://x", "postgresql://h:notaport/db", "sqlite://relative.db"]
+)
+def test_invalid_urls_raise_configuration_error(text):
+    with pytest.raises(ConfigurationError):
+        DatabaseURL(text)
+
+
+def test_invalid_url_error_never_shows_password():
+    with pytest.raises(InvalidURL) as info:
+        DatabaseURL("postgresql://u:topsecret@h:badport/db")
+    assert "topsecret" not in str(info.value)
+
+
+def test_redact_scrubs_known_secrets_userinfo_and_password_pairs():
+    text = "failed: postgresql://u:abc123@h/db host=h password=abc123 pw again abc123"
+    cleaned = redact(text, ["abc123"])
+    assert "abc123" not in cleaned
+    assert redact("dsn='user=x password=zzz host=y'") == "dsn='user=x password=*** host=y'"
+    assert "p4ss" not in redact("mongodb://me:p4ss@host/db")

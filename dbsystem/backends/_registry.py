@@ -24,15 +24,27 @@ ENTRY_POINT_GROUP = "dbsystem.backends"
 _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
     "sqlite": ("dbsystem.backends.sqlite:SQLiteBackend", DatabaseType.SQLITE, None),
     "mock": ("dbsystem.backends.mock:MockBackend", None, None),
+    "postgresql": (
+        "dbsystem.backends.postgresql:PostgreSQLBackend",
+        DatabaseType.POSTGRES,
+        "postgresql",
+    ),
+    "postgres": (
+        "dbsystem.backends.postgresql:PostgreSQLBackend",
+        DatabaseType.POSTGRES,
+        "postgresql",
+    ),
+    "postgresql+psycopg": (
+        "dbsystem.backends.postgresql:PostgreSQLBackend",
+        DatabaseType.POSTGRES,
+        "postgresql",
+    ),
+    "mysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
+    "mysql+pymysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
+    "mariadb": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
 }
 # Schemes whose backends are planned but not in this release: a clear error, not "unknown".
 _PLANNED: dict[str, DatabaseType] = {
-    "postgresql": DatabaseType.POSTGRES,
-    "postgres": DatabaseType.POSTGRES,
-    "postgresql+psycopg": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-    "mysql+pymysql": DatabaseType.MYSQL,
-    "mariadb": DatabaseType.MYSQL,
     "mongodb": DatabaseType.MONGODB,
     "mongodb+srv": DatabaseType.MONGODB,
     "mongodb+mock": DatabaseType.MONGODB,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from dbsystem.core.config import PoolConfig
 from dbsystem.core.types import ExecuteResult, Row
 from dbsystem.core.url import DatabaseURL
-from dbsystem.errors import InterfaceError
+from dbsystem.errors import ConnectionFailed, InterfaceError
 
 __all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
 
@@ -63,6 +63,8 @@ class SQLConnectionBase(ABC):
 
     def __init__(self) -> None:
         self.tx_depth = 0
+        # Set when an error showed the connection is gone; the pool then drops it on return.
+        self.broken = False
         # Depth below which reset() must not roll back (the test fixture's outer transaction).
         self.base_depth = 0
         self._readonly = False
@@ -181,6 +183,8 @@ class SQLConnectionBase(ABC):
         Under a pinned outer transaction (``base_depth``, the pytest fixture's) only the
         savepoints above it are rolled back.
         """
+        if self.broken:
+            raise ConnectionFailed("the connection was lost", backend=self.backend_name)
         if self.base_depth:
             while self.tx_depth > self.base_depth:
                 self.rollback(f"dbsystem_sp_{self.tx_depth - 1}")

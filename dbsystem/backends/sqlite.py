@@ -12,15 +12,22 @@
 * Autocommit outside ``transaction()`` (sqlite3 ``isolation_level=None``); ``BEGIN`` opens a
   transaction, savepoints nest. SQLite transactions are serializable, which satisfies every
   standard isolation level; a read-only transaction sets ``PRAGMA query_only``.
-* sqlite3 binds ``:name`` parameters natively, so statements pass through untouched.
+* sqlite3 binds ``:name`` parameters natively, so statements pass through untouched. Values
+  sqlite3 has no storage class for (Decimal, UUID, date, datetime, time, dict, list) are
+  stored as text (ISO 8601, JSON), converted only after sqlite3 refuses them, so the common
+  path pays nothing; they read back as text.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -51,6 +58,19 @@ _SQLITE_RANGE = 25
 
 _JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
+
+
+def _adapt(value: Any) -> Any:
+    """Text for the values sqlite3 has no storage class for (it stores them as TEXT)."""
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return value
 
 
 class SQLiteConnection(SQLConnectionBase):
@@ -86,16 +106,38 @@ class SQLiteConnection(SQLConnectionBase):
             override=override,
         )
 
+    def _retry_adapted(
+        self, exc: Exception, sql: str, params: Mapping[str, Any] | None
+    ) -> sqlite3.Cursor:
+        """Bind again with values sqlite3 cannot store as-is converted to text (or raise).
+
+        Only reached after sqlite3 refused a value, so the common path pays nothing.
+        """
+        if params is not None and isinstance(exc, sqlite3.ProgrammingError):
+            adapted = {key: _adapt(value) for key, value in params.items()}
+            if any(adapted[key] is not value for key, value in params.items()):
+                try:
+                    return self._conn.execute(sql, adapted)
+                except (sqlite3.Error, ValueError, OverflowError) as again:
+                    raise self._error(again, sql, params) from again
+        raise self._error(exc, sql, params) from exc
+
     def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
         try:
             cur = self._conn.execute(sql, () if params is None else params)
         except (sqlite3.Error, ValueError, OverflowError) as exc:
-            raise self._error(exc, sql, params) from exc
+            cur = self._retry_adapted(exc, sql, params)
         return ExecuteResult(cur.rowcount, cur.lastrowid)
 
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
         try:
             cur = self._conn.executemany(sql, seq_params)
+        except sqlite3.ProgrammingError:
+            adapted = [{k: _adapt(v) for k, v in p.items()} for p in seq_params]
+            try:
+                cur = self._conn.executemany(sql, adapted)
+            except (sqlite3.Error, ValueError, OverflowError) as exc:
+                raise self._error(exc, sql, None) from exc
         except (sqlite3.Error, ValueError, OverflowError) as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)
@@ -103,6 +145,9 @@ class SQLiteConnection(SQLConnectionBase):
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
         try:
             cur = self._conn.execute(sql, () if params is None else params)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            cur = self._retry_adapted(exc, sql, params)
+        try:
             rows = cur.fetchall()
         except (sqlite3.Error, ValueError, OverflowError) as exc:
             raise self._error(exc, sql, params) from exc
@@ -115,6 +160,9 @@ class SQLiteConnection(SQLConnectionBase):
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
         try:
             cur = self._conn.execute(sql, () if params is None else params)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            cur = self._retry_adapted(exc, sql, params)
+        try:
             row = cur.fetchone()
         except (sqlite3.Error, ValueError, OverflowError) as exc:
             raise self._error(exc, sql, params) from exc

@@ -255,6 +255,36 @@ def test_value_round_trip(db):
         db.execute("INSERT INTO vals (i) VALUES (:i)", {"i": datetime.UTC})
 
 
+def test_values_without_a_storage_class_are_stored_as_text(db):
+    import decimal
+    import uuid
+
+    db.execute("CREATE TABLE extra (d TEXT, u TEXT, ts TEXT, day TEXT, doc TEXT)")
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    db.execute(
+        "INSERT INTO extra VALUES (:d, :u, :ts, :day, :doc)",
+        {
+            "d": decimal.Decimal("1.10"),
+            "u": ident,
+            "ts": datetime.datetime(2024, 1, 2, 3, 4, 5),
+            "day": datetime.date(2024, 1, 2),
+            "doc": {"a": [1, 2]},
+        },
+    )
+    assert db.fetch_one("SELECT * FROM extra") == {
+        "d": "1.10",
+        "u": str(ident),
+        "ts": "2024-01-02 03:04:05",
+        "day": "2024-01-02",
+        "doc": '{"a":[1,2]}',
+    }
+    with db.connection() as conn:
+        conn.executemany("INSERT INTO extra (d) VALUES (:d)", [{"d": decimal.Decimal("2")}])
+    assert (
+        db.fetch_value("SELECT COUNT(*) FROM extra WHERE d = :d", {"d": decimal.Decimal("2")}) == 1
+    )
+
+
 def test_threads_share_the_pool(db):
     def work(n: int) -> None:
         for i in range(20):

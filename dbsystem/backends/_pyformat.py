@@ -1,0 +1,159 @@
+"""The statement methods shared by the backends whose drivers take ``%(name)s`` parameters.
+
+psycopg and pymysql differ in how they connect, ping, report transaction state and name
+their errors, but running a statement is the same: rewrite ``:name`` placeholders
+(``_params.to_pyformat``, cached), check every name has a value, execute on the
+connection's one reusable cursor, and turn tuples into dicts. Subclasses supply the rest.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from dbsystem.backends._params import to_pyformat
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import SQLConnectionBase
+from dbsystem.core.types import ExecuteResult, Row
+from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
+
+__all__ = ["PyformatConnection"]
+
+
+class PyformatConnection(SQLConnectionBase):
+    """A driver connection taking ``%(name)s`` parameters, with one reusable cursor."""
+
+    dialect: ClassVar[str]
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, conn: Any, show_params: bool, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self._conn = conn
+        self._cur = conn.cursor()
+        self._show_params = show_params
+        self._secrets = secrets
+
+    # -- subclass hooks --------------------------------------------------------------------
+
+    @abstractmethod
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """True if ``exc`` means the connection is gone (the pool must drop it)."""
+
+    def _lastrowid(self, cursor: Any) -> int | None:
+        return None
+
+    def _message(self, exc: BaseException) -> str | None:
+        """The error text to show, when the driver's own ``str()`` is not it."""
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
+        override: type[DBSystemError] | None = None
+        if self._connection_lost(exc):
+            self.broken = True
+            override = ConnectionFailed
+        return translate(
+            exc,
+            backend=self.backend_name,
+            statement=sql,
+            params=params,
+            show_params=self._show_params,
+            secrets=self._secrets,
+            override=override,
+            message=self._message(exc),
+        )
+
+    def _query(self, sql: str, params: Mapping[str, Any]) -> str:
+        query, names = to_pyformat(sql, self.dialect)
+        for name in names:
+            if name not in params:
+                raise ProgrammingError(
+                    f"no value for parameter :{name}",
+                    backend=self.backend_name,
+                    statement=sql,
+                )
+        return query
+
+    def _run(self, sql: str) -> None:
+        try:
+            self._cur.execute(sql)
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, None) from exc
+
+    # -- statements ------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
+        cur = self._cur
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._query(sql, params), params)
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, params) from exc
+        return ExecuteResult(cur.rowcount, self._lastrowid(cur))
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
+        if not seq_params:
+            return ExecuteResult(0, None)
+        query = to_pyformat(sql, self.dialect)[0]
+        for params in seq_params:
+            self._query(sql, params)
+        cur = self._cur
+        try:
+            cur.executemany(query, seq_params)
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, None) from exc
+        return ExecuteResult(cur.rowcount, None)
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        cur = self._cur
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._query(sql, params), params)
+            description = cur.description
+            if description is None:
+                return []
+            rows = cur.fetchall()
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, params) from exc
+        names = [column[0] for column in description]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        cur = self._cur
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._query(sql, params), params)
+            description = cur.description
+            if description is None:
+                return None
+            row = cur.fetchone()  # both drivers buffer the result: nothing left to drain
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, params) from exc
+        if row is None:
+            return None
+        return dict(zip([column[0] for column in description], row, strict=True))
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _savepoint(self, name: str) -> None:
+        self._run(f"SAVEPOINT {name}")
+
+    def _release_savepoint(self, name: str) -> None:
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+    def _rollback_to_savepoint(self, name: str) -> None:
+        self._run(f"ROLLBACK TO SAVEPOINT {name}")
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+    @property
+    def driver_connection(self) -> Any:
+        """The driver's connection underneath, for what dbsystem does not wrap."""
+        return self._conn

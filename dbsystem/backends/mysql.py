@@ -1,0 +1,166 @@
+"""MySQL and MariaDB on pymysql.
+
+* Autocommit outside ``transaction()``; ``SET TRANSACTION ISOLATION LEVEL ...`` then
+  ``START TRANSACTION [READ ONLY]`` inside, savepoints when nested. MySQL commits
+  implicitly on DDL (``CREATE``, ``ALTER``, ``DROP``): a schema change inside a transaction
+  ends it, as the server documents.
+* ``:name`` parameters rewritten to ``%(name)s`` (``_params``); pymysql escapes the values
+  for the connection's character set (``utf8mb4``) client-side, as it always does: it has no
+  server-side binding. Multi-statement strings are refused by the server (pymysql does not
+  ask for CLIENT.MULTI_STATEMENTS).
+* URL options: ``charset``, ``init_command``, ``sql_mode``, ``read_timeout``,
+  ``write_timeout``; anything else is a ``ConfigurationError``.
+* Error codes pymysql files under OperationalError but that describe a wrong statement
+  (unknown column, ambiguous column, unknown function) become ``ProgrammingError``; lost
+  connections (2006, 2013...) become ``ConnectionFailed`` and the pool drops the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pymysql
+from pymysql.constants import SERVER_STATUS
+
+from dbsystem.backends._pyformat import PyformatConnection
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import Backend, Capabilities
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    DBSystemError,
+    ProgrammingError,
+)
+
+__all__ = ["MySQLBackend", "MySQLConnection"]
+
+_LOST = frozenset({2003, 2006, 2013, 2055})
+_PROGRAMMING = frozenset({1049, 1052, 1054, 1064, 1146, 1305})
+_OPTIONS = frozenset({"charset", "init_command", "sql_mode", "read_timeout", "write_timeout"})
+
+
+def _message(exc: BaseException) -> str | None:
+    # pymysql's str() is the args tuple: "(1062, \"Duplicate entry ...\")".
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return f"{args[1]} (MySQL error {args[0]})"
+    return None
+
+
+def _code(exc: BaseException) -> int | None:
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+class MySQLConnection(PyformatConnection):
+    """One pymysql connection in autocommit mode."""
+
+    backend_name = "mysql"
+    dialect = "mysql"
+    driver_errors = (pymysql.Error,)
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return _code(exc) in _LOST or not self._conn.open
+
+    def _error(self, exc: BaseException, sql: str | None, params: object) -> DBSystemError:
+        if _code(exc) in _PROGRAMMING:
+            return translate(
+                exc,
+                backend=self.backend_name,
+                statement=sql,
+                params=params,
+                show_params=self._show_params,
+                secrets=self._secrets,
+                override=ProgrammingError,
+                message=self._message(exc),
+            )
+        return super()._error(exc, sql, params)
+
+    def _message(self, exc: BaseException) -> str | None:
+        return _message(exc)
+
+    def _lastrowid(self, cursor: pymysql.cursors.Cursor) -> int | None:
+        return cursor.lastrowid or None
+
+    def _begin(self, isolation: str | None, readonly: bool) -> None:
+        if isolation:
+            self._run(f"SET TRANSACTION ISOLATION LEVEL {isolation.upper()}")
+        self._run("START TRANSACTION READ ONLY" if readonly else "START TRANSACTION")
+
+    def _commit(self) -> None:
+        self._run("COMMIT")
+
+    def _rollback(self) -> None:
+        self._run("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+
+    def ping(self) -> None:
+        try:
+            self._conn.ping(reconnect=False)
+        except pymysql.Error as exc:
+            raise self._error(exc, None, None) from exc
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except pymysql.Error:
+            pass
+
+    @property
+    def thread_id(self) -> int:
+        """The server's id for this session (for ``KILL``)."""
+        return int(self._conn.thread_id())
+
+
+class MySQLBackend(Backend):
+    """Opens pymysql connections to one MySQL or MariaDB database."""
+
+    name = "mysql"
+    capabilities = Capabilities(returning=False)
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        super().__init__(url, config)
+        unknown = set(config.options) - _OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"unknown MySQL URL option(s): {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
+                backend=self.name,
+            )
+        options = config.options
+        self._kwargs: dict[str, object] = {
+            "host": url.host or "localhost",
+            "port": url.port or 3306,
+            "user": url.username or "root",
+            "password": url.password or "",
+            "database": url.database,
+            "charset": options.get("charset", "utf8mb4"),
+            "autocommit": True,
+            "connect_timeout": config.connect_timeout,
+        }
+        for name in ("read_timeout", "write_timeout"):
+            if name in options:
+                self._kwargs[name] = float(options[name])
+        if "init_command" in options:
+            self._kwargs["init_command"] = options["init_command"]
+        if "sql_mode" in options:
+            self._kwargs["sql_mode"] = options["sql_mode"]
+        self._secrets = tuple(url.secrets())
+
+    def connect(self) -> MySQLConnection:
+        try:
+            conn = pymysql.connect(**self._kwargs)  # type: ignore[call-overload]
+        except pymysql.Error as exc:
+            raise translate(
+                exc,
+                backend=self.name,
+                secrets=self._secrets,
+                override=ConnectionFailed,
+                message=f"cannot connect to {self.url}: {_message(exc) or exc}",
+            ) from exc
+        return MySQLConnection(conn, self.config.log_parameters, self._secrets)

@@ -1,0 +1,122 @@
+"""PostgreSQL on psycopg 3.
+
+* Autocommit outside ``transaction()``; ``BEGIN [ISOLATION LEVEL ...] [READ ONLY]`` inside,
+  savepoints when nested.
+* ``:name`` parameters rewritten to ``%(name)s`` (``_params``); values are bound by psycopg,
+  and a statement run five times is prepared server-side (psycopg's ``prepare_threshold``).
+* Python ``dict`` parameters are sent as ``jsonb``; lists stay PostgreSQL arrays.
+* URL query options that are not pool settings go to libpq as connection parameters
+  (``?sslmode=require&application_name=shop``); an unknown one is a ``ConfigurationError``.
+* A statement that finds the connection gone raises ``ConnectionFailed`` and marks it
+  broken, so the pool drops it on return; health checks catch sessions the server ended.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.adapt import AdaptersMap
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import JsonbDumper
+
+from dbsystem.backends._pyformat import PyformatConnection
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import Backend, Capabilities
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import ConfigurationError, ConnectionFailed, ConnectionTimeout
+
+__all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
+
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(dict, JsonbDumper)
+
+
+class PostgreSQLConnection(PyformatConnection):
+    """One psycopg connection in autocommit mode."""
+
+    backend_name = "postgresql"
+    dialect = "postgresql"
+    driver_errors = (psycopg.Error,)
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return bool(self._conn.broken or self._conn.closed)
+
+    def _begin(self, isolation: str | None, readonly: bool) -> None:
+        sql = "BEGIN"
+        if isolation:
+            sql += f" ISOLATION LEVEL {isolation.upper()}"
+        if readonly:
+            sql += " READ ONLY"
+        self._run(sql)
+
+    def _commit(self) -> None:
+        self._run("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.info.transaction_status != TransactionStatus.IDLE:
+            self._run("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.info.transaction_status != TransactionStatus.IDLE)
+
+    def ping(self) -> None:
+        self._run("SELECT 1")
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except psycopg.Error:
+            pass
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process serving this connection (for ``pg_terminate_backend``)."""
+        return int(self._conn.info.backend_pid)
+
+
+class PostgreSQLBackend(Backend):
+    """Opens psycopg connections to one PostgreSQL database."""
+
+    name = "postgresql"
+    capabilities = Capabilities(returning=True, lastrowid=False)
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        super().__init__(url, config)
+        options = dict(config.options)
+        try:
+            self._conninfo = psycopg.conninfo.make_conninfo(
+                host=url.host or None,
+                port=url.port,
+                dbname=url.database,
+                user=url.username,
+                password=url.password,
+                connect_timeout=max(1, round(config.connect_timeout)),
+                **options,
+            )
+            # Validate the option names now, not at the first connect.
+            psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(
+                f"invalid PostgreSQL connection option: {exc}", backend=self.name
+            ) from None
+        self._secrets = tuple(url.secrets())
+
+    def connect(self) -> PostgreSQLConnection:
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, context=_ADAPTERS)
+        except psycopg.Error as exc:
+            text = str(exc)
+            if "invalid connection option" in text:
+                raise translate(
+                    exc, backend=self.name, secrets=self._secrets, override=ConfigurationError
+                ) from exc
+            cls = ConnectionTimeout if "timeout expired" in text else ConnectionFailed
+            raise translate(
+                exc,
+                backend=self.name,
+                secrets=self._secrets,
+                override=cls,
+                message=f"cannot connect to {self.url}: {text}",
+            ) from exc
+        return PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)

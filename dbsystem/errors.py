@@ -120,6 +120,9 @@ class InterfaceError(DBSystemError):
 class DatabaseError(DBSystemError):
     """Raised for errors the database or its driver reported."""
 
+    row_index: int | None = None
+    """For ``insert_many``: the index of the first row that failed."""
+
 
 class DataError(DatabaseError):
     """Raised when a value cannot be stored: out of range, wrong type, bad encoding."""

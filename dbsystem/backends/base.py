@@ -13,18 +13,21 @@ see hooks, leases or pools.
 
 from __future__ import annotations
 
+import re
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dbsystem.core.config import PoolConfig
 from dbsystem.core.types import ExecuteResult, Row
 from dbsystem.core.url import DatabaseURL
-from dbsystem.errors import ConnectionFailed, InterfaceError
+from dbsystem.errors import ConnectionFailed, InterfaceError, QueryBuildError
 
 __all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(?:\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
 _ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 
 
@@ -60,9 +63,13 @@ class SQLConnectionBase(ABC):
     """
 
     backend_name: ClassVar[str] = "sql"
+    identifier_quote: ClassVar[str] = '"'
 
     def __init__(self) -> None:
         self.tx_depth = 0
+        # Streams opened on this connection; closed on return to the pool, so their
+        # server-side cursors are cleaned up while the connection is still the borrower's.
+        self.streams: weakref.WeakSet[Generator[Row, None, None]] = weakref.WeakSet()
         # Set when an error showed the connection is gone; the pool then drops it on return.
         self.broken = False
         # Depth below which reset() must not roll back (the test fixture's outer transaction).
@@ -91,6 +98,43 @@ class SQLConnectionBase(ABC):
         """Run a query and return the first column of its first row, or None."""
         row = self.fetch_one(sql, params)
         return None if row is None else next(iter(row.values()), None)
+
+    @abstractmethod
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        """Yield the rows of a query, fetching ``batch_size`` at a time from the server."""
+
+    def open_stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        """``stream``, remembered so that returning the connection closes it."""
+        rows = self.stream(sql, params, batch_size)
+        self.streams.add(rows)
+        return rows
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
+        """Insert ``rows`` (dicts keyed by ``columns``) into ``table``; return the count.
+
+        ``table`` and ``columns`` are validated identifiers. The default is one ``INSERT``
+        run with ``executemany`` (pymysql turns that into multi-row INSERTs); PostgreSQL
+        overrides it with COPY.
+        """
+        quoted = ", ".join(self.quote_identifier(c) for c in columns)
+        values = ", ".join(f":{c}" for c in columns)
+        sql = f"INSERT INTO {self.quote_identifier(table)} ({quoted}) VALUES ({values})"
+        self.executemany(sql, rows)
+        return len(rows)
+
+    def quote_identifier(self, name: str) -> str:
+        """Quote a table or column name (``schema.table`` allowed); refuse anything else."""
+        if not _IDENTIFIER.fullmatch(name):
+            raise QueryBuildError(
+                f"{name!r} is not a valid identifier (letters, digits, _; optionally schema.name)",
+                backend=self.backend_name,
+            )
+        q = self.identifier_quote
+        return ".".join(f"{q}{part}{q}" for part in name.split("."))
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -183,6 +227,9 @@ class SQLConnectionBase(ABC):
         Under a pinned outer transaction (``base_depth``, the pytest fixture's) only the
         savepoints above it are rolled back.
         """
+        if self.streams:
+            for stream in list(self.streams):
+                stream.close()
         if self.broken:
             raise ConnectionFailed("the connection was lost", backend=self.backend_name)
         if self.base_depth:

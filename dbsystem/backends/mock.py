@@ -30,7 +30,7 @@ import copy
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,7 @@ class MockCall:
     sql: str
     params: Any
     operation: str
-    """The connection method: execute, executemany, fetch_all, fetch_one, or transaction."""
+    """The connection method: execute, executemany, fetch_all, fetch_one, stream, transaction."""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -187,6 +187,11 @@ class MockConnection(SQLConnectionBase):
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
         rows = self._call("fetch_one", sql, params)[0]
         return rows[0] if rows else None
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        yield from self._call("stream", sql, params)[0]
 
     def _tx(self, sql: str) -> None:
         if not self._open:

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import pymysql
@@ -26,6 +27,7 @@ from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
 from dbsystem.core.config import PoolConfig
+from dbsystem.core.types import Row
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
@@ -59,6 +61,7 @@ class MySQLConnection(PyformatConnection):
 
     backend_name = "mysql"
     dialect = "mysql"
+    identifier_quote = "`"
     driver_errors = (pymysql.Error,)
 
     def _connection_lost(self, exc: BaseException) -> bool:
@@ -94,6 +97,29 @@ class MySQLConnection(PyformatConnection):
 
     def _rollback(self) -> None:
         self._run("ROLLBACK")
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        # An unbuffered cursor: rows come off the socket as they are read.
+        cur = pymysql.cursors.SSCursor(self._conn)
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._query(sql, params), params)
+            names = [column[0] for column in cur.description or ()]
+            while batch := cur.fetchmany(batch_size):
+                for row in batch:
+                    yield dict(zip(names, row, strict=True))
+        except pymysql.Error as exc:
+            raise self._error(exc, sql, params) from exc
+        finally:
+            if not self.broken:
+                try:
+                    cur.close()  # reads and drops what is left of the result
+                except pymysql.Error:
+                    self.broken = True
 
     @property
     def in_transaction(self) -> bool:

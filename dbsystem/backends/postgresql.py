@@ -13,6 +13,11 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Generator, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
 import psycopg
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import TransactionStatus
@@ -22,11 +27,13 @@ from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
 from dbsystem.core.config import PoolConfig
+from dbsystem.core.types import Row
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import ConfigurationError, ConnectionFailed, ConnectionTimeout
 
 __all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
 
+_stream_ids = itertools.count(1)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
 
@@ -55,6 +62,53 @@ class PostgreSQLConnection(PyformatConnection):
     def _rollback(self) -> None:
         if self._conn.info.transaction_status != TransactionStatus.IDLE:
             self._run("ROLLBACK")
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        # A server-side (named) cursor lives in a transaction: open one if none is.
+        own = self.tx_depth == 0
+        if own:
+            self.begin()
+        cur = self._conn.cursor(name=f"dbsystem_stream_{next(_stream_ids)}")
+        failed = False
+        try:
+            if params is None:
+                cur.execute(sql)
+            else:
+                cur.execute(self._query(sql, params), params)
+            names = [column.name for column in cur.description or ()]
+            while batch := cur.fetchmany(batch_size):
+                for row in batch:
+                    yield dict(zip(names, row, strict=True))
+        except psycopg.Error as exc:
+            failed = True
+            raise self._error(exc, sql, params) from exc
+        finally:
+            if not self.broken:
+                try:
+                    cur.close()
+                except psycopg.Error:
+                    failed = True
+                if own:
+                    if failed:
+                        self.rollback()
+                    else:
+                        self.commit()
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
+        quoted = ", ".join(self.quote_identifier(c) for c in columns)
+        sql = f"COPY {self.quote_identifier(table)} ({quoted}) FROM STDIN"
+        pick = itemgetter(*columns)
+        single = len(columns) == 1
+        try:
+            with self._cur.copy(sql) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write((pick(row),) if single else pick(row))
+        except psycopg.Error as exc:
+            raise self._error(exc, sql, None) from exc
+        return len(rows)
 
     @property
     def in_transaction(self) -> bool:

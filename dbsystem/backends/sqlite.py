@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -171,6 +171,26 @@ class SQLiteConnection(SQLConnectionBase):
         names = [column[0] for column in cur.description]
         cur.close()
         return dict(zip(names, row, strict=True))
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        try:
+            cur = self._conn.execute(sql, () if params is None else params)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            cur = self._retry_adapted(exc, sql, params)
+        try:
+            description = cur.description
+            if description is None:
+                return
+            names = [column[0] for column in description]
+            while batch := cur.fetchmany(batch_size):
+                for row in batch:
+                    yield dict(zip(names, row, strict=True))
+        except sqlite3.Error as exc:
+            raise self._error(exc, sql, params) from exc
+        finally:
+            cur.close()
 
     def _run(self, sql: str) -> None:
         try:

@@ -13,7 +13,7 @@ nested block is a savepoint.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +21,7 @@ from dbsystem.backends.base import SQLConnectionBase
 from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.core.pool import PooledConnection
 from dbsystem.core.types import ExecuteResult, Params, Row
-from dbsystem.errors import InterfaceError
+from dbsystem.errors import DatabaseError, InterfaceError, QueryBuildError
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
@@ -117,6 +117,89 @@ class Connection(PooledConnection[SQLConnectionBase]):
             return self._hooked("executemany", sql, seq_params, raw.executemany)
         return raw.executemany(sql, seq_params)
 
+    def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> Iterator[Row]:
+        """Iterate over a query's rows without loading them all: ``batch_size`` at a time.
+
+        Uses a server-side cursor (PostgreSQL named cursor inside a transaction it opens if
+        none is open; pymysql's unbuffered cursor), so memory stays flat however many rows.
+        Finish or close the iterator before running another statement on this connection,
+        and before returning it: a stream outliving its lease raises ``InterfaceError``.
+        """
+        raw = self._raw
+        if raw is None:
+            raise self._released_error()
+        if params is not None and type(params) is not dict:
+            params = _check_params(params)
+        if type(batch_size) is not int or batch_size < 1:
+            raise InterfaceError("batch_size must be a positive int")
+        rows = self._guarded(raw, raw.open_stream(sql, params, batch_size))
+        pool = self._pool
+        if pool.hooks.hooks:
+            return pool.hooks.run_stream(self._statement("stream", sql, params), rows)
+        return rows
+
+    def _guarded(self, raw: SQLConnectionBase, rows: Iterator[Row]) -> Iterator[Row]:
+        # Checked before every row: once the lease is returned the pool has closed the
+        # backend stream, which would otherwise just look finished.
+        while True:
+            if self._raw is not raw:
+                raise InterfaceError(
+                    "stream read after its connection was returned to the pool",
+                    backend=self._pool.backend_name,
+                )
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            yield row
+
+    def insert_many(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        """Insert many rows at once, all or nothing; return how many were inserted.
+
+        The fastest path each backend has: COPY on PostgreSQL, multi-row INSERT on MySQL,
+        ``executemany`` on SQLite. Every row must have the same keys (the columns). If any
+        row fails, none is inserted and the error names the first failing row (its index is
+        also ``error.row_index``). Inside ``transaction()`` it runs in a savepoint.
+        """
+        raw = self.raw
+        if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Sequence):
+            raise InterfaceError("insert_many takes a sequence of row mappings")
+        if not rows:
+            return 0
+        first = rows[0]
+        if not isinstance(first, Mapping):
+            raise QueryBuildError(f"row 0 is a {type(first).__name__}, not a mapping")
+        names = list(columns) if columns is not None else list(first)
+        if not names:
+            raise QueryBuildError("rows to insert have no columns")
+        raw.quote_identifier(table)
+        for name in names:
+            raw.quote_identifier(name)
+        expected = set(names)
+        for index, row in enumerate(rows):
+            if not isinstance(row, Mapping) or row.keys() != expected:
+                found = sorted(row) if isinstance(row, Mapping) else type(row).__name__
+                raise QueryBuildError(
+                    f"row {index} has columns {found}; expected {sorted(expected)}"
+                )
+        pool = self._pool
+        if pool.hooks.hooks:
+            statement = self._statement(
+                "insert_many",
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES <{len(rows)} rows>",
+                None,
+                action="insert",
+                resources=(table,),
+            )
+            return pool.hooks.run(statement, lambda: _insert_all(raw, table, names, rows))
+        return _insert_all(raw, table, names, rows)
+
     def transaction(self, isolation: str | None = None, readonly: bool = False) -> Transaction:
         """A context manager: commit on clean exit, roll back on exception; nests as savepoints.
 
@@ -129,34 +212,93 @@ class Connection(PooledConnection[SQLConnectionBase]):
         """Raise ``ConnectionFailed`` if the connection no longer works."""
         self.raw.ping()
 
-    def _hooked(self, operation: str, sql: str, params: Any, call: Callable[[str, Any], T]) -> T:
+    def _statement(
+        self,
+        operation: str,
+        text: str,
+        params: Any,
+        action: str | None = None,
+        resources: tuple[str, ...] | None = None,
+    ) -> Statement:
         pool = self._pool
         backend: Backend = pool.connector  # type: ignore[assignment]
-        statement = Statement(
-            backend=pool.backend_name or backend.name,
-            dialect=backend.dialect,
-            pool=pool.name,
-            operation=operation,
-            text=sql,
-            params=params,
-        )
-        return pool.hooks.run(statement, lambda: call(sql, params))
-
-    def _transaction_step(self, operation: str, text: str, call: Callable[[], T]) -> T:
-        pool = self._pool
-        if not pool.hooks.hooks:
-            return call()
-        backend: Backend = pool.connector  # type: ignore[assignment]
-        statement = Statement(
+        return Statement(
             backend=pool.backend_name or backend.name,
             dialect=backend.dialect,
             pool=pool.name,
             operation=operation,
             text=text,
-            action="transaction",
-            resources=(),
+            params=params,
+            action=action,
+            resources=resources,
         )
+
+    def _hooked(self, operation: str, sql: str, params: Any, call: Callable[[str, Any], T]) -> T:
+        statement = self._statement(operation, sql, params)
+        return self._pool.hooks.run(statement, lambda: call(sql, params))
+
+    def _transaction_step(self, operation: str, text: str, call: Callable[[], T]) -> T:
+        pool = self._pool
+        if not pool.hooks.hooks:
+            return call()
+        statement = self._statement(operation, text, None, action="transaction", resources=())
         return pool.hooks.run(statement, call)
+
+
+def _insert_all(
+    raw: SQLConnectionBase, table: str, columns: list[str], rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert in one transaction level; on failure roll back and find the first bad row."""
+    batch: Sequence[Row] = rows  # type: ignore[assignment]
+    savepoint = raw.begin()
+    try:
+        count = raw.bulk_insert(table, columns, batch)
+    except DatabaseError as exc:
+        raw.rollback(savepoint)
+        index = None if raw.broken else _first_failing_row(raw, table, columns, batch)
+        if index is None:
+            raise
+        error = type(exc)(
+            f"insert_many into {table}: row {index} failed, nothing was inserted: {exc.message}",
+            backend=exc.backend,
+            statement=exc.statement,
+            params=exc.params,
+            orig=exc.orig,
+        )
+        error.row_index = index
+        raise error from exc
+    except BaseException:
+        raw.rollback(savepoint)
+        raise
+    raw.commit(savepoint)
+    return count
+
+
+def _first_failing_row(
+    raw: SQLConnectionBase, table: str, columns: list[str], rows: Sequence[Row]
+) -> int | None:
+    """The index of the first row whose insertion fails: bisection over prefixes.
+
+    Runs only after a failure, each probe in a savepoint that is rolled back, so the
+    database is left as it was. About log2(len(rows)) probes.
+    """
+    low, high = 1, len(rows)  # inserting rows[:high] fails
+    while low < high:
+        middle = (low + high) // 2
+        savepoint = raw.begin()
+        try:
+            raw.bulk_insert(table, columns, rows[:middle])
+            failed = False
+        except DatabaseError:
+            failed = True
+        if raw.broken:
+            return None
+        raw.rollback(savepoint)
+        if failed:
+            high = middle
+        else:
+            low = middle + 1
+    return low - 1
 
 
 class Transaction:

@@ -197,6 +197,45 @@ class HookChain:
             hook.after_execute(statement)
         return result
 
+    def run_stream(self, statement: Statement, rows: Iterator[T]) -> Iterator[T]:
+        """Like ``run`` for a stream: ``before`` hooks now, ``after`` hooks when it ends.
+
+        The duration covers the whole iteration; ``rowcount`` is the rows the consumer took.
+        A consumer that stops early ends the stream normally.
+        """
+        hooks = self.hooks
+        try:
+            for hook in hooks:
+                hook.before_execute(statement)
+        except BaseException as exc:
+            statement.error = exc
+            for hook in hooks:
+                hook.after_execute(statement)
+            raise
+        return self._observe(statement, rows, hooks)
+
+    @staticmethod
+    def _observe(
+        statement: Statement, rows: Iterator[T], hooks: tuple[ExecutionHook, ...]
+    ) -> Iterator[T]:
+        start = perf_counter()
+        count = 0
+        try:
+            for row in rows:
+                count += 1
+                yield row
+        except GeneratorExit:
+            pass
+        except BaseException as exc:
+            statement.error = exc
+            raise
+        finally:
+            statement.duration = perf_counter() - start
+            statement.executed = True
+            statement.rowcount = count
+            for hook in hooks:
+                hook.after_execute(statement)
+
 
 def _rowcount(result: object) -> int:
     if isinstance(result, int) and not isinstance(result, bool):

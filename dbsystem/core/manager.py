@@ -306,6 +306,17 @@ class DatabaseManager:
         with self.connection(db_type) as conn:
             return conn.executemany(sql, seq_params)
 
+    def insert_many(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> int:
+        """Bulk-insert rows, all or nothing, on the default (or given) database."""
+        with self.connection(db_type) as conn:
+            return conn.insert_many(table, rows)
+
     def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> list[Row]:

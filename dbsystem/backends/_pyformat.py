@@ -2,8 +2,9 @@
 
 psycopg and pymysql differ in how they connect, ping, report transaction state and name
 their errors, but running a statement is the same: rewrite ``:name`` placeholders
-(``_params.to_pyformat``, cached), check every name has a value, execute on the
-connection's one reusable cursor, and turn tuples into dicts. Subclasses supply the rest.
+(``_params.to_pyformat``, cached), check every name has a value, and execute on one of the
+connection's two reusable cursors: a plain one for statements, one that makes dict rows
+with the driver's own row machinery for queries. Subclasses supply the rest.
 """
 
 from __future__ import annotations
@@ -31,10 +32,19 @@ class PyformatConnection(SQLConnectionBase):
         super().__init__()
         self._conn = conn
         self._cur = conn.cursor()
+        self._dict_cur = self._make_dict_cursor(conn)
         self._show_params = show_params
         self._secrets = secrets
 
     # -- subclass hooks --------------------------------------------------------------------
+
+    @abstractmethod
+    def _make_dict_cursor(self, conn: Any) -> Any:
+        """A cursor of ``conn`` whose rows are dicts."""
+
+    @abstractmethod
+    def _has_rows(self, cursor: Any) -> bool:
+        """True if the last statement on ``cursor`` produced a result set."""
 
     @abstractmethod
     def _connection_lost(self, exc: BaseException) -> bool:
@@ -109,37 +119,32 @@ class PyformatConnection(SQLConnectionBase):
         return ExecuteResult(cur.rowcount, None)
 
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
-        cur = self._cur
+        cur = self._dict_cur
         try:
             if params is None:
                 cur.execute(sql)
             else:
                 cur.execute(self._query(sql, params), params)
-            description = cur.description
-            if description is None:
+            if not self._has_rows(cur):
                 return []
             rows = cur.fetchall()
         except self.driver_errors as exc:
             raise self._error(exc, sql, params) from exc
-        names = [column[0] for column in description]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return rows if type(rows) is list else list(rows)  # pymysql answers () when empty
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
-        cur = self._cur
+        cur = self._dict_cur
         try:
             if params is None:
                 cur.execute(sql)
             else:
                 cur.execute(self._query(sql, params), params)
-            description = cur.description
-            if description is None:
+            if not self._has_rows(cur):
                 return None
-            row = cur.fetchone()  # both drivers buffer the result: nothing left to drain
+            row: Row | None = cur.fetchone()  # both drivers buffer: nothing left to drain
         except self.driver_errors as exc:
             raise self._error(exc, sql, params) from exc
-        if row is None:
-            return None
-        return dict(zip([column[0] for column in description], row, strict=True))
+        return row
 
     # -- transactions ----------------------------------------------------------------------
 

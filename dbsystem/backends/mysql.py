@@ -64,6 +64,12 @@ class MySQLConnection(PyformatConnection):
     identifier_quote = "`"
     driver_errors = (pymysql.Error,)
 
+    def _make_dict_cursor(self, conn: Any) -> Any:
+        return conn.cursor(pymysql.cursors.DictCursor)
+
+    def _has_rows(self, cursor: Any) -> bool:
+        return cursor.description is not None
+
     def _connection_lost(self, exc: BaseException) -> bool:
         return _code(exc) in _LOST or not self._conn.open
 
@@ -102,16 +108,14 @@ class MySQLConnection(PyformatConnection):
         self, sql: str, params: Mapping[str, Any] | None, batch_size: int
     ) -> Generator[Row, None, None]:
         # An unbuffered cursor: rows come off the socket as they are read.
-        cur = pymysql.cursors.SSCursor(self._conn)
+        cur = pymysql.cursors.SSDictCursor(self._conn)
         try:
             if params is None:
                 cur.execute(sql)
             else:
                 cur.execute(self._query(sql, params), params)
-            names = [column[0] for column in cur.description or ()]
             while batch := cur.fetchmany(batch_size):
-                for row in batch:
-                    yield dict(zip(names, row, strict=True))
+                yield from batch
         except pymysql.Error as exc:
             raise self._error(exc, sql, params) from exc
         finally:

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
 from dbsystem.backends._pyformat import PyformatConnection
@@ -34,6 +35,8 @@ from dbsystem.errors import ConfigurationError, ConnectionFailed, ConnectionTime
 __all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
 
 _stream_ids = itertools.count(1)
+# Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
+_IDLE = int(TransactionStatus.IDLE)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
 
@@ -44,6 +47,14 @@ class PostgreSQLConnection(PyformatConnection):
     backend_name = "postgresql"
     dialect = "postgresql"
     driver_errors = (psycopg.Error,)
+
+    def _make_dict_cursor(self, conn: Any) -> Any:
+        return conn.cursor(row_factory=dict_row)
+
+    def _has_rows(self, cursor: Any) -> bool:
+        # pgresult, not description: description builds a Column object per column.
+        result = cursor.pgresult
+        return result is not None and result.nfields > 0
 
     def _connection_lost(self, exc: BaseException) -> bool:
         return bool(self._conn.broken or self._conn.closed)
@@ -60,7 +71,7 @@ class PostgreSQLConnection(PyformatConnection):
         self._run("COMMIT")
 
     def _rollback(self) -> None:
-        if self._conn.info.transaction_status != TransactionStatus.IDLE:
+        if self._conn.pgconn.transaction_status != _IDLE:
             self._run("ROLLBACK")
 
     def stream(
@@ -70,17 +81,15 @@ class PostgreSQLConnection(PyformatConnection):
         own = self.tx_depth == 0
         if own:
             self.begin()
-        cur = self._conn.cursor(name=f"dbsystem_stream_{next(_stream_ids)}")
+        cur = self._conn.cursor(name=f"dbsystem_stream_{next(_stream_ids)}", row_factory=dict_row)
         failed = False
         try:
             if params is None:
                 cur.execute(sql)
             else:
                 cur.execute(self._query(sql, params), params)
-            names = [column.name for column in cur.description or ()]
             while batch := cur.fetchmany(batch_size):
-                for row in batch:
-                    yield dict(zip(names, row, strict=True))
+                yield from batch
         except psycopg.Error as exc:
             failed = True
             raise self._error(exc, sql, params) from exc
@@ -112,7 +121,7 @@ class PostgreSQLConnection(PyformatConnection):
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self._conn.info.transaction_status != TransactionStatus.IDLE)
+        return bool(self._conn.pgconn.transaction_status != _IDLE)
 
     def ping(self) -> None:
         self._run("SELECT 1")

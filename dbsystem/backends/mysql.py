@@ -8,6 +8,10 @@
   for the connection's character set (``utf8mb4``) client-side, as it always does: it has no
   server-side binding. Multi-statement strings are refused by the server (pymysql does not
   ask for CLIENT.MULTI_STATEMENTS).
+* Values: a ``dict`` is sent as JSON text, a UUID as its text, an aware datetime as its UTC
+  instant (DATETIME keeps no zone; pymysql would drop the zone silently); a TIME of day reads
+  back as ``datetime.time`` rather than pymysql's ``timedelta``. Lists and tuples keep
+  pymysql's meaning (``IN :ids``).
 * URL options: ``charset``, ``init_command``, ``sql_mode``, ``read_timeout``,
   ``write_timeout``; anything else is a ``ConfigurationError``.
 * Error codes pymysql files under OperationalError but that describe a wrong statement
@@ -20,8 +24,18 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from typing import Any
 
+import datetime
+import json
+import uuid
+
 import pymysql
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import FIELD_TYPE, SERVER_STATUS
+from pymysql.converters import (
+    conversions,
+    convert_timedelta,
+    escape_datetime,
+    escape_str,
+)
 
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
@@ -37,6 +51,39 @@ from dbsystem.errors import (
 )
 
 __all__ = ["MySQLBackend", "MySQLConnection"]
+
+def _escape_json(value: Any, mapping: Any = None) -> str:
+    return str(escape_str(json.dumps(value, separators=(",", ":")), mapping))
+
+
+def _escape_uuid(value: uuid.UUID, mapping: Any = None) -> str:
+    return str(escape_str(str(value), mapping))
+
+
+def _escape_datetime(value: datetime.datetime, mapping: Any = None) -> str:
+    # DATETIME has no time zone and pymysql would drop tzinfo silently: store the UTC instant.
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return str(escape_datetime(value, mapping))
+
+
+def _decode_time(text: str | bytes) -> datetime.time | datetime.timedelta | str | bytes:
+    # pymysql reads TIME as a timedelta (TIME spans -838:59:59..838:59:59); a time of day
+    # comes back as datetime.time, anything outside one day stays a timedelta.
+    delta = convert_timedelta(text)
+    if isinstance(delta, datetime.timedelta) and datetime.timedelta(0) <= delta < _ONE_DAY:
+        return (datetime.datetime.min + delta).time()
+    return delta
+
+
+_ONE_DAY = datetime.timedelta(days=1)
+_CONVERSIONS: dict[Any, Any] = {
+    **conversions,
+    dict: _escape_json,
+    uuid.UUID: _escape_uuid,
+    datetime.datetime: _escape_datetime,
+    FIELD_TYPE.TIME: _decode_time,
+}
 
 _LOST = frozenset({2003, 2006, 2013, 2055})
 _PROGRAMMING = frozenset({1049, 1052, 1054, 1064, 1146, 1305})
@@ -172,6 +219,7 @@ class MySQLBackend(Backend):
             "charset": options.get("charset", "utf8mb4"),
             "autocommit": True,
             "connect_timeout": config.connect_timeout,
+            "conv": _CONVERSIONS,
         }
         for name in ("read_timeout", "write_timeout"):
             if name in options:

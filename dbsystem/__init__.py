@@ -17,7 +17,7 @@ import logging
 from dbsystem import errors
 from dbsystem._version import __version__
 from dbsystem.backends import available_schemes, register_backend
-from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
+from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, load_toml
 from dbsystem.core.connection import Connection, Transaction
 from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
@@ -75,6 +75,7 @@ __all__ = [
     "QueryBuildError",
     "SecurityError",
     "Statement",
+    "TLSConfig",
     "Transaction",
     "__version__",
     "available_schemes",

@@ -14,6 +14,7 @@
   pymysql's meaning (``IN :ids``).
 * URL options: ``charset``, ``init_command``, ``sql_mode``, ``read_timeout``,
   ``write_timeout``; anything else is a ``ConfigurationError``.
+* ``PoolConfig.tls`` becomes an SSL context for pymysql; a requiring mode fails closed.
 * Error codes pymysql files under OperationalError but that describe a wrong statement
   (unknown column, ambiguous column, unknown function) become ``ProgrammingError``; lost
   connections (2006, 2013...) become ``ConnectionFailed`` and the pool drops the connection.
@@ -21,12 +22,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
-from typing import Any
-
 import datetime
 import json
+import ssl
 import uuid
+from collections.abc import Generator, Mapping
+from typing import Any
 
 import pymysql
 from pymysql.constants import FIELD_TYPE, SERVER_STATUS
@@ -40,7 +41,7 @@ from pymysql.converters import (
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
-from dbsystem.core.config import PoolConfig
+from dbsystem.core.config import PoolConfig, TLSConfig
 from dbsystem.core.types import Row
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
@@ -51,6 +52,7 @@ from dbsystem.errors import (
 )
 
 __all__ = ["MySQLBackend", "MySQLConnection"]
+
 
 def _escape_json(value: Any, mapping: Any = None) -> str:
     return str(escape_str(json.dumps(value, separators=(",", ":")), mapping))
@@ -63,7 +65,7 @@ def _escape_uuid(value: uuid.UUID, mapping: Any = None) -> str:
 def _escape_datetime(value: datetime.datetime, mapping: Any = None) -> str:
     # DATETIME has no time zone and pymysql would drop tzinfo silently: store the UTC instant.
     if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
     return str(escape_datetime(value, mapping))
 
 
@@ -194,6 +196,27 @@ class MySQLConnection(PyformatConnection):
         return int(self._conn.thread_id())
 
 
+def _tls_arguments(tls: TLSConfig | None) -> dict[str, object]:
+    """pymysql's arguments for a TLS setting.
+
+    pymysql (1.2+) given an SSL context requires TLS and refuses, before authenticating, a
+    server that does not offer it; with no TLS argument it uses TLS when offered.
+    """
+    if tls is None or tls.mode == "prefer":
+        return {}
+    if tls.mode == "disable":
+        return {"ssl_disabled": True}
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.mode == "require":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif tls.mode == "verify-ca":
+        context.check_hostname = False
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return {"ssl": context}
+
+
 class MySQLBackend(Backend):
     """Opens pymysql connections to one MySQL or MariaDB database."""
 
@@ -228,6 +251,7 @@ class MySQLBackend(Backend):
             self._kwargs["init_command"] = options["init_command"]
         if "sql_mode" in options:
             self._kwargs["sql_mode"] = options["sql_mode"]
+        self._kwargs.update(_tls_arguments(config.tls))
         self._secrets = tuple(url.secrets())
 
     def connect(self) -> MySQLConnection:

@@ -7,6 +7,9 @@
 * Python ``dict`` parameters are sent as ``jsonb``; lists stay PostgreSQL arrays.
 * URL query options that are not pool settings go to libpq as connection parameters
   (``?sslmode=require&application_name=shop``); an unknown one is a ``ConfigurationError``.
+* ``PoolConfig.tls`` maps to libpq's ``sslmode``/``sslrootcert``/``sslcert``/``sslkey``
+  (``sslrootcert=system`` when a verifying mode names no CA file); libpq refuses a
+  plaintext server under ``require`` and stricter.
 * A statement that finds the connection gone raises ``ConnectionFailed`` and marks it
   broken, so the pool drops it on return; health checks catch sessions the server ended.
 """
@@ -147,6 +150,23 @@ class PostgreSQLBackend(Backend):
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         super().__init__(url, config)
         options = dict(config.options)
+        tls = config.tls
+        if tls is not None:
+            clash = {"sslmode", "sslrootcert", "sslcert", "sslkey"} & set(options)
+            if clash:
+                raise ConfigurationError(
+                    f"set TLS either with PoolConfig.tls or with URL options, not both "
+                    f"({', '.join(sorted(clash))})",
+                    backend=self.name,
+                )
+            options["sslmode"] = tls.mode
+            if tls.ca_file is not None:
+                options["sslrootcert"] = str(tls.ca_file)
+            elif tls.verifies:
+                options["sslrootcert"] = "system"  # libpq 16+: the system's CAs
+            if tls.cert_file is not None and tls.key_file is not None:
+                options["sslcert"] = str(tls.cert_file)
+                options["sslkey"] = str(tls.key_file)
         try:
             self._conninfo = psycopg.conninfo.make_conninfo(
                 host=url.host or None,

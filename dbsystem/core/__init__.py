@@ -4,7 +4,7 @@
 not re-exported here because it depends on ``dbsystem.backends``, which depends on this package.
 """
 
-from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
+from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, TLSMode, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, Transaction
 from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.pool import ConnectionPool, Connector, PooledConnection, PoolStats
@@ -28,6 +28,8 @@ __all__ = [
     "Row",
     "Statement",
     "StatementLogger",
+    "TLSConfig",
+    "TLSMode",
     "Transaction",
     "load_toml",
     "redact",

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,7 +31,7 @@ from dbsystem.core.types import DatabaseType
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import ConfigurationError, DBSystemError
 
-__all__ = ["PoolConfig", "PoolSpec", "load_toml"]
+__all__ = ["PoolConfig", "PoolSpec", "TLSConfig", "TLSMode", "load_toml"]
 
 
 def _to_url(value: Any) -> DatabaseURL:
@@ -63,6 +63,44 @@ _POOL_FIELDS = (
     "log_parameters",
 )
 _NONE_WORDS = frozenset({"none", "null", "off", ""})
+
+
+TLSMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
+"""How a connection uses TLS, with libpq's names (the strictest is the default)."""
+
+
+class TLSConfig(BaseModel):
+    """TLS settings of a pool, mapped to each driver's own options.
+
+    ``mode``: ``disable`` (plaintext), ``prefer`` (TLS when the server offers it),
+    ``require`` (TLS or no connection, certificate not checked), ``verify-ca`` (the
+    certificate must chain to ``ca_file``), ``verify-full`` (that, and the host name must
+    match it; the default). Without ``ca_file`` the verifying modes use the system's CAs.
+    A requiring mode never falls back to plaintext. ``cert_file``/``key_file`` give a client
+    certificate.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: TLSMode = "verify-full"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_files(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        return self
+
+    @property
+    def verifies(self) -> bool:
+        """True for the modes that check the server's certificate."""
+        return self.mode in ("verify-ca", "verify-full")
 
 
 class PoolConfig(BaseModel):
@@ -97,6 +135,8 @@ class PoolConfig(BaseModel):
     """Log every statement at INFO on the ``dbsystem.sql`` logger."""
     log_parameters: bool = False
     """Show parameter values in statement logs and in error messages."""
+    tls: TLSConfig | None = None
+    """TLS for the connections; None keeps the driver's default (see ``TLSConfig``)."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend-specific options (the URL's query options that are not pool settings)."""
 

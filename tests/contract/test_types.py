@@ -20,8 +20,11 @@ BACKENDS = [
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
 ]
-TYPES = {"sqlite": DatabaseType.SQLITE, "postgres": DatabaseType.POSTGRES,
-         "mysql": DatabaseType.MYSQL}
+TYPES = {
+    "sqlite": DatabaseType.SQLITE,
+    "postgres": DatabaseType.POSTGRES,
+    "mysql": DatabaseType.MYSQL,
+}
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 IDENT = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -31,45 +34,78 @@ DOC = {"a": [1, 2], "b": {"c": None}}
 
 # column -> (value written, {backend: column type}, {backend: value read back})
 MATRIX = {
-    "c_int": (2**40, {"sqlite": "INTEGER", "postgres": "BIGINT", "mysql": "BIGINT"},
-              {"*": 2**40}),
-    "c_float": (0.1, {"sqlite": "REAL", "postgres": "DOUBLE PRECISION", "mysql": "DOUBLE"},
-                {"*": 0.1}),
-    "c_decimal": (decimal.Decimal("12345.678"),
-                  {"sqlite": "TEXT", "postgres": "NUMERIC(12,3)", "mysql": "DECIMAL(12,3)"},
-                  {"*": decimal.Decimal("12345.678"), "sqlite": "12345.678"}),
-    "c_text": ("naïve ✓ 'quoted' \\ %s :name", {"sqlite": "TEXT", "postgres": "TEXT",
-                                                "mysql": "TEXT"},
-               {"*": "naïve ✓ 'quoted' \\ %s :name"}),
-    "c_bytes": (b"\x00\xff\r\n'", {"sqlite": "BLOB", "postgres": "BYTEA", "mysql": "BLOB"},
-                {"*": b"\x00\xff\r\n'"}),
-    "c_bool": (True, {"sqlite": "BOOLEAN", "postgres": "BOOLEAN", "mysql": "BOOLEAN"},
-               {"*": 1, "postgres": True}),
+    "c_int": (2**40, {"sqlite": "INTEGER", "postgres": "BIGINT", "mysql": "BIGINT"}, {"*": 2**40}),
+    "c_float": (
+        0.1,
+        {"sqlite": "REAL", "postgres": "DOUBLE PRECISION", "mysql": "DOUBLE"},
+        {"*": 0.1},
+    ),
+    "c_decimal": (
+        decimal.Decimal("12345.678"),
+        {"sqlite": "TEXT", "postgres": "NUMERIC(12,3)", "mysql": "DECIMAL(12,3)"},
+        {"*": decimal.Decimal("12345.678"), "sqlite": "12345.678"},
+    ),
+    "c_text": (
+        "naïve ✓ 'quoted' \\ %s :name",
+        {"sqlite": "TEXT", "postgres": "TEXT", "mysql": "TEXT"},
+        {"*": "naïve ✓ 'quoted' \\ %s :name"},
+    ),
+    "c_bytes": (
+        b"\x00\xff\r\n'",
+        {"sqlite": "BLOB", "postgres": "BYTEA", "mysql": "BLOB"},
+        {"*": b"\x00\xff\r\n'"},
+    ),
+    "c_bool": (
+        True,
+        {"sqlite": "BOOLEAN", "postgres": "BOOLEAN", "mysql": "BOOLEAN"},
+        {"*": 1, "postgres": True},
+    ),
     "c_null": (None, {"sqlite": "TEXT", "postgres": "TEXT", "mysql": "TEXT"}, {"*": None}),
-    "c_date": (datetime.date(2024, 2, 29), {"sqlite": "TEXT", "postgres": "DATE",
-                                            "mysql": "DATE"},
-               {"*": datetime.date(2024, 2, 29), "sqlite": "2024-02-29"}),
-    "c_naive": (NAIVE, {"sqlite": "TEXT", "postgres": "TIMESTAMP", "mysql": "DATETIME(6)"},
-                {"*": NAIVE, "sqlite": "2024-02-29 13:14:15.123456"}),
-    "c_aware": (AWARE, {"sqlite": "TEXT", "postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"},
-                {"postgres": AWARE,  # the same instant, in the session's zone
-                 "mysql": datetime.datetime(2024, 2, 29, 11, 14, 15),  # UTC, no zone
-                 "sqlite": "2024-02-29 13:14:15+02:00"}),
-    "c_time": (datetime.time(23, 59, 58), {"sqlite": "TEXT", "postgres": "TIME",
-                                           "mysql": "TIME"},
-               {"*": datetime.time(23, 59, 58), "sqlite": "23:59:58"}),
-    "c_uuid": (IDENT, {"sqlite": "TEXT", "postgres": "UUID", "mysql": "CHAR(36)"},
-               {"*": str(IDENT), "postgres": IDENT}),
-    "c_json": (DOC, {"sqlite": "TEXT", "postgres": "JSONB", "mysql": "JSON"},
-               {"*": '{"a":[1,2],"b":{"c":null}}', "postgres": DOC}),
+    "c_date": (
+        datetime.date(2024, 2, 29),
+        {"sqlite": "TEXT", "postgres": "DATE", "mysql": "DATE"},
+        {"*": datetime.date(2024, 2, 29), "sqlite": "2024-02-29"},
+    ),
+    "c_naive": (
+        NAIVE,
+        {"sqlite": "TEXT", "postgres": "TIMESTAMP", "mysql": "DATETIME(6)"},
+        {"*": NAIVE, "sqlite": "2024-02-29 13:14:15.123456"},
+    ),
+    "c_aware": (
+        AWARE,
+        {"sqlite": "TEXT", "postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"},
+        {
+            "postgres": AWARE,  # the same instant, in the session's zone
+            "mysql": datetime.datetime(2024, 2, 29, 11, 14, 15),  # UTC, no zone
+            "sqlite": "2024-02-29 13:14:15+02:00",
+        },
+    ),
+    "c_time": (
+        datetime.time(23, 59, 58),
+        {"sqlite": "TEXT", "postgres": "TIME", "mysql": "TIME"},
+        {"*": datetime.time(23, 59, 58), "sqlite": "23:59:58"},
+    ),
+    "c_uuid": (
+        IDENT,
+        {"sqlite": "TEXT", "postgres": "UUID", "mysql": "CHAR(36)"},
+        {"*": str(IDENT), "postgres": IDENT},
+    ),
+    "c_json": (
+        DOC,
+        {"sqlite": "TEXT", "postgres": "JSONB", "mysql": "JSON"},
+        {"*": '{"a":[1,2],"b":{"c":null}}', "postgres": DOC},
+    ),
 }
 
 
 @pytest.fixture(params=BACKENDS)
 def db(request, tmp_path):
     kind = request.param
-    url = (f"sqlite:///{tmp_path}/types.db" if kind == "sqlite"
-           else request.getfixturevalue(f"{kind}_url"))
+    url = (
+        f"sqlite:///{tmp_path}/types.db"
+        if kind == "sqlite"
+        else request.getfixturevalue(f"{kind}_url")
+    )
     manager = DatabaseManager()
     manager.create_pool(TYPES[kind], PoolConfig(url=url, max_size=2))
     manager.kind = kind  # type: ignore[attr-defined]

@@ -14,13 +14,14 @@ import os
 import pathlib
 import pwd
 import shutil
-import subprocess
 import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.server_control import restart_mariadb
 
 TLS_DIR = pathlib.Path("/var/lib/dbsystem-test-tls")
 
@@ -138,46 +139,14 @@ def enable_mariadb_tls(manager) -> None:
     if have and have["Value"] == "YES" and cert == str(directory / "server.pem"):
         return
     manager.close_all()
-    subprocess.run(
-        ["mariadb-admin", "--protocol=tcp", "-h", "127.0.0.1", "-uroot", "shutdown"],
-        check=True,
-        timeout=60,
-    )
-    # mariadb-admin returns before the server has exited; start-stop-daemon would then see
-    # it "already running" and do nothing.
-    deadline = time.monotonic() + 60
-    while (
-        subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True, check=False).returncode
-        == 0
-    ):
-        if time.monotonic() > deadline:
-            raise RuntimeError("MariaDB did not shut down")
-        time.sleep(0.1)
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--start",
-            "--oknodo",
-            "--background",
-            "--exec",
-            "/usr/sbin/mariadbd",
-            "--",
-            f"--ssl-ca={directory / 'ca.pem'}",
-            f"--ssl-cert={directory / 'server.pem'}",
-            f"--ssl-key={directory / 'server-key.pem'}",
-        ],
-        check=True,
-        timeout=60,
-    )
-    deadline = time.monotonic() + 60
-    while (
-        subprocess.run(
-            ["mariadb-admin", "--protocol=tcp", "-h", "127.0.0.1", "-uroot", "ping"],
-            capture_output=True,
-            check=False,
-        ).returncode
-        != 0
-    ):
-        if time.monotonic() > deadline:
-            raise RuntimeError("MariaDB did not come back with TLS")
-        time.sleep(0.25)
+    restart_mariadb(*mariadb_tls_args())
+
+
+def mariadb_tls_args() -> list[str]:
+    """The server options that make MariaDB use our certificate."""
+    directory = TLS_DIR / "mysql"
+    return [
+        f"--ssl-ca={directory / 'ca.pem'}",
+        f"--ssl-cert={directory / 'server.pem'}",
+        f"--ssl-key={directory / 'server-key.pem'}",
+    ]

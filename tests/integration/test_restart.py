@@ -107,7 +107,7 @@ def test_restart_under_load_loses_no_acknowledged_write(kind, request):
         assert all(isinstance(e, OperationalError) for e in errors), {type(e) for e in errors}
         stats = manager.pool_stats()[db_type]
         assert stats.active == 0 and stats.total <= 6
-        print(
+        print(  # noqa: T201 - the figures, shown with pytest -s
             f"{kind}: {len(acked)} acknowledged, {len(errors)} errors during the restart, "
             f"first success {recovery * 1000:.0f} ms after the server was back"
         )

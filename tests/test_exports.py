@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "dbsystem.core",
     "dbsystem.backends",
     "dbsystem.testing",
+    "dbsystem.query",
 ]
 
 
@@ -43,7 +44,7 @@ def test_top_level_exports_the_documented_entry_points():
 def test_public_names_are_exported():
     # (pytest adds "@py_builtins" names to modules of a plugin's distribution)
     public = {n for n in vars(dbsystem) if not n.startswith(("_", "@"))}
-    submodules = {"backends", "core", "errors", "testing", "cli", "logging"}
+    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query"}
     assert public - submodules <= set(dbsystem.__all__)
 
 

@@ -194,6 +194,25 @@ class Connection(PooledConnection[SQLConnectionBase]):
             return pool.hooks.run(statement, lambda: _insert_all(raw, table, names, rows))
         return _insert_all(raw, table, names, rows)
 
+    def _run_built(
+        self,
+        operation: str,
+        sql: str,
+        params: Mapping[str, Any] | None,
+        action: str,
+        resources: tuple[str, ...],
+    ) -> Any:
+        """Run a statement whose action and tables are already known (the query builders)."""
+        raw = self._raw
+        if raw is None:
+            raise self._released_error()
+        call = raw.fetch_all if operation == "fetch_all" else raw.execute
+        pool = self._pool
+        if pool.hooks.hooks:
+            statement = self._statement(operation, sql, params, action, resources)
+            return pool.hooks.run(statement, lambda: call(sql, params))
+        return call(sql, params)
+
     def transaction(self, isolation: str | None = None, readonly: bool = False) -> Transaction:
         """A context manager: commit on clean exit, roll back on exception; nests as savepoints.
 

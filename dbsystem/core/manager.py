@@ -30,6 +30,7 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.query.sql import QueryFactory
 
 __all__ = ["DatabaseManager", "PoolKey"]
 
@@ -262,6 +263,21 @@ class DatabaseManager:
         for hook in self._hooks:
             chain.add(hook)
         return chain
+
+    # -- query builders --------------------------------------------------------------------
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> QueryFactory:
+        """Query builders bound to a pool: ``db.query(DatabaseType.POSTGRES).select(...)``.
+
+        The builders compile for the pool's dialect and ``execute()`` through its pool.
+        """
+        from dbsystem.query.sql import QueryFactory
+
+        if db_type is None:
+            db_type = self._default or self._default_type()
+        return QueryFactory(self, db_type, name)
 
     # -- lending connections ---------------------------------------------------------------
 

@@ -1,0 +1,938 @@
+"""The fluent SQL builders: select, insert, update, delete, set operations, raw SQL.
+
+Every method returns a new builder (they are immutable), so a base query can be shared
+between threads and extended freely::
+
+    base = db.query(DatabaseType.POSTGRES).select("id", "name").from_("users")
+    active = base.where("is_active", "=", True)
+    page = active.order_by("name").limit(20).offset(40)
+    sql, params = page.build()        # dialect SQL with :name parameters, for inspection
+    rows = page.execute()             # through the manager's pool for that database
+
+``build()`` compiles once per *shape* (the query without its values) and dialect; the same
+shape with other values reuses the cached SQL, so only the values are collected again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dbsystem.core.types import Row
+from dbsystem.errors import QueryBuildError
+from dbsystem.query.expr import (
+    Compare,
+    Expr,
+    Label,
+    Order,
+    Value,
+    check_identifier,
+    coerce,
+    col,
+    order_item,
+)
+
+if TYPE_CHECKING:
+    from dbsystem.core.connection import Connection
+    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.types import DatabaseType
+    from dbsystem.query._compile import Compiled
+
+__all__ = [
+    "DeleteQuery",
+    "InsertQuery",
+    "QueryFactory",
+    "RawQuery",
+    "SelectQuery",
+    "SetQuery",
+    "UpdateQuery",
+    "delete_from",
+    "insert_into",
+    "raw_sql",
+    "select",
+    "update",
+]
+
+Q = TypeVar("Q", bound="_Query")
+W = TypeVar("W", bound="_FilteredWrite")
+
+_OPERATORS = {
+    "=": "=",
+    "==": "=",
+    "!=": "!=",
+    "<>": "!=",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "like": "like",
+    "not like": "not like",
+    "ilike": "ilike",
+    "in": "in",
+    "not in": "not in",
+    "is": "is",
+    "is not": "is not",
+    "between": "between",
+}
+_MISSING: Any = object()
+
+
+def condition(left: object, op: str | None = None, value: object = _MISSING) -> Expr:
+    """A condition from the triple form ``("age", ">", 18)`` or an expression.
+
+    In the triple form the left side names a column (or is an expression) and the value is
+    always bound, a string included: ``where("name", "=", "x")`` compares with the text x.
+    """
+    if op is None:
+        if value is not _MISSING or not isinstance(left, Expr):
+            raise QueryBuildError(
+                "where() takes an expression, or a column, an operator and a value"
+            )
+        return left
+    if value is _MISSING:
+        raise QueryBuildError(f"operator {op!r} needs a value")
+    key = op.lower().strip() if isinstance(op, str) else op
+    normalized = _OPERATORS.get(key)
+    if normalized is None:
+        raise QueryBuildError(f"unknown operator {op!r}; use one of {sorted(set(_OPERATORS))}")
+    target = col(left) if isinstance(left, str) else coerce(left)
+    if normalized in ("=", "!=", "<", "<=", ">", ">="):
+        if value is None and normalized in ("=", "!="):
+            return Compare("is" if normalized == "=" else "is not", target, coerce(None))
+        return Compare(normalized, target, _value(value))
+    if normalized == "like":
+        return target.like(_value(value))
+    if normalized == "not like":
+        return target.not_like(_value(value))
+    if normalized == "ilike":
+        return target.ilike(_value(value))
+    if normalized == "in":
+        return target.in_(value)  # type: ignore[arg-type]
+    if normalized == "not in":
+        return target.not_in(value)  # type: ignore[arg-type]
+    if normalized in ("is", "is not"):
+        if value is not None:
+            raise QueryBuildError(f"{op!r} compares with None (NULL) only")
+        return Compare(normalized, target, coerce(None))
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise QueryBuildError("between takes a (low, high) pair")
+    return target.between(value[0], value[1])
+
+
+def _value(value: object) -> Expr:
+    # In the triple form a value is a value: a dict such as {"$gt": ""} is bound as data.
+    return value if isinstance(value, Expr) else Value(value)
+
+
+def _check_count(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise QueryBuildError(f"{what} must be a non-negative int, not {value!r}")
+    return value
+
+
+class _Query:
+    """What every builder shares: shape and values (cached), build, execute."""
+
+    __slots__ = ("_factory", "_shape_cache", "_values_cache")
+    _fields: tuple[str, ...] = ()
+    _factory: QueryFactory | None
+    _shape_cache: tuple[Any, ...] | None
+    _values_cache: tuple[Any, ...] | None
+
+    def _copy(self: Q, **changes: Any) -> Q:
+        new = object.__new__(type(self))
+        for name in (*self._fields, "_factory"):
+            object.__setattr__(new, name, changes.get(name, getattr(self, name)))
+        new._shape_cache = None
+        new._values_cache = None
+        return new
+
+    def shape(self) -> tuple[Any, ...]:
+        """The query without its values: equal shapes compile to equal SQL."""
+        shape = self._shape_cache
+        if shape is None:
+            shape = self._shape_cache = self._shape()
+        return shape
+
+    def bound_values(self) -> tuple[Any, ...]:
+        """The bound values, in the order the compiled SQL names them."""
+        values = self._values_cache
+        if values is None:
+            values = self._values_cache = self._collect_values()
+        return values
+
+    def _shape(self) -> tuple[Any, ...]:
+        raise NotImplementedError  # pragma: no cover - every builder defines it
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        raise NotImplementedError  # pragma: no cover - every builder defines it
+
+    def _dialect(self, dialect: str | None) -> str:
+        if dialect is not None:
+            return dialect
+        if self._factory is None:
+            raise QueryBuildError("this query is not bound to a database: pass dialect=")
+        return self._factory.dialect
+
+    def compiled(self, dialect: str | None = None) -> Compiled:
+        """The cached compilation for this shape and dialect."""
+        from dbsystem.query._compile import compile_query
+
+        return compile_query(self, self._dialect(dialect))
+
+    def build(self, dialect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The SQL (with ``:name`` parameters) and its parameters, for the bound dialect."""
+        compiled = self.compiled(dialect)
+        return compiled.sql, compiled.bind(self.bound_values())
+
+    def execute(self, conn: Connection | None = None) -> Any:
+        """Run the query: rows for a select (or RETURNING), else the affected row count.
+
+        Uses ``conn`` if given (to run inside its transaction), else borrows a connection
+        from the bound manager's pool.
+        """
+        compiled = self.compiled(None if conn is None else conn.backend.dialect)
+        params = compiled.bind(self.bound_values())
+        if conn is not None:
+            return _run(conn, compiled, params)
+        factory = self._factory
+        if factory is None:
+            raise QueryBuildError("this query is not bound to a database: pass conn=")
+        with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
+            return _run(borrowed, compiled, params)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.shape()!r:.120}>"
+
+
+def _run(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Any:
+    operation = "fetch_all" if compiled.returns_rows else "execute"
+    return conn._run_built(operation, compiled.sql, params, compiled.action, compiled.resources)
+
+
+# -- select ---------------------------------------------------------------------------------
+
+
+class FromItem:
+    """A FROM source: a table name, a CTE name or a subquery, with an optional alias."""
+
+    __slots__ = ("_key", "_values", "alias", "source")
+
+    def __init__(self, source: str | _Query, alias: str | None) -> None:
+        if isinstance(source, str):
+            check_identifier(source, "table name")
+            self._key: tuple[Any, ...] = ("table", source, alias)
+            self._values: tuple[Any, ...] = ()
+        elif isinstance(source, (SelectQuery, SetQuery)):
+            if alias is None:
+                raise QueryBuildError("a subquery in FROM needs an alias")
+            self._key = ("subquery", source.shape(), alias)
+            self._values = source.bound_values()
+        else:
+            raise QueryBuildError(f"cannot select from {type(source).__name__}")
+        if alias is not None:
+            check_identifier(alias, "alias")
+        self.source, self.alias = source, alias
+
+
+class Join:
+    """A JOIN: kind, source, condition."""
+
+    __slots__ = ("_key", "_values", "item", "kind", "on")
+
+    def __init__(self, kind: str, item: FromItem, on: Expr | None) -> None:
+        if kind not in ("inner", "left", "right", "full", "cross"):
+            raise QueryBuildError(
+                f"join kind must be inner, left, right, full or cross, not {kind!r}"
+            )
+        if (on is None) != (kind == "cross"):
+            raise QueryBuildError("a join needs on= (except a cross join, which takes none)")
+        self.kind, self.item, self.on = kind, item, on
+        self._key = ("join", kind, item._key, on._key if on is not None else None)
+        self._values = item._values + (on._values if on is not None else ())
+
+
+class CTE:
+    """WITH name [(columns)] AS (query) [recursive: base UNION [ALL] step]."""
+
+    __slots__ = ("_key", "_values", "columns", "name", "query", "recursive", "step", "union_all")
+
+    def __init__(
+        self,
+        name: str,
+        query: _Query,
+        *,
+        step: _Query | None = None,
+        columns: Sequence[str] = (),
+        union_all: bool = True,
+    ) -> None:
+        check_identifier(name, "CTE name")
+        for column in columns:
+            check_identifier(column, "CTE column")
+        if not isinstance(query, (SelectQuery, SetQuery)) or (
+            step is not None and not isinstance(step, (SelectQuery, SetQuery))
+        ):
+            raise QueryBuildError("a CTE is made of select queries")
+        self.name, self.query, self.step = name, query, step
+        self.recursive, self.columns, self.union_all = step is not None, tuple(columns), union_all
+        self._key = (
+            "cte",
+            name,
+            self.columns,
+            union_all,
+            query.shape(),
+            step.shape() if step is not None else None,
+        )
+        self._values = query.bound_values() + (step.bound_values() if step is not None else ())
+
+
+class SelectQuery(_Query):
+    """SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]."""
+
+    __slots__ = (
+        "_columns",
+        "_ctes",
+        "_distinct",
+        "_from",
+        "_group",
+        "_having",
+        "_joins",
+        "_limit",
+        "_offset",
+        "_order",
+        "_where",
+    )
+    _fields = (
+        "_columns",
+        "_ctes",
+        "_distinct",
+        "_from",
+        "_group",
+        "_having",
+        "_joins",
+        "_limit",
+        "_offset",
+        "_order",
+        "_where",
+    )
+
+    def __init__(self, factory: QueryFactory | None, columns: Sequence[Any]) -> None:
+        self._factory = factory
+        self._columns: tuple[Expr, ...] = tuple(_select_item(c) for c in columns)
+        self._ctes: tuple[CTE, ...] = ()
+        self._distinct = False
+        self._from: tuple[FromItem, ...] = ()
+        self._joins: tuple[Join, ...] = ()
+        self._where: Expr | None = None
+        self._group: tuple[Expr, ...] = ()
+        self._having: Expr | None = None
+        self._order: tuple[Order, ...] = ()
+        self._limit: Expr | None = None
+        self._offset: Expr | None = None
+        self._shape_cache = None
+        self._values_cache = None
+
+    # -- clauses ---------------------------------------------------------------------------
+
+    def select(self, *columns: Any) -> SelectQuery:
+        """Add columns or expressions to the select list."""
+        return self._copy(_columns=self._columns + tuple(_select_item(c) for c in columns))
+
+    def distinct(self) -> SelectQuery:
+        """SELECT DISTINCT."""
+        return self._copy(_distinct=True)
+
+    def from_(self, source: str | _Query, alias: str | None = None) -> SelectQuery:
+        """FROM a table (or CTE) name, or a subquery (which needs an alias)."""
+        return self._copy(_from=self._from + (FromItem(source, alias),))
+
+    def join(
+        self,
+        source: str | _Query,
+        on: Expr | None = None,
+        *,
+        alias: str | None = None,
+        kind: str = "inner",
+    ) -> SelectQuery:
+        """JOIN source ON condition; ``kind``: inner, left, right, full or cross."""
+        join = Join(kind.lower() if isinstance(kind, str) else kind, FromItem(source, alias), on)
+        return self._copy(_joins=self._joins + (join,))
+
+    def left_join(self, source: str | _Query, on: Expr, *, alias: str | None = None) -> SelectQuery:
+        """LEFT OUTER JOIN."""
+        return self.join(source, on, alias=alias, kind="left")
+
+    def where(self, left: object, op: str | None = None, value: object = _MISSING) -> SelectQuery:
+        """Add a condition (ANDed with earlier ones): triple form or expression."""
+        return self._copy(_where=_and(self._where, condition(left, op, value)))
+
+    def group_by(self, *columns: Any) -> SelectQuery:
+        """GROUP BY columns or expressions."""
+        items = tuple(col(c) if isinstance(c, str) else coerce(c) for c in columns)
+        return self._copy(_group=self._group + items)
+
+    def having(self, left: object, op: str | None = None, value: object = _MISSING) -> SelectQuery:
+        """Add a HAVING condition: ``having(count(), ">", 50)`` or an expression."""
+        return self._copy(_having=_and(self._having, condition(left, op, value)))
+
+    def order_by(
+        self, column: Any, direction: str = "asc", *, nulls: str | None = None
+    ) -> SelectQuery:
+        """ORDER BY column [asc|desc]; NULLs sort first ascending and last descending on
+        every backend unless ``nulls="first"`` or ``"last"`` says otherwise."""
+        if not isinstance(direction, str):
+            raise QueryBuildError(f"sort direction must be 'asc' or 'desc', not {direction!r}")
+        item = column if isinstance(column, Order) else order_item(column, direction, nulls)
+        return self._copy(_order=self._order + (item,))
+
+    def limit(self, count: int) -> SelectQuery:
+        """LIMIT count (a non-negative int)."""
+        return self._copy(_limit=Value(_check_count(count, "limit")))
+
+    def offset(self, count: int) -> SelectQuery:
+        """OFFSET count (a non-negative int)."""
+        return self._copy(_offset=Value(_check_count(count, "offset")))
+
+    def with_(self, name: str, query: _Query, *, columns: Sequence[str] = ()) -> SelectQuery:
+        """WITH name AS (query): a common table expression, usable by name in FROM/JOIN."""
+        return self._copy(_ctes=self._ctes + (CTE(name, query, columns=columns),))
+
+    def with_recursive(
+        self,
+        name: str,
+        base: _Query,
+        step: _Query,
+        *,
+        columns: Sequence[str] = (),
+        union_all: bool = True,
+    ) -> SelectQuery:
+        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
+        cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
+        return self._copy(_ctes=self._ctes + (cte,))
+
+    # -- set operations --------------------------------------------------------------------
+
+    def union(self, other: _Query) -> SetQuery:
+        """UNION (duplicates removed)."""
+        return SetQuery(self._factory, "union", (self, other))
+
+    def union_all(self, other: _Query) -> SetQuery:
+        """UNION ALL."""
+        return SetQuery(self._factory, "union_all", (self, other))
+
+    def intersect(self, other: _Query) -> SetQuery:
+        """INTERSECT."""
+        return SetQuery(self._factory, "intersect", (self, other))
+
+    def except_(self, other: _Query) -> SetQuery:
+        """EXCEPT."""
+        return SetQuery(self._factory, "except", (self, other))
+
+    # -- use as an expression --------------------------------------------------------------
+
+    def scalar(self) -> Expr:
+        """This query as a scalar subquery (one row, one column) inside another query."""
+        return coerce(self)
+
+    def as_(self, name: str) -> Label:
+        """This query as a named scalar subquery in a select list."""
+        return coerce(self).as_(name)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def first(self, conn: Connection | None = None) -> Row | None:
+        """The first row, or None."""
+        rows = self.execute(conn)
+        return rows[0] if rows else None
+
+    def all(self, conn: Connection | None = None) -> list[Row]:
+        """Every row (the same as ``execute``)."""
+        rows: list[Row] = self.execute(conn)
+        return rows
+
+    def scalar_value(self, conn: Connection | None = None) -> Any:
+        """The first column of the first row, or None."""
+        row = self.first(conn)
+        return None if row is None else next(iter(row.values()), None)
+
+    # -- shape and values: CTEs, sources, columns, conditions, in the compiler's order -----
+
+    def _parts(self) -> list[Any]:
+        return [
+            *self._ctes,
+            *self._from,
+            *self._joins,
+            *self._columns,
+            *((self._where,) if self._where is not None else ()),
+            *self._group,
+            *((self._having,) if self._having is not None else ()),
+            *self._order,
+            *((self._limit,) if self._limit is not None else ()),
+            *((self._offset,) if self._offset is not None else ()),
+        ]
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (
+            "select",
+            self._distinct,
+            len(self._ctes),
+            len(self._from),
+            len(self._joins),
+            len(self._columns),
+            self._where is not None,
+            len(self._group),
+            self._having is not None,
+            len(self._order),
+            self._limit is not None,
+            self._offset is not None,
+            *(part._key for part in self._parts()),
+        )
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = ()
+        for part in self._parts():
+            values += part._values
+        return values
+
+
+def _select_item(item: Any) -> Expr:
+    if isinstance(item, str):
+        return col(item)
+    if isinstance(item, (SelectQuery, SetQuery)):
+        return coerce(item)
+    if isinstance(item, Expr):
+        return item
+    raise QueryBuildError(
+        f"select items are column names or expressions, not {type(item).__name__} "
+        "(use literal() for a value)"
+    )
+
+
+def _and(current: Expr | None, new: Expr) -> Expr:
+    return new if current is None else current & new
+
+
+class SetQuery(_Query):
+    """UNION / UNION ALL / INTERSECT / EXCEPT of selects, with ORDER BY / LIMIT on the whole."""
+
+    __slots__ = ("_limit", "_offset", "_op", "_order", "_queries")
+    _fields = ("_limit", "_offset", "_op", "_order", "_queries")
+
+    def __init__(self, factory: QueryFactory | None, op: str, queries: Sequence[_Query]) -> None:
+        for query in queries:
+            if not isinstance(query, (SelectQuery, SetQuery)):
+                raise QueryBuildError("set operations combine select queries")
+        self._factory = factory
+        self._op = op
+        self._queries = tuple(queries)
+        self._order: tuple[Order, ...] = ()
+        self._limit: Expr | None = None
+        self._offset: Expr | None = None
+        self._shape_cache = None
+        self._values_cache = None
+
+    def union(self, other: _Query) -> SetQuery:
+        """UNION with one more query."""
+        return SetQuery(self._factory, "union", (self, other))
+
+    def union_all(self, other: _Query) -> SetQuery:
+        """UNION ALL with one more query."""
+        return SetQuery(self._factory, "union_all", (self, other))
+
+    def order_by(
+        self, column: Any, direction: str = "asc", *, nulls: str | None = None
+    ) -> SetQuery:
+        """ORDER BY over the combined result (by output column name)."""
+        item = column if isinstance(column, Order) else order_item(column, direction, nulls)
+        return self._copy(_order=self._order + (item,))
+
+    def limit(self, count: int) -> SetQuery:
+        """LIMIT over the combined result."""
+        return self._copy(_limit=Value(_check_count(count, "limit")))
+
+    def offset(self, count: int) -> SetQuery:
+        """OFFSET over the combined result."""
+        return self._copy(_offset=Value(_check_count(count, "offset")))
+
+    def all(self, conn: Connection | None = None) -> list[Row]:
+        """Every row."""
+        rows: list[Row] = self.execute(conn)
+        return rows
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (
+            "set",
+            self._op,
+            tuple(q.shape() for q in self._queries),
+            tuple(o._key for o in self._order),
+            self._limit is not None,
+            self._offset is not None,
+        )
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = ()
+        for query in self._queries:
+            values += query.bound_values()
+        for order in self._order:
+            values += order._values
+        for extra in (self._limit, self._offset):
+            if extra is not None:
+                values += extra._values
+        return values
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+class InsertQuery(_Query):
+    """INSERT INTO table ... VALUES (one or many rows) or SELECT, with upsert and RETURNING."""
+
+    __slots__ = ("_columns", "_from_select", "_returning", "_rows", "_table", "_upsert")
+    _fields = ("_columns", "_from_select", "_returning", "_rows", "_table", "_upsert")
+
+    def __init__(self, factory: QueryFactory | None, table: str) -> None:
+        self._factory = factory
+        self._table = check_identifier(table, "table name")
+        self._columns: tuple[str, ...] = ()
+        self._rows: tuple[tuple[Expr, ...], ...] = ()
+        self._from_select: _Query | None = None
+        self._upsert: tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...], bool] | None
+        self._upsert = None
+        self._returning: tuple[Expr, ...] = ()
+        self._shape_cache = None
+        self._values_cache = None
+
+    def values(
+        self,
+        rows: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        /,
+        **columns: Any,
+    ) -> InsertQuery:
+        """Rows to insert: one mapping, a list of mappings (same keys), or keywords."""
+        if columns:
+            if rows is not None:
+                raise QueryBuildError("pass rows or keyword columns, not both")
+            rows = columns
+        batch = [rows] if isinstance(rows, Mapping) else list(rows or [])
+        if not batch:
+            raise QueryBuildError("values() needs at least one row")
+        names = tuple(batch[0])
+        for name in names:
+            check_identifier(name, "column name")
+        keys = set(names)
+        converted = []
+        for index, row in enumerate(batch):
+            if not isinstance(row, Mapping) or set(row) != keys:
+                raise QueryBuildError(f"row {index} does not have the columns {sorted(keys)}")
+            converted.append(tuple(_value(row[name]) for name in names))
+        if self._columns and self._columns != names:
+            raise QueryBuildError("every values() call must use the same columns")
+        return self._copy(_columns=names, _rows=self._rows + tuple(converted))
+
+    def from_select(self, columns: Sequence[str], query: _Query) -> InsertQuery:
+        """INSERT INTO table (columns) SELECT ..."""
+        for name in columns:
+            check_identifier(name, "column name")
+        if not isinstance(query, (SelectQuery, SetQuery)):
+            raise QueryBuildError("from_select takes a select query")
+        return self._copy(_columns=tuple(columns), _from_select=query)
+
+    def upsert(
+        self,
+        conflict: Sequence[str],
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> InsertQuery:
+        """Insert, or update the existing row when ``conflict`` columns collide.
+
+        ``update``: the columns to overwrite with the new row's values (default: every
+        inserted column not in ``conflict``), a mapping of column to value/expression, or
+        ``[]`` to leave the existing row alone. ON CONFLICT on PostgreSQL and SQLite; ON
+        DUPLICATE KEY UPDATE on MySQL, where ``conflict`` must match a unique key.
+        """
+        keys = tuple(check_identifier(c, "conflict column") for c in conflict)
+        if not keys:
+            raise QueryBuildError("upsert needs the conflict (unique key) columns")
+        if update is None:
+            updates: tuple[tuple[str, Expr | None], ...] = tuple(
+                (c, None) for c in self._columns if c not in keys
+            )
+            default = True
+        elif isinstance(update, Mapping):
+            updates = tuple(
+                (check_identifier(c, "column name"), _value(v)) for c, v in update.items()
+            )
+            default = False
+        else:
+            updates = tuple((check_identifier(c, "column name"), None) for c in update)
+            default = False
+        return self._copy(_upsert=(keys, updates, default))
+
+    def returning(self, *columns: Any) -> InsertQuery:
+        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError)."""
+        return self._copy(_returning=self._returning + tuple(_select_item(c) for c in columns))
+
+    def _resolved_upsert(self) -> tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...]]:
+        assert self._upsert is not None
+        keys, updates, default = self._upsert
+        if default:  # columns may have been given after upsert()
+            updates = tuple((c, None) for c in self._columns if c not in keys)
+        return keys, updates
+
+    def _shape(self) -> tuple[Any, ...]:
+        upsert = None
+        if self._upsert is not None:
+            keys, updates = self._resolved_upsert()
+            upsert = (keys, tuple((c, e._key if e is not None else None) for c, e in updates))
+        return (
+            "insert",
+            self._table,
+            self._columns,
+            tuple(tuple(v._key for v in row) for row in self._rows),
+            self._from_select.shape() if self._from_select is not None else None,
+            upsert,
+            tuple(r._key for r in self._returning),
+        )
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = ()
+        for row in self._rows:
+            for item in row:
+                values += item._values
+        if self._from_select is not None:
+            values += self._from_select.bound_values()
+        if self._upsert is not None:
+            for _, expr in self._resolved_upsert()[1]:
+                if expr is not None:
+                    values += expr._values
+        for item in self._returning:
+            values += item._values
+        return values
+
+
+class _FilteredWrite(_Query):
+    """What UPDATE and DELETE share: a table, WHERE, RETURNING, and the all-rows guard."""
+
+    __slots__ = ("_all_rows", "_returning", "_table", "_where")
+    _all_rows: bool
+    _returning: tuple[Expr, ...]
+    _table: str
+    _where: Expr | None
+
+    def where(self: W, left: object, op: str | None = None, value: object = _MISSING) -> W:
+        """Add a condition (ANDed with earlier ones)."""
+        return self._copy(_where=_and(self._where, condition(left, op, value)))
+
+    def all_rows(self: W) -> W:
+        """Allow this statement to touch every row (it has no WHERE on purpose)."""
+        return self._copy(_all_rows=True)
+
+    def returning(self: W, *columns: Any) -> W:
+        """RETURNING columns (PostgreSQL, SQLite)."""
+        extra = tuple(_select_item(c) for c in columns)
+        return self._copy(_returning=self._returning + extra)
+
+    def _check_guard(self) -> None:
+        if self._where is None and not self._all_rows:
+            raise QueryBuildError(
+                f"{type(self).__name__.removesuffix('Query').upper()} on {self._table!r} "
+                "has no where(): call .all_rows() if every row is meant"
+            )
+
+
+class UpdateQuery(_FilteredWrite):
+    """UPDATE table SET ... WHERE ... (refused without WHERE unless ``all_rows()``)."""
+
+    __slots__ = ("_set",)
+    _fields = ("_all_rows", "_returning", "_set", "_table", "_where")
+
+    def __init__(self, factory: QueryFactory | None, table: str) -> None:
+        self._factory = factory
+        self._table = check_identifier(table, "table name")
+        self._set: tuple[tuple[str, Expr], ...] = ()
+        self._where: Expr | None = None
+        self._returning: tuple[Expr, ...] = ()
+        self._all_rows = False
+        self._shape_cache = None
+        self._values_cache = None
+
+    def set(self, assignments: Mapping[str, Any] | None = None, /, **columns: Any) -> UpdateQuery:
+        """Columns to set: values (bound) or expressions (``col("n") + 1``)."""
+        items = {**(assignments or {}), **columns}
+        if not items:
+            raise QueryBuildError("set() needs at least one column")
+        pairs = tuple((check_identifier(c, "column name"), _value(v)) for c, v in items.items())
+        return self._copy(_set=self._set + pairs)
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (
+            "update",
+            self._table,
+            tuple((c, e._key) for c, e in self._set),
+            self._where._key if self._where is not None else None,
+            tuple(r._key for r in self._returning),
+            self._all_rows,
+        )
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = ()
+        for _, expr in self._set:
+            values += expr._values
+        if self._where is not None:
+            values += self._where._values
+        for item in self._returning:
+            values += item._values
+        return values
+
+
+class DeleteQuery(_FilteredWrite):
+    """DELETE FROM table WHERE ... (refused without WHERE unless ``all_rows()``)."""
+
+    __slots__ = ()
+    _fields = ("_all_rows", "_returning", "_table", "_where")
+
+    def __init__(self, factory: QueryFactory | None, table: str) -> None:
+        self._factory = factory
+        self._table = check_identifier(table, "table name")
+        self._where: Expr | None = None
+        self._returning: tuple[Expr, ...] = ()
+        self._all_rows = False
+        self._shape_cache = None
+        self._values_cache = None
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (
+            "delete",
+            self._table,
+            self._where._key if self._where is not None else None,
+            tuple(r._key for r in self._returning),
+            self._all_rows,
+        )
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = self._where._values if self._where is not None else ()
+        for item in self._returning:
+            values += item._values
+        return values
+
+
+class RawQuery(_Query):
+    """Raw SQL with ``:name`` parameters, run through the same path as every builder."""
+
+    __slots__ = ("_params", "_text")
+    _fields = ("_params", "_text")
+
+    def __init__(
+        self, factory: QueryFactory | None, text: str, params: Mapping[str, Any] | None
+    ) -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise QueryBuildError("raw_sql needs SQL text")
+        self._factory = factory
+        self._text = text
+        self._params = dict(params or {})
+        self._shape_cache = None
+        self._values_cache = None
+
+    def _shape(self) -> tuple[Any, ...]:
+        return ("raw", self._text)
+
+    def _collect_values(self) -> tuple[Any, ...]:
+        return ()
+
+    def build(self, dialect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The text and parameters as given."""
+        return self._text, dict(self._params)
+
+    def execute(self, conn: Connection | None = None) -> Any:
+        """Rows if the statement reads, else the affected row count."""
+        from dbsystem.core.hooks import classify_sql
+
+        dialect = conn.backend.dialect if conn is not None else self._dialect(None)
+        action, resources = classify_sql(self._text, dialect)
+        operation = "fetch_all" if action == "select" else "execute"
+
+        def run(connection: Connection) -> Any:
+            return connection._run_built(operation, self._text, self._params, action, resources)
+
+        if conn is not None:
+            return run(conn)
+        factory = self._factory
+        if factory is None:
+            raise QueryBuildError("this query is not bound to a database: pass conn=")
+        with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
+            return run(borrowed)
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+
+class QueryFactory:
+    """What ``db.query(type)`` returns: builders bound to that database's pool and dialect."""
+
+    __slots__ = ("db_type", "dialect", "manager", "name")
+
+    def __init__(self, manager: DatabaseManager, db_type: DatabaseType, name: str | None) -> None:
+        self.manager, self.db_type, self.name = manager, db_type, name
+        self.dialect: str = manager.backend(db_type, name).dialect
+
+    def select(self, *columns: Any) -> SelectQuery:
+        """SELECT columns (none: ``*``)."""
+        return SelectQuery(self, columns)
+
+    def insert_into(self, table: str) -> InsertQuery:
+        """INSERT INTO table."""
+        return InsertQuery(self, table)
+
+    def update(self, table: str) -> UpdateQuery:
+        """UPDATE table."""
+        return UpdateQuery(self, table)
+
+    def delete_from(self, table: str) -> DeleteQuery:
+        """DELETE FROM table."""
+        return DeleteQuery(self, table)
+
+    def raw_sql(self, text: str, params: Mapping[str, Any] | None = None) -> RawQuery:
+        """Raw SQL with ``:name`` parameters."""
+        return RawQuery(self, text, params)
+
+    def with_(self, name: str, query: _Query, *, columns: Sequence[str] = ()) -> SelectQuery:
+        """Start a query WITH a common table expression."""
+        return SelectQuery(self, ()).with_(name, query, columns=columns)
+
+    def with_recursive(
+        self,
+        name: str,
+        base: _Query,
+        step: _Query,
+        *,
+        columns: Sequence[str] = (),
+        union_all: bool = True,
+    ) -> SelectQuery:
+        """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
+        return SelectQuery(self, ()).with_recursive(
+            name, base, step, columns=columns, union_all=union_all
+        )
+
+
+def select(*columns: Any) -> SelectQuery:
+    """An unbound SELECT (for subqueries, or ``build(dialect=...)``)."""
+    return SelectQuery(None, columns)
+
+
+def insert_into(table: str) -> InsertQuery:
+    """An unbound INSERT."""
+    return InsertQuery(None, table)
+
+
+def update(table: str) -> UpdateQuery:
+    """An unbound UPDATE."""
+    return UpdateQuery(None, table)
+
+
+def delete_from(table: str) -> DeleteQuery:
+    """An unbound DELETE."""
+    return DeleteQuery(None, table)
+
+
+def raw_sql(text: str, params: Mapping[str, Any] | None = None) -> RawQuery:
+    """Unbound raw SQL with ``:name`` parameters."""
+    return RawQuery(None, text, params)

@@ -90,8 +90,6 @@ class Compiled:
 
     def bind(self, values: Sequence[Any]) -> dict[str, Any]:
         """The parameters for ``values`` (a builder's ``bound_values()``)."""
-        if len(values) != len(self.names):
-            raise QueryBuildError("internal error: values do not match the compiled statement")
         params = dict(zip(self.names, values, strict=True))
         if self.constants:
             params.update(self.constants)

@@ -91,8 +91,9 @@ def condition(left: object, op: str | None = None, value: object = _MISSING) -> 
         return left
     if value is _MISSING:
         raise QueryBuildError(f"operator {op!r} needs a value")
-    key = op.lower().strip() if isinstance(op, str) else op
-    normalized = _OPERATORS.get(key)
+    normalized = _OPERATORS.get(op)
+    if normalized is None and isinstance(op, str):
+        normalized = _OPERATORS.get(op.lower().strip())
     if normalized is None:
         raise QueryBuildError(f"unknown operator {op!r}; use one of {sorted(set(_OPERATORS))}")
     target = col(left) if isinstance(left, str) else coerce(left)
@@ -131,20 +132,23 @@ def _check_count(value: object, what: str) -> int:
 
 
 class _Query:
-    """What every builder shares: shape and values (cached), build, execute."""
+    """What every builder shares: shape and values (cached), build, execute.
 
-    __slots__ = ("_factory", "_shape_cache", "_values_cache")
-    _fields: tuple[str, ...] = ()
+    Builders keep their parts in the instance ``__dict__`` (no ``__slots__``): a modified
+    copy is then one C-level dict copy, which keeps building a query cheap.
+    """
+
     _factory: QueryFactory | None
     _shape_cache: tuple[Any, ...] | None
     _values_cache: tuple[Any, ...] | None
 
     def _copy(self: Q, **changes: Any) -> Q:
         new = object.__new__(type(self))
-        for name in (*self._fields, "_factory"):
-            object.__setattr__(new, name, changes.get(name, getattr(self, name)))
-        new._shape_cache = None
-        new._values_cache = None
+        state = self.__dict__.copy()
+        state.update(changes)
+        state["_shape_cache"] = None
+        state["_values_cache"] = None
+        new.__dict__ = state
         return new
 
     def shape(self) -> tuple[Any, ...]:
@@ -176,8 +180,6 @@ class _Query:
 
     def compiled(self, dialect: str | None = None) -> Compiled:
         """The cached compilation for this shape and dialect."""
-        from dbsystem.query._compile import compile_query
-
         return compile_query(self, self._dialect(dialect))
 
     def build(self, dialect: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -235,6 +237,22 @@ class FromItem:
         self.source, self.alias = source, alias
 
 
+_FROM_CACHE: dict[tuple[str, str | None], FromItem] = {}
+
+
+def _from_item(source: str | _Query, alias: str | None) -> FromItem:
+    # Table sources are immutable and few: validate each name once.
+    if isinstance(source, str):
+        key = (source, alias)
+        found = _FROM_CACHE.get(key)
+        if found is None:
+            found = FromItem(source, alias)
+            if len(_FROM_CACHE) < 4096:
+                _FROM_CACHE[key] = found
+        return found
+    return FromItem(source, alias)
+
+
 class Join:
     """A JOIN: kind, source, condition."""
 
@@ -289,33 +307,6 @@ class CTE:
 class SelectQuery(_Query):
     """SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]."""
 
-    __slots__ = (
-        "_columns",
-        "_ctes",
-        "_distinct",
-        "_from",
-        "_group",
-        "_having",
-        "_joins",
-        "_limit",
-        "_offset",
-        "_order",
-        "_where",
-    )
-    _fields = (
-        "_columns",
-        "_ctes",
-        "_distinct",
-        "_from",
-        "_group",
-        "_having",
-        "_joins",
-        "_limit",
-        "_offset",
-        "_order",
-        "_where",
-    )
-
     def __init__(self, factory: QueryFactory | None, columns: Sequence[Any]) -> None:
         self._factory = factory
         self._columns: tuple[Expr, ...] = tuple(_select_item(c) for c in columns)
@@ -344,7 +335,7 @@ class SelectQuery(_Query):
 
     def from_(self, source: str | _Query, alias: str | None = None) -> SelectQuery:
         """FROM a table (or CTE) name, or a subquery (which needs an alias)."""
-        return self._copy(_from=self._from + (FromItem(source, alias),))
+        return self._copy(_from=self._from + (_from_item(source, alias),))
 
     def join(
         self,
@@ -355,7 +346,7 @@ class SelectQuery(_Query):
         kind: str = "inner",
     ) -> SelectQuery:
         """JOIN source ON condition; ``kind``: inner, left, right, full or cross."""
-        join = Join(kind.lower() if isinstance(kind, str) else kind, FromItem(source, alias), on)
+        join = Join(kind.lower() if isinstance(kind, str) else kind, _from_item(source, alias), on)
         return self._copy(_joins=self._joins + (join,))
 
     def left_join(self, source: str | _Query, on: Expr, *, alias: str | None = None) -> SelectQuery:
@@ -457,41 +448,41 @@ class SelectQuery(_Query):
 
     # -- shape and values: CTEs, sources, columns, conditions, in the compiler's order -----
 
-    def _parts(self) -> list[Any]:
-        return [
-            *self._ctes,
-            *self._from,
-            *self._joins,
-            *self._columns,
-            *((self._where,) if self._where is not None else ()),
-            *self._group,
-            *((self._having,) if self._having is not None else ()),
-            *self._order,
-            *((self._limit,) if self._limit is not None else ()),
-            *((self._offset,) if self._offset is not None else ()),
-        ]
-
     def _shape(self) -> tuple[Any, ...]:
+        where, having, limit, offset = self._where, self._having, self._limit, self._offset
         return (
             "select",
             self._distinct,
-            len(self._ctes),
-            len(self._from),
-            len(self._joins),
-            len(self._columns),
-            self._where is not None,
-            len(self._group),
-            self._having is not None,
-            len(self._order),
-            self._limit is not None,
-            self._offset is not None,
-            *(part._key for part in self._parts()),
+            tuple([c._key for c in self._ctes]),
+            tuple([f._key for f in self._from]),
+            tuple([j._key for j in self._joins]),
+            tuple([c._key for c in self._columns]),
+            where._key if where is not None else None,
+            tuple([g._key for g in self._group]),
+            having._key if having is not None else None,
+            tuple([o._key for o in self._order]),
+            limit is not None,
+            offset is not None,
         )
 
     def _collect_values(self) -> tuple[Any, ...]:
         values: tuple[Any, ...] = ()
-        for part in self._parts():
+        for group in (self._ctes, self._from, self._joins, self._columns):
+            for part in group:
+                if part._values:
+                    values += part._values
+        if self._where is not None:
+            values += self._where._values
+        for part in self._group:
             values += part._values
+        if self._having is not None:
+            values += self._having._values
+        for order in self._order:
+            values += order._values
+        if self._limit is not None:
+            values += self._limit._values
+        if self._offset is not None:
+            values += self._offset._values
         return values
 
 
@@ -514,9 +505,6 @@ def _and(current: Expr | None, new: Expr) -> Expr:
 
 class SetQuery(_Query):
     """UNION / UNION ALL / INTERSECT / EXCEPT of selects, with ORDER BY / LIMIT on the whole."""
-
-    __slots__ = ("_limit", "_offset", "_op", "_order", "_queries")
-    _fields = ("_limit", "_offset", "_op", "_order", "_queries")
 
     def __init__(self, factory: QueryFactory | None, op: str, queries: Sequence[_Query]) -> None:
         for query in queries:
@@ -586,9 +574,6 @@ class SetQuery(_Query):
 
 class InsertQuery(_Query):
     """INSERT INTO table ... VALUES (one or many rows) or SELECT, with upsert and RETURNING."""
-
-    __slots__ = ("_columns", "_from_select", "_returning", "_rows", "_table", "_upsert")
-    _fields = ("_columns", "_from_select", "_returning", "_rows", "_table", "_upsert")
 
     def __init__(self, factory: QueryFactory | None, table: str) -> None:
         self._factory = factory
@@ -712,7 +697,6 @@ class InsertQuery(_Query):
 class _FilteredWrite(_Query):
     """What UPDATE and DELETE share: a table, WHERE, RETURNING, and the all-rows guard."""
 
-    __slots__ = ("_all_rows", "_returning", "_table", "_where")
     _all_rows: bool
     _returning: tuple[Expr, ...]
     _table: str
@@ -741,9 +725,6 @@ class _FilteredWrite(_Query):
 
 class UpdateQuery(_FilteredWrite):
     """UPDATE table SET ... WHERE ... (refused without WHERE unless ``all_rows()``)."""
-
-    __slots__ = ("_set",)
-    _fields = ("_all_rows", "_returning", "_set", "_table", "_where")
 
     def __init__(self, factory: QueryFactory | None, table: str) -> None:
         self._factory = factory
@@ -787,9 +768,6 @@ class UpdateQuery(_FilteredWrite):
 class DeleteQuery(_FilteredWrite):
     """DELETE FROM table WHERE ... (refused without WHERE unless ``all_rows()``)."""
 
-    __slots__ = ()
-    _fields = ("_all_rows", "_returning", "_table", "_where")
-
     def __init__(self, factory: QueryFactory | None, table: str) -> None:
         self._factory = factory
         self._table = check_identifier(table, "table name")
@@ -817,9 +795,6 @@ class DeleteQuery(_FilteredWrite):
 
 class RawQuery(_Query):
     """Raw SQL with ``:name`` parameters, run through the same path as every builder."""
-
-    __slots__ = ("_params", "_text")
-    _fields = ("_params", "_text")
 
     def __init__(
         self, factory: QueryFactory | None, text: str, params: Mapping[str, Any] | None
@@ -936,3 +911,7 @@ def delete_from(table: str) -> DeleteQuery:
 def raw_sql(text: str, params: Mapping[str, Any] | None = None) -> RawQuery:
     """Unbound raw SQL with ``:name`` parameters."""
     return RawQuery(None, text, params)
+
+
+# At the end: the compiler imports this module's classes.
+from dbsystem.query._compile import compile_query  # noqa: E402

@@ -42,15 +42,15 @@ _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
     "mysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
     "mysql+pymysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
     "mariadb": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
+    "redis": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
+    "rediss": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
+    "redis+mock": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
 }
 # Schemes whose backends are planned but not in this release: a clear error, not "unknown".
 _PLANNED: dict[str, DatabaseType] = {
     "mongodb": DatabaseType.MONGODB,
     "mongodb+srv": DatabaseType.MONGODB,
     "mongodb+mock": DatabaseType.MONGODB,
-    "redis": DatabaseType.REDIS,
-    "rediss": DatabaseType.REDIS,
-    "redis+mock": DatabaseType.REDIS,
 }
 
 _lock = threading.Lock()

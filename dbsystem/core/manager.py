@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, overload
 
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
@@ -30,6 +30,8 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.backends.redis import RedisConnection
+    from dbsystem.query.redis import RedisQuery
     from dbsystem.query.sql import QueryFactory
 
 __all__ = ["DatabaseManager", "PoolKey"]
@@ -113,7 +115,23 @@ class DatabaseManager:
         backend_cls = get_backend_class(config.url.scheme)
         backend = backend_cls(config.url, config)
         label = getattr(backend, "label", backend.name)
-        pool: ConnectionPool[Any] = ConnectionPool(
+        pool: Any
+        open_pool = getattr(backend, "open_pool", None)
+        if open_pool is not None:  # Redis, MongoDB: their drivers pool for themselves
+            try:
+                pool = open_pool(name=name or db_type.value, hooks=self._chain_for(config))
+            except BaseException:
+                backend.dispose()
+                raise
+            with self._lock:
+                if key in self._pools:
+                    pool.close()
+                    backend.dispose()
+                    raise ConfigurationError(f"a pool for {_label(db_type, name)} already exists")
+                self._pools[key] = pool
+                self._update_default()
+            return pool  # type: ignore[no-any-return]
+        pool = ConnectionPool(
             backend,
             name=name or db_type.value,
             min_size=config.min_size,
@@ -136,7 +154,7 @@ class DatabaseManager:
                 raise ConfigurationError(f"a pool for {_label(db_type, name)} already exists")
             self._pools[key] = pool
             self._update_default()
-        return pool
+        return pool  # type: ignore[no-any-return]
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
@@ -266,20 +284,53 @@ class DatabaseManager:
 
     # -- query builders --------------------------------------------------------------------
 
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
+    ) -> RedisQuery: ...
+
+    @overload
     def query(
         self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> QueryFactory:
+    ) -> QueryFactory: ...
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> QueryFactory | RedisQuery:
         """Query builders bound to a pool: ``db.query(DatabaseType.POSTGRES).select(...)``.
 
-        The builders compile for the pool's dialect and ``execute()`` through its pool.
+        SQL pools give a ``QueryFactory`` (builders compiled for the pool's dialect), Redis
+        pools a ``RedisQuery``; ``execute()`` runs through that pool.
         """
-        from dbsystem.query.sql import QueryFactory
-
         if db_type is None:
             db_type = self._default or self._default_type()
+        if getattr(self.backend(db_type, name), "kind", "sql") == "kv":
+            from dbsystem.query.redis import RedisQuery
+
+            return RedisQuery(self, db_type, name)
+        from dbsystem.query.sql import QueryFactory
+
         return QueryFactory(self, db_type, name)
 
     # -- lending connections ---------------------------------------------------------------
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> RedisConnection: ...
+
+    @overload
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Connection: ...
 
     def connection(
         self,
@@ -287,8 +338,11 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
-    ) -> Connection:
-        """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``."""
+    ) -> Connection | RedisConnection:
+        """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
+
+        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis.
+        """
         return self.get_pool(db_type, name).acquire(timeout)  # type: ignore[return-value]
 
     @contextmanager

@@ -1,0 +1,529 @@
+"""Redis on redis-py (hiredis when installed), and its mock on fakeredis (``redis+mock://``).
+
+Pooling is redis-py's own ``BlockingConnectionPool`` with the pool settings mapped onto it
+(``max_size`` -> ``max_connections``, ``acquire_timeout`` -> ``timeout``); dbsystem does not
+pool twice. A thin subclass counts what ``PoolStats`` reports. ``min_size`` connections are
+opened up front, so a wrong URL fails at ``create_pool``.
+
+Every command goes through the pool's hook chain as a ``Statement`` (backend ``redis``,
+operation ``command`` or ``pipeline``, the command words as text, the keys as resources, the
+action from the command's kind), the same interception point the SQL backends use.
+
+``redis+mock://`` runs the same code with fakeredis connections against an in-process fake
+server per pool. Commands fakeredis does not implement raise ``NotSupportedError``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import redis
+import redis.exceptions as redis_errors
+
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import Capabilities
+from dbsystem.core.config import PoolConfig, TLSConfig
+from dbsystem.core.hooks import HookChain, Statement
+from dbsystem.core.pool import PoolStats
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    DataError,
+    DBSystemError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    PoolClosed,
+    PoolTimeout,
+    ProgrammingError,
+)
+
+__all__ = ["RedisBackend", "RedisConnection", "RedisPool", "Subscription"]
+
+# Command name -> the action access control and audit see.
+_READ = frozenset(
+    "GET MGET EXISTS TTL PTTL TYPE STRLEN GETRANGE HGET HMGET HGETALL HKEYS HVALS HLEN "
+    "HEXISTS LRANGE LLEN LINDEX SMEMBERS SISMEMBER SCARD SRANDMEMBER ZRANGE ZREVRANGE "
+    "ZRANGEBYSCORE ZRANK ZREVRANK ZSCORE ZCARD ZCOUNT SCAN SSCAN HSCAN ZSCAN KEYS DBSIZE "
+    "PING ECHO".split()
+)
+_DELETE = frozenset("DEL UNLINK HDEL LPOP RPOP SREM ZREM GETDEL SPOP".split())
+_INSERT = frozenset("LPUSH RPUSH SADD ZADD PUBLISH XADD".split())
+_ADMIN = frozenset(
+    "FLUSHALL FLUSHDB CONFIG SHUTDOWN DEBUG SCRIPT EVAL EVALSHA FUNCTION MODULE ACL "
+    "CLIENT REPLICAOF SLAVEOF MIGRATE RESTORE KEYS".split()
+)
+# Commands whose every argument after the name is a key.
+_ALL_KEYS = frozenset("DEL UNLINK EXISTS MGET TOUCH WATCH".split())
+_NO_KEY = frozenset(
+    "PING ECHO DBSIZE FLUSHALL FLUSHDB SCAN KEYS PUBLISH CONFIG CLIENT INFO "
+    "TIME MULTI EXEC DISCARD UNWATCH".split()
+)
+_OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
+
+
+def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
+    """The action and keys of one command (``("GET", "user:1")`` -> select, (user:1,))."""
+    if not args:
+        return "unknown", ()
+    name = str(args[0]).upper()
+    if name in _ADMIN:
+        action = "ddl"
+    elif name in _READ:
+        action = "select"
+    elif name in _DELETE:
+        action = "delete"
+    elif name in _INSERT:
+        action = "insert"
+    else:
+        action = "update"
+    if name in _NO_KEY or len(args) < 2:
+        keys: tuple[str, ...] = ()
+    elif name in _ALL_KEYS:
+        keys = tuple(str(a) for a in args[1:])
+    elif name == "MSET":
+        keys = tuple(str(a) for a in args[1::2])
+    else:
+        keys = (str(args[1]),)
+    return action, keys
+
+
+def _error(
+    exc: BaseException, backend: str, command: str | None, secrets: Sequence[str]
+) -> DBSystemError:
+    message = str(exc)
+    override: type[DBSystemError]
+    if isinstance(exc, redis_errors.ConnectionError) and "No connection available" in message:
+        override = PoolTimeout
+    elif isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        override = ConnectionFailed
+    elif isinstance(exc, redis_errors.ResponseError):
+        if backend.startswith("mock") and "unknown command" in message.lower():
+            override = NotSupportedError
+        else:
+            override = ProgrammingError
+    elif isinstance(exc, redis_errors.DataError):
+        override = DataError
+    else:
+        override = OperationalError
+    return translate(exc, backend=backend, statement=command, secrets=secrets, override=override)
+
+
+def _text(commands: Sequence[Sequence[Any]]) -> str:
+    # The command words, for hooks and error messages (built only when one needs them).
+    return "; ".join(" ".join(str(a) for a in command) for command in commands)
+
+
+class _CountingPool(redis.BlockingConnectionPool):
+    """redis-py's blocking pool, counting what ``PoolStats`` reports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stats_lock = threading.Lock()
+        self.n_active = 0
+        self.n_acquired = 0
+        self.n_timeouts = 0
+        self.n_created = 0
+        self.wait_total = 0.0
+        self.wait_max = 0.0
+
+    def make_connection(self) -> Any:
+        connection = super().make_connection()
+        with self._stats_lock:
+            self.n_created += 1
+        return connection
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            connection = super().get_connection(*args, **kwargs)
+        except redis_errors.ConnectionError as exc:
+            if "No connection available" in str(exc):
+                with self._stats_lock:
+                    self.n_timeouts += 1
+            raise
+        waited = time.monotonic() - start
+        with self._stats_lock:
+            self.n_active += 1
+            self.n_acquired += 1
+            self.wait_total += waited
+            self.wait_max = max(self.wait_max, waited)
+        return connection
+
+    def release(self, connection: Any) -> None:
+        super().release(connection)
+        with self._stats_lock:
+            self.n_active = max(0, self.n_active - 1)
+
+    @property
+    def n_open(self) -> int:
+        return len(getattr(self, "_connections", ()))
+
+
+def _tls_kwargs(tls: TLSConfig | None, scheme: str) -> dict[str, Any]:
+    if tls is None:
+        return {"ssl": True} if scheme == "rediss" else {}
+    if tls.mode == "disable":
+        if scheme == "rediss":
+            raise ConfigurationError("rediss:// with tls mode 'disable' contradicts itself")
+        return {}
+    if tls.mode == "prefer":
+        raise ConfigurationError(
+            "Redis cannot negotiate TLS: use tls mode 'disable' or a requiring mode",
+            backend="redis",
+        )
+    kwargs: dict[str, Any] = {
+        "ssl": True,
+        "ssl_cert_reqs": ssl.CERT_NONE if tls.mode == "require" else ssl.CERT_REQUIRED,
+        "ssl_check_hostname": tls.mode == "verify-full",
+    }
+    if tls.ca_file is not None:
+        kwargs["ssl_ca_certs"] = str(tls.ca_file)
+    if tls.cert_file is not None and tls.key_file is not None:
+        kwargs["ssl_certfile"] = str(tls.cert_file)
+        kwargs["ssl_keyfile"] = str(tls.key_file)
+    return kwargs
+
+
+class RedisBackend:
+    """Builds the redis-py pool for a ``redis://``, ``rediss://`` or ``redis+mock://`` URL."""
+
+    name: ClassVar[str] = "redis"
+    kind: ClassVar[str] = "kv"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
+    )
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        self.url = url
+        self.config = config
+        self.mock = url.scheme == "redis+mock"
+        self.dialect = "redis"
+        self.label = "mock:redis" if self.mock else "redis"
+        unknown = set(config.options) - _OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"unknown Redis URL option(s): {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
+                backend=self.label,
+            )
+        try:
+            database = int(url.database or 0)
+        except ValueError:
+            raise ConfigurationError(
+                f"the Redis database must be a number, not {url.database!r}", backend=self.label
+            ) from None
+        decode = config.options.get("decode_responses", "true").lower() not in ("false", "0")
+        kwargs: dict[str, Any] = {
+            "db": database,
+            "decode_responses": decode,
+            "socket_connect_timeout": config.connect_timeout,
+            "max_connections": config.max_size,
+            "timeout": config.acquire_timeout,
+        }
+        if "socket_timeout" in config.options:
+            kwargs["socket_timeout"] = float(config.options["socket_timeout"])
+        if "client_name" in config.options:
+            kwargs["client_name"] = config.options["client_name"]
+        if self.mock:
+            import fakeredis
+
+            kwargs["connection_class"] = getattr(
+                fakeredis, "FakeRedisConnection", getattr(fakeredis, "FakeConnection", None)
+            )
+            kwargs["server"] = fakeredis.FakeServer()
+        else:
+            kwargs.update(
+                host=url.host or "localhost",
+                port=url.port or 6379,
+                username=url.username,
+                password=url.password,
+            )
+            kwargs.update(_tls_kwargs(config.tls, url.scheme))
+            if kwargs.get("ssl"):
+                kwargs["connection_class"] = redis.SSLConnection
+            kwargs.pop("ssl", None)
+        self.pool = _CountingPool(**kwargs)
+        self.client = redis.Redis(connection_pool=self.pool)
+        self.secrets = tuple(url.secrets())
+
+    def open_pool(self, *, name: str, hooks: HookChain) -> RedisPool:
+        """The manager's pool object for this backend (opens ``min_size`` connections)."""
+        return RedisPool(self, name=name, hooks=hooks)
+
+    def dispose(self) -> None:
+        """Close every connection."""
+        self.pool.disconnect()
+
+
+class RedisPool:
+    """What the manager holds for a Redis database: lends ``RedisConnection`` handles."""
+
+    def __init__(self, backend: RedisBackend, *, name: str, hooks: HookChain) -> None:
+        self.connector = backend
+        self.name = name
+        self.hooks = hooks
+        self.backend_name = backend.label
+        self._closed = False
+        config = backend.config
+        self._min_size, self._max_size = config.min_size, config.max_size
+        opened = []
+        try:
+            for _ in range(config.min_size):
+                opened.append(backend.pool.get_connection())
+        except redis_errors.RedisError as exc:
+            raise _error(exc, backend.label, None, backend.secrets) from exc
+        finally:
+            for connection in opened:
+                backend.pool.release(connection)
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        """Connections opened up front."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """redis-py's ``max_connections``."""
+        return self._max_size
+
+    def acquire(self, timeout: float | None = None) -> RedisConnection:
+        """A handle running commands through this pool (each borrows a connection)."""
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+        return RedisConnection(self)
+
+    def stats(self) -> PoolStats:
+        """The same fields as the SQL pools, from redis-py's pool."""
+        pool = self.connector.pool
+        with pool._stats_lock:
+            total, active = pool.n_open, pool.n_active
+            acquired = pool.n_acquired
+            return PoolStats(
+                name=self.name,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                total=total,
+                active=active,
+                idle=max(0, total - active),
+                waiting=0,
+                acquired=acquired,
+                timeouts=pool.n_timeouts,
+                created=pool.n_created,
+                closed=max(0, pool.n_created - total),
+                discarded=0,
+                connect_errors=0,
+                leaks=0,
+                wait_mean=pool.wait_total / acquired if acquired else 0.0,
+                wait_max=pool.wait_max,
+            )
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Close the pool's connections; later use raises ``PoolClosed``."""
+        self._closed = True
+        self.connector.pool.disconnect()
+
+
+class RedisConnection:
+    """Runs Redis commands through the pool, the hooks and error translation.
+
+    Usable as a context manager like SQL connections (there is nothing to give back:
+    each command borrows a pooled connection only while it runs).
+    """
+
+    def __init__(self, pool: RedisPool) -> None:
+        self._pool = pool
+        self._backend = pool.connector
+        self.client: redis.Redis = pool.connector.client
+        """The redis-py client underneath, for what dbsystem does not wrap."""
+
+    def __enter__(self) -> RedisConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def release(self) -> None:
+        """Nothing to return; kept for symmetry with SQL connections."""
+
+    def _statement(
+        self, operation: str, text: str, action: str, resources: tuple[str, ...]
+    ) -> Statement:
+        return Statement(
+            backend=self._pool.backend_name,
+            dialect="redis",
+            pool=self._pool.name,
+            operation=operation,
+            text=text,
+            action=action,
+            resources=resources,
+        )
+
+    def _run(
+        self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Any]
+    ) -> Any:
+        if self._pool._closed:
+            raise PoolClosed(f"pool {self._pool.name!r} is closed", backend=self._pool.backend_name)
+        try:
+            if not self._pool.hooks.hooks:
+                return call()
+            actions: set[str] = set()
+            keys: list[str] = []
+            for command in commands:
+                action, command_keys = classify_command(command)
+                actions.add(action)
+                keys.extend(command_keys)
+            action = actions.pop() if len(actions) == 1 else "multiple"
+            statement = self._statement(
+                operation, _text(commands), action, tuple(dict.fromkeys(keys))
+            )
+            return self._pool.hooks.run(statement, call)
+        except redis_errors.RedisError as exc:
+            raise _error(
+                exc, self._pool.backend_name, _text(commands), self._backend.secrets
+            ) from exc
+
+    def execute(self, *args: Any) -> Any:
+        """Run one command: ``conn.execute("HSET", "user:1", "name", "ada")``."""
+        if not args:
+            raise InterfaceError("execute() needs a command")
+        return self._command(args, {})
+
+    def pipeline(
+        self, commands: Sequence[Sequence[Any]], *, transaction: bool = False
+    ) -> list[Any]:
+        """Run several commands in one round trip; ``transaction=True`` wraps them in
+        MULTI/EXEC (all or nothing). Returns one result per command."""
+        return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
+
+    def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        return self._run("command", [args], lambda: self.client.execute_command(*args, **options))
+
+    def _commands(
+        self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
+    ) -> list[Any]:
+        def call() -> list[Any]:
+            pipe = self.client.pipeline(transaction=transaction)
+            for args, options in commands:
+                pipe.execute_command(*args, **options)
+            return list(pipe.execute())
+
+        words = [args for args, _ in commands]
+        result: list[Any] = self._run("pipeline", words, call)
+        return result
+
+    def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:
+        """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,
+        then ``pipe.multi()`` and queue writes); retried when a watched key changed."""
+
+        def call() -> Any:
+            for _ in range(retries):
+                with self.client.pipeline() as pipe:
+                    try:
+                        pipe.watch(*watch)
+                        result = func(pipe)
+                        pipe.execute()
+                        return result
+                    except redis_errors.WatchError:
+                        continue
+            raise OperationalError(
+                f"optimistic transaction on {list(watch)} kept conflicting ({retries} tries)",
+                backend=self._pool.backend_name,
+            )
+
+        return self._run("transaction", [("WATCH", *watch)], call)
+
+    def scan(self, match: str | None = None, count: int | None = None) -> Iterator[str]:
+        """Iterate over keys with SCAN (never KEYS), lazily: ``conn.scan(match="user:*")``.
+
+        ``match`` is a glob pattern (``*``, ``?``, ``[...]``; escape them with ``\\``).
+        """
+        words: list[Any] = ["SCAN", "0"] + (["MATCH", match] if match else [])
+        keys = self._scan(match, count, " ".join(words))
+        if self._pool.hooks.hooks:
+            statement = self._statement("scan", " ".join(words), "select", ())
+            return self._pool.hooks.run_stream(statement, keys)
+        return keys
+
+    def _scan(self, match: str | None, count: int | None, text: str) -> Iterator[str]:
+        try:
+            yield from self.client.scan_iter(match=match, count=count)
+        except redis_errors.RedisError as exc:
+            raise _error(exc, self._pool.backend_name, text, self._backend.secrets) from exc
+
+    def publish(self, channel: str, message: Any) -> int:
+        """PUBLISH; returns how many subscribers received it."""
+        result: int = self.execute("PUBLISH", channel, message)
+        return result
+
+    def subscribe(self, *channels: str) -> Subscription:
+        """A subscription to ``channels``: iterate for messages, ``stop()`` to end."""
+        return Subscription(self, channels)
+
+    def ping(self) -> None:
+        """Raise ``ConnectionFailed`` if the server does not answer."""
+        self.execute("PING")
+
+
+class Subscription:
+    """Messages from Redis pub/sub channels, as dicts ``{"channel": ..., "data": ...}``.
+
+    Iterate to receive; ``stop()`` (from any thread) ends the iteration cleanly and closes
+    the connection. Also a context manager.
+    """
+
+    def __init__(self, conn: RedisConnection, channels: Sequence[str]) -> None:
+        self._conn = conn
+        self._stopped = threading.Event()
+        try:
+            self._pubsub = conn.client.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(*channels)
+        except redis_errors.RedisError as exc:
+            raise _error(exc, conn._pool.backend_name, "SUBSCRIBE", conn._backend.secrets) from exc
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while not self._stopped.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=0.05)
+            except redis_errors.RedisError as exc:
+                if self._stopped.is_set():
+                    return
+                raise _error(
+                    exc, self._conn._pool.backend_name, "SUBSCRIBE", self._conn._backend.secrets
+                ) from exc
+            if message is not None and message.get("type") == "message":
+                yield {"channel": message["channel"], "data": message["data"]}
+
+    def get(self, timeout: float = 1.0) -> dict[str, Any] | None:
+        """The next message, or None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stopped.is_set():
+            message = self._pubsub.get_message(timeout=min(0.05, timeout))
+            if message is not None and message.get("type") == "message":
+                return {"channel": message["channel"], "data": message["data"]}
+        return None
+
+    def stop(self) -> None:
+        """End the subscription; a loop over it finishes."""
+        self._stopped.set()
+
+    def close(self) -> None:
+        """Stop and close the connection."""
+        self.stop()
+        self._pubsub.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

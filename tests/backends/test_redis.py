@@ -1,0 +1,246 @@
+"""Redis: the same suite against the real server and against fakeredis (redis+mock://)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dbsystem import (
+    ConfigurationError,
+    ConnectionFailed,
+    DatabaseManager,
+    DatabaseType,
+    DataError,
+    ExecutionHook,
+    NotSupportedError,
+    PoolConfig,
+    PoolTimeout,
+    ProgrammingError,
+    QueryBuildError,
+)
+
+BACKENDS = [pytest.param("mock", id="fakeredis"),
+            pytest.param("real", id="redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request):
+    url = "redis+mock://" if request.param == "mock" else request.getfixturevalue("redis_url")
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.REDIS, PoolConfig(url=url, max_size=4, acquire_timeout=2))
+    manager.execute = None  # type: ignore[assignment]  # SQL convenience calls do not apply
+    conn = manager.connection(DatabaseType.REDIS)
+    conn.execute("FLUSHDB")
+    manager.kind = request.param  # type: ignore[attr-defined]
+    yield manager
+    conn.execute("FLUSHDB")
+    manager.close_all()
+
+
+def test_build_gives_the_command_words(db):
+    q = db.query(DatabaseType.REDIS)
+    assert q.hget("user:123", "email").build() == ["HGET", "user:123", "email"]
+    assert q.set("k", 5, ex=60, nx=True).build() == ["SET", "k", "5", "EX", "60", "NX"]
+    assert q.incr("a").get("a").build() == [["INCRBY", "a", "1"], ["GET", "a"]]
+    assert q.incr("a").multi().build() == [["MULTI"], ["INCRBY", "a", "1"], ["EXEC"]]
+
+
+def test_strings_hashes_expiry(db):
+    q = db.query(DatabaseType.REDIS)
+    assert q.hset("user:1", {"name": "ada", "email": "ada@example.com"}).execute() == 2
+    assert q.hget("user:1", "email").execute() == "ada@example.com"
+    assert q.hgetall("user:1").execute() == {"name": "ada", "email": "ada@example.com"}
+    assert q.set("session", "x", ex=100).execute() is True
+    assert 0 < q.ttl("session").execute() <= 100
+    assert q.expire("session", 5).ttl("session").execute() == [1, 5]
+    assert q.incr("hits").incr("hits", 5).decr("hits").execute() == [1, 6, 5]
+    assert q.delete("hits", "session").execute() == 2
+    assert q.exists("hits").execute() == 0
+    assert q.set("only", "1", nx=True).set("only", "2", nx=True).get("only").execute() == [
+        True, None, "1"]
+
+
+def test_lists_sets_and_a_leaderboard(db):
+    q = db.query(DatabaseType.REDIS)
+    q.rpush("jobs", "a", "b").lpush("jobs", "z").execute()
+    assert q.lrange("jobs").execute() == ["z", "a", "b"]
+    assert q.lpop("jobs").rpop("jobs").llen("jobs").execute() == ["z", "b", 1]
+    q.sadd("tags", "x", "y", "x").execute()
+    assert q.smembers("tags").execute() == {"x", "y"}
+    assert q.sismember("tags", "y").scard("tags").execute() == [1, 2]
+    q.zadd("board", {"ada": 120, "bob": 95, "cy": 130}).execute()
+    assert q.zrevrank("board", "bob").execute() == 2
+    assert q.zrevrange("board", 0, 1, withscores=True).execute() == [("cy", 130.0),
+                                                                    ("ada", 120.0)]
+    assert q.zincrby("board", 50, "bob").zrevrank("board", "bob").execute() == [145.0, 0]
+    assert q.zrange("board").execute() == ["ada", "cy", "bob"]
+
+
+def test_multi_runs_all_commands_as_one_transaction(db):
+    q = db.query(DatabaseType.REDIS)
+    assert q.set("a", 1).incr("a").get("a").multi().execute() == [True, 2, "2"]
+
+
+def test_optimistic_locking_retries_on_a_concurrent_change(db):
+    conn = db.connection(DatabaseType.REDIS)
+    conn.execute("SET", "balance", 100)
+    attempts = []
+
+    def debit(pipe):
+        attempts.append(1)
+        balance = int(pipe.get("balance"))
+        if len(attempts) == 1:  # someone else writes between our read and our write
+            db.connection(DatabaseType.REDIS).execute("SET", "balance", 90)
+        pipe.multi()
+        pipe.set("balance", balance - 30)
+        return balance - 30
+
+    assert conn.optimistic(debit, "balance") == 60
+    assert len(attempts) == 2 and conn.execute("GET", "balance") == "60"
+
+
+def test_scan_iterates_without_keys(db):
+    q = db.query(DatabaseType.REDIS)
+    q.set("user:1", 1).set("user:2", 2).set("order:1", 3).execute()
+    assert sorted(q.scan(match="user:*", count=10)) == ["user:1", "user:2"]
+
+
+def test_pub_sub_delivers_in_order_and_stops_cleanly(db):
+    conn = db.connection(DatabaseType.REDIS)
+    received = []
+    with conn.subscribe("news") as subscription:
+        def listen():
+            for message in subscription:
+                received.append(message["data"])
+                if len(received) == 3:
+                    subscription.stop()
+
+        thread = threading.Thread(target=listen)
+        thread.start()
+        time.sleep(0.1)
+        for word in ("one", "two", "three"):
+            assert db.query(DatabaseType.REDIS).publish("news", word).execute() >= 1
+        thread.join(5)
+    assert not thread.is_alive()
+    assert received == ["one", "two", "three"]
+
+
+def test_errors_are_typed(db):
+    q = db.query(DatabaseType.REDIS)
+    q.set("text", "x").execute()
+    with pytest.raises(ProgrammingError, match="WRONGTYPE"):
+        q.lpush("text", "y").execute()
+    with pytest.raises(DataError):
+        q.set("obj", {"a": 1}).execute()
+    with pytest.raises(QueryBuildError):
+        q.get("")
+    with pytest.raises(QueryBuildError):
+        q.set("k", "v", ex=-1)
+
+
+def test_values_never_become_commands(db):
+    q = db.query(DatabaseType.REDIS)
+    q.set("canary", "alive").execute()
+    payloads = ["foo\r\nFLUSHALL\r\n", "*1\r\n$8\r\nFLUSHALL\r\n", "x" * (1 << 20)]
+    for number, payload in enumerate(payloads):
+        q.set(f"p{number}", payload).hset(f"h{number}", {payload[:50]: payload}).execute()
+        assert q.get(f"p{number}").execute() == payload
+    assert q.get("canary").execute() == "alive"
+    assert q.exists("canary", "p0", "p1", "p2").execute() == 4
+
+
+class Seen(ExecutionHook):
+    def __init__(self) -> None:
+        self.statements = []
+
+    def after_execute(self, statement) -> None:
+        self.statements.append(statement)
+
+
+def test_every_command_goes_through_the_hooks(db):
+    seen = db.add_hook(Seen())
+    q = db.query(DatabaseType.REDIS)
+    q.hset("user:1", {"a": 1}).execute()
+    q.hget("user:1", "a").delete("user:2").execute()
+    list(q.scan(match="user:*"))
+    first, second, third = seen.statements
+    assert (first.operation, first.action, first.resources) == ("command", "update",
+                                                                 ("user:1",))
+    assert first.text == "HSET user:1 a 1"
+    assert (second.operation, second.action, second.resources) == (
+        "pipeline", "multiple", ("user:1", "user:2"))
+    assert third.operation == "scan" and third.action == "select"
+
+
+def test_pool_stats_have_the_sql_fields(db):
+    for _ in range(5):
+        db.query(DatabaseType.REDIS).get("x").execute()
+    stats = db.pool_stats()[DatabaseType.REDIS]
+    assert stats.acquired >= 5 and stats.active == 0 and stats.max_size == 4
+    assert 1 <= stats.total <= 4 and stats.created >= 1
+
+
+def test_mock_refuses_what_it_does_not_emulate():
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.REDIS, "redis+mock://")
+    try:
+        with pytest.raises(NotSupportedError):
+            manager.connection(DatabaseType.REDIS).execute("NOSUCHCOMMAND", "x")
+    finally:
+        manager.close_all()
+
+
+def test_bad_settings_and_unreachable_server():
+    with pytest.raises(ConfigurationError, match="unknown Redis URL option"):
+        DatabaseManager().create_pool(DatabaseType.REDIS, "redis://127.0.0.1:1/0?colour=red")
+    with pytest.raises(ConfigurationError, match="number"):
+        DatabaseManager().create_pool(DatabaseType.REDIS, "redis://127.0.0.1:1/zero")
+    with pytest.raises(ConnectionFailed) as info:
+        DatabaseManager().create_pool(DatabaseType.REDIS, PoolConfig(
+            url="redis://:Secr3tPw@127.0.0.1:1/0", connect_timeout=1))
+    assert "Secr3tPw" not in str(info.value)
+
+
+@pytest.mark.redis
+def test_pool_timeout_when_every_connection_is_busy(redis_url):
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.REDIS, PoolConfig(url=redis_url, max_size=1,
+                                                       acquire_timeout=0.2))
+    conn = manager.connection(DatabaseType.REDIS)
+    blocker = threading.Thread(target=lambda: conn.execute("BLPOP", "never-there", 1))
+    try:
+        blocker.start()
+        time.sleep(0.1)
+        start = time.monotonic()
+        with pytest.raises(PoolTimeout):
+            conn.execute("GET", "x")
+        assert time.monotonic() - start < 1.0
+    finally:
+        blocker.join(5)
+        manager.close_all()
+    assert manager is not None
+
+
+@pytest.mark.redis
+def test_killed_connections_are_recovered(redis_url):
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.REDIS, PoolConfig(url=redis_url + "?client_name=victim",
+                                                       max_size=2))
+    try:
+        conn = manager.connection(DatabaseType.REDIS)
+        conn.execute("SET", "k", "v")
+        admin = DatabaseManager()
+        admin.create_pool(DatabaseType.REDIS, redis_url)
+        killed = 0
+        for line in admin.connection(DatabaseType.REDIS).execute("CLIENT", "LIST").splitlines():
+            if "name=victim" in line:
+                client_id = line.split()[0].split("=")[1]
+                killed += admin.connection(DatabaseType.REDIS).execute(
+                    "CLIENT", "KILL", "ID", client_id)
+        admin.close_all()
+        assert killed >= 1
+        assert conn.execute("GET", "k") == "v"  # reconnected by itself
+    finally:
+        manager.close_all()

@@ -32,14 +32,18 @@ def per_call(fn: Callable[[int], object], n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("DBSYSTEM_TEST_REDIS_URL",
-                                                        "redis://127.0.0.1:6379/15"))
+    parser.add_argument(
+        "--url", default=os.environ.get("DBSYSTEM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n, n_pipe, rounds = (2_000, 20, 3) if args.quick else (10_000, 100, 7)
 
-    raw = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-        args.url, max_connections=4, decode_responses=True))
+    raw = redis.Redis(
+        connection_pool=redis.BlockingConnectionPool.from_url(
+            args.url, max_connections=4, decode_responses=True
+        )
+    )
     db = DatabaseManager()
     db.create_pool(DatabaseType.REDIS, PoolConfig(url=args.url, max_size=4))
     q = db.query(DatabaseType.REDIS)

@@ -45,13 +45,12 @@ _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
     "redis": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
     "rediss": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
     "redis+mock": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
+    "mongodb": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
+    "mongodb+srv": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
+    "mongodb+mock": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mock"),
 }
 # Schemes whose backends are planned but not in this release: a clear error, not "unknown".
-_PLANNED: dict[str, DatabaseType] = {
-    "mongodb": DatabaseType.MONGODB,
-    "mongodb+srv": DatabaseType.MONGODB,
-    "mongodb+mock": DatabaseType.MONGODB,
-}
+_PLANNED: dict[str, DatabaseType] = {}
 
 _lock = threading.Lock()
 _targets: dict[str, tuple[str | type[Backend], DatabaseType | None, str | None]] = dict(_BUILTIN)

@@ -30,7 +30,9 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
+    from dbsystem.query.mongo import MongoQuery
     from dbsystem.query.redis import RedisQuery
     from dbsystem.query.sql import QueryFactory
 
@@ -290,13 +292,18 @@ class DatabaseManager:
     ) -> RedisQuery: ...
 
     @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
+    ) -> MongoQuery: ...
+
+    @overload
     def query(
         self, db_type: DatabaseType | None = None, *, name: str | None = None
     ) -> QueryFactory: ...
 
     def query(
         self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> QueryFactory | RedisQuery:
+    ) -> QueryFactory | RedisQuery | MongoQuery:
         """Query builders bound to a pool: ``db.query(DatabaseType.POSTGRES).select(...)``.
 
         SQL pools give a ``QueryFactory`` (builders compiled for the pool's dialect), Redis
@@ -304,10 +311,15 @@ class DatabaseManager:
         """
         if db_type is None:
             db_type = self._default or self._default_type()
-        if getattr(self.backend(db_type, name), "kind", "sql") == "kv":
+        kind = getattr(self.backend(db_type, name), "kind", "sql")
+        if kind == "kv":
             from dbsystem.query.redis import RedisQuery
 
             return RedisQuery(self, db_type, name)
+        if kind == "document":
+            from dbsystem.query.mongo import MongoQuery
+
+            return MongoQuery(self, db_type, name)
         from dbsystem.query.sql import QueryFactory
 
         return QueryFactory(self, db_type, name)
@@ -324,6 +336,15 @@ class DatabaseManager:
     ) -> RedisConnection: ...
 
     @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> MongoConnection: ...
+
+    @overload
     def connection(
         self,
         db_type: DatabaseType | None = None,
@@ -338,7 +359,7 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
-    ) -> Connection | RedisConnection:
+    ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
 
         A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis.

@@ -21,8 +21,10 @@ from dbsystem import (
     QueryBuildError,
 )
 
-BACKENDS = [pytest.param("mock", id="fakeredis"),
-            pytest.param("real", id="redis", marks=pytest.mark.redis)]
+BACKENDS = [
+    pytest.param("mock", id="fakeredis"),
+    pytest.param("real", id="redis", marks=pytest.mark.redis),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -59,7 +61,10 @@ def test_strings_hashes_expiry(db):
     assert q.delete("hits", "session").execute() == 2
     assert q.exists("hits").execute() == 0
     assert q.set("only", "1", nx=True).set("only", "2", nx=True).get("only").execute() == [
-        True, None, "1"]
+        True,
+        None,
+        "1",
+    ]
 
 
 def test_lists_sets_and_a_leaderboard(db):
@@ -72,8 +77,7 @@ def test_lists_sets_and_a_leaderboard(db):
     assert q.sismember("tags", "y").scard("tags").execute() == [1, 2]
     q.zadd("board", {"ada": 120, "bob": 95, "cy": 130}).execute()
     assert q.zrevrank("board", "bob").execute() == 2
-    assert q.zrevrange("board", 0, 1, withscores=True).execute() == [("cy", 130.0),
-                                                                    ("ada", 120.0)]
+    assert q.zrevrange("board", 0, 1, withscores=True).execute() == [("cy", 130.0), ("ada", 120.0)]
     assert q.zincrby("board", 50, "bob").zrevrank("board", "bob").execute() == [145.0, 0]
     assert q.zrange("board").execute() == ["ada", "cy", "bob"]
 
@@ -111,6 +115,7 @@ def test_pub_sub_delivers_in_order_and_stops_cleanly(db):
     conn = db.connection(DatabaseType.REDIS)
     received = []
     with conn.subscribe("news") as subscription:
+
         def listen():
             for message in subscription:
                 received.append(message["data"])
@@ -166,11 +171,13 @@ def test_every_command_goes_through_the_hooks(db):
     q.hget("user:1", "a").delete("user:2").execute()
     list(q.scan(match="user:*"))
     first, second, third = seen.statements
-    assert (first.operation, first.action, first.resources) == ("command", "update",
-                                                                 ("user:1",))
+    assert (first.operation, first.action, first.resources) == ("command", "update", ("user:1",))
     assert first.text == "HSET user:1 a 1"
     assert (second.operation, second.action, second.resources) == (
-        "pipeline", "multiple", ("user:1", "user:2"))
+        "pipeline",
+        "multiple",
+        ("user:1", "user:2"),
+    )
     assert third.operation == "scan" and third.action == "select"
 
 
@@ -198,16 +205,18 @@ def test_bad_settings_and_unreachable_server():
     with pytest.raises(ConfigurationError, match="number"):
         DatabaseManager().create_pool(DatabaseType.REDIS, "redis://127.0.0.1:1/zero")
     with pytest.raises(ConnectionFailed) as info:
-        DatabaseManager().create_pool(DatabaseType.REDIS, PoolConfig(
-            url="redis://:Secr3tPw@127.0.0.1:1/0", connect_timeout=1))
+        DatabaseManager().create_pool(
+            DatabaseType.REDIS, PoolConfig(url="redis://:Secr3tPw@127.0.0.1:1/0", connect_timeout=1)
+        )
     assert "Secr3tPw" not in str(info.value)
 
 
 @pytest.mark.redis
 def test_pool_timeout_when_every_connection_is_busy(redis_url):
     manager = DatabaseManager()
-    manager.create_pool(DatabaseType.REDIS, PoolConfig(url=redis_url, max_size=1,
-                                                       acquire_timeout=0.2))
+    manager.create_pool(
+        DatabaseType.REDIS, PoolConfig(url=redis_url, max_size=1, acquire_timeout=0.2)
+    )
     conn = manager.connection(DatabaseType.REDIS)
     blocker = threading.Thread(target=lambda: conn.execute("BLPOP", "never-there", 1))
     try:
@@ -226,8 +235,9 @@ def test_pool_timeout_when_every_connection_is_busy(redis_url):
 @pytest.mark.redis
 def test_killed_connections_are_recovered(redis_url):
     manager = DatabaseManager()
-    manager.create_pool(DatabaseType.REDIS, PoolConfig(url=redis_url + "?client_name=victim",
-                                                       max_size=2))
+    manager.create_pool(
+        DatabaseType.REDIS, PoolConfig(url=redis_url + "?client_name=victim", max_size=2)
+    )
     try:
         conn = manager.connection(DatabaseType.REDIS)
         conn.execute("SET", "k", "v")
@@ -238,7 +248,8 @@ def test_killed_connections_are_recovered(redis_url):
             if "name=victim" in line:
                 client_id = line.split()[0].split("=")[1]
                 killed += admin.connection(DatabaseType.REDIS).execute(
-                    "CLIENT", "KILL", "ID", client_id)
+                    "CLIENT", "KILL", "ID", client_id
+                )
         admin.close_all()
         assert killed >= 1
         assert conn.execute("GET", "k") == "v"  # reconnected by itself

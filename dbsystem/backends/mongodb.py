@@ -1,0 +1,438 @@
+"""MongoDB on pymongo, and its mock on mongomock (``mongodb+mock://``).
+
+Pooling is pymongo's own, with the pool settings mapped onto its options: ``max_size`` ->
+``maxPoolSize``, ``min_size`` -> ``minPoolSize``, ``acquire_timeout`` ->
+``waitQueueTimeoutMS``, ``idle_timeout`` -> ``maxIdleTimeMS``, ``connect_timeout`` ->
+``connectTimeoutMS``/``serverSelectionTimeoutMS``. ``PoolStats`` comes from pymongo's
+connection-pool monitoring events (CMAP), counted by a listener on the client.
+
+Every operation goes through the pool's hook chain as a ``Statement`` (backend
+``mongodb``, the operation name, the command document as text, the collections as
+resources), as SQL statements and Redis commands do.
+
+``mongodb+mock://`` uses mongomock: no server, no pool (its stats stay at zero), and what
+mongomock does not implement (several aggregation stages and operators, transactions)
+raises ``NotSupportedError``. The suite runs against a real server when
+``DBSYSTEM_TEST_MONGO_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from bson import errors as bson_errors
+from pymongo import errors as mongo_errors
+from pymongo import monitoring
+
+from dbsystem.backends._translate import translate
+from dbsystem.backends.base import Capabilities
+from dbsystem.core.config import PoolConfig, TLSConfig
+from dbsystem.core.hooks import HookChain, Statement
+from dbsystem.core.pool import PoolStats
+from dbsystem.core.url import DatabaseURL
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    ConnectionTimeout,
+    DataError,
+    DBSystemError,
+    IntegrityError,
+    NotSupportedError,
+    OperationalError,
+    PoolClosed,
+    PoolTimeout,
+    ProgrammingError,
+)
+
+__all__ = ["MongoBackend", "MongoConnection", "MongoPool"]
+
+_OPTIONS = frozenset(
+    {
+        "replicaSet",
+        "readPreference",
+        "authSource",
+        "appName",
+        "retryWrites",
+        "w",
+        "directConnection",
+    }
+)
+
+
+class _PoolListener(monitoring.ConnectionPoolListener):
+    """Counts pymongo's connection-pool events into the ``PoolStats`` fields."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open = self.active = self.waiting = 0
+        self.acquired = self.timeouts = self.created = self.closed = 0
+        self.wait_total = self.wait_max = 0.0
+
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_cleared(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_ready(self, event: Any) -> None: ...
+
+    def connection_created(self, event: Any) -> None:
+        with self.lock:
+            self.open += 1
+            self.created += 1
+
+    def connection_closed(self, event: Any) -> None:
+        with self.lock:
+            self.open = max(0, self.open - 1)
+            self.closed += 1
+
+    def connection_check_out_started(self, event: Any) -> None:
+        with self.lock:
+            self.waiting += 1
+
+    def connection_check_out_failed(self, event: Any) -> None:
+        with self.lock:
+            self.waiting = max(0, self.waiting - 1)
+            if event.reason == monitoring.ConnectionCheckOutFailedReason.TIMEOUT:
+                self.timeouts += 1
+
+    def connection_checked_out(self, event: Any) -> None:
+        waited = getattr(event, "duration", None) or 0.0
+        with self.lock:
+            self.waiting = max(0, self.waiting - 1)
+            self.active += 1
+            self.acquired += 1
+            self.wait_total += waited
+            self.wait_max = max(self.wait_max, waited)
+
+    def connection_checked_in(self, event: Any) -> None:
+        with self.lock:
+            self.active = max(0, self.active - 1)
+
+
+def _tls_options(tls: TLSConfig | None) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    if tls.mode == "disable":
+        return {"tls": False}
+    if tls.mode == "prefer":
+        raise ConfigurationError(
+            "MongoDB cannot negotiate TLS: use tls mode 'disable' or a requiring mode",
+            backend="mongodb",
+        )
+    options: dict[str, Any] = {"tls": True}
+    if tls.mode == "require":
+        options["tlsInsecure"] = True
+    elif tls.mode == "verify-ca":
+        options["tlsAllowInvalidHostnames"] = True
+    if tls.ca_file is not None:
+        options["tlsCAFile"] = str(tls.ca_file)
+    if tls.cert_file is not None:
+        options["tlsCertificateKeyFile"] = str(tls.cert_file)
+    return options
+
+
+def translate_mongo(
+    exc: BaseException, backend: str, statement: str | None, secrets: tuple[str, ...]
+) -> DBSystemError:
+    """A pymongo (or mongomock) exception as a dbsystem error."""
+    override: type[DBSystemError]
+    message = str(exc)
+    if isinstance(exc, NotImplementedError):
+        override = NotSupportedError
+    elif isinstance(exc, mongo_errors.DuplicateKeyError):
+        override = IntegrityError
+    elif isinstance(exc, mongo_errors.BulkWriteError):
+        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+        override = IntegrityError if 11000 in codes else DataError
+    elif isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
+        override = ConnectionTimeout
+    elif isinstance(exc, mongo_errors.WaitQueueTimeoutError):
+        override = PoolTimeout
+    elif isinstance(exc, (mongo_errors.ConnectionFailure, mongo_errors.AutoReconnect)):
+        override = ConnectionFailed
+    elif isinstance(exc, mongo_errors.OperationFailure):
+        if "replica set" in message or "Transaction" in message:
+            override = NotSupportedError
+        else:
+            override = ProgrammingError
+    elif isinstance(
+        exc,
+        (
+            bson_errors.InvalidDocument,
+            mongo_errors.InvalidName,
+            mongo_errors.InvalidOperation,
+            TypeError,
+            ValueError,
+        ),
+    ):
+        override = DataError
+    else:
+        override = OperationalError
+    return translate(exc, backend=backend, statement=statement, secrets=secrets, override=override)
+
+
+class MongoBackend:
+    """Builds the pymongo (or mongomock) client for a ``mongodb://`` URL."""
+
+    name: ClassVar[str] = "mongodb"
+    kind: ClassVar[str] = "document"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
+    )
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        self.url = url
+        self.config = config
+        self.mock = url.scheme == "mongodb+mock"
+        self.dialect = "mongodb"
+        self.label = "mock:mongodb" if self.mock else "mongodb"
+        self.secrets = tuple(url.secrets())
+        unknown = set(config.options) - _OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"unknown MongoDB URL option(s): {', '.join(sorted(unknown))}; valid: "
+                f"{', '.join(sorted(_OPTIONS))}, and the pool settings",
+                backend=self.label,
+            )
+        self.database_name = url.database or ("test" if self.mock else "")
+        if not self.database_name:
+            raise ConfigurationError(
+                "name the database in the URL path: mongodb://host:27017/app", backend=self.label
+            )
+        self.listener = _PoolListener()
+        if self.mock:
+            import mongomock
+
+            self.client: Any = mongomock.MongoClient()
+            return
+        import pymongo
+
+        timeout_ms = int(config.connect_timeout * 1000)
+        options: dict[str, Any] = {
+            "maxPoolSize": config.max_size,
+            "minPoolSize": config.min_size,
+            "waitQueueTimeoutMS": int(config.acquire_timeout * 1000),
+            "connectTimeoutMS": timeout_ms,
+            "serverSelectionTimeoutMS": timeout_ms,
+            "event_listeners": [self.listener],
+            **_tls_options(config.tls),
+            **config.options,
+        }
+        if config.idle_timeout is not None:
+            options["maxIdleTimeMS"] = int(config.idle_timeout * 1000)
+        try:
+            self.client = pymongo.MongoClient(url.render(hide_password=False), **options)
+        except (mongo_errors.PyMongoError, ValueError, TypeError) as exc:
+            raise translate(
+                exc, backend=self.label, secrets=self.secrets, override=ConfigurationError
+            ) from exc
+
+    @property
+    def database(self) -> Any:
+        """The pymongo (or mongomock) Database of the URL."""
+        return self.client[self.database_name]
+
+    def open_pool(self, *, name: str, hooks: HookChain) -> MongoPool:
+        """The manager's pool object for this backend (checks the server answers)."""
+        return MongoPool(self, name=name, hooks=hooks)
+
+    def dispose(self) -> None:
+        """Close the client and its pool."""
+        self.client.close()
+
+
+class MongoPool:
+    """What the manager holds for a MongoDB database: lends ``MongoConnection`` handles."""
+
+    def __init__(self, backend: MongoBackend, *, name: str, hooks: HookChain) -> None:
+        self.connector = backend
+        self.name = name
+        self.hooks = hooks
+        self.backend_name = backend.label
+        self._closed = False
+        self._min_size, self._max_size = backend.config.min_size, backend.config.max_size
+        if not backend.mock and backend.config.min_size > 0:
+            try:  # fail fast, as the SQL pools do
+                backend.client.admin.command("ping")
+            except mongo_errors.PyMongoError as exc:
+                backend.client.close()
+                raise translate_mongo(exc, backend.label, "ping", backend.secrets) from exc
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        """pymongo's ``minPoolSize``."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """pymongo's ``maxPoolSize``."""
+        return self._max_size
+
+    def acquire(self, timeout: float | None = None) -> MongoConnection:
+        """A handle running operations through pymongo's pool."""
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+        return MongoConnection(self)
+
+    def stats(self) -> PoolStats:
+        """The same fields as the SQL pools, from pymongo's pool events (zero for the mock)."""
+        s = self.connector.listener
+        with s.lock:
+            return PoolStats(
+                name=self.name,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                total=s.open,
+                active=s.active,
+                idle=max(0, s.open - s.active),
+                waiting=s.waiting,
+                acquired=s.acquired,
+                timeouts=s.timeouts,
+                created=s.created,
+                closed=s.closed,
+                discarded=0,
+                connect_errors=0,
+                leaks=0,
+                wait_mean=s.wait_total / s.acquired if s.acquired else 0.0,
+                wait_max=s.wait_max,
+            )
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Close the client; later use raises ``PoolClosed``."""
+        self._closed = True
+        self.connector.client.close()
+
+
+_READS = {
+    "find": "select",
+    "find_one": "select",
+    "count": "select",
+    "distinct": "select",
+    "aggregate": "select",
+    "insert_one": "insert",
+    "insert_many": "insert",
+    "update_one": "update",
+    "update_many": "update",
+    "replace_one": "update",
+    "delete_one": "delete",
+    "delete_many": "delete",
+    "bulk_write": "multiple",
+    "create_index": "ddl",
+    "drop_index": "ddl",
+    "drop": "ddl",
+}
+
+
+class MongoConnection:
+    """Runs MongoDB operations through the hooks and error translation."""
+
+    def __init__(self, pool: MongoPool) -> None:
+        self._pool = pool
+        self._backend = pool.connector
+        self.database: Any = pool.connector.database
+        """The pymongo Database underneath, for what dbsystem does not wrap."""
+        self._session: Any = None
+
+    def __enter__(self) -> MongoConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def release(self) -> None:
+        """Nothing to return; kept for symmetry with SQL connections."""
+
+    def run(
+        self,
+        operation: str,
+        collection: str,
+        command: dict[str, Any],
+        call: Callable[[Any], Any],
+        resources: tuple[str, ...] = (),
+    ) -> Any:
+        """Run ``call(collection_object)`` as ``operation``, through hooks and translation."""
+        if self._pool._closed:
+            raise PoolClosed(f"pool {self._pool.name!r} is closed", backend=self._pool.backend_name)
+        target = self.database[collection]
+        try:
+            if not self._pool.hooks.hooks:
+                return call(target)
+            statement = Statement(
+                backend=self._pool.backend_name,
+                dialect="mongodb",
+                pool=self._pool.name,
+                operation=operation,
+                text=_describe(command),
+                params=None,
+                action=_READS.get(operation, "other"),
+                resources=tuple(dict.fromkeys((collection, *resources))),
+            )
+            return self._pool.hooks.run(statement, lambda: call(target))
+        except (mongo_errors.PyMongoError, NotImplementedError) as exc:
+            raise translate_mongo(
+                exc, self._pool.backend_name, _describe(command), self._backend.secrets
+            ) from exc
+
+    @property
+    def session(self) -> Any:
+        """The session of the open ``transaction()``, or None."""
+        return self._session
+
+    @contextmanager
+    def transaction(self) -> Iterator[MongoConnection]:
+        """A multi-document transaction (replica sets and sharded clusters only).
+
+        Standalone servers and mongomock raise ``NotSupportedError``. Pass
+        ``session=conn.session`` in the operations inside (the builders do it for you
+        when run with ``execute(conn)``).
+        """
+        if self._backend.mock:
+            raise NotSupportedError("mongomock has no transactions", backend=self._backend.label)
+        try:
+            session = self._backend.client.start_session()
+            session.start_transaction()
+        except mongo_errors.PyMongoError as exc:
+            raise translate_mongo(
+                exc, self._backend.label, "startTransaction", self._backend.secrets
+            ) from exc
+        self._session = session
+        try:
+            yield self
+        except BaseException:
+            session.abort_transaction()
+            raise
+        else:
+            try:
+                session.commit_transaction()
+            except mongo_errors.PyMongoError as exc:
+                raise translate_mongo(
+                    exc, self._backend.label, "commitTransaction", self._backend.secrets
+                ) from exc
+        finally:
+            self._session = None
+            session.end_session()
+
+    def ping(self) -> None:
+        """Raise ``ConnectionFailed`` if the server does not answer."""
+        if self._backend.mock:
+            return
+        try:
+            self._backend.client.admin.command("ping")
+        except mongo_errors.PyMongoError as exc:
+            raise translate_mongo(exc, self._backend.label, "ping", self._backend.secrets) from exc
+
+
+def _describe(command: dict[str, Any]) -> str:
+    from bson import json_util
+
+    try:
+        return str(json_util.dumps(command, sort_keys=False))
+    except (TypeError, ValueError):
+        return repr(command)

@@ -1,0 +1,587 @@
+"""The MongoDB builder, and the compilation of the backend-neutral filters to Mongo filters.
+
+    users = db.query(DatabaseType.MONGODB).collection("users")
+    users.find({"status": "active"}).project("name", "email").sort("created_at", -1) \\
+         .skip(20).limit(10).execute()
+    users.where((col("age") > 18) & col("name").like("A%")).count().execute()
+    users.where("email", "=", email).update_one({"$set": {"seen": now}}).execute()
+    users.aggregate().match(col("status") == "active") \\
+         .group("$country", n={"$sum": 1}).sort("n", -1).execute()
+
+The expressions are the SQL builder's (``col``, ``&``, ``|``, ``~``, ``in_``, ``between``,
+``like``, ``is_null``): ``col("age") > 18`` becomes ``{"age": {"$gt": 18}}``. Values are
+always compared with ``$eq``-style operators, so a value such as ``{"$gt": ""}`` is matched
+literally and never acts as an operator. Filter dicts written by the program are used as
+written, except that server-side JavaScript (``$where``, ``$function``, ``$accumulator``) is
+refused everywhere. ``build()`` returns the command document; ``execute()`` runs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dbsystem.errors import QueryBuildError
+from dbsystem.query import expr as e
+from dbsystem.query.sql import _MISSING, condition
+
+if TYPE_CHECKING:
+    from dbsystem.backends.mongodb import MongoConnection
+    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.types import DatabaseType
+
+__all__ = ["AggregateQuery", "CollectionQuery", "MongoQuery", "compile_filter"]
+
+_FORBIDDEN = frozenset({"$where", "$function", "$accumulator"})
+_UPDATE_OPERATORS = frozenset(
+    {
+        "$set",
+        "$unset",
+        "$inc",
+        "$mul",
+        "$min",
+        "$max",
+        "$rename",
+        "$setOnInsert",
+        "$currentDate",
+        "$push",
+        "$pull",
+        "$pullAll",
+        "$addToSet",
+        "$pop",
+        "$bit",
+    }
+)
+_COMPARE = {"=": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+_UNSET: Any = object()
+
+
+# -- filters --------------------------------------------------------------------------------
+
+
+def _field(node: e.Expr) -> str:
+    if not isinstance(node, e.Column) or node.name == "*":
+        raise QueryBuildError("a MongoDB filter compares a field (col(...)) with a value")
+    return f"{node.table}.{node.name}" if node.table else node.name
+
+
+def _value(node: e.Expr) -> Any:
+    if isinstance(node, e.Value):
+        return node.value
+    if isinstance(node, e._Null):
+        return None
+    raise QueryBuildError(f"MongoDB filters compare with values, not {type(node).__name__}")
+
+
+def like_to_regex(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``) as an anchored regular expression; the rest is literal."""
+    out = ["^"]
+    for char in pattern:
+        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+    out.append("$")
+    return "".join(out)
+
+
+def compile_filter(node: e.Expr) -> dict[str, Any]:
+    """A backend-neutral condition as a MongoDB filter document."""
+    if isinstance(node, e.Compare):
+        if isinstance(node.left, e.Column) and isinstance(node.right, e.Column):
+            operator = _COMPARE.get(node.op)
+            if operator is None:
+                raise QueryBuildError(f"cannot compare two fields with {node.op!r}")
+            return {"$expr": {operator: [f"${_field(node.left)}", f"${_field(node.right)}"]}}
+        field = _field(node.left)
+        if node.op == "is":
+            return {field: None}
+        if node.op == "is not":
+            return {field: {"$ne": None}}
+        return {field: {_COMPARE[node.op]: _value(node.right)}}
+    if isinstance(node, e.BoolOp):
+        return {"$and" if node.op == "and" else "$or": [compile_filter(i) for i in node.items]}
+    if isinstance(node, e.Unary) and node.op == "not":
+        return {"$nor": [compile_filter(node.operand)]}
+    if isinstance(node, e.In):
+        if node.subquery is not None:
+            raise QueryBuildError("MongoDB filters cannot use a SQL subquery")
+        values = [_value(item) for item in node.items]
+        return {_field(node.expr): {"$nin" if node.negate else "$in": values}}
+    if isinstance(node, e.Between):
+        return {_field(node.expr): {"$gte": _value(node.low), "$lte": _value(node.high)}}
+    if isinstance(node, e.Like):
+        pattern = _value(node.pattern)
+        if not isinstance(pattern, str):
+            raise QueryBuildError("like() takes a string pattern")
+        regex = re.compile(like_to_regex(pattern), re.IGNORECASE if node.insensitive else 0)
+        return {_field(node.expr): {"$not": regex} if node.negate else regex}
+    raise QueryBuildError(f"{type(node).__name__} has no MongoDB filter form")
+
+
+def _check_document(document: Any, what: str) -> None:
+    """Refuse server-side JavaScript anywhere in a document the program passed."""
+    if isinstance(document, Mapping):
+        for key, value in document.items():
+            if not isinstance(key, str):
+                raise QueryBuildError(f"{what}: field names are strings, not {key!r}")
+            if key in _FORBIDDEN:
+                raise QueryBuildError(f"{what}: {key} runs JavaScript on the server; refused")
+            if "\x00" in key:
+                raise QueryBuildError(f"{what}: a field name holds a NUL character")
+            _check_document(value, what)
+    elif isinstance(document, (list, tuple)):
+        for item in document:
+            _check_document(item, what)
+
+
+def _filter(where: object, op: str | None, value: object) -> dict[str, Any]:
+    if isinstance(where, Mapping) and op is None:
+        _check_document(where, "filter")
+        return dict(where)
+    if where is None:
+        return {}
+    return compile_filter(condition(where, op, _MISSING if value is _UNSET else value))
+
+
+def _and_filters(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    if not first:
+        return second
+    if not second:
+        return first
+    return {"$and": [first, second]}
+
+
+def _count(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise QueryBuildError(f"{what} must be a non-negative int, not {value!r}")
+    return value
+
+
+def _direction(direction: object) -> int:
+    if direction in (1, "asc", "ASC"):
+        return 1
+    if direction in (-1, "desc", "DESC"):
+        return -1
+    raise QueryBuildError(f"sort direction must be 1, -1, 'asc' or 'desc', not {direction!r}")
+
+
+def _field_name(name: object) -> str:
+    if not isinstance(name, str) or not name or name.startswith("$") or "\x00" in name:
+        raise QueryBuildError(f"invalid field name {name!r}")
+    return name
+
+
+# -- builders -------------------------------------------------------------------------------
+
+
+class MongoQuery:
+    """What ``db.query(DatabaseType.MONGODB)`` returns: ``.collection(name)``."""
+
+    def __init__(
+        self,
+        manager: DatabaseManager | None,
+        db_type: DatabaseType | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._manager, self._db_type, self._name = manager, db_type, name
+
+    def collection(self, name: str) -> CollectionQuery:
+        """Operations on one collection."""
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,119}", name):
+            raise QueryBuildError(f"invalid collection name {name!r}")
+        return CollectionQuery(self, name)
+
+    def _connection(self, conn: MongoConnection | None) -> MongoConnection:
+        if conn is not None:
+            return conn
+        if self._manager is None:
+            raise QueryBuildError("this MongoDB query is not bound to a database: pass conn=")
+        connection: MongoConnection = self._manager.connection(  # type: ignore[assignment]
+            self._db_type, name=self._name
+        )
+        return connection
+
+
+class CollectionQuery:
+    """An immutable MongoDB operation on one collection; ``execute()`` runs it."""
+
+    def __init__(self, root: MongoQuery, collection: str) -> None:
+        self._root = root
+        self._collection = collection
+        self._filter: dict[str, Any] = {}
+        self._projection: dict[str, int] | None = None
+        self._sort: tuple[tuple[str, int], ...] = ()
+        self._skip = 0
+        self._limit = 0
+        self._op = "find"
+        self._args: dict[str, Any] = {}
+        self._all = False
+        self._ids_as_str = False
+
+    def _copy(self, **changes: Any) -> CollectionQuery:
+        new = object.__new__(CollectionQuery)
+        new.__dict__ = {**self.__dict__, **changes}
+        return new
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find(self, filter: Mapping[str, Any] | e.Expr | None = None) -> CollectionQuery:
+        """Find documents matching a filter document or an expression."""
+        return self._copy(
+            _filter=_and_filters(self._filter, _filter(filter, None, _UNSET)), _op="find"
+        )
+
+    def where(self, left: object, op: str | None = None, value: object = _UNSET) -> CollectionQuery:
+        """Add a condition (ANDed): ``where("age", ">", 18)`` or an expression."""
+        if op is None and not isinstance(left, e.Expr):
+            raise QueryBuildError("where() takes an expression, or a field, operator and value")
+        return self._copy(_filter=_and_filters(self._filter, _filter(left, op, value)))
+
+    def project(self, *fields: str) -> CollectionQuery:
+        """Return only these fields (and ``_id``)."""
+        return self._copy(_projection={_field_name(f): 1 for f in fields})
+
+    def sort(self, field: str, direction: int | str = 1) -> CollectionQuery:
+        """Sort by a field; 1/"asc" or -1/"desc". Several calls add keys."""
+        return self._copy(_sort=(*self._sort, (_field_name(field), _direction(direction))))
+
+    def skip(self, count: int) -> CollectionQuery:
+        """Skip this many documents."""
+        return self._copy(_skip=_count(count, "skip"))
+
+    def limit(self, count: int) -> CollectionQuery:
+        """Return at most this many documents."""
+        return self._copy(_limit=_count(count, "limit"))
+
+    def ids_as_str(self) -> CollectionQuery:
+        """Return ``_id`` values as strings instead of ObjectId."""
+        return self._copy(_ids_as_str=True)
+
+    def count(self) -> CollectionQuery:
+        """Count the matching documents."""
+        return self._copy(_op="count")
+
+    def distinct(self, field: str) -> CollectionQuery:
+        """The distinct values of a field among the matching documents."""
+        return self._copy(_op="distinct", _args={"key": _field_name(field)})
+
+    def aggregate(self, pipeline: Sequence[Mapping[str, Any]] = ()) -> AggregateQuery:
+        """An aggregation pipeline: pass stages, or add them with the stage methods."""
+        _check_document(list(pipeline), "pipeline")
+        stages = [dict(stage) for stage in pipeline]
+        if self._filter:
+            stages.insert(0, {"$match": self._filter})
+        return AggregateQuery(self, stages)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert_one(self, document: Mapping[str, Any]) -> CollectionQuery:
+        """Insert one document; ``execute()`` returns its ``_id``."""
+        _check_fields(document)
+        return self._copy(_op="insert_one", _args={"document": dict(document)})
+
+    def insert_many(self, documents: Sequence[Mapping[str, Any]]) -> CollectionQuery:
+        """Insert documents in order; ``execute()`` returns their ``_id``s."""
+        if not documents:
+            raise QueryBuildError("insert_many() needs at least one document")
+        for document in documents:
+            _check_fields(document)
+        return self._copy(_op="insert_many", _args={"documents": [dict(d) for d in documents]})
+
+    def update_one(self, update: Mapping[str, Any], *, upsert: bool = False) -> CollectionQuery:
+        """Apply update operators (``{"$set": ...}``) to the first matching document."""
+        return self._copy(
+            _op="update_one", _args={"update": _check_update(update), "upsert": upsert}
+        )
+
+    def update_many(self, update: Mapping[str, Any], *, upsert: bool = False) -> CollectionQuery:
+        """Apply update operators to every matching document."""
+        return self._copy(
+            _op="update_many", _args={"update": _check_update(update), "upsert": upsert}
+        )
+
+    def replace_one(self, document: Mapping[str, Any], *, upsert: bool = False) -> CollectionQuery:
+        """Replace the first matching document."""
+        _check_fields(document)
+        return self._copy(
+            _op="replace_one", _args={"replacement": dict(document), "upsert": upsert}
+        )
+
+    def delete_one(self) -> CollectionQuery:
+        """Delete the first matching document."""
+        return self._copy(_op="delete_one")
+
+    def delete_many(self) -> CollectionQuery:
+        """Delete every matching document."""
+        return self._copy(_op="delete_many")
+
+    def all_documents(self) -> CollectionQuery:
+        """Allow an update or delete with no filter (every document, on purpose)."""
+        return self._copy(_all=True)
+
+    def create_index(
+        self,
+        keys: Sequence[tuple[str, int | str]] | str,
+        *,
+        unique: bool = False,
+        name: str | None = None,
+        expire_after_seconds: int | None = None,
+    ) -> CollectionQuery:
+        """Create an index (compound: a list of (field, direction)); TTL with
+        ``expire_after_seconds``; ``execute()`` returns the index name."""
+        pairs = [(keys, 1)] if isinstance(keys, str) else list(keys)
+        spec = [(_field_name(field), _direction(direction)) for field, direction in pairs]
+        options: dict[str, Any] = {"unique": unique}
+        if name is not None:
+            options["name"] = name
+        if expire_after_seconds is not None:
+            options["expireAfterSeconds"] = _count(expire_after_seconds, "expire_after_seconds")
+        return self._copy(_op="create_index", _args={"keys": spec, **options})
+
+    def bulk_write(self, operations: Sequence[Any], *, ordered: bool = True) -> CollectionQuery:
+        """pymongo bulk operations (InsertOne, UpdateOne, DeleteMany...), in one round trip."""
+        if not operations:
+            raise QueryBuildError("bulk_write() needs at least one operation")
+        return self._copy(
+            _op="bulk_write", _args={"requests": list(operations), "ordered": ordered}
+        )
+
+    # -- running ---------------------------------------------------------------------------
+
+    def build(self) -> dict[str, Any]:
+        """The command document (the shape MongoDB's command of the same name has)."""
+        op, coll = self._op, self._collection
+        if op == "find":
+            command: dict[str, Any] = {"find": coll, "filter": self._filter}
+            if self._projection is not None:
+                command["projection"] = self._projection
+            if self._sort:
+                command["sort"] = dict(self._sort)
+            if self._skip:
+                command["skip"] = self._skip
+            if self._limit:
+                command["limit"] = self._limit
+            return command
+        if op == "count":
+            return {"count": coll, "query": self._filter}
+        if op == "distinct":
+            return {"distinct": coll, "key": self._args["key"], "query": self._filter}
+        if op in ("insert_one", "insert_many"):
+            docs = [self._args["document"]] if op == "insert_one" else self._args["documents"]
+            return {"insert": coll, "documents": docs}
+        if op in ("update_one", "update_many", "replace_one"):
+            self._guard()
+            change = self._args.get("update", self._args.get("replacement"))
+            return {
+                "update": coll,
+                "updates": [
+                    {
+                        "q": self._filter,
+                        "u": change,
+                        "multi": op == "update_many",
+                        "upsert": self._args["upsert"],
+                    }
+                ],
+            }
+        if op in ("delete_one", "delete_many"):
+            self._guard()
+            return {
+                "delete": coll,
+                "deletes": [{"q": self._filter, "limit": 1 if op == "delete_one" else 0}],
+            }
+        if op == "create_index":
+            args = dict(self._args)
+            return {"createIndexes": coll, "indexes": [{"key": dict(args.pop("keys")), **args}]}
+        return {
+            "bulkWrite": coll,
+            "ops": len(self._args["requests"]),
+            "ordered": self._args["ordered"],
+        }
+
+    def _guard(self) -> None:
+        if not self._filter and not self._all:
+            raise QueryBuildError(
+                f"{self._op} on {self._collection!r} has no filter: call .all_documents() if "
+                "every document is meant"
+            )
+
+    def execute(self, conn: MongoConnection | None = None) -> Any:
+        """Run the operation (see the methods for what each returns)."""
+        command = self.build()
+        connection = self._root._connection(conn)
+        session = connection.session
+        op, args, flt = self._op, self._args, self._filter
+
+        def call(collection: Any) -> Any:
+            kwargs = {"session": session} if session is not None else {}
+            if op == "find":
+                cursor = collection.find(
+                    flt,
+                    self._projection,
+                    skip=self._skip,
+                    limit=self._limit,
+                    sort=list(self._sort) or None,
+                    **kwargs,
+                )
+                return [_shape(doc, self._ids_as_str) for doc in cursor]
+            if op == "count":
+                return collection.count_documents(flt, **kwargs)
+            if op == "distinct":
+                return collection.distinct(args["key"], flt, **kwargs)
+            if op == "insert_one":
+                return _id(
+                    collection.insert_one(args["document"], **kwargs).inserted_id, self._ids_as_str
+                )
+            if op == "insert_many":
+                result = collection.insert_many(args["documents"], **kwargs)
+                return [_id(i, self._ids_as_str) for i in result.inserted_ids]
+            if op in ("update_one", "update_many", "replace_one"):
+                method = getattr(collection, op)
+                change = args.get("update", args.get("replacement"))
+                result = method(flt, change, upsert=args["upsert"], **kwargs)
+                return {
+                    "matched": result.matched_count,
+                    "modified": result.modified_count,
+                    "upserted_id": _id(result.upserted_id, self._ids_as_str),
+                }
+            if op in ("delete_one", "delete_many"):
+                return getattr(collection, op)(flt, **kwargs).deleted_count
+            if op == "create_index":
+                options = {k: v for k, v in args.items() if k != "keys"}
+                return collection.create_index(args["keys"], **options, **kwargs)
+            result = collection.bulk_write(args["requests"], ordered=args["ordered"], **kwargs)
+            return {
+                "inserted": result.inserted_count,
+                "matched": result.matched_count,
+                "modified": result.modified_count,
+                "deleted": result.deleted_count,
+                "upserted": result.upserted_count,
+            }
+
+        return connection.run(op, self._collection, command, call)
+
+    def all(self, conn: MongoConnection | None = None) -> list[dict[str, Any]]:
+        """Every matching document."""
+        documents: list[dict[str, Any]] = self._copy(_op="find").execute(conn)
+        return documents
+
+    def first(self, conn: MongoConnection | None = None) -> dict[str, Any] | None:
+        """The first matching document, or None."""
+        found = self._copy(_op="find", _limit=1).execute(conn)
+        return found[0] if found else None
+
+    def __repr__(self) -> str:
+        return f"<CollectionQuery {self._op} {self._collection}>"
+
+
+class AggregateQuery:
+    """An aggregation pipeline on a collection; stage methods return new queries."""
+
+    def __init__(self, base: CollectionQuery, stages: list[dict[str, Any]]) -> None:
+        self._base = base
+        self._stages = stages
+
+    def _add(self, stage: dict[str, Any]) -> AggregateQuery:
+        _check_document(stage, "pipeline")
+        return AggregateQuery(self._base, [*self._stages, stage])
+
+    def match(
+        self, where: Mapping[str, Any] | e.Expr, op: str | None = None, value: object = _UNSET
+    ) -> AggregateQuery:
+        """$match with a filter document or an expression."""
+        return self._add({"$match": _filter(where, op, value)})
+
+    def group(self, key: Any, **accumulators: Mapping[str, Any]) -> AggregateQuery:
+        """$group by ``key`` ("$field", a dict, or None) with named accumulators."""
+        return self._add({"$group": {"_id": key, **accumulators}})
+
+    def sort(self, field: str, direction: int | str = 1) -> AggregateQuery:
+        """$sort by a field."""
+        return self._add({"$sort": {_field_name(field): _direction(direction)}})
+
+    def project(self, **fields: Any) -> AggregateQuery:
+        """$project: ``project(name=1, total="$amount")``."""
+        return self._add({"$project": fields})
+
+    def lookup(self, from_: str, local_field: str, foreign_field: str, as_: str) -> AggregateQuery:
+        """$lookup: join documents of another collection."""
+        return self._add(
+            {
+                "$lookup": {
+                    "from": from_,
+                    "localField": local_field,
+                    "foreignField": foreign_field,
+                    "as": as_,
+                }
+            }
+        )
+
+    def unwind(self, path: str) -> AggregateQuery:
+        """$unwind an array field (``"$items"``)."""
+        return self._add({"$unwind": path})
+
+    def limit(self, count: int) -> AggregateQuery:
+        """$limit."""
+        return self._add({"$limit": _count(count, "limit")})
+
+    def skip(self, count: int) -> AggregateQuery:
+        """$skip."""
+        return self._add({"$skip": _count(count, "skip")})
+
+    def build(self) -> dict[str, Any]:
+        """The aggregate command document."""
+        return {"aggregate": self._base._collection, "pipeline": self._stages}
+
+    def execute(self, conn: MongoConnection | None = None) -> list[dict[str, Any]]:
+        """Run the pipeline; the result documents."""
+        connection = self._base._root._connection(conn)
+        session = connection.session
+        stages = self._stages
+        others = tuple(
+            stage[key]["from"] if key == "$lookup" else stage[key]
+            for stage in stages
+            for key in stage
+            if key == "$lookup" or (key in ("$out",) and isinstance(stage[key], str))
+        )
+        as_str = self._base._ids_as_str
+
+        def call(collection: Any) -> list[dict[str, Any]]:
+            kwargs = {"session": session} if session is not None else {}
+            return [_shape(doc, as_str) for doc in collection.aggregate(stages, **kwargs)]
+
+        result: list[dict[str, Any]] = connection.run(
+            "aggregate", self._base._collection, self.build(), call, resources=others
+        )
+        return result
+
+
+def _check_fields(document: Mapping[str, Any]) -> None:
+    if not isinstance(document, Mapping):
+        raise QueryBuildError("a document is a mapping")
+    for key in document:
+        if not isinstance(key, str) or key.startswith("$") or "\x00" in key:
+            raise QueryBuildError(f"invalid field name in a document: {key!r}")
+    _check_document(document, "document")
+
+
+def _check_update(update: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(update, Mapping) or not update:
+        raise QueryBuildError("an update is a mapping of update operators ({'$set': {...}})")
+    for key in update:
+        if key not in _UPDATE_OPERATORS:
+            raise QueryBuildError(
+                f"{key!r} is not an update operator; use one of {sorted(_UPDATE_OPERATORS)} "
+                "(replace_one() replaces a whole document)"
+            )
+    _check_document(update, "update")
+    return dict(update)
+
+
+def _id(value: Any, as_str: bool) -> Any:
+    return str(value) if as_str and value is not None else value
+
+
+def _shape(document: Mapping[str, Any], ids_as_str: bool) -> dict[str, Any]:
+    result = dict(document)
+    if ids_as_str and "_id" in result:
+        result["_id"] = str(result["_id"])
+    return result

@@ -52,6 +52,8 @@ def test_demo_runs_with_no_setup(tmp_path):
     assert result.exit_code == 0, result.output
     assert "inserted 500 users" in result.output
     assert "IntegrityError" in result.output and "pool: total=" in result.output
+    assert "Redis leaderboard (redis+mock://)" in result.output
+    assert "MongoDB aggregation (mongodb+mock://)" in result.output
 
 
 def test_console_script_is_installed():

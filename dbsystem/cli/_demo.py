@@ -2,7 +2,8 @@
 
 A pool of 2 to 10 connections, a schema, five threads inserting 100 users each, a
 department analytics query (GROUP BY, HAVING, ORDER BY), a transaction that rolls back,
-a typed error, and the pool's statistics.
+a typed error, the same figures in Redis and MongoDB on their mock backends (when
+``dbsystem[mock]`` is installed), and the pool's statistics.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +22,7 @@ from dbsystem.core.config import PoolConfig
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.types import DatabaseType
 from dbsystem.errors import IntegrityError
+from dbsystem.query import col
 
 DEPARTMENTS = ("engineering", "sales", "support", "finance", "research")
 THREADS = 5
@@ -31,6 +34,40 @@ def run_demo(path: Path | None, console: Console) -> None:
     with tempfile.TemporaryDirectory(prefix="dbsystem-demo-") as tmp:
         target = path or Path(tmp) / "demo.db"
         _run(target, console)
+
+
+def _redis_and_mongo(db: DatabaseManager, rows: list[dict[str, Any]], console: Console) -> None:
+    """The same figures in Redis (a leaderboard) and MongoDB (an aggregation), on the mocks."""
+    try:
+        import fakeredis  # noqa: F401
+        import mongomock  # noqa: F401
+    except ImportError:
+        console.print("(pip install 'dbsystem[mock]' to see Redis and MongoDB in the demo too)")
+        return
+    db.create_pool(DatabaseType.REDIS, "redis+mock://")
+    board = db.query(DatabaseType.REDIS)
+    board.zadd(
+        "departments:by_salary", {row["department"]: float(row["avg_salary"]) for row in rows}
+    ).execute()
+    top = board.zrevrange("departments:by_salary", 0, 2, withscores=True).execute()
+    console.print(
+        "Redis leaderboard (redis+mock://): "
+        + ", ".join(f"{name} {score:,.0f}" for name, score in top)
+    )
+    db.create_pool(DatabaseType.MONGODB, "mongodb+mock://demo")
+    people = db.query(DatabaseType.MONGODB).collection("people")
+    people.insert_many([{"department": d, "n": i} for i, d in enumerate(DEPARTMENTS * 3)]).execute()
+    counts = (
+        people.aggregate()
+        .match(col("n") >= 5)
+        .group("$department", people={"$sum": 1})
+        .sort("_id")
+        .execute()
+    )
+    console.print(
+        "MongoDB aggregation (mongodb+mock://): "
+        + ", ".join(f"{c['_id']} {c['people']}" for c in counts)
+    )
 
 
 def _run(path: Path, console: Console) -> None:
@@ -103,6 +140,8 @@ def _run(path: Path, console: Console) -> None:
                 f"duplicate email -> {type(exc).__name__}: {exc.message}; "
                 "the salary update in the same transaction was rolled back too"
             )
+
+        _redis_and_mongo(db, rows, console)
 
         stats = db.pool_stats()[DatabaseType.SQLITE]
         console.print(

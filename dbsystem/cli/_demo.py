@@ -42,7 +42,10 @@ def _redis_and_mongo(db: DatabaseManager, rows: list[dict[str, Any]], console: C
         import fakeredis  # noqa: F401
         import mongomock  # noqa: F401
     except ImportError:
-        console.print("(pip install 'dbsystem[mock]' to see Redis and MongoDB in the demo too)")
+        console.print(
+            "(pip install 'dbsystem[mock]' to see Redis and MongoDB in the demo too)",
+            markup=False,
+        )
         return
     db.create_pool(DatabaseType.REDIS, "redis+mock://")
     board = db.query(DatabaseType.REDIS)

@@ -20,6 +20,13 @@ def test_ping_ok_and_failure_codes(tmp_path):
     assert result.exit_code == 1 and "cannot open SQLite database" in result.output
 
 
+def test_ping_redis_and_mongodb_mocks_and_sql_refuses_them():
+    assert runner.invoke(app, ["ping", "redis+mock://"]).exit_code == 0
+    assert runner.invoke(app, ["ping", "mongodb+mock://"]).exit_code == 0
+    result = runner.invoke(app, ["sql", "redis+mock://", "SELECT 1"])
+    assert result.exit_code == 2 and "not a SQL database" in result.output
+
+
 def test_usage_errors_exit_2_and_hide_passwords():
     result = runner.invoke(app, ["ping", "nosuch://user:hunter2@host/db"])
     assert result.exit_code == 2

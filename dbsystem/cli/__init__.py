@@ -123,8 +123,9 @@ def sql(
     params = dict(_parse_param(p) for p in param or [])
     with _errors_to_exit(), _one_connection_manager(url, timeout) as manager:
         if getattr(manager.backend(), "kind", "sql") != "sql":
-            raise InterfaceError(f"'dbsystem sql' runs SQL; {manager.backend().url} is not a "
-                                 "SQL database")
+            raise InterfaceError(
+                f"'dbsystem sql' runs SQL; {manager.backend().url} is not a SQL database"
+            )
         with manager.connection() as conn:
             if not _returns_rows(statement):
                 count = conn.execute(statement, params or None)

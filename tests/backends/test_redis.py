@@ -255,3 +255,118 @@ def test_killed_connections_are_recovered(redis_url):
         assert conn.execute("GET", "k") == "v"  # reconnected by itself
     finally:
         manager.close_all()
+
+
+# -- TLS against a throwaway TLS-only redis-server ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_tls_port(tmp_path_factory, redis_url):
+    import shutil
+    import socket
+    import subprocess
+
+    from tests.tls_support import make_ca, make_server_cert
+
+    if shutil.which("redis-server") is None:
+        from tests.conftest import servers_required
+
+        if servers_required():
+            pytest.fail("redis-server is needed for the Redis TLS tests")
+        pytest.skip("redis-server is not installed")
+    directory = tmp_path_factory.mktemp("redis-tls")
+    make_server_cert(directory, make_ca(directory))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(directory / "server.pem"),
+            "--tls-key-file",
+            str(directory / "server-key.pem"),
+            "--tls-ca-cert-file",
+            str(directory / "ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the TLS redis-server did not start") from None
+                time.sleep(0.05)
+        yield port, directory
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("mode", ["require", "verify-ca", "verify-full"])
+def test_redis_over_tls(redis_tls_port, mode):
+    from dbsystem import TLSConfig
+
+    port, directory = redis_tls_port
+    manager = DatabaseManager()
+    manager.create_pool(
+        DatabaseType.REDIS,
+        PoolConfig(
+            url=f"rediss://127.0.0.1:{port}/0",
+            tls=TLSConfig(mode=mode, ca_file=directory / "ca.pem"),
+        ),
+    )
+    try:
+        conn = manager.connection(DatabaseType.REDIS)
+        conn.execute("SET", "tls", "yes")
+        assert conn.execute("GET", "tls") == "yes"
+    finally:
+        manager.close_all()
+
+
+@pytest.mark.redis
+def test_redis_tls_fails_closed(redis_tls_port, redis_url, tmp_path):
+    from dbsystem import TLSConfig
+    from tests.tls_support import make_ca
+
+    port, _ = redis_tls_port
+    make_ca(tmp_path, "another CA")
+    with pytest.raises(ConnectionFailed):  # a certificate from an unknown CA
+        DatabaseManager().create_pool(
+            DatabaseType.REDIS,
+            PoolConfig(
+                url=f"rediss://127.0.0.1:{port}/0",
+                connect_timeout=2,
+                tls=TLSConfig(mode="verify-full", ca_file=tmp_path / "ca.pem"),
+            ),
+        )
+    plain_port = int(redis_url.split(":")[2].split("/")[0])
+    with pytest.raises(ConnectionFailed):  # a plaintext server: no fallback
+        DatabaseManager().create_pool(
+            DatabaseType.REDIS,
+            PoolConfig(
+                url=f"rediss://127.0.0.1:{plain_port}/0",
+                connect_timeout=2,
+                tls=TLSConfig(mode="require"),
+            ),
+        )

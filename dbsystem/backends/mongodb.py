@@ -27,6 +27,7 @@ from bson import errors as bson_errors
 from pymongo import errors as mongo_errors
 from pymongo import monitoring
 
+from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Capabilities
 from dbsystem.core.config import PoolConfig, TLSConfig
@@ -243,71 +244,36 @@ class MongoBackend:
         self.client.close()
 
 
-class MongoPool:
+class MongoPool(DriverPool["MongoConnection"]):
     """What the manager holds for a MongoDB database: lends ``MongoConnection`` handles."""
 
     def __init__(self, backend: MongoBackend, *, name: str, hooks: HookChain) -> None:
-        self.connector = backend
-        self.name = name
-        self.hooks = hooks
-        self.backend_name = backend.label
-        self._closed = False
-        self._min_size, self._max_size = backend.config.min_size, backend.config.max_size
-        if not backend.mock and backend.config.min_size > 0:
+        super().__init__(backend, name=name, hooks=hooks)
+        if not backend.mock and self._min_size > 0:
             try:  # fail fast, as the SQL pools do
                 backend.client.admin.command("ping")
             except mongo_errors.PyMongoError as exc:
                 backend.client.close()
                 raise translate_mongo(exc, backend.label, "ping", backend.secrets) from exc
 
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._closed
-
-    @property
-    def min_size(self) -> int:
-        """pymongo's ``minPoolSize``."""
-        return self._min_size
-
-    @property
-    def max_size(self) -> int:
-        """pymongo's ``maxPoolSize``."""
-        return self._max_size
-
-    def acquire(self, timeout: float | None = None) -> MongoConnection:
-        """A handle running operations through pymongo's pool."""
-        if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+    def _handle(self) -> MongoConnection:
         return MongoConnection(self)
 
     def stats(self) -> PoolStats:
         """The same fields as the SQL pools, from pymongo's pool events (zero for the mock)."""
         s = self.connector.listener
         with s.lock:
-            return PoolStats(
-                name=self.name,
-                min_size=self._min_size,
-                max_size=self._max_size,
+            return self._stats(
                 total=s.open,
                 active=s.active,
-                idle=max(0, s.open - s.active),
                 waiting=s.waiting,
                 acquired=s.acquired,
                 timeouts=s.timeouts,
                 created=s.created,
                 closed=s.closed,
-                discarded=0,
-                connect_errors=0,
-                leaks=0,
-                wait_mean=s.wait_total / s.acquired if s.acquired else 0.0,
+                wait_total=s.wait_total,
                 wait_max=s.wait_max,
             )
-
-    def close(self, timeout: float = 0.0) -> None:
-        """Close the client; later use raises ``PoolClosed``."""
-        self._closed = True
-        self.connector.client.close()
 
 
 _READS = {
@@ -330,7 +296,7 @@ _READS = {
 }
 
 
-class MongoConnection:
+class MongoConnection(DriverHandle):
     """Runs MongoDB operations through the hooks and error translation."""
 
     def __init__(self, pool: MongoPool) -> None:
@@ -339,15 +305,6 @@ class MongoConnection:
         self.database: Any = pool.connector.database
         """The pymongo Database underneath, for what dbsystem does not wrap."""
         self._session: Any = None
-
-    def __enter__(self) -> MongoConnection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    def release(self) -> None:
-        """Nothing to return; kept for symmetry with SQL connections."""
 
     def run(
         self,

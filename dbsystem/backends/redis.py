@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import redis
 import redis.exceptions as redis_errors
 
+from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Capabilities
 from dbsystem.core.config import PoolConfig, TLSConfig
@@ -261,20 +262,14 @@ class RedisBackend:
         self.pool.disconnect()
 
 
-class RedisPool:
+class RedisPool(DriverPool["RedisConnection"]):
     """What the manager holds for a Redis database: lends ``RedisConnection`` handles."""
 
     def __init__(self, backend: RedisBackend, *, name: str, hooks: HookChain) -> None:
-        self.connector = backend
-        self.name = name
-        self.hooks = hooks
-        self.backend_name = backend.label
-        self._closed = False
-        config = backend.config
-        self._min_size, self._max_size = config.min_size, config.max_size
+        super().__init__(backend, name=name, hooks=hooks)
         opened = []
-        try:
-            for _ in range(config.min_size):
+        try:  # open min_size connections now: a wrong URL fails at create_pool
+            for _ in range(self._min_size):
                 opened.append(backend.pool.get_connection())
         except redis_errors.RedisError as exc:
             raise _error(exc, backend.label, None, backend.secrets) from exc
@@ -282,79 +277,35 @@ class RedisPool:
             for connection in opened:
                 backend.pool.release(connection)
 
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._closed
-
-    @property
-    def min_size(self) -> int:
-        """Connections opened up front."""
-        return self._min_size
-
-    @property
-    def max_size(self) -> int:
-        """redis-py's ``max_connections``."""
-        return self._max_size
-
-    def acquire(self, timeout: float | None = None) -> RedisConnection:
-        """A handle running commands through this pool (each borrows a connection)."""
-        if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+    def _handle(self) -> RedisConnection:
         return RedisConnection(self)
 
     def stats(self) -> PoolStats:
         """The same fields as the SQL pools, from redis-py's pool."""
         pool = self.connector.pool
         with pool._stats_lock:
-            total, active = pool.n_open, pool.n_active
-            acquired = pool.n_acquired
-            return PoolStats(
-                name=self.name,
-                min_size=self._min_size,
-                max_size=self._max_size,
+            total = pool.n_open
+            return self._stats(
                 total=total,
-                active=active,
-                idle=max(0, total - active),
+                active=pool.n_active,
                 waiting=0,
-                acquired=acquired,
+                acquired=pool.n_acquired,
                 timeouts=pool.n_timeouts,
                 created=pool.n_created,
                 closed=max(0, pool.n_created - total),
-                discarded=0,
-                connect_errors=0,
-                leaks=0,
-                wait_mean=pool.wait_total / acquired if acquired else 0.0,
+                wait_total=pool.wait_total,
                 wait_max=pool.wait_max,
             )
 
-    def close(self, timeout: float = 0.0) -> None:
-        """Close the pool's connections; later use raises ``PoolClosed``."""
-        self._closed = True
-        self.connector.pool.disconnect()
 
-
-class RedisConnection:
-    """Runs Redis commands through the pool, the hooks and error translation.
-
-    Usable as a context manager like SQL connections (there is nothing to give back:
-    each command borrows a pooled connection only while it runs).
-    """
+class RedisConnection(DriverHandle):
+    """Runs Redis commands through the pool, the hooks and error translation."""
 
     def __init__(self, pool: RedisPool) -> None:
         self._pool = pool
         self._backend = pool.connector
         self.client: redis.Redis = pool.connector.client
         """The redis-py client underneath, for what dbsystem does not wrap."""
-
-    def __enter__(self) -> RedisConnection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    def release(self) -> None:
-        """Nothing to return; kept for symmetry with SQL connections."""
 
     def _statement(
         self, operation: str, text: str, action: str, resources: tuple[str, ...]

@@ -61,6 +61,9 @@ class Connection(PooledConnection[SQLConnectionBase]):
         """True inside ``transaction()``."""
         return self.raw.tx_depth > 0
 
+    # execute, fetch_all, fetch_one and fetch_value repeat their few lines on purpose: a
+    # shared helper would add a Python call to every statement on the hot path.
+
     def execute(self, sql: str, params: Params = None) -> ExecuteResult:
         """Run a statement; return the affected row count (an int with ``lastrowid``)."""
         raw = self._raw

@@ -26,6 +26,7 @@ from dbsystem.core.types import DatabaseType, ExecuteResult
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
+    ConflictError,
     ConnectionFailed,
     DatabaseError,
     DataError,
@@ -40,6 +41,7 @@ from dbsystem.errors import (
     PoolTimeout,
     ProgrammingError,
     QueryBuildError,
+    SchemaError,
     SecurityError,
 )
 
@@ -47,6 +49,7 @@ logging.getLogger("dbsystem").addHandler(logging.NullHandler())
 
 __all__ = [
     "ConfigurationError",
+    "ConflictError",
     "Connection",
     "ConnectionFailed",
     "ConnectionPool",
@@ -73,6 +76,7 @@ __all__ = [
     "PooledConnection",
     "ProgrammingError",
     "QueryBuildError",
+    "SchemaError",
     "SecurityError",
     "Statement",
     "TLSConfig",

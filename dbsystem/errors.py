@@ -7,6 +7,7 @@ The names follow PEP 249 so that code written against a DB-API driver reads the 
       DatabaseError                     anything the server or the driver reported
         DataError                       a value the database cannot store (overflow, bad encoding)
         IntegrityError                  a constraint refused a change (unique, foreign key...)
+        ConflictError                   a row changed since it was read (optimistic locking)
         InternalError                   the database reported an internal inconsistency
         ProgrammingError                the statement is wrong (syntax, unknown table, parameters)
         NotSupportedError               the backend cannot do what was asked
@@ -43,6 +44,7 @@ __all__ = [
     "BackendNotAvailable",
     "BackendNotFound",
     "ConfigurationError",
+    "ConflictError",
     "ConnectionFailed",
     "ConnectionTimeout",
     "DBSystemError",
@@ -130,6 +132,10 @@ class DataError(DatabaseError):
 
 class IntegrityError(DatabaseError):
     """Raised when a constraint (unique, foreign key, not null, check) refuses a change."""
+
+
+class ConflictError(DatabaseError):
+    """Raised when an entity's row changed since it was read (optimistic locking)."""
 
 
 class InternalError(DatabaseError):

@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "dbsystem.backends",
     "dbsystem.testing",
     "dbsystem.query",
+    "dbsystem.orm",
 ]
 
 
@@ -44,7 +45,7 @@ def test_top_level_exports_the_documented_entry_points():
 def test_public_names_are_exported():
     # (pytest adds "@py_builtins" names to modules of a plugin's distribution)
     public = {n for n in vars(dbsystem) if not n.startswith(("_", "@"))}
-    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query"}
+    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query", "orm"}
     assert public - submodules <= set(dbsystem.__all__)
 
 

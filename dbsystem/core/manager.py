@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, overload
 
 from dbsystem.backends import database_type_for_url, get_backend_class
@@ -41,6 +42,12 @@ __all__ = ["DatabaseManager", "PoolKey"]
 logger = logging.getLogger("dbsystem")
 
 PoolKey = DatabaseType | tuple[DatabaseType, str]
+
+# The connections of open db.transaction() blocks, per task/thread context.
+_BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Connection]] = ContextVar(
+    "dbsystem_bound_connections",
+    default={},  # noqa: B039 - never mutated, only replaced
+)
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
@@ -286,6 +293,25 @@ class DatabaseManager:
 
     # -- query builders --------------------------------------------------------------------
 
+    def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the tables (or MongoDB collections and indexes) of entity classes.
+
+        Idempotent: what exists already is left alone.
+        """
+        from dbsystem.orm.schema import create_tables
+
+        create_tables(self, entities, db_type=db_type)
+
+    def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the tables (or collections) of entity classes, if they exist."""
+        from dbsystem.orm.schema import drop_tables
+
+        drop_tables(self, entities, db_type=db_type)
+
     @overload
     def query(  # type: ignore[overload-overlap]
         self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
@@ -375,9 +401,39 @@ class DatabaseManager:
         isolation: str | None = None,
         readonly: bool = False,
     ) -> Iterator[Connection]:
-        """Borrow a connection inside a transaction, committed when the block exits cleanly."""
+        """Borrow a connection inside a transaction, committed when the block exits cleanly.
+
+        Inside the block, entities (``dbsystem.orm``) and ``bound_connection`` use this
+        connection, so their work is part of the transaction. Nested calls for the same
+        pool reuse it as a savepoint.
+        """
+        if db_type is None:
+            db_type = self._default or self._default_type()
+        key = (id(self), db_type, name)
+        bound = _BOUND.get()
+        outer = bound.get(key)
+        if outer is not None:
+            with outer.transaction(isolation, readonly):
+                yield outer
+            return
         with self.connection(db_type, name=name) as conn, conn.transaction(isolation, readonly):
-            yield conn
+            token = _BOUND.set({**bound, key: conn})
+            try:
+                yield conn
+            finally:
+                _BOUND.reset(token)
+
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> Connection | None:
+        """The connection of the ``transaction()`` block open in this context, or None."""
+        bound = _BOUND.get()
+        if not bound:
+            return None
+        chosen = db_type or self._default
+        if chosen is None:
+            return None
+        return bound.get((id(self), chosen, name))
 
     def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None

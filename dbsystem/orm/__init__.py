@@ -1,0 +1,10 @@
+"""The ORM: typed entities (pydantic) persisting to SQLite, PostgreSQL, MySQL and MongoDB.
+
+See ``dbsystem.orm.entity`` for the model and ``dbsystem.orm.schema`` for table creation.
+"""
+
+from dbsystem.orm.entity import Entity, EntityQuery
+from dbsystem.orm.fields import Field
+from dbsystem.orm.schema import create_tables, drop_tables
+
+__all__ = ["Entity", "EntityQuery", "Field", "create_tables", "drop_tables"]

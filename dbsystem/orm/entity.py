@@ -1,0 +1,502 @@
+"""Typed entities: pydantic models that persist to any SQL backend or to MongoDB.
+
+    class User(Entity, table="users"):
+        id: int | None = Field(default=None, primary_key=True, auto_increment=True)
+        username: str = Field(max_length=50, index=True)
+        email: str = Field(unique=True)
+        age: int = 0
+
+    db.create_tables([User])
+    u = User(username="ada", email="ada@example.com", age=36)
+    u.save(db)                                    # INSERT; u.id is filled in
+    User.get(db, u.id)
+    User.query(db).where(User.age > 18).order_by("username").limit(10).all()
+
+``User.age`` on the class is a column expression (the backend-neutral filter language),
+so the same query runs on SQLite, PostgreSQL, MySQL and MongoDB. Entities validate on
+construction and on assignment (pydantic). ``save`` inserts a new entity and updates a
+loaded one, sending only the fields that changed; a ``version=True`` field makes updates
+check that nobody changed the row meanwhile (``ConflictError``). Every operation is a
+query builder call, so it goes through the pool, the hooks and the one execution path,
+and joins the transaction of ``db.transaction(...)`` when one is open.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import typing
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+
+import pydantic
+from pydantic import PrivateAttr
+from pydantic._internal._model_construction import ModelMetaclass
+
+from dbsystem.core.types import DatabaseType
+from dbsystem.errors import ConflictError, InterfaceError, SchemaError
+from dbsystem.orm.fields import ColumnSpec, column_spec
+from dbsystem.query.expr import Column, Expr, check_identifier, col
+
+if TYPE_CHECKING:
+    from dbsystem.core.manager import DatabaseManager
+
+__all__ = ["Entity", "EntityQuery", "Metadata"]
+
+
+class Metadata:
+    """What an entity class knows about its table or collection."""
+
+    def __init__(self, cls: type[Entity], table: str) -> None:
+        self.table = check_identifier(table, "table name")
+        self.columns: list[ColumnSpec] = [
+            column_spec(name, info) for name, info in cls.model_fields.items()
+        ]
+        keys = [c for c in self.columns if c.options.primary_key]
+        if len(keys) != 1:
+            raise SchemaError(f"{cls.__name__} needs exactly one Field(primary_key=True)")
+        self.primary_key = keys[0]
+        versions = [c for c in self.columns if c.options.version]
+        if len(versions) > 1:
+            raise SchemaError(f"{cls.__name__} has more than one version field")
+        self.version = versions[0] if versions else None
+        for spec in self.columns:
+            check_identifier(spec.column, "column name")
+        self.by_field = {c.field: c for c in self.columns}
+        self.by_column = {c.column: c for c in self.columns}
+        self.renamed = any(c.field != c.column for c in self.columns)
+        self.datetime_fields = [c.field for c in self.columns if c.python_type is datetime.datetime]
+        self.json_fields = [
+            c.field
+            for c in self.columns
+            if (typing.get_origin(c.python_type) or c.python_type) in (dict, list)
+        ]
+
+
+class _EntityMeta(ModelMetaclass):
+    """Lets ``User.age`` (on the class) be the column expression of the field."""
+
+    def __getattr__(cls, name: str) -> Any:
+        meta = cls.__dict__.get("__dbsystem__")
+        if meta is not None and name in meta.by_field:
+            return col(meta.by_field[name].column)
+        return super().__getattr__(name)  # type: ignore[misc]
+
+
+class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
+    """Base class of persistent entities; subclass with ``table="name"``."""
+
+    model_config = pydantic.ConfigDict(validate_assignment=True, from_attributes=False)
+
+    __dbsystem__: ClassVar[Metadata]
+    __dbsystem_table__: ClassVar[str]
+    # The column values as last read from or written to the database: what save() diffs.
+    _persisted: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def __init_subclass__(cls, table: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__dbsystem_table__ = table or cls.__name__.lower()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Fields are known only now (after pydantic built the model).
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__dbsystem__ = Metadata(cls, cls.__dbsystem_table__)
+
+    # -- mapping between entities and rows -------------------------------------------------
+
+    def _row(self) -> dict[str, Any]:
+        """This entity as column -> value, with datetimes made aware (naive means UTC)."""
+        meta = self.__dbsystem__
+        values = self.__dict__
+        row = {spec.column: values[spec.field] for spec in meta.columns}
+        for name in meta.datetime_fields:
+            column = meta.by_field[name].column
+            value = row[column]
+            if isinstance(value, datetime.datetime) and value.tzinfo is None:
+                row[column] = value.replace(tzinfo=datetime.UTC)
+        return row
+
+    @classmethod
+    def _from_row(cls, row: dict[str, Any], dialect: str) -> Self:
+        meta = cls.__dbsystem__
+        if meta.renamed:
+            row = {meta.by_column[k].field if k in meta.by_column else k: v for k, v in row.items()}
+        if dialect in ("mysql", "mongodb"):  # their datetimes keep no zone: the ORM wrote UTC
+            for name in meta.datetime_fields:
+                value = row.get(name)
+                if isinstance(value, datetime.datetime) and value.tzinfo is None:
+                    row[name] = value.replace(tzinfo=datetime.UTC)
+        for name in meta.json_fields:  # SQLite and MySQL give JSON back as text
+            value = row.get(name)
+            if isinstance(value, (str, bytes)):
+                row[name] = json.loads(value)
+        entity = cls.model_validate(row)
+        entity._persisted = entity._row()
+        return entity
+
+    # -- persistence -----------------------------------------------------------------------
+
+    @classmethod
+    def _target(cls, db: DatabaseManager, db_type: DatabaseType | None) -> Any:
+        return _Target(db, db_type)
+
+    def save(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+        """Insert this entity, or update the fields that changed since it was loaded."""
+        target = self._target(db, db_type)
+        if self._persisted is None:
+            target.insert(self)
+        else:
+            row = self._row()
+            changed = {k: v for k, v in row.items() if self._persisted.get(k) != v}
+            if changed:
+                target.update(self, changed)
+        self._persisted = self._row()
+        return self
+
+    @classmethod
+    def save_all(
+        cls, db: DatabaseManager, entities: Sequence[Self], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Insert many new entities at once (``insert_many``: COPY on PostgreSQL).
+
+        Entities whose key is numbered by the database get their keys back only from
+        ``save``; ``save_all`` leaves them None, so give keys or reload when you need them.
+        """
+        if not entities:
+            return
+        target = cls._target(db, db_type)
+        target.insert_many(cls, entities)
+        for entity in entities:
+            entity._persisted = entity._row()
+
+    def delete(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> None:
+        """Delete this entity's row (or document)."""
+        self._target(db, db_type).delete(self)
+        self._persisted = None
+
+    def refresh(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+        """Reload every field from the database."""
+        meta = self.__dbsystem__
+        key = getattr(self, meta.primary_key.field)
+        fresh = type(self).get(db, key, db_type=db_type)
+        if fresh is None:
+            raise InterfaceError(f"{type(self).__name__} {key!r} no longer exists")
+        for spec in meta.columns:
+            object.__setattr__(self, spec.field, getattr(fresh, spec.field))
+        self._persisted = fresh._persisted
+        return self
+
+    @classmethod
+    def get(
+        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
+    ) -> Self | None:
+        """The entity with this primary key, or None."""
+        meta = cls.__dbsystem__
+        return cls.query(db, db_type=db_type).where(col(meta.primary_key.column) == key).first()
+
+    @classmethod
+    def query(
+        cls, db: DatabaseManager, *, db_type: DatabaseType | None = None
+    ) -> EntityQuery[Self]:
+        """A query over this entity: ``where``, ``order_by``, ``limit``, ``all``, ``first``."""
+        return EntityQuery(cls, cls._target(db, db_type))
+
+
+E = TypeVar("E", bound="Entity")
+
+
+class EntityQuery(Generic[E]):
+    """An immutable query returning entities; SQL or MongoDB underneath."""
+
+    def __init__(
+        self,
+        entity: type[E],
+        target: _Target,
+        where: Expr | None = None,
+        order: tuple[tuple[str, str], ...] = (),
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self._entity, self._target = entity, target
+        self._where, self._order, self._limit, self._offset = where, order, limit, offset
+
+    def _copy(self, **changes: Any) -> EntityQuery[E]:
+        state = {
+            "where": self._where,
+            "order": self._order,
+            "limit": self._limit,
+            "offset": self._offset,
+            **changes,
+        }
+        return EntityQuery(self._entity, self._target, **state)
+
+    def where(self, condition: Expr) -> EntityQuery[E]:
+        """Add a condition (``User.age > 18``); several are ANDed."""
+        if not isinstance(condition, Expr):
+            raise InterfaceError("where() takes an expression such as User.age > 18")
+        new = condition if self._where is None else self._where & condition
+        return self._copy(where=new)
+
+    def order_by(self, field: str | Column, direction: str = "asc") -> EntityQuery[E]:
+        """Order by a field (its name, or ``User.name``)."""
+        meta = self._entity.__dbsystem__
+        if isinstance(field, Column):
+            column = field.name
+        elif field in meta.by_field:
+            column = meta.by_field[field].column
+        else:
+            raise InterfaceError(f"{self._entity.__name__} has no field {field!r}")
+        return self._copy(order=(*self._order, (column, direction)))
+
+    def limit(self, count: int) -> EntityQuery[E]:
+        """At most ``count`` entities."""
+        return self._copy(limit=count)
+
+    def offset(self, count: int) -> EntityQuery[E]:
+        """Skip ``count`` entities."""
+        return self._copy(offset=count)
+
+    def all(self) -> list[E]:
+        """Every matching entity."""
+        return self._target.select(self._entity, self)
+
+    def first(self) -> E | None:
+        """The first matching entity, or None."""
+        found = self._copy(limit=1).all()
+        return found[0] if found else None
+
+    def count(self) -> int:
+        """How many entities match."""
+        return self._target.count(self._entity, self)
+
+
+class _Target:
+    """Runs entity operations on one of the manager's pools, SQL or MongoDB."""
+
+    def __init__(self, db: DatabaseManager, db_type: DatabaseType | None) -> None:
+        self.db = db
+        self.db_type = db_type or db.mode
+        if self.db_type is None:
+            raise InterfaceError("several database types have pools: pass db_type=")
+        backend = db.backend(self.db_type)
+        self.kind = getattr(backend, "kind", "sql")
+        self.dialect = backend.dialect
+        if self.kind not in ("sql", "document"):
+            raise InterfaceError(
+                f"entities persist to SQL databases and MongoDB, not {self.db_type.value}"
+            )
+
+    # -- SQL and MongoDB, side by side -----------------------------------------------------
+
+    def _sql(self) -> Any:
+        return self.db.query(self.db_type)
+
+    def _collection(self, meta: Metadata) -> Any:
+        factory: Any = self.db.query(self.db_type)
+        return factory.collection(meta.table)
+
+    def _conn(self) -> Any:
+        return self.db.bound_connection(self.db_type)
+
+    def insert(self, entity: Entity) -> None:
+        meta = entity.__dbsystem__
+        row = entity._row()
+        key = meta.primary_key
+        generated = row[key.column] is None and key.options.auto_increment
+        if self.kind == "document":
+            if generated:
+                row[key.column] = self._next_id(meta)
+            document = _to_document(row, key.column)
+            self._collection(meta).insert_one(document).execute(self._conn())
+            object.__setattr__(entity, key.field, row[key.column])
+            return
+        if generated:
+            row.pop(key.column)
+        query = self._sql().insert_into(meta.table).values(row)
+        if generated and self.dialect == "postgresql":
+            result = query.returning(key.column).execute(self._conn())
+            object.__setattr__(entity, key.field, result[0][key.column])
+        else:
+            result = query.execute(self._conn())
+            if generated:
+                object.__setattr__(entity, key.field, result.lastrowid)
+
+    def insert_many(self, cls: type[Entity], entities: Sequence[Entity]) -> None:
+        meta = cls.__dbsystem__
+        rows = [e._row() for e in entities]
+        key = meta.primary_key.column
+        if self.kind == "document":
+            documents = [_to_document(row, key) for row in rows]
+            for document in documents:
+                if document["_id"] is None:
+                    document["_id"] = self._next_id(meta)
+            self._collection(meta).insert_many(documents).execute(self._conn())
+            for entity, document in zip(entities, documents, strict=True):
+                object.__setattr__(entity, meta.primary_key.field, document["_id"])
+            return
+        if any(row[key] is None for row in rows):
+            rows = [{c: v for c, v in row.items() if c != key} for row in rows]
+        conn = self._conn()
+        if conn is not None:
+            conn.insert_many(meta.table, rows)
+        else:
+            with self.db.connection(self.db_type) as borrowed:
+                borrowed.insert_many(meta.table, rows)
+
+    def update(self, entity: Entity, changed: dict[str, Any]) -> None:
+        meta = entity.__dbsystem__
+        key = meta.primary_key
+        condition = col(key.column) == getattr(entity, key.field)
+        version = meta.version
+        if version is not None:
+            current = entity._persisted.get(version.column) if entity._persisted else None
+            condition = condition & (col(version.column) == current)
+            changed = {**changed, version.column: (current or 0) + 1}
+        if self.kind == "document":
+            result = (
+                self._collection(meta)
+                .where(_document_filter(condition, key.column))
+                .update_one({"$set": _to_document(changed, None)})
+                .execute(self._conn())
+            )
+            count = result["matched"]
+        else:
+            count = (
+                self._sql().update(meta.table).set(changed).where(condition).execute(self._conn())
+            )
+        if count == 0:
+            raise ConflictError(
+                f"{type(entity).__name__} {getattr(entity, key.field)!r} was changed or "
+                "deleted since it was read",
+                backend=self.dialect,
+            )
+        if version is not None:
+            object.__setattr__(entity, version.field, changed[version.column])
+
+    def delete(self, entity: Entity) -> None:
+        meta = entity.__dbsystem__
+        key = meta.primary_key
+        condition = col(key.column) == getattr(entity, key.field)
+        if self.kind == "document":
+            self._collection(meta).where(
+                _document_filter(condition, key.column)
+            ).delete_one().execute(self._conn())
+        else:
+            self._sql().delete_from(meta.table).where(condition).execute(self._conn())
+
+    def select(self, cls: type[Any], query: EntityQuery[Any]) -> list[Any]:
+        meta = cls.__dbsystem__
+        key = meta.primary_key.column
+        if self.kind == "document":
+            builder = self._collection(meta)
+            if query._where is not None:
+                builder = builder.where(_document_filter(query._where, key))
+            for column, direction in query._order:
+                builder = builder.sort("_id" if column == key else column, direction)
+            if query._offset:
+                builder = builder.skip(query._offset)
+            if query._limit:
+                builder = builder.limit(query._limit)
+            documents = builder.all(self._conn())
+            rows = [_from_document(d, key) for d in documents]
+        else:
+            builder = self._sql().select(*[c.column for c in meta.columns]).from_(meta.table)
+            if query._where is not None:
+                builder = builder.where(query._where)
+            for column, direction in query._order:
+                builder = builder.order_by(column, direction)
+            if query._limit is not None:
+                builder = builder.limit(query._limit)
+            if query._offset is not None:
+                builder = builder.offset(query._offset)
+            rows = builder.execute(self._conn())
+        return [cls._from_row(row, self.dialect) for row in rows]
+
+    def count(self, cls: type[Any], query: EntityQuery[Any]) -> int:
+        meta = cls.__dbsystem__
+        if self.kind == "document":
+            builder = self._collection(meta)
+            if query._where is not None:
+                builder = builder.where(_document_filter(query._where, meta.primary_key.column))
+            return int(builder.count().execute(self._conn()))
+        from dbsystem.query import count
+
+        builder = self._sql().select(count().as_("n")).from_(meta.table)
+        if query._where is not None:
+            builder = builder.where(query._where)
+        return int(builder.scalar_value(self._conn()))
+
+    def _next_id(self, meta: Metadata) -> int:
+        """MongoDB has no auto-increment: a counters collection numbers the keys."""
+        handle: Any = self.db.connection(self.db_type)
+        counters = handle.database["dbsystem_counters"]
+        document = counters.find_one_and_update(
+            {"_id": meta.table}, {"$inc": {"next": 1}}, upsert=True, return_document=True
+        )
+        return int(document["next"])
+
+
+def _to_document(row: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """A row as a BSON-encodable document: the key as ``_id``; Decimal as Decimal128; date,
+    time and UUID (which BSON lacks or encodes ambiguously) as datetime and text."""
+    from bson.decimal128 import Decimal128
+
+    document = {}
+    for column, value in row.items():
+        if isinstance(value, decimal.Decimal):
+            value = Decimal128(value)
+        elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            value = datetime.datetime(value.year, value.month, value.day)
+        elif isinstance(value, (datetime.time, uuid.UUID)):
+            value = value.isoformat() if isinstance(value, datetime.time) else str(value)
+        document["_id" if column == key else column] = value
+    return document
+
+
+def _from_document(document: dict[str, Any], key: str) -> dict[str, Any]:
+    from bson.decimal128 import Decimal128
+
+    return {
+        (key if name == "_id" else name): (
+            value.to_decimal() if isinstance(value, Decimal128) else value
+        )
+        for name, value in document.items()
+    }
+
+
+def _document_filter(condition: Expr, key_column: str) -> Expr:
+    """The same condition with the primary key column named ``_id`` (MongoDB's key)."""
+    from dbsystem.query import expr as e
+
+    def rename(node: e.Expr) -> e.Expr:
+        if isinstance(node, e.Column):
+            return e.Column("_id") if node.name == key_column and node.table is None else node
+        if isinstance(node, e.Compare):
+            return e.Compare(node.op, rename(node.left), rename(node.right))
+        if isinstance(node, e.BoolOp):
+            return e.BoolOp(node.op, [rename(i) for i in node.items])
+        if isinstance(node, e.Unary):
+            return e.Unary(node.op, rename(node.operand))
+        if isinstance(node, e.In) and node.subquery is None:
+            return e.In(
+                rename(node.expr),
+                [i.value if isinstance(i, e.Value) else i for i in node.items],
+                negate=node.negate,
+            )
+        if isinstance(node, e.Between):
+            return e.Between(rename(node.expr), node.low, node.high)
+        if isinstance(node, e.Like):
+            return e.Like(
+                rename(node.expr), node.pattern, insensitive=node.insensitive, negate=node.negate
+            )
+        return node
+
+    return rename(condition)
+
+
+def entities_tables(entities: Iterable[type[Entity]]) -> list[Metadata]:
+    """The metadata of entity classes (for schema creation)."""
+    return [entity.__dbsystem__ for entity in entities]

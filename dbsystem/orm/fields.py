@@ -1,0 +1,163 @@
+"""Entity fields: pydantic fields carrying column options, and their SQL types.
+
+``Field(...)`` is pydantic's ``Field`` (validation, defaults, JSON) plus the options a
+database needs: primary key, auto-increment, unique, index, maximum length, foreign key,
+column name, version counter. The options travel in the field's metadata, where pydantic
+leaves them alone, and ``column_spec`` reads them back with the Python type.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import types
+import typing
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as sa_mysql
+
+from dbsystem.errors import SchemaError
+
+__all__ = ["ColumnOptions", "ColumnSpec", "Field", "column_spec"]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnOptions:
+    """What ``Field`` records for the database."""
+
+    primary_key: bool = False
+    auto_increment: bool = False
+    unique: bool = False
+    index: bool = False
+    nullable: bool | None = None
+    max_length: int | None = None
+    foreign_key: str | None = None
+    column: str | None = None
+    version: bool = False
+
+
+def Field(
+    default: Any = ...,
+    *,
+    default_factory: Any = None,
+    primary_key: bool = False,
+    auto_increment: bool = False,
+    unique: bool = False,
+    index: bool = False,
+    nullable: bool | None = None,
+    max_length: int | None = None,
+    foreign_key: str | None = None,
+    column: str | None = None,
+    version: bool = False,
+    **pydantic_options: Any,
+) -> Any:
+    """A pydantic field with column options.
+
+    ``primary_key`` (one per entity), ``auto_increment`` (an int key the database numbers),
+    ``unique``, ``index``, ``nullable`` (default: from the type, ``X | None``),
+    ``max_length`` (also validated), ``foreign_key="table.column"``, ``column`` (the
+    column's name when it differs from the field's), ``version=True`` (an int bumped on
+    every update and checked: optimistic locking).
+    """
+    if default_factory is not None:
+        info = pydantic.Field(
+            default_factory=default_factory, max_length=max_length, **pydantic_options
+        )
+    else:
+        info = pydantic.Field(default, max_length=max_length, **pydantic_options)
+    info.metadata.append(
+        ColumnOptions(
+            primary_key=primary_key,
+            auto_increment=auto_increment,
+            unique=unique,
+            index=index,
+            nullable=nullable,
+            max_length=max_length,
+            foreign_key=foreign_key,
+            column=column,
+            version=version,
+        )
+    )
+    return info
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One entity field as a column."""
+
+    field: str
+    column: str
+    python_type: Any
+    nullable: bool
+    options: ColumnOptions
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) for ``X``, ``X | None``, ``Optional[X]``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], len(args) < len(typing.get_args(annotation))
+    return annotation, False
+
+
+def column_spec(name: str, info: pydantic.fields.FieldInfo) -> ColumnSpec:
+    """The column for an entity field."""
+    options = next((m for m in info.metadata if isinstance(m, ColumnOptions)), ColumnOptions())
+    python_type, optional = _unwrap(info.annotation)
+    nullable = options.nullable if options.nullable is not None else optional
+    if options.primary_key:
+        nullable = False
+    return ColumnSpec(
+        field=name,
+        column=options.column or name,
+        python_type=python_type,
+        nullable=nullable,
+        options=options,
+    )
+
+
+def sql_type(spec: ColumnSpec) -> Any:
+    """The SQLAlchemy type for a column."""
+    kind = typing.get_origin(spec.python_type) or spec.python_type
+    if kind is bool:
+        return sa.Boolean()
+    if kind is int:
+        return (
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+            if not (spec.options.primary_key and spec.options.auto_increment)
+            else sa.Integer()
+        )
+    if kind is float:
+        return sa.Float()
+    if kind is decimal.Decimal:
+        return sa.Numeric(18, 6)
+    if kind is str:
+        if spec.options.max_length:
+            return sa.String(spec.options.max_length)
+        keyed = spec.options.primary_key or spec.options.unique or spec.options.index
+        # MySQL cannot index TEXT without a prefix length: keyed strings get VARCHAR(255).
+        return sa.String(255) if keyed or spec.options.foreign_key else sa.Text()
+    if kind is bytes:
+        return sa.LargeBinary()
+    if kind is datetime.datetime:
+        # Microseconds on MySQL too (DATETIME(6)); the ORM stores UTC there.
+        return sa.DateTime(timezone=True).with_variant(sa_mysql.DATETIME(fsp=6), "mysql")
+    if kind is datetime.date:
+        return sa.Date()
+    if kind is datetime.time:
+        return sa.Time().with_variant(sa_mysql.TIME(fsp=6), "mysql")
+    if kind is uuid.UUID:
+        return sa.Uuid().with_variant(sa.CHAR(36), "mysql")  # dbsystem sends the 36-char text
+    if kind in (dict, list):
+        return sa.JSON()
+    if isinstance(kind, type) and issubclass(kind, str):  # str enums
+        return sa.String(spec.options.max_length or 64)
+    if isinstance(kind, type) and issubclass(kind, int):
+        return sa.BigInteger()
+    raise SchemaError(f"field {spec.field!r}: no column type for {spec.python_type!r}")

@@ -1,0 +1,102 @@
+"""Schema from entity classes: SQL DDL per dialect (SQLAlchemy Core), MongoDB indexes.
+
+``create_tables`` is idempotent (``CREATE TABLE IF NOT EXISTS``, indexes likewise) and
+creates tables in the order of their foreign keys; ``drop_tables`` drops in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from dbsystem.core.types import DatabaseType
+from dbsystem.errors import SchemaError
+from dbsystem.orm.fields import sql_type
+from dbsystem.query._compile import _DIALECTS
+
+if TYPE_CHECKING:
+    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.orm.entity import Entity, Metadata
+
+__all__ = ["create_tables", "drop_tables", "sql_tables"]
+
+
+def sql_tables(entities: Sequence[type[Entity]]) -> list[sa.Table]:
+    """SQLAlchemy tables for entity classes, sorted so that referenced tables come first."""
+    metadata = sa.MetaData()
+    for entity in entities:
+        meta: Metadata = entity.__dbsystem__
+        columns = []
+        for spec in meta.columns:
+            args: list[Any] = [spec.column, sql_type(spec)]
+            if spec.options.foreign_key:
+                args.append(sa.ForeignKey(spec.options.foreign_key))
+            columns.append(
+                sa.Column(
+                    *args,
+                    primary_key=spec.options.primary_key,
+                    autoincrement=spec.options.auto_increment
+                    if spec.options.primary_key
+                    else False,
+                    nullable=spec.nullable,
+                    unique=spec.options.unique or None,
+                    index=spec.options.index or None,
+                )
+            )
+        sa.Table(meta.table, metadata, *columns, mysql_charset="utf8mb4")
+    try:
+        return list(metadata.sorted_tables)
+    except sa.exc.SQLAlchemyError as exc:
+        raise SchemaError(f"cannot order the tables: {exc}") from exc
+
+
+def _target(db: DatabaseManager, db_type: DatabaseType | None) -> tuple[DatabaseType, Any]:
+    chosen = db_type or db.mode
+    if chosen is None:
+        raise SchemaError("several database types have pools: pass db_type=")
+    return chosen, db.backend(chosen)
+
+
+def create_tables(
+    db: DatabaseManager, entities: Sequence[type[Entity]], *, db_type: DatabaseType | None = None
+) -> None:
+    """Create what the entities need, leaving what exists alone."""
+    chosen, backend = _target(db, db_type)
+    kind = getattr(backend, "kind", "sql")
+    if kind == "document":
+        for entity in entities:
+            meta = entity.__dbsystem__
+            collection = db.query(chosen).collection(meta.table)  # type: ignore[attr-defined]
+            for spec in meta.columns:
+                if spec.options.primary_key:
+                    continue
+                if spec.options.unique or spec.options.index:
+                    collection.create_index(spec.column, unique=spec.options.unique).execute()
+        return
+    if kind != "sql":
+        raise SchemaError(f"no tables on {chosen.value}")
+    dialect = _DIALECTS[backend.dialect]
+    with db.connection(chosen) as conn:
+        for table in sql_tables(entities):
+            conn.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+            for index in table.indexes:
+                conn.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+
+
+def drop_tables(
+    db: DatabaseManager, entities: Sequence[type[Entity]], *, db_type: DatabaseType | None = None
+) -> None:
+    """Drop the entities' tables (or collections) that exist."""
+    chosen, backend = _target(db, db_type)
+    if getattr(backend, "kind", "sql") == "document":
+        handle: Any = db.connection(chosen)
+        for entity in entities:
+            handle.database.drop_collection(entity.__dbsystem__.table)
+        return
+    quote = _DIALECTS[backend.dialect].identifier_preparer.quote
+    with db.connection(chosen) as conn:
+        for table in reversed(sql_tables(entities)):
+            conn.execute(f"DROP TABLE IF EXISTS {quote(table.name)}")

@@ -4,7 +4,15 @@ See ``dbsystem.orm.entity`` for the model and ``dbsystem.orm.schema`` for table 
 """
 
 from dbsystem.orm.entity import Entity, EntityQuery
-from dbsystem.orm.fields import Field
+from dbsystem.orm.fields import NOT_LOADED, Field, Relation
 from dbsystem.orm.schema import create_tables, drop_tables
 
-__all__ = ["Entity", "EntityQuery", "Field", "create_tables", "drop_tables"]
+__all__ = [
+    "NOT_LOADED",
+    "Entity",
+    "EntityQuery",
+    "Field",
+    "Relation",
+    "create_tables",
+    "drop_tables",
+]

@@ -36,7 +36,7 @@ from pydantic._internal._model_construction import ModelMetaclass
 
 from dbsystem.core.types import DatabaseType
 from dbsystem.errors import ConflictError, InterfaceError, SchemaError
-from dbsystem.orm.fields import ColumnSpec, column_spec
+from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relation_options
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
 if TYPE_CHECKING:
@@ -50,9 +50,14 @@ class Metadata:
 
     def __init__(self, cls: type[Entity], table: str) -> None:
         self.table = check_identifier(table, "table name")
-        self.columns: list[ColumnSpec] = [
-            column_spec(name, info) for name, info in cls.model_fields.items()
-        ]
+        self.relations: dict[str, RelationOptions] = {}
+        self.columns: list[ColumnSpec] = []
+        for name, info in cls.model_fields.items():
+            relation = relation_options(info)
+            if relation is not None:
+                self.relations[name] = relation
+            else:
+                self.columns.append(column_spec(name, info))
         keys = [c for c in self.columns if c.options.primary_key]
         if len(keys) != 1:
             raise SchemaError(f"{cls.__name__} needs exactly one Field(primary_key=True)")
@@ -173,7 +178,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         elif assigned:
             meta = self.__dbsystem__
             row = self._row()
-            columns = [meta.by_field[name].column for name in assigned]
+            columns = [meta.by_field[name].column for name in assigned if name in meta.by_field]
             target.update(self, {column: row[column] for column in columns})
         self._mark_persisted()
         return self
@@ -241,9 +246,11 @@ class EntityQuery(Generic[E]):
         order: tuple[tuple[str, str], ...] = (),
         limit: int | None = None,
         offset: int | None = None,
+        include: tuple[str, ...] = (),
     ) -> None:
         self._entity, self._target = entity, target
         self._where, self._order, self._limit, self._offset = where, order, limit, offset
+        self._include = include
 
     def _copy(self, **changes: Any) -> EntityQuery[E]:
         state = {
@@ -251,9 +258,21 @@ class EntityQuery(Generic[E]):
             "order": self._order,
             "limit": self._limit,
             "offset": self._offset,
+            "include": self._include,
             **changes,
         }
         return EntityQuery(self._entity, self._target, **state)
+
+    def include(self, *relations: str) -> EntityQuery[E]:
+        """Load these relations too: one more query per relation, never one per entity."""
+        known = self._entity.__dbsystem__.relations
+        for name in relations:
+            if name not in known:
+                raise InterfaceError(
+                    f"{self._entity.__name__} has no relation {name!r}; "
+                    f"relations: {sorted(known) or 'none'}"
+                )
+        return self._copy(include=(*self._include, *relations))
 
     def where(self, condition: Expr) -> EntityQuery[E]:
         """Add a condition (``User.age > 18``); several are ANDed."""
@@ -282,8 +301,11 @@ class EntityQuery(Generic[E]):
         return self._copy(offset=count)
 
     def all(self) -> list[E]:
-        """Every matching entity."""
-        return self._target.select(self._entity, self)
+        """Every matching entity (with the included relations loaded)."""
+        entities = self._target.select(self._entity, self)
+        for name in self._include:
+            _load_relation(self._entity, name, entities, self._target)
+        return entities
 
     def first(self) -> E | None:
         """The first matching entity, or None."""
@@ -460,6 +482,55 @@ class _Target:
             {"_id": meta.table}, {"$inc": {"next": 1}}, upsert=True, return_document=True
         )
         return int(document["next"])
+
+
+_IN_CHUNK = 1000
+
+
+def _related_class(owner: type[Entity], name: str) -> type[Entity]:
+    annotation = owner.model_fields[name].annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        for inner in (candidate, *typing.get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, Entity):
+                return inner
+    raise SchemaError(f"{owner.__name__}.{name}: the relation's type names no entity")
+
+
+def _load_relation(owner: type[Entity], name: str, entities: list[Any], target: _Target) -> None:
+    """Fill relation ``name`` on ``entities`` with one query (chunked for long key lists)."""
+    options = owner.__dbsystem__.relations[name]
+    other = _related_class(owner, name)
+    other_meta = other.__dbsystem__
+    if options.local_key is not None:  # many-to-one: fetch the parents by primary key
+        key_field = options.local_key
+        keys = list(
+            dict.fromkeys(
+                e.__dict__[key_field] for e in entities if e.__dict__[key_field] is not None
+            )
+        )
+        by_key: dict[Any, Any] = {}
+        pk = other_meta.primary_key
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            for found in EntityQuery(other, target).where(col(pk.column).in_(chunk)).all():
+                by_key[found.__dict__[pk.field]] = found
+        for entity in entities:
+            entity.__dict__[name] = by_key.get(entity.__dict__[key_field])
+        return
+    # one-to-many: fetch the children by their foreign key
+    foreign = other_meta.by_field.get(options.foreign_key or "")
+    if foreign is None:
+        raise SchemaError(f"{other.__name__} has no field {options.foreign_key!r}")
+    own_pk = owner.__dbsystem__.primary_key.field
+    keys = [e.__dict__[own_pk] for e in entities]
+    children: dict[Any, list[Any]] = {key: [] for key in keys}
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        query = EntityQuery(other, target).where(col(foreign.column).in_(chunk))
+        for child in query.order_by(other_meta.primary_key.field).all():
+            children[child.__dict__[foreign.field]].append(child)
+    for entity in entities:
+        entity.__dict__[name] = children[entity.__dict__[own_pk]]
 
 
 class _Persisted(set[str]):

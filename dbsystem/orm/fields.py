@@ -22,7 +22,15 @@ from sqlalchemy.dialects import mysql as sa_mysql
 
 from dbsystem.errors import SchemaError
 
-__all__ = ["ColumnOptions", "ColumnSpec", "Field", "column_spec"]
+__all__ = [
+    "NOT_LOADED",
+    "ColumnOptions",
+    "ColumnSpec",
+    "Field",
+    "Relation",
+    "RelationOptions",
+    "column_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,64 @@ class ColumnOptions:
     foreign_key: str | None = None
     column: str | None = None
     version: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelationOptions:
+    """What ``Relation`` records: which side holds the key, and the key's field."""
+
+    local_key: str | None = None
+    """Many-to-one: the field of this entity that holds the other's primary key."""
+    foreign_key: str | None = None
+    """One-to-many: the field of the other entity that holds this one's primary key."""
+
+
+class _NotLoaded:
+    """The value of a relation that was not loaded: any use of it raises, naming the fix."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any) -> Any:
+        from dbsystem.errors import InterfaceError
+
+        raise InterfaceError(
+            "this relation was not loaded: load it with .include('<relation>') on the query "
+            "(relations are never fetched behind your back)"
+        )
+
+    __iter__ = __len__ = __bool__ = __getitem__ = __contains__ = _refuse
+
+    def __getattr__(self, name: str) -> Any:
+        return self._refuse()
+
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+NOT_LOADED: Any = _NotLoaded()
+"""What an entity holds for a relation the query did not ``include``."""
+
+
+def Relation(
+    *, local_key: str | None = None, foreign_key: str | None = None
+) -> Any:
+    """A relation to another entity, loaded only on request (``query.include(name)``).
+
+    Many-to-one (this entity holds the key): ``author: Author | None =
+    Relation(local_key="author_id")``. One-to-many (the other entity holds it):
+    ``books: list[Book] = Relation(foreign_key="author_id")``. Until loaded, using the
+    attribute raises ``InterfaceError``: no hidden I/O.
+    """
+    if (local_key is None) == (foreign_key is None):
+        raise SchemaError("Relation() takes local_key= (many-to-one) or foreign_key= (one-to-many)")
+    info = pydantic.Field(default=NOT_LOADED, exclude=True)
+    info.metadata.append(RelationOptions(local_key=local_key, foreign_key=foreign_key))
+    return info
+
+
+def relation_options(info: pydantic.fields.FieldInfo) -> RelationOptions | None:
+    """The relation options of a field, or None for a column."""
+    return next((m for m in info.metadata if isinstance(m, RelationOptions)), None)
 
 
 def Field(

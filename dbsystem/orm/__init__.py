@@ -8,10 +8,10 @@ from dbsystem.orm.fields import NOT_LOADED, Field, Relation
 from dbsystem.orm.schema import create_tables, drop_tables
 
 __all__ = [
-    "NOT_LOADED",
     "Entity",
     "EntityQuery",
     "Field",
+    "NOT_LOADED",
     "Relation",
     "create_tables",
     "drop_tables",

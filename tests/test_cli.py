@@ -74,3 +74,25 @@ def test_console_script_is_installed():
     from dbsystem import __version__
 
     assert result.stdout.strip() == __version__
+
+
+def test_migrate_commands(tmp_path, monkeypatch):
+    models = tmp_path / "cli_models.py"
+    models.write_text(
+        "from dbsystem.orm import Entity, Field\n"
+        "class Thing(Entity, table='cli_things'):\n"
+        "    id: int = Field(primary_key=True)\n"
+        "    label: str = Field(max_length=20, index=True)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/m.db"
+    result = runner.invoke(
+        app, ["migrate", "new", "things", "--url", url, "--auto", "--models", "cli_models"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "migrations" / "0001_things.py").exists()
+    assert "applied: 0001" in runner.invoke(app, ["migrate", "up", "--url", url]).output
+    assert "yes" in runner.invoke(app, ["migrate", "status", "--url", url]).output
+    assert "reverted: 0001" in runner.invoke(app, ["migrate", "down", "--url", url]).output
+    result = runner.invoke(app, ["migrate", "new", "x", "--url", url, "--auto"])
+    assert result.exit_code == 2 and "--models" in result.output

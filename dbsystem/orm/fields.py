@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import types
 import typing
 import uuid
@@ -84,9 +85,7 @@ NOT_LOADED: Any = _NotLoaded()
 """What an entity holds for a relation the query did not ``include``."""
 
 
-def Relation(
-    *, local_key: str | None = None, foreign_key: str | None = None
-) -> Any:
+def Relation(*, local_key: str | None = None, foreign_key: str | None = None) -> Any:
     """A relation to another entity, loaded only on request (``query.include(name)``).
 
     Many-to-one (this entity holds the key): ``author: Author | None =
@@ -188,42 +187,72 @@ def column_spec(name: str, info: pydantic.fields.FieldInfo) -> ColumnSpec:
     )
 
 
-def sql_type(spec: ColumnSpec) -> Any:
-    """The SQLAlchemy type for a column."""
+def portable_type(spec: ColumnSpec) -> str:
+    """The column's type as a portable name (what migration files record)."""
     kind = typing.get_origin(spec.python_type) or spec.python_type
     if kind is bool:
-        return sa.Boolean()
+        return "boolean"
     if kind is int:
-        return (
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-            if not (spec.options.primary_key and spec.options.auto_increment)
-            else sa.Integer()
-        )
+        return "integer" if spec.options.primary_key and spec.options.auto_increment else "bigint"
     if kind is float:
-        return sa.Float()
+        return "float"
     if kind is decimal.Decimal:
-        return sa.Numeric(18, 6)
-    if kind is str:
+        return "numeric"
+    if kind is str or (isinstance(kind, type) and issubclass(kind, str)):
         if spec.options.max_length:
-            return sa.String(spec.options.max_length)
+            return f"varchar({spec.options.max_length})"
         keyed = spec.options.primary_key or spec.options.unique or spec.options.index
         # MySQL cannot index TEXT without a prefix length: keyed strings get VARCHAR(255).
-        return sa.String(255) if keyed or spec.options.foreign_key else sa.Text()
+        if keyed or spec.options.foreign_key or kind is not str:
+            return "varchar(255)"
+        return "text"
     if kind is bytes:
-        return sa.LargeBinary()
+        return "bytes"
     if kind is datetime.datetime:
-        # Microseconds on MySQL too (DATETIME(6)); the ORM stores UTC there.
-        return sa.DateTime(timezone=True).with_variant(sa_mysql.DATETIME(fsp=6), "mysql")
+        return "datetime"
     if kind is datetime.date:
-        return sa.Date()
+        return "date"
     if kind is datetime.time:
-        return sa.Time().with_variant(sa_mysql.TIME(fsp=6), "mysql")
+        return "time"
     if kind is uuid.UUID:
-        return sa.Uuid().with_variant(sa.CHAR(36), "mysql")  # dbsystem sends the 36-char text
+        return "uuid"
     if kind in (dict, list):
-        return sa.JSON()
-    if isinstance(kind, type) and issubclass(kind, str):  # str enums
-        return sa.String(spec.options.max_length or 64)
+        return "json"
     if isinstance(kind, type) and issubclass(kind, int):
-        return sa.BigInteger()
+        return "bigint"
     raise SchemaError(f"field {spec.field!r}: no column type for {spec.python_type!r}")
+
+
+_VARCHAR = re.compile(r"varchar\((\d+)\)")
+
+
+def sa_type(name: str) -> Any:
+    """The SQLAlchemy type for a portable type name."""
+    match = _VARCHAR.fullmatch(name)
+    if match:
+        return sa.String(int(match.group(1)))
+    types_by_name: dict[str, Any] = {
+        "boolean": sa.Boolean(),
+        "integer": sa.Integer(),
+        "bigint": sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        "float": sa.Float(),
+        "numeric": sa.Numeric(18, 6),
+        "text": sa.Text(),
+        "bytes": sa.LargeBinary(),
+        # Microseconds on MySQL too (DATETIME(6)); the ORM stores UTC there.
+        "datetime": sa.DateTime(timezone=True).with_variant(sa_mysql.DATETIME(fsp=6), "mysql"),
+        "date": sa.Date(),
+        "time": sa.Time().with_variant(sa_mysql.TIME(fsp=6), "mysql"),
+        # dbsystem sends UUIDs as their 36-character text.
+        "uuid": sa.Uuid().with_variant(sa.CHAR(36), "mysql"),
+        "json": sa.JSON(),
+    }
+    found = types_by_name.get(name)
+    if found is None:
+        raise SchemaError(f"unknown column type {name!r}")
+    return found
+
+
+def sql_type(spec: ColumnSpec) -> Any:
+    """The SQLAlchemy type for a column."""
+    return sa_type(portable_type(spec))

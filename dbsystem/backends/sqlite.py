@@ -65,7 +65,8 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, Decimal | uuid.UUID):
         return str(value)
     if isinstance(value, datetime.datetime):
-        return value.isoformat(" ")
+        # Always with microseconds: equal-width text sorts and compares like the instants.
+        return value.isoformat(" ", timespec="microseconds")
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, dict | list):

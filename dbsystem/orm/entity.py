@@ -23,6 +23,7 @@ and joins the transaction of ``db.transaction(...)`` when one is open.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import json
@@ -48,8 +49,11 @@ __all__ = ["Entity", "EntityQuery", "Metadata"]
 class Metadata:
     """What an entity class knows about its table or collection."""
 
-    def __init__(self, cls: type[Entity], table: str) -> None:
+    def __init__(self, cls: type[Entity], table: str, versioned: bool = False) -> None:
         self.table = check_identifier(table, "table name")
+        self.versioned = versioned
+        """Keep every previous version in ``<table>_history`` (time travel)."""
+        self.history_table = check_identifier(f"{table}_history", "table name")
         self.relations: dict[str, RelationOptions] = {}
         self.columns: list[ColumnSpec] = []
         for name, info in cls.model_fields.items():
@@ -96,17 +100,21 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
 
     __dbsystem__: ClassVar[Metadata]
     __dbsystem_table__: ClassVar[str]
+    __dbsystem_versioned__: ClassVar[bool]
     __dbsystem_rows__: ClassVar[pydantic.TypeAdapter[Any]]
 
-    def __init_subclass__(cls, table: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, table: str | None = None, versioned: bool = False, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
         cls.__dbsystem_table__ = table or cls.__name__.lower()
+        cls.__dbsystem_versioned__ = versioned
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         # Fields are known only now (after pydantic built the model).
         super().__pydantic_init_subclass__(**kwargs)
-        cls.__dbsystem__ = Metadata(cls, cls.__dbsystem_table__)
+        cls.__dbsystem__ = Metadata(cls, cls.__dbsystem_table__, cls.__dbsystem_versioned__)
         # Validates a whole result at once, in pydantic-core (twice as fast as one by one).
         cls.__dbsystem_rows__ = pydantic.TypeAdapter(list[cls])  # type: ignore[valid-type]
 
@@ -225,6 +233,41 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         return cls.query(db, db_type=db_type).where(col(meta.primary_key.column) == key).first()
 
     @classmethod
+    def history(
+        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
+    ) -> list[tuple[Self, datetime.datetime, datetime.datetime | None]]:
+        """Every version of one row, oldest first: (entity, valid_from, valid_to).
+
+        The current version (if the row exists) comes last with ``valid_to`` None. Only for
+        entities declared ``versioned=True``.
+        """
+        versions: list[tuple[Self, datetime.datetime, datetime.datetime | None]]
+        versions = cls._target(db, db_type).history(cls, key)
+        return versions
+
+    @classmethod
+    def restore(
+        cls,
+        db: DatabaseManager,
+        key: Any,
+        *,
+        as_of: datetime.datetime | None = None,
+        db_type: DatabaseType | None = None,
+    ) -> Self:
+        """Bring a deleted row back: the version valid at ``as_of`` (default: the last)."""
+        if cls.get(db, key, db_type=db_type) is not None:
+            raise InterfaceError(f"{cls.__name__} {key!r} exists: nothing to restore")
+        versions = cls.history(db, key, db_type=db_type)
+        if as_of is not None:
+            moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=datetime.UTC)
+            versions = [v for v in versions if v[1] <= moment and (v[2] is None or moment < v[2])]
+        if not versions:
+            raise InterfaceError(f"{cls.__name__} {key!r} has no version to restore")
+        entity = versions[-1][0].model_copy()
+        object.__setattr__(entity, "__pydantic_fields_set__", set())
+        return entity.save(db, db_type=db_type)
+
+    @classmethod
     def query(
         cls, db: DatabaseManager, *, db_type: DatabaseType | None = None
     ) -> EntityQuery[Self]:
@@ -247,10 +290,12 @@ class EntityQuery(Generic[E]):
         limit: int | None = None,
         offset: int | None = None,
         include: tuple[str, ...] = (),
+        as_of: datetime.datetime | None = None,
     ) -> None:
         self._entity, self._target = entity, target
         self._where, self._order, self._limit, self._offset = where, order, limit, offset
         self._include = include
+        self._as_of = as_of
 
     def _copy(self, **changes: Any) -> EntityQuery[E]:
         state = {
@@ -259,6 +304,7 @@ class EntityQuery(Generic[E]):
             "limit": self._limit,
             "offset": self._offset,
             "include": self._include,
+            "as_of": self._as_of,
             **changes,
         }
         return EntityQuery(self._entity, self._target, **state)
@@ -291,6 +337,18 @@ class EntityQuery(Generic[E]):
         else:
             raise InterfaceError(f"{self._entity.__name__} has no field {field!r}")
         return self._copy(order=(*self._order, (column, direction)))
+
+    def as_of(self, moment: datetime.datetime) -> EntityQuery[E]:
+        """The rows as they were at ``moment`` (``versioned=True`` entities only).
+
+        After SQL:2011's ``FOR SYSTEM_TIME AS OF``: current rows valid since before then,
+        and previous versions that were valid then.
+        """
+        if not self._entity.__dbsystem__.versioned:
+            raise InterfaceError(f"{self._entity.__name__} is not versioned=True")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return self._copy(as_of=moment)
 
     def limit(self, count: int) -> EntityQuery[E]:
         """At most ``count`` entities."""
@@ -345,9 +403,17 @@ class _Target:
     def _conn(self) -> Any:
         return self.db.bound_connection(self.db_type)
 
+    def _versioning(self, meta: Metadata) -> Any:
+        """The transaction that keeps a versioned row and its history together (SQL)."""
+        if meta.versioned and self.kind == "sql":
+            return self.db.transaction(self.db_type)
+        return contextlib.nullcontext()
+
     def insert(self, entity: Entity) -> None:
         meta = entity.__dbsystem__
         row = entity._row()
+        if meta.versioned:
+            row[VALID_FROM] = _now()
         key = meta.primary_key
         generated = row[key.column] is None and key.options.auto_increment
         if self.kind == "document":
@@ -371,6 +437,10 @@ class _Target:
     def insert_many(self, cls: type[Entity], entities: Sequence[Entity]) -> None:
         meta = cls.__dbsystem__
         rows = [e._row() for e in entities]
+        if meta.versioned:
+            moment = _now()
+            for row in rows:
+                row[VALID_FROM] = moment
         key = meta.primary_key.column
         if self.kind == "document":
             documents = [_to_document(row, key) for row in rows]
@@ -399,6 +469,23 @@ class _Target:
             current = getattr(entity, version.field)  # as read: a changed row won't match
             condition = condition & (col(version.column) == current)
             changed = {**changed, version.column: (current or 0) + 1}
+        with self._versioning(meta):
+            if meta.versioned:
+                moment = _now()
+                self._archive(meta, condition, moment)
+                changed = {**changed, VALID_FROM: moment}
+            count = self._update(meta, condition, changed)
+        if count == 0:
+            raise ConflictError(
+                f"{type(entity).__name__} {getattr(entity, key.field)!r} was changed or "
+                "deleted since it was read",
+                backend=self.dialect,
+            )
+        if version is not None:
+            entity.__dict__[version.field] = changed[version.column]
+
+    def _update(self, meta: Metadata, condition: Expr, changed: dict[str, Any]) -> int:
+        key = meta.primary_key
         if self.kind == "document":
             result = (
                 self._collection(meta)
@@ -411,29 +498,59 @@ class _Target:
             count = (
                 self._sql().update(meta.table).set(changed).where(condition).execute(self._conn())
             )
-        if count == 0:
-            raise ConflictError(
-                f"{type(entity).__name__} {getattr(entity, key.field)!r} was changed or "
-                "deleted since it was read",
-                backend=self.dialect,
-            )
-        if version is not None:
-            entity.__dict__[version.field] = changed[version.column]
+        return int(count)
 
     def delete(self, entity: Entity) -> None:
         meta = entity.__dbsystem__
         key = meta.primary_key
         condition = col(key.column) == getattr(entity, key.field)
+        with self._versioning(meta):
+            if meta.versioned:
+                self._archive(meta, condition, _now())
+            if self.kind == "document":
+                self._collection(meta).where(
+                    _document_filter(condition, key.column)
+                ).delete_one().execute(self._conn())
+            else:
+                self._sql().delete_from(meta.table).where(condition).execute(self._conn())
+
+    def _archive(self, meta: Metadata, condition: Expr, moment: datetime.datetime) -> None:
+        """Copy the current version of the matching row into the history, ended now."""
+        columns = [c.column for c in meta.columns]
         if self.kind == "document":
-            self._collection(meta).where(
-                _document_filter(condition, key.column)
-            ).delete_one().execute(self._conn())
-        else:
-            self._sql().delete_from(meta.table).where(condition).execute(self._conn())
+            found = (
+                self._collection(meta)
+                .where(_document_filter(condition, meta.primary_key.column))
+                .all(self._conn())
+            )
+            if found:
+                documents = []
+                for document in found:
+                    copy = {
+                        (meta.primary_key.column if k == "_id" else k): v
+                        for k, v in document.items()
+                    }
+                    copy[VALID_TO] = moment
+                    documents.append(copy)
+                history: Any = self.db.query(self.db_type)
+                history.collection(meta.history_table).insert_many(documents).execute(self._conn())
+            return
+        from dbsystem.query import literal, select
+
+        source = (
+            select(*columns, VALID_FROM, literal(moment).as_(VALID_TO))
+            .from_(meta.table)
+            .where(condition)
+        )
+        self._sql().insert_into(meta.history_table).from_select(
+            [*columns, VALID_FROM, VALID_TO], source
+        ).execute(self._conn())
 
     def select(self, cls: type[Any], query: EntityQuery[Any]) -> list[Any]:
         meta = cls.__dbsystem__
         key = meta.primary_key.column
+        if self.kind == "document" and query._as_of is not None:
+            return self._select_as_of(cls, query)
         if self.kind == "document":
             builder = self._collection(meta)
             if query._where is not None:
@@ -446,6 +563,8 @@ class _Target:
                 builder = builder.limit(query._limit)
             documents = builder.all(self._conn())
             rows = [_from_document(d, key) for d in documents]
+        elif query._as_of is not None:
+            return self._select_as_of(cls, query)
         else:
             builder = self._sql().select(*[c.column for c in meta.columns]).from_(meta.table)
             if query._where is not None:
@@ -459,6 +578,73 @@ class _Target:
             rows = builder.execute(self._conn())
         entities: list[Any] = cls._from_rows(rows, self.dialect)
         return entities
+
+    def _versions(
+        self, cls: type[Any], where: Expr | None, moment: datetime.datetime | None
+    ) -> list[dict[str, Any]]:
+        """Rows of the current table and of the history (valid at ``moment`` if given),
+        each with its valid_from and valid_to (None for current rows)."""
+        meta = cls.__dbsystem__
+        key = meta.primary_key.column
+        if self.kind == "document":
+            current = self._collection(meta)
+            past: Any = self.db.query(self.db_type)
+            past = past.collection(meta.history_table)
+            if where is not None:
+                current = current.where(_document_filter(where, key))
+                past = past.where(where)
+            if moment is not None:
+                current = current.where(col(VALID_FROM) <= moment)
+                past = past.where((col(VALID_FROM) <= moment) & (col(VALID_TO) > moment))
+            found = [_from_document(d, key) for d in current.all(self._conn())]
+            for document in past.all(self._conn()):
+                document.pop("_id", None)
+                found.append(_from_document(document, key))
+            for row in found:
+                row.setdefault(VALID_TO, None)
+            return found
+        from dbsystem.query import literal
+
+        columns = [c.column for c in meta.columns]
+        current_q = (
+            self._sql().select(*columns, VALID_FROM, literal(None).as_(VALID_TO)).from_(meta.table)
+        )
+        past_q = self._sql().select(*columns, VALID_FROM, VALID_TO).from_(meta.history_table)
+        if where is not None:
+            current_q, past_q = current_q.where(where), past_q.where(where)
+        if moment is not None:
+            current_q = current_q.where(col(VALID_FROM) <= moment)
+            past_q = past_q.where((col(VALID_FROM) <= moment) & (col(VALID_TO) > moment))
+        rows: list[dict[str, Any]] = current_q.execute(self._conn())
+        rows += past_q.execute(self._conn())
+        return rows
+
+    def _select_as_of(self, cls: type[Any], query: EntityQuery[Any]) -> list[Any]:
+        rows = self._versions(cls, query._where, query._as_of)
+        for column, direction in reversed(query._order):  # stable sorts, last key first
+
+            def sort_key(row: dict[str, Any], name: str = column) -> tuple[bool, Any]:
+                return (row[name] is not None, row[name])  # NULLs low, as in the builder
+
+            rows.sort(key=sort_key, reverse=direction.lower() == "desc")
+        start = query._offset or 0
+        end = start + query._limit if query._limit is not None else None
+        entities: list[Any] = cls._from_rows(rows[start:end], self.dialect)
+        return entities
+
+    def history(self, cls: type[Any], key: Any) -> list[Any]:
+        meta = cls.__dbsystem__
+        if not meta.versioned:
+            raise InterfaceError(f"{cls.__name__} is not versioned=True")
+        rows = self._versions(cls, col(meta.primary_key.column) == key, None)
+        stamps = [
+            (_stamp(r[VALID_FROM], self.dialect), _stamp(r[VALID_TO], self.dialect)) for r in rows
+        ]
+        entities = cls._from_rows(rows, self.dialect)
+        versions = sorted(
+            zip(entities, *zip(*stamps, strict=True), strict=True), key=lambda v: v[1]
+        )
+        return versions
 
     def count(self, cls: type[Any], query: EntityQuery[Any]) -> int:
         meta = cls.__dbsystem__
@@ -482,6 +668,25 @@ class _Target:
             {"_id": meta.table}, {"$inc": {"next": 1}}, upsert=True, return_document=True
         )
         return int(document["next"])
+
+
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _stamp(value: Any, dialect: str) -> datetime.datetime | None:
+    """A valid_from/valid_to value as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value  # type: ignore[no-any-return]
 
 
 _IN_CHUNK = 1000

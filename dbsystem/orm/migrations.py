@@ -267,6 +267,32 @@ def autogenerate(state: SchemaState, entities: Sequence[type[Any]]) -> list[Any]
     for entity in entities:
         meta = entity.__dbsystem__
         columns = _entity_columns(meta.columns)
+        if meta.versioned:
+            columns.append(Column("valid_from", "datetime", nullable=False))
+            if meta.history_table not in state.tables:
+                past = [
+                    replace(
+                        c, nullable=True, primary_key=False, auto_increment=False, foreign_key=None
+                    )
+                    for c in _entity_columns(meta.columns)
+                ]
+                operations.append(
+                    CreateTable(
+                        meta.history_table,
+                        [
+                            Column(
+                                "history_id",
+                                "integer",
+                                nullable=False,
+                                primary_key=True,
+                                auto_increment=True,
+                            ),
+                            *past,
+                            Column("valid_from", "datetime", nullable=False),
+                            Column("valid_to", "datetime", nullable=False),
+                        ],
+                    )
+                )
         existing = state.tables.get(meta.table)
         if existing is None:
             operations.append(CreateTable(meta.table, columns))

@@ -14,7 +14,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from dbsystem.core.types import DatabaseType
 from dbsystem.errors import SchemaError
-from dbsystem.orm.fields import sql_type
+from dbsystem.orm.fields import sa_type, sql_type
 from dbsystem.query._compile import _DIALECTS
 
 if TYPE_CHECKING:
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from dbsystem.orm.entity import Entity, Metadata
 
 __all__ = ["create_tables", "drop_tables", "sql_tables"]
+
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
 
 
 def sql_tables(entities: Sequence[type[Entity]]) -> list[sa.Table]:
@@ -46,7 +49,23 @@ def sql_tables(entities: Sequence[type[Entity]]) -> list[sa.Table]:
                     index=spec.options.index or None,
                 )
             )
+        if meta.versioned:
+            columns.append(sa.Column(VALID_FROM, sa_type("datetime"), nullable=False))
         sa.Table(meta.table, metadata, *columns, mysql_charset="utf8mb4")
+        if meta.versioned:
+            # Every previous version: the entity's columns (no keys or constraints: a row
+            # appears once per version) and the period it was valid.
+            past = [sa.Column(spec.column, sql_type(spec), nullable=True) for spec in meta.columns]
+            sa.Table(
+                meta.history_table,
+                metadata,
+                sa.Column("history_id", sa.Integer, primary_key=True, autoincrement=True),
+                *past,
+                sa.Column(VALID_FROM, sa_type("datetime"), nullable=False),
+                sa.Column(VALID_TO, sa_type("datetime"), nullable=False),
+                sa.Index(f"ix_{meta.history_table}_key", meta.primary_key.column),
+                mysql_charset="utf8mb4",
+            )
     try:
         return list(metadata.sorted_tables)
     except sa.exc.SQLAlchemyError as exc:
@@ -95,6 +114,8 @@ def drop_tables(
         handle: Any = db.connection(chosen)
         for entity in entities:
             handle.database.drop_collection(entity.__dbsystem__.table)
+            if entity.__dbsystem__.versioned:
+                handle.database.drop_collection(entity.__dbsystem__.history_table)
         return
     quote = _DIALECTS[backend.dialect].identifier_preparer.quote
     with db.connection(chosen) as conn:

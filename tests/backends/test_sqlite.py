@@ -274,7 +274,7 @@ def test_values_without_a_storage_class_are_stored_as_text(db):
     assert db.fetch_one("SELECT * FROM extra") == {
         "d": "1.10",
         "u": str(ident),
-        "ts": "2024-01-02 03:04:05",
+        "ts": "2024-01-02 03:04:05.000000",
         "day": "2024-01-02",
         "doc": '{"a":[1,2]}',
     }

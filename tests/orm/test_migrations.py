@@ -127,3 +127,22 @@ def test_history_state_is_computed_without_a_database(tmp_path):
         assert autogenerate(state, [Member]) == []
     finally:
         db.close_all()
+
+
+class Ledger(Entity, table="mig_ledger", versioned=True):
+    id: int = Field(primary_key=True)
+    amount: int = 0
+
+
+def test_versioned_entities_get_their_history_table(db, tmp_path):
+    runner = MigrationRunner(db, tmp_path / "m")
+    text = runner.new("ledger", entities=[Ledger]).read_text()
+    assert "CreateTable(table='mig_ledger_history'" in text and "'valid_from'" in text
+    runner.up()
+    try:
+        entry = Ledger(id=1, amount=5).save(db)
+        entry.amount = 7
+        entry.save(db)
+        assert [v[0].amount for v in Ledger.history(db, 1)] == [5, 7]
+    finally:
+        runner.down()

@@ -641,8 +641,11 @@ class _Target:
             (_stamp(r[VALID_FROM], self.dialect), _stamp(r[VALID_TO], self.dialect)) for r in rows
         ]
         entities = cls._from_rows(rows, self.dialect)
+        # By the end of each period (the current version, which has none, last): periods
+        # that start in the same millisecond on MongoDB still come out in order.
         versions = sorted(
-            zip(entities, *zip(*stamps, strict=True), strict=True), key=lambda v: v[1]
+            zip(entities, *zip(*stamps, strict=True), strict=True),
+            key=lambda v: (v[2] is None, v[2] or v[1], v[1]),
         )
         return versions
 

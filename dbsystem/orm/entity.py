@@ -36,7 +36,7 @@ import pydantic
 from pydantic._internal._model_construction import ModelMetaclass
 
 from dbsystem.core.types import DatabaseType
-from dbsystem.errors import ConflictError, InterfaceError, SchemaError
+from dbsystem.errors import ConflictError, InterfaceError, NotSupportedError, SchemaError
 from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relation_options
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
@@ -181,7 +181,11 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         """Insert this entity, or update the fields that changed since it was loaded."""
         target = self._target(db, db_type)
         assigned = self.__pydantic_fields_set__
-        if not isinstance(assigned, _Persisted):
+        if target.kind == "kv":
+            persisted = isinstance(assigned, _Persisted)
+            changed = [n for n in assigned if n in self.__dbsystem__.by_field]
+            target.kv_save(self, changed if persisted else None)
+        elif not isinstance(assigned, _Persisted):
             target.insert(self)
         elif assigned:
             meta = self.__dbsystem__
@@ -208,8 +212,12 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
             entity._mark_persisted()
 
     def delete(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> None:
-        """Delete this entity's row (or document)."""
-        self._target(db, db_type).delete(self)
+        """Delete this entity's row (or document, or Redis hash)."""
+        target = self._target(db, db_type)
+        if target.kind == "kv":
+            target.kv_delete(self)
+        else:
+            target.delete(self)
         object.__setattr__(self, "__pydantic_fields_set__", set())
 
     def refresh(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
@@ -230,7 +238,11 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
     ) -> Self | None:
         """The entity with this primary key, or None."""
         meta = cls.__dbsystem__
-        return cls.query(db, db_type=db_type).where(col(meta.primary_key.column) == key).first()
+        target = cls._target(db, db_type)
+        if target.kind == "kv":
+            found: Self | None = target.kv_get(cls, key)
+            return found
+        return EntityQuery(cls, target).where(col(meta.primary_key.column) == key).first()
 
     @classmethod
     def history(
@@ -272,7 +284,12 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         cls, db: DatabaseManager, *, db_type: DatabaseType | None = None
     ) -> EntityQuery[Self]:
         """A query over this entity: ``where``, ``order_by``, ``limit``, ``all``, ``first``."""
-        return EntityQuery(cls, cls._target(db, db_type))
+        target = cls._target(db, db_type)
+        if target.kind == "kv":
+            raise NotSupportedError(
+                "Redis keeps entities by key: use get, save and delete", backend="redis"
+            )
+        return EntityQuery(cls, target)
 
 
 E = TypeVar("E", bound="Entity")
@@ -386,10 +403,54 @@ class _Target:
         backend = db.backend(self.db_type)
         self.kind = getattr(backend, "kind", "sql")
         self.dialect = backend.dialect
-        if self.kind not in ("sql", "document"):
-            raise InterfaceError(
-                f"entities persist to SQL databases and MongoDB, not {self.db_type.value}"
+        if self.kind not in ("sql", "document", "kv"):
+            raise InterfaceError(f"entities cannot persist to {self.db_type.value}")
+
+    # -- Redis: one hash per entity, by primary key --------------------------------------
+
+    def _key(self, meta: Metadata, key: Any) -> str:
+        return f"{meta.table}:{key}"
+
+    def _redis(self) -> Any:
+        return self.db.connection(self.db_type)
+
+    def _check_kv(self, meta: Metadata) -> None:
+        if meta.version is not None or meta.versioned:
+            raise NotSupportedError(
+                "entities on Redis support get, save and delete by key: no version field, "
+                "no time travel",
+                backend="redis",
             )
+
+    def kv_save(self, entity: Entity, fields: Sequence[str] | None) -> None:
+        meta = entity.__dbsystem__
+        self._check_kv(meta)
+        key = meta.primary_key
+        if entity.__dict__[key.field] is None:
+            if not key.options.auto_increment:
+                raise InterfaceError(f"{type(entity).__name__} needs a primary key value")
+            entity.__dict__[key.field] = self._redis().execute("INCR", f"{meta.table}:__next_id__")
+        values = entity.model_dump(mode="json")
+        names = fields if fields is not None else [c.field for c in meta.columns]
+        mapping: list[Any] = []
+        for name in names:
+            mapping += [meta.by_field[name].column, json.dumps(values[name])]
+        if mapping:
+            self._redis().execute("HSET", self._key(meta, entity.__dict__[key.field]), *mapping)
+
+    def kv_get(self, cls: type[Any], key: Any) -> Any:
+        meta = cls.__dbsystem__
+        stored = self._redis().execute("HGETALL", self._key(meta, key))
+        if not stored:
+            return None
+        row = {
+            (k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in stored.items()
+        }
+        return cls._from_rows([row], "redis")[0]
+
+    def kv_delete(self, entity: Entity) -> None:
+        meta = entity.__dbsystem__
+        self._redis().execute("DEL", self._key(meta, entity.__dict__[meta.primary_key.field]))
 
     # -- SQL and MongoDB, side by side -----------------------------------------------------
 

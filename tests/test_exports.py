@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "dbsystem.testing",
     "dbsystem.query",
     "dbsystem.orm",
+    "dbsystem.security",
 ]
 
 
@@ -45,7 +46,8 @@ def test_top_level_exports_the_documented_entry_points():
 def test_public_names_are_exported():
     # (pytest adds "@py_builtins" names to modules of a plugin's distribution)
     public = {n for n in vars(dbsystem) if not n.startswith(("_", "@"))}
-    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query", "orm"}
+    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query", "orm",
+                  "security"}
     assert public - submodules <= set(dbsystem.__all__)
 
 

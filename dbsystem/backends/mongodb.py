@@ -305,6 +305,7 @@ class MongoConnection(DriverHandle):
         self.database: Any = pool.connector.database
         """The pymongo Database underneath, for what dbsystem does not wrap."""
         self._session: Any = None
+        self._context: Any = None
 
     def run(
         self,
@@ -330,6 +331,7 @@ class MongoConnection(DriverHandle):
                 params=None,
                 action=_READS.get(operation, "other"),
                 resources=tuple(dict.fromkeys((collection, *resources))),
+                context=self._context,
             )
             return self._pool.hooks.run(statement, lambda: call(target))
         except (mongo_errors.PyMongoError, NotImplementedError) as exc:

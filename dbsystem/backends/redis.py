@@ -306,6 +306,7 @@ class RedisConnection(DriverHandle):
         self._backend = pool.connector
         self.client: redis.Redis = pool.connector.client
         """The redis-py client underneath, for what dbsystem does not wrap."""
+        self._context: Any = None
 
     def _statement(
         self, operation: str, text: str, action: str, resources: tuple[str, ...]
@@ -318,6 +319,7 @@ class RedisConnection(DriverHandle):
             text=text,
             action=action,
             resources=resources,
+            context=self._context,
         )
 
     def _run(

@@ -273,6 +273,28 @@ def migrate_status(url: MigrateUrl, directory: MigrateDir = Path("migrations")) 
     _out.print(table)
 
 
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    path: Annotated[Path, typer.Argument(help="A JSON-lines audit file.")],
+) -> None:
+    """Check the hash chain; exit 1 at the first altered, removed or moved record."""
+    from dbsystem.security.audit import verify_audit_file
+
+    if not path.is_file():
+        _err.print(Text(f"error: no such file: {path}", style="red"))
+        raise typer.Exit(EXIT_USAGE)
+    ok, line, reason = verify_audit_file(path)
+    if ok:
+        _out.print(f"ok: {path}: {reason}", highlight=False)
+        return
+    _err.print(Text(f"tampered: {path} line {line}: {reason}", style="red"))
+    raise typer.Exit(EXIT_DATABASE)
+
+
 @app.command()
 def version() -> None:
     """Print the dbsystem version."""

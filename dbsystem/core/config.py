@@ -137,6 +137,8 @@ class PoolConfig(BaseModel):
     """Show parameter values in statement logs and in error messages."""
     tls: TLSConfig | None = None
     """TLS for the connections; None keeps the driver's default (see ``TLSConfig``)."""
+    credential: str | None = None
+    """The name of a ``CredentialManager`` credential supplying the password (and user)."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend-specific options (the URL's query options that are not pool settings)."""
 

@@ -247,6 +247,7 @@ class Connection(PooledConnection[SQLConnectionBase]):
             params=params,
             action=action,
             resources=resources,
+            context=self._context,
         )
 
     def _hooked(self, operation: str, sql: str, params: Any, call: Callable[[str, Any], T]) -> T:

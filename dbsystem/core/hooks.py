@@ -50,13 +50,15 @@ class Statement:
     ``pool`` (the pool's name), ``operation`` (the API call: ``execute``, ``fetch_all``,
     ``begin``...), ``text`` and ``params``. After execution: ``duration`` (seconds),
     ``rowcount`` (rows affected or returned, ``-1`` if unknown), ``error`` (the exception,
-    or ``None``) and ``executed``.
+    or ``None``) and ``executed``. ``context`` is the user session's (``db.for_user``):
+    user, session id and attributes, or None for the application's own access.
     """
 
     __slots__ = (
         "_action",
         "_resources",
         "backend",
+        "context",
         "dialect",
         "duration",
         "error",
@@ -79,8 +81,10 @@ class Statement:
         params: Any = None,
         action: str | None = None,
         resources: tuple[str, ...] | None = None,
+        context: Any = None,
     ) -> None:
         self.backend = backend
+        self.context = context
         self.dialect = dialect
         self.pool = pool
         self.operation = operation
@@ -111,6 +115,19 @@ class Statement:
         if self._resources is None:
             self._action, self._resources = classify_sql(self.text, self.dialect)
         return self._resources
+
+    @property
+    def accesses(self) -> tuple[tuple[str, str], ...] | None:
+        """Every (action, resource) the statement needs; None if it cannot be classified.
+
+        Builders, Redis and MongoDB state their action and resources; raw SQL is read with
+        sqlglot, statement by statement (``classify_accesses``).
+        """
+        if self._action is not None and self._resources is not None:
+            if self._action == "transaction":
+                return ()
+            return tuple((self._action, resource) for resource in self._resources)
+        return classify_accesses(self.text, self.dialect)
 
     @property
     def outcome(self) -> str:
@@ -300,3 +317,73 @@ def classify_sql(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
                 tables.setdefault(qualified, None)
     action = actions[0] if len(actions) == 1 else "multiple"
     return action, tuple(tables)
+
+
+_WRITES: tuple[tuple[str, str], ...] = (
+    ("Delete", "delete"),
+    ("Update", "update"),
+    ("Merge", "update"),
+    ("Insert", "insert"),
+    ("Create", "ddl"),
+    ("Drop", "ddl"),
+    ("Alter", "ddl"),
+    ("TruncateTable", "ddl"),
+)
+
+
+@lru_cache(maxsize=1024)
+def classify_accesses(text: str, dialect: str) -> tuple[tuple[str, str], ...] | None:
+    """Every (action, table) a SQL text needs, statement by statement; None if unparseable.
+
+    The target of each write (INSERT, UPDATE, DELETE, MERGE, DDL), wherever it sits (a
+    data-modifying CTE included), needs that action; every other table it names (joins,
+    subqueries, sources of INSERT ... SELECT) needs ``select``. CTE names are not tables.
+    Transaction control needs nothing.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        trees = [t for t in sqlglot.parse(text, read=_SQLGLOT_DIALECTS.get(dialect)) if t]
+    except SqlglotError:
+        return None
+    if not trees:
+        return None
+    accesses: dict[tuple[str, str], None] = {}
+    for tree in trees:
+        if isinstance(tree, (exp.Transaction, exp.Commit, exp.Rollback)):
+            continue
+        if isinstance(tree, exp.Command):  # sqlglot could not read it: refuse
+            return None
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        targets: set[int] = set()
+        for kind_name, action in _WRITES:
+            kind = getattr(exp, kind_name)
+            for node in tree.find_all(kind):  # (find_all includes the tree itself)
+                for target in _targets(node, exp):
+                    targets.add(id(target))
+                    accesses.setdefault((action, _qualified(target)), None)
+        for table in tree.find_all(exp.Table):
+            if id(table) in targets or not table.name or table.name in ctes:
+                continue
+            accesses.setdefault(("select", _qualified(table)), None)
+    return tuple(accesses)
+
+
+def _targets(node: Any, exp: Any) -> list[Any]:
+    """The tables a write or DDL node changes (its ``this``; DROP's and TRUNCATE's lists)."""
+    candidates = [node.this, *(node.args.get("tables") or [])]
+    if isinstance(node, exp.TruncateTable):
+        candidates += node.expressions
+    found = []
+    for candidate in candidates:
+        if isinstance(candidate, exp.Schema):
+            candidate = candidate.this
+        if isinstance(candidate, exp.Table) and candidate.name:
+            found.append(candidate)
+    return found
+
+
+def _qualified(table: Any) -> str:
+    return f"{table.db}.{table.name}" if table.db else str(table.name)

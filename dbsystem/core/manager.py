@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.mock import MockBackend
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
+    from dbsystem.core.session import UserSession
     from dbsystem.query.mongo import MongoQuery
     from dbsystem.query.redis import RedisQuery
     from dbsystem.query.sql import QueryFactory
@@ -65,6 +66,7 @@ class DatabaseManager:
         # Recomputed when pools or the mode change, so the hot path reads one attribute.
         self._default: DatabaseType | None = None
         self._hooks: list[ExecutionHook] = []
+        self._access_control: Any = None
 
     # -- the process-wide instance ---------------------------------------------------------
 
@@ -114,6 +116,14 @@ class DatabaseManager:
             config = PoolConfig(url=config)
         elif not isinstance(config, PoolConfig):
             raise ConfigurationError("config must be a PoolConfig, a URL string, or None")
+        if config.credential is not None:
+            from dbsystem.security.credentials import CredentialManager
+
+            credential = CredentialManager.instance().get(config.credential)
+            url = config.url.replace(password=credential.password.get_secret_value())
+            if credential.username is not None:
+                url = url.replace(username=credential.username)
+            config = config.model_copy(update={"url": url})
         if db_type is DatabaseType.NONE:
             db_type = database_type_for_url(config.url)
         config = _check_url_matches(db_type, config)
@@ -280,6 +290,33 @@ class DatabaseManager:
             self._hooks = [h for h in self._hooks if h is not hook]
             for pool in self._pools.values():
                 pool.hooks.remove(hook)
+
+    # -- security --------------------------------------------------------------------------
+
+    def use_access_control(self, acl: Any) -> None:
+        """Check every user-bound statement with ``acl`` (an ``AccessControl``)."""
+        with self._lock:
+            if self._access_control is not None:
+                self.remove_hook(self._access_control)
+            self._access_control = acl
+        self.add_hook(acl)
+
+    def for_user(
+        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+    ) -> UserSession:
+        """A session whose every statement is checked for ``user`` and audited.
+
+        Installs ``AccessControl.instance()`` on first use, unless ``use_access_control``
+        chose another. Calls on the manager itself stay the application's own, unchecked
+        (``AccessControl(require_user=True)`` makes them an error instead).
+        """
+        from dbsystem.core.session import SessionContext, UserSession
+
+        if self._access_control is None:
+            from dbsystem.security.rbac import AccessControl
+
+            self.use_access_control(AccessControl.instance())
+        return UserSession(self, SessionContext(user, session_id, dict(attrs or {})))
 
     def _chain_for(self, config: PoolConfig) -> HookChain:
         chain = HookChain()

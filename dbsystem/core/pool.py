@@ -165,13 +165,14 @@ class PooledConnection(Generic[C]):
     belong to someone else. Subclasses add the query API (``dbsystem.Connection``).
     """
 
-    __slots__ = ("__weakref__", "_entry", "_frame", "_pool", "_raw")
+    __slots__ = ("__weakref__", "_context", "_entry", "_frame", "_pool", "_raw")
 
     def __init__(self, pool: ConnectionPool[C], entry: _Entry) -> None:
         self._pool = pool
         self._entry: _Entry | None = entry
         self._raw: C | None = entry.conn
         self._frame: FrameType | None = None
+        self._context: Any = None
 
     @property
     def raw(self) -> C:
@@ -395,6 +396,7 @@ class ConnectionPool(Generic[C]):
         lease._entry = entry
         lease._raw = entry.conn
         lease._frame = None
+        lease._context = None
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
             entry.borrowed_at = now

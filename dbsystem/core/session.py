@@ -1,0 +1,153 @@
+"""``UserSession``: the manager as seen by one user, every statement checked and audited.
+
+``db.for_user("analyst", session_id="s-42")`` returns a session with the manager's API
+(``connection``, ``query``, ``transaction``, ``fetch_all``, ``execute``...; the ORM takes
+it where it takes a manager). Each connection it lends carries the session's context, so
+every statement it runs reaches the hooks (access control, audit) with the user attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
+
+if TYPE_CHECKING:
+    from dbsystem.core.manager import DatabaseManager
+
+__all__ = ["SessionContext", "UserSession"]
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """Who runs a statement: the user, the session id, free attributes (tenant...)."""
+
+    user: str
+    session_id: str | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class UserSession:
+    """A user's view of a ``DatabaseManager``; see the module docstring."""
+
+    def __init__(self, manager: DatabaseManager, context: SessionContext) -> None:
+        self.manager = manager
+        self.context = context
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The manager's default database type."""
+        return self.manager.mode
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend behind a pool."""
+        return self.manager.backend(db_type, name)
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Borrow a connection whose statements carry this session's user."""
+        conn = self.manager.connection(db_type, name=name, timeout=timeout)
+        conn._context = self.context
+        return conn
+
+    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The connection of this session's open ``transaction()`` block, or None."""
+        conn = self.manager.bound_connection(db_type, name)
+        return conn if conn is not None and conn._context is self.context else None
+
+    @contextmanager
+    def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> Iterator[Any]:
+        """A transaction whose statements carry this session's user."""
+        outer = self.bound_connection(db_type, name)
+        with self.manager.transaction(
+            db_type, name=name, isolation=isolation, readonly=readonly
+        ) as conn:
+            if outer is None:
+                conn._context = self.context
+            yield conn
+
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        """Query builders whose statements carry this session's user."""
+        if db_type is None:
+            db_type = self.manager.mode
+        kind = getattr(self.manager.backend(db_type, name), "kind", "sql")
+        if kind == "kv":
+            from dbsystem.query.redis import RedisQuery
+
+            return RedisQuery(self, db_type, name)  # type: ignore[arg-type]
+        if kind == "document":
+            from dbsystem.query.mongo import MongoQuery
+
+            return MongoQuery(self, db_type, name)  # type: ignore[arg-type]
+        from dbsystem.query.sql import QueryFactory
+
+        return QueryFactory(self, db_type, name)  # type: ignore[arg-type]
+
+    def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult:
+        """Run one statement as this user."""
+        with self.connection(db_type) as conn:
+            result: ExecuteResult = conn.execute(sql, params)
+            return result
+
+    def executemany(
+        self,
+        sql: str,
+        seq_params: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> ExecuteResult:
+        """Run one statement per parameter mapping as this user."""
+        with self.connection(db_type) as conn:
+            result: ExecuteResult = conn.executemany(sql, seq_params)
+            return result
+
+    def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]:
+        """Run a query as this user; every row."""
+        with self.connection(db_type) as conn:
+            rows: list[Row] = conn.fetch_all(sql, params)
+            return rows
+
+    def fetch_one(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Row | None:
+        """Run a query as this user; the first row."""
+        with self.connection(db_type) as conn:
+            row: Row | None = conn.fetch_one(sql, params)
+            return row
+
+    def fetch_value(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Any:
+        """Run a query as this user; the first value."""
+        with self.connection(db_type) as conn:
+            return conn.fetch_value(sql, params)
+
+    def insert_many(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, db_type: DatabaseType | None = None
+    ) -> int:
+        """Bulk-insert as this user."""
+        with self.connection(db_type) as conn:
+            count: int = conn.insert_many(table, rows)
+            return count
+
+    def __repr__(self) -> str:
+        return f"<UserSession user={self.context.user!r} session={self.context.session_id!r}>"

@@ -1,0 +1,39 @@
+"""Security: access control on every statement, the audit log, credentials.
+
+See ``dbsystem.security.rbac``, ``dbsystem.security.audit`` and
+``dbsystem.security.credentials``; ``db.for_user(...)`` gives a checked, audited session.
+"""
+
+from dbsystem.security.audit import (
+    AuditEvent,
+    AuditLog,
+    AuditSink,
+    JsonLinesAuditSink,
+    LoggingAuditSink,
+    MemoryAuditSink,
+    verify_audit_file,
+)
+from dbsystem.security.credentials import (
+    Credential,
+    CredentialManager,
+    hash_password,
+    verify_password,
+)
+from dbsystem.security.rbac import AccessControl, Permission, Role
+
+__all__ = [
+    "AccessControl",
+    "AuditEvent",
+    "AuditLog",
+    "AuditSink",
+    "Credential",
+    "CredentialManager",
+    "JsonLinesAuditSink",
+    "LoggingAuditSink",
+    "MemoryAuditSink",
+    "Permission",
+    "Role",
+    "hash_password",
+    "verify_audit_file",
+    "verify_password",
+]

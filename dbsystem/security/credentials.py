@@ -1,0 +1,133 @@
+"""Credentials: named secrets from code, the environment or a 0600 file; password hashing.
+
+    creds = CredentialManager.instance()
+    creds.set("orders-db", username="app", password="s3cret")
+    creds.load_env("reports-db", password_var="REPORTS_DB_PASSWORD")
+    creds.load_file("/etc/myapp/credentials.toml")   # refused unless mode 0600
+    db.create_pool(DatabaseType.POSTGRES, PoolConfig(url="postgresql://db/orders",
+                                                     credential="orders-db"))
+
+Passwords are held as pydantic ``SecretStr``: ``repr``, ``str`` and logs show ``**********``.
+``hash_password``/``verify_password`` use argon2 (argon2-cffi): the verification is
+constant-time and says whether the hash should be upgraded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from dbsystem.errors import ConfigurationError
+
+__all__ = ["Credential", "CredentialManager", "hash_password", "verify_password"]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A username and a password that never prints."""
+
+    username: str | None
+    password: SecretStr
+
+    def __repr__(self) -> str:
+        return f"Credential(username={self.username!r}, password=SecretStr('**********'))"
+
+
+class CredentialManager:
+    """Named credentials, for pools (``PoolConfig(credential=...)``) and applications."""
+
+    _instance: ClassVar[CredentialManager | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._credentials: dict[str, Credential] = {}
+
+    @classmethod
+    def instance(cls) -> CredentialManager:
+        """The process-wide credential store."""
+        found = cls._instance
+        if found is None:
+            with cls._instance_lock:
+                found = cls._instance
+                if found is None:
+                    found = cls._instance = cls()
+        return found
+
+    def set(self, name: str, *, password: str, username: str | None = None) -> None:
+        """Store a credential given in code."""
+        with self._lock:
+            self._credentials[name] = Credential(username, SecretStr(password))
+
+    def load_env(self, name: str, *, password_var: str, username_var: str | None = None) -> None:
+        """Store a credential from environment variables."""
+        password = os.environ.get(password_var)
+        if password is None:
+            raise ConfigurationError(f"credential {name!r}: ${password_var} is not set")
+        username = os.environ.get(username_var) if username_var else None
+        self.set(name, password=password, username=username)
+
+    def load_file(self, path: str | Path) -> list[str]:
+        """Store the credentials of a TOML file (``[name] username=... password=...``).
+
+        The file must be readable by its owner only (mode 0600): a secret anyone on the
+        machine can read is refused. Returns the names loaded.
+        """
+        path = Path(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigurationError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"invalid TOML in {path}: {exc}") from None
+        for name, entry in data.items():
+            if not isinstance(entry, dict) or "password" not in entry:
+                raise ConfigurationError(f"{path}: [{name}] needs a password")
+            self.set(name, password=str(entry["password"]), username=entry.get("username"))
+        return list(data)
+
+    def get(self, name: str) -> Credential:
+        """The credential called ``name``."""
+        with self._lock:
+            found = self._credentials.get(name)
+        if found is None:
+            raise ConfigurationError(f"no credential named {name!r}")
+        return found
+
+    def remove(self, name: str) -> None:
+        """Forget a credential."""
+        with self._lock:
+            self._credentials.pop(name, None)
+
+
+def _hasher() -> Any:
+    try:
+        from argon2 import PasswordHasher
+    except ImportError:
+        raise ConfigurationError(
+            "password hashing needs argon2-cffi: pip install 'dbsystem[security]'"
+        ) from None
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (salted; parameters embedded in the string)."""
+    return str(_hasher().hash(password))
+
+
+def verify_password(hashed: str, password: str) -> bool:
+    """True if ``password`` matches ``hashed``; constant-time, never raises on a mismatch."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return bool(_hasher().verify(hashed, password))
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,266 @@
+"""Role-based access control, checked on every statement of a user-bound session.
+
+    acl = AccessControl.instance()
+    acl.create_role(Role("read_only", grants={"*": Permission.SELECT}))
+    acl.create_role(Role("editor", grants={"articles": Permission.SELECT | Permission.UPDATE},
+                         inherits=["read_only"]))
+    acl.assign_role("analyst", "read_only")
+    session = db.for_user("analyst", session_id="s-42")
+    session.query(DatabaseType.POSTGRES).select("*").from_("users").execute()   # allowed
+    session.query(DatabaseType.POSTGRES).delete_from("users").all_rows().execute()
+    # -> PermissionDenied
+
+Deny by default: a statement runs only if every (action, resource) it needs is granted to
+one of the user's roles (directly or through inherited roles). Resources are table or
+collection names or Redis keys, and grants name them with glob patterns: ``"*"``,
+``"orders"``, ``"user:*"`` (a Redis key prefix). The check is an ``ExecutionHook`` on the
+one execution path, so builders, raw SQL (read with sqlglot, every statement, CTEs and
+subqueries included), the ORM, Redis commands and MongoDB operations all pass through it;
+SQL it cannot read is denied. A change to roles or assignments applies to the next call.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import json
+import threading
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dbsystem.core.hooks import ExecutionHook, Statement
+from dbsystem.errors import ConfigurationError, PermissionDenied
+
+__all__ = ["AccessControl", "Permission", "Role"]
+
+
+class Permission(enum.Flag):
+    """What a grant allows on a resource."""
+
+    NONE = 0
+    SELECT = enum.auto()
+    INSERT = enum.auto()
+    UPDATE = enum.auto()
+    DELETE = enum.auto()
+    DDL = enum.auto()
+    EXECUTE = enum.auto()
+    ADMIN = enum.auto()
+    ALL = SELECT | INSERT | UPDATE | DELETE | DDL | EXECUTE | ADMIN
+
+    @classmethod
+    def parse(cls, value: Permission | str | Iterable[str]) -> Permission:
+        """From a member, ``"SELECT|INSERT"``, or a list of names."""
+        if isinstance(value, Permission):
+            return value
+        names = value.replace("|", ",").split(",") if isinstance(value, str) else list(value)
+        result = cls.NONE
+        for name in names:
+            name = name.strip().upper()
+            if not name:
+                continue
+            try:
+                result |= cls[name]
+            except KeyError:
+                raise ConfigurationError(f"unknown permission {name!r}") from None
+        return result
+
+
+# A statement's action -> the permission it needs.
+_NEEDS = {
+    "select": Permission.SELECT,
+    "insert": Permission.INSERT,
+    "update": Permission.UPDATE,
+    "delete": Permission.DELETE,
+    "ddl": Permission.DDL,
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    """A named set of grants (resource pattern -> permissions), and roles it inherits."""
+
+    name: str
+    grants: Mapping[str, Permission] = field(default_factory=dict)
+    inherits: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "grants", {k: Permission.parse(v) for k, v in dict(self.grants).items()}
+        )
+        object.__setattr__(self, "inherits", tuple(self.inherits))
+
+
+class AccessControl(ExecutionHook):
+    """Roles, user assignments, and the check of every statement that carries a user.
+
+    Installed on a manager by ``db.for_user(...)`` (or ``db.use_access_control(acl)``).
+    Statements without a user (the application's own access) pass, unless
+    ``require_user`` is set, which makes them an error too.
+    """
+
+    _instance: ClassVar[AccessControl | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, *, require_user: bool = False) -> None:
+        self.require_user = require_user
+        self._lock = threading.Lock()
+        self._roles: dict[str, Role] = {}
+        self._assignments: dict[str, set[str]] = {}
+        # user -> (resource pattern, permissions), flattened over inheritance; rebuilt on change
+        self._effective: dict[str, list[tuple[str, Permission]]] = {}
+
+    @classmethod
+    def instance(cls) -> AccessControl:
+        """The process-wide access control."""
+        found = cls._instance
+        if found is None:
+            with cls._instance_lock:
+                found = cls._instance
+                if found is None:
+                    found = cls._instance = cls()
+        return found
+
+    # -- administration -------------------------------------------------------------------
+
+    def create_role(self, role: Role) -> Role:
+        """Add or replace a role."""
+        with self._lock:
+            self._roles[role.name] = role
+            self._effective.clear()
+        return role
+
+    def drop_role(self, name: str) -> None:
+        """Remove a role (and its assignments)."""
+        with self._lock:
+            self._roles.pop(name, None)
+            for roles in self._assignments.values():
+                roles.discard(name)
+            self._effective.clear()
+
+    def assign_role(self, user: str, role: str) -> None:
+        """Give ``user`` the role ``role``."""
+        with self._lock:
+            if role not in self._roles:
+                raise ConfigurationError(f"no role {role!r}")
+            self._assignments.setdefault(user, set()).add(role)
+            self._effective.pop(user, None)
+
+    def revoke_role(self, user: str, role: str) -> None:
+        """Take the role away; applies to the user's next statement."""
+        with self._lock:
+            self._assignments.get(user, set()).discard(role)
+            self._effective.pop(user, None)
+
+    def roles_of(self, user: str) -> set[str]:
+        """The roles assigned to ``user`` (not counting inherited ones)."""
+        with self._lock:
+            return set(self._assignments.get(user, ()))
+
+    # -- checking -------------------------------------------------------------------------
+
+    def _grants(self, user: str) -> list[tuple[str, Permission]]:
+        found = self._effective.get(user)
+        if found is not None:
+            return found
+        with self._lock:
+            grants: list[tuple[str, Permission]] = []
+            seen: set[str] = set()
+            pending = list(self._assignments.get(user, ()))
+            while pending:
+                name = pending.pop()
+                if name in seen or name not in self._roles:
+                    continue
+                seen.add(name)
+                role = self._roles[name]
+                grants.extend(role.grants.items())
+                pending.extend(role.inherits)
+            self._effective[user] = grants
+        return grants
+
+    def allowed(self, user: str, action: str, resource: str) -> bool:
+        """True if ``user`` may do ``action`` (select, insert...) on ``resource``."""
+        needed = _NEEDS.get(action, Permission.ADMIN)
+        for pattern, permissions in self._grants(user):
+            if needed in permissions and fnmatch.fnmatchcase(resource, pattern):
+                return True
+        return False
+
+    def check(self, user: str, statement: Statement) -> None:
+        """Raise ``PermissionDenied`` unless every access the statement needs is granted."""
+        accesses = statement.accesses
+        if accesses is None:
+            raise PermissionDenied(
+                f"user {user!r}: the statement cannot be classified, so it is denied",
+                backend=statement.backend,
+            )
+        if not accesses and statement.action not in ("transaction",):
+            accesses = ((statement.action, "*"),)  # no named resource: needs a "*" grant
+        for action, resource in accesses:
+            if not self.allowed(user, action, resource):
+                raise PermissionDenied(
+                    f"user {user!r} may not {action} on {resource!r}", backend=statement.backend
+                )
+
+    def before_execute(self, statement: Statement) -> None:
+        context = statement.context
+        if context is None:
+            if self.require_user:
+                raise PermissionDenied(
+                    "statement without a user: this manager requires db.for_user(...)",
+                    backend=statement.backend,
+                )
+            return
+        self.check(context.user, statement)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Roles and assignments as plain data (JSON or TOML)."""
+        with self._lock:
+            return {
+                "roles": {
+                    role.name: {
+                        "grants": {k: _names(v) for k, v in role.grants.items()},
+                        "inherits": list(role.inherits),
+                    }
+                    for role in self._roles.values()
+                },
+                "assignments": {user: sorted(roles) for user, roles in self._assignments.items()},
+            }
+
+    def save(self, path: str | Path) -> None:
+        """Write roles and assignments to a JSON file."""
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Replace roles and assignments with those of a JSON or TOML file."""
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read access control from {path}: {exc}") from None
+        roles = {
+            name: Role(
+                name,
+                grants={k: Permission.parse(v) for k, v in spec.get("grants", {}).items()},
+                inherits=tuple(spec.get("inherits", ())),
+            )
+            for name, spec in data.get("roles", {}).items()
+        }
+        with self._lock:
+            self._roles = roles
+            self._assignments = {u: set(r) for u, r in data.get("assignments", {}).items()}
+            self._effective.clear()
+
+
+def _names(permissions: Permission) -> list[str]:
+    return [
+        p.name
+        for p in Permission
+        if p.name not in ("NONE", "ALL") and p in permissions and p.name is not None
+    ]

@@ -1,0 +1,194 @@
+"""The audit log (records, hash chain, tamper detection) and credentials (argon2, files)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from dbsystem import (
+    ConfigurationError,
+    ConnectionFailed,
+    DatabaseManager,
+    DatabaseType,
+    PermissionDenied,
+    PoolConfig,
+)
+from dbsystem.cli import app
+from dbsystem.security import (
+    AccessControl,
+    AuditLog,
+    CredentialManager,
+    JsonLinesAuditSink,
+    LoggingAuditSink,
+    MemoryAuditSink,
+    Permission,
+    Role,
+    hash_password,
+    verify_audit_file,
+    verify_password,
+)
+
+SENTINEL = "Sentinel-Pa55-9f3k"
+
+
+@pytest.fixture
+def audited(tmp_path):
+    acl = AccessControl()
+    acl.create_role(Role("reader", grants={"*": Permission.SELECT}))
+    acl.assign_role("ann", "reader")
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, "sqlite://")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, secret TEXT)")
+    db.execute("INSERT INTO t VALUES (1, 'top')")
+    db.use_access_control(acl)
+    memory = MemoryAuditSink()
+    sink = JsonLinesAuditSink(tmp_path / "audit.jsonl")
+    db.add_hook(AuditLog([memory, sink]))
+    yield db, memory, tmp_path / "audit.jsonl"
+    sink.close()
+    db.close_all()
+
+
+def test_every_session_statement_and_decision_is_recorded(audited):
+    db, memory, path = audited
+    session = db.for_user("ann", session_id="s-1")
+    assert session.fetch_all("SELECT id FROM t WHERE secret = :s", {"s": SENTINEL}) == []
+    with pytest.raises(PermissionDenied):
+        session.execute("DELETE FROM t")
+    db.fetch_all("SELECT * FROM t")  # the application's own access: not a user's
+    ok, denied = memory.events
+    assert (ok.user, ok.session, ok.action, ok.resources, ok.outcome, ok.rows) == (
+        "ann",
+        "s-1",
+        "select",
+        ("t",),
+        "ok",
+        0,
+    )
+    assert ok.duration_ms is not None and len(ok.fingerprint) == 24
+    assert (denied.action, denied.outcome, denied.error) == ("delete", "denied", "PermissionDenied")
+    text = path.read_text()
+    assert SENTINEL not in text and text.count("\n") == 2  # values are never written
+
+
+def test_the_chain_detects_alteration_removal_and_reordering(audited, tmp_path):
+    db, _, path = audited
+    session = db.for_user("ann")
+    for _ in range(4):
+        session.fetch_all("SELECT * FROM t")
+    assert verify_audit_file(path) == (True, None, "the chain is intact")
+    lines = path.read_text().splitlines(keepends=True)
+    altered = tmp_path / "altered.jsonl"
+    altered.write_text("".join(lines[:2] + [lines[2].replace('"ok"', '"denied"')] + lines[3:]))
+    assert verify_audit_file(altered)[:2] == (False, 3)
+    removed = tmp_path / "removed.jsonl"
+    removed.write_text("".join(lines[:1] + lines[2:]))
+    assert verify_audit_file(removed)[:2] == (False, 2)
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text("".join([lines[1], lines[0], *lines[2:]]))
+    assert verify_audit_file(moved)[:2] == (False, 1)
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", "verify", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["audit", "verify", str(altered)])
+    assert result.exit_code == 1 and "line 3" in " ".join(result.output.split())
+
+
+def test_the_chain_continues_across_reopening(tmp_path):
+    path = tmp_path / "a.jsonl"
+    for _ in range(2):
+        sink = JsonLinesAuditSink(path)
+        AuditLog([sink]).log_access("u", "s", "login", "app", success=True)
+        sink.close()
+    assert verify_audit_file(path)[0] is True
+
+
+def test_application_events_and_logging_sink(caplog):
+    with caplog.at_level(logging.INFO, logger="dbsystem.audit"):
+        event = AuditLog([LoggingAuditSink()]).log_access(
+            "ann", "s-9", "export", "reports", statement="SELECT 1", success=False, error="quota"
+        )
+    assert event.outcome == "denied" and json.loads(caplog.records[0].message)["error"] == "quota"
+
+
+def test_a_failing_sink_fails_the_call(audited):
+    db, _, _ = audited
+
+    class Broken:
+        def write(self, event):
+            raise OSError("disk full")
+
+    db.add_hook(AuditLog([Broken()]))
+    with pytest.raises(OSError, match="disk full"):
+        db.for_user("ann").fetch_all("SELECT * FROM t")
+
+
+def test_password_hashing():
+    hashed = hash_password(SENTINEL)
+    assert hashed.startswith("$argon2id$") and SENTINEL not in hashed
+    assert verify_password(hashed, SENTINEL)
+    assert not verify_password(hashed, SENTINEL + "x")
+    assert not verify_password("not a hash", SENTINEL)
+    assert hash_password(SENTINEL) != hashed  # salted
+
+
+def test_credentials_from_files_code_and_environment(tmp_path, monkeypatch):
+    creds = CredentialManager()
+    path = tmp_path / "creds.toml"
+    path.write_text(f'[db-main]\nusername = "app"\npassword = "{SENTINEL}"\n')
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        creds.load_file(path)
+    os.chmod(path, 0o600)
+    assert creds.load_file(path) == ["db-main"]
+    assert creds.get("db-main").password.get_secret_value() == SENTINEL
+    assert SENTINEL not in repr(creds.get("db-main")) and SENTINEL not in str(creds.get("db-main"))
+    monkeypatch.setenv("MY_DB_PW", SENTINEL)
+    creds.load_env("from-env", password_var="MY_DB_PW")
+    assert creds.get("from-env").password.get_secret_value() == SENTINEL
+    with pytest.raises(ConfigurationError, match="no credential"):
+        creds.get("missing")
+
+
+def test_a_pool_takes_its_password_from_a_named_credential():
+    CredentialManager.instance().set("pg-test", password=SENTINEL, username="someone")
+    db = DatabaseManager()
+    with pytest.raises(ConnectionFailed) as info:
+        db.create_pool(
+            DatabaseType.POSTGRES,
+            PoolConfig(url="postgresql://127.0.0.1:1/db", credential="pg-test", connect_timeout=1),
+        )
+    assert SENTINEL not in str(info.value) and "someone" in str(info.value)
+    CredentialManager.instance().remove("pg-test")
+
+
+def test_the_password_never_leaks(caplog):
+    url = f"postgresql://app:{SENTINEL}@127.0.0.1:1/db"
+    texts = [
+        repr(PoolConfig(url=url)),
+        str(PoolConfig(url=url).url),
+        PoolConfig(url=url).model_dump_json(),
+        PoolConfig(url=url).describe(),
+    ]
+    bad_urls = (
+        url,
+        url + "?max_size=-1",
+        url.replace(":1/", ":x/"),
+        f"mysql://app:{SENTINEL}@127.0.0.1:1/db",
+        f"redis://:{SENTINEL}@127.0.0.1:1/0",
+        f"mongodb://app:{SENTINEL}@127.0.0.1:1/db",
+        f"nosuch://app:{SENTINEL}@h/db",
+    )
+    with caplog.at_level(logging.DEBUG):
+        for bad in bad_urls:
+            with pytest.raises(Exception) as info:
+                DatabaseManager().create_pool(
+                    DatabaseType.NONE, PoolConfig(url=bad, connect_timeout=0.5)
+                )
+            texts += [str(info.value), repr(info.value)]
+    texts.append(caplog.text)
+    assert len(texts) == 4 + 2 * len(bad_urls) + 1
+    assert [t for t in texts if SENTINEL in t] == []

@@ -46,8 +46,17 @@ def test_top_level_exports_the_documented_entry_points():
 def test_public_names_are_exported():
     # (pytest adds "@py_builtins" names to modules of a plugin's distribution)
     public = {n for n in vars(dbsystem) if not n.startswith(("_", "@"))}
-    submodules = {"backends", "core", "errors", "testing", "cli", "logging", "query", "orm",
-                  "security"}
+    submodules = {
+        "backends",
+        "core",
+        "errors",
+        "testing",
+        "cli",
+        "logging",
+        "query",
+        "orm",
+        "security",
+    }
     assert public - submodules <= set(dbsystem.__all__)
 
 

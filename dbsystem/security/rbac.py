@@ -111,6 +111,8 @@ class AccessControl(ExecutionHook):
         self._assignments: dict[str, set[str]] = {}
         # user -> (resource pattern, permissions), flattened over inheritance; rebuilt on change
         self._effective: dict[str, list[tuple[str, Permission]]] = {}
+        # (user, action, resource) -> decision; cleared on every change
+        self._decisions: dict[tuple[str, str, str], bool] = {}
 
     @classmethod
     def instance(cls) -> AccessControl:
@@ -130,6 +132,7 @@ class AccessControl(ExecutionHook):
         with self._lock:
             self._roles[role.name] = role
             self._effective.clear()
+            self._decisions.clear()
         return role
 
     def drop_role(self, name: str) -> None:
@@ -139,6 +142,7 @@ class AccessControl(ExecutionHook):
             for roles in self._assignments.values():
                 roles.discard(name)
             self._effective.clear()
+            self._decisions.clear()
 
     def assign_role(self, user: str, role: str) -> None:
         """Give ``user`` the role ``role``."""
@@ -147,12 +151,14 @@ class AccessControl(ExecutionHook):
                 raise ConfigurationError(f"no role {role!r}")
             self._assignments.setdefault(user, set()).add(role)
             self._effective.pop(user, None)
+            self._decisions.clear()
 
     def revoke_role(self, user: str, role: str) -> None:
         """Take the role away; applies to the user's next statement."""
         with self._lock:
             self._assignments.get(user, set()).discard(role)
             self._effective.pop(user, None)
+            self._decisions.clear()
 
     def roles_of(self, user: str) -> set[str]:
         """The roles assigned to ``user`` (not counting inherited ones)."""
@@ -182,11 +188,18 @@ class AccessControl(ExecutionHook):
 
     def allowed(self, user: str, action: str, resource: str) -> bool:
         """True if ``user`` may do ``action`` (select, insert...) on ``resource``."""
-        needed = _NEEDS.get(action, Permission.ADMIN)
-        for pattern, permissions in self._grants(user):
-            if needed in permissions and fnmatch.fnmatchcase(resource, pattern):
-                return True
-        return False
+        key = (user, action, resource)
+        decision = self._decisions.get(key)
+        if decision is None:
+            needed = _NEEDS.get(action, Permission.ADMIN)
+            decision = any(
+                needed in permissions and fnmatch.fnmatchcase(resource, pattern)
+                for pattern, permissions in self._grants(user)
+            )
+            if len(self._decisions) > 100_000:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def check(self, user: str, statement: Statement) -> None:
         """Raise ``PermissionDenied`` unless every access the statement needs is granted."""
@@ -256,6 +269,7 @@ class AccessControl(ExecutionHook):
             self._roles = roles
             self._assignments = {u: set(r) for u, r in data.get("assignments", {}).items()}
             self._effective.clear()
+            self._decisions.clear()
 
 
 def _names(permissions: Permission) -> list[str]:

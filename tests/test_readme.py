@@ -29,3 +29,15 @@ def test_quick_start(tmp_path, monkeypatch):
     assert lines[2] == "sqlite UNIQUE constraint failed: users.name"
     assert lines[3] == "2"
     assert int(lines[4]) >= 2
+
+
+def test_security_example():
+    block = next(b for b in python_blocks() if "for_user" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == [
+        "[]",
+        "[sqlite] user 'analyst' may not ddl on 'users'",
+        "[('analyst', 'select', 'ok'), ('analyst', 'multiple', 'denied')]",
+    ]

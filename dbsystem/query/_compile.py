@@ -164,19 +164,30 @@ def _compile(query: q._Query, dialect_name: str) -> Compiled:
 
 
 def _like_to_glob(pattern: Any) -> Any:
-    """A LIKE pattern as a GLOB pattern (SQLite's case-sensitive matcher)."""
+    """A LIKE pattern as a GLOB pattern (SQLite's case-sensitive matcher).
+
+    ``%`` and ``_`` are the wildcards and ``\\`` makes the next character literal, as in
+    PostgreSQL's and MySQL's LIKE; everything else matches itself.
+    """
     if not isinstance(pattern, str):
         return pattern
     out = []
+    escaped = False
     for char in pattern:
-        if char == "%":
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+            continue
+        elif char == "%":
             out.append("*")
+            continue
         elif char == "_":
             out.append("?")
-        elif char in "*?[":
-            out.append(f"[{char}]")
-        else:
-            out.append(char)
+            continue
+        out.append(f"[{char}]" if char in "*?[" else char)
+    if escaped:  # a trailing backslash stands for itself
+        out.append("\\")
     return "".join(out)
 
 
@@ -276,15 +287,16 @@ class _Context:
 
     def _like(self, node: e.Like) -> Any:
         target = self.expr(node.expr)
+        # SQLite's LIKE has no escape character unless told; the others default to "\\".
+        escape = "\\" if self.dialect_name == "sqlite" else None
         if node.insensitive:
-            pattern = self.expr(node.pattern)
-            clause = target.ilike(pattern)
+            clause = target.ilike(self.expr(node.pattern), escape=escape)
         elif self.dialect_name == "sqlite" and isinstance(node.pattern, e.Value):
             clause = target.op("GLOB")(self.bind(_like_to_glob))
         elif self.dialect_name == "mysql":
             clause = sa.collate(target, "utf8mb4_bin").like(self.expr(node.pattern))
         else:
-            clause = target.like(self.expr(node.pattern))
+            clause = target.like(self.expr(node.pattern), escape=escape)
         return sa.not_(clause) if node.negate else clause
 
     def _in(self, node: e.In) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
     "cast",
     "col",
     "count",
+    "escape_like",
     "exists",
     "func",
     "literal",
@@ -65,6 +66,14 @@ _CAST_TYPES = frozenset(
         "boolean",
     }
 )
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it literally (``%``, ``_``, ``\\`` escaped).
+
+    ``col("name").like(escape_like(user_text) + "%")`` is a safe "starts with".
+    """
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def check_identifier(name: object, what: str = "identifier") -> str:
@@ -160,7 +169,8 @@ class Expr:
     # -- predicates ------------------------------------------------------------------------
 
     def like(self, pattern: object) -> Expr:
-        """Case-sensitive LIKE on every backend (``%`` any text, ``_`` one character)."""
+        """Case-sensitive LIKE on every backend: ``%`` any text, ``_`` one character, ``\\``
+        makes the next character literal. ``escape_like(text)`` quotes user text."""
         return Like(self, coerce(pattern), insensitive=False, negate=False)
 
     def not_like(self, pattern: object) -> Expr:
@@ -168,7 +178,7 @@ class Expr:
         return Like(self, coerce(pattern), insensitive=False, negate=True)
 
     def ilike(self, pattern: object) -> Expr:
-        """Case-insensitive LIKE on every backend."""
+        """Case-insensitive LIKE on every backend (same pattern syntax as ``like``)."""
         return Like(self, coerce(pattern), insensitive=True, negate=False)
 
     def in_(self, values: Iterable[object] | SelectQuery) -> Expr:

@@ -75,10 +75,20 @@ def _value(node: e.Expr) -> Any:
 
 
 def like_to_regex(pattern: str) -> str:
-    """A LIKE pattern (``%``, ``_``) as an anchored regular expression; the rest is literal."""
+    """A LIKE pattern as an anchored regular expression: ``%`` and ``_`` are wildcards,
+    ``\\`` makes the next character literal (as on the SQL backends), the rest is literal."""
     out = ["^"]
+    escaped = False
     for char in pattern:
-        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+    if escaped:
+        out.append(re.escape("\\"))
     out.append("$")
     return "".join(out)
 

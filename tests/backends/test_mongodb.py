@@ -109,6 +109,7 @@ def test_filters_compile_to_mongo_documents():
     assert compile_filter(col("a") == col("b")) == {"$expr": {"$eq": ["$a", "$b"]}}
     assert compile_filter(col("x").is_not_null()) == {"x": {"$ne": None}}
     assert like_to_regex("a.b%_") == "^a\\.b.*.$"
+    assert like_to_regex("50\\%") == "^50%$" and like_to_regex("a\\_b\\") == "^a_b\\\\$"
 
 
 def test_values_never_become_operators(db):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, NotSupportedError, PoolConfig
-from dbsystem.query import col, count, select
+from dbsystem.query import col, count, escape_like, select
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -134,3 +134,24 @@ def test_hooks_see_builder_action_and_tables_without_parsing(db):
     assert (select_stmt.action, select_stmt.resources) == ("select", (t,))
     assert (update_stmt.action, update_stmt.resources) == ("update", (t,))
     assert select_stmt._action == "select"  # stated by the builder, not re-parsed
+
+
+def test_like_wildcards_and_backslash_escapes_mean_the_same_everywhere(db):
+    q, t = db.query(), db.table
+    names = ["50%", "500", "a_b", "axb", "back\\slash", "Star*", "q?"]
+    q.insert_into(t).values([{"id": i, "name": n} for i, n in enumerate(names)]).execute()
+
+    def like(pattern, insensitive=False):
+        c = col("name").ilike(pattern) if insensitive else col("name").like(pattern)
+        return sorted(r["name"] for r in q.select("name").from_(t).where(c).all())
+
+    assert like("50%") == ["50%", "500"]
+    assert like("50\\%") == ["50%"]
+    assert like("a_b") == ["a_b", "axb"]
+    assert like("a\\_b") == ["a_b"]
+    assert like("back\\\\slash") == ["back\\slash"]
+    assert like("Star*") == ["Star*"] and like("q?") == ["q?"]  # GLOB characters are literal
+    assert like("star*", insensitive=True) == ["Star*"]
+    assert like("A\\_B", insensitive=True) == ["a_b"]
+    assert like(escape_like("50%")) == ["50%"] and like(escape_like("a_b") + "%") == ["a_b"]
+    assert like(escape_like("back\\slash")) == ["back\\slash"]

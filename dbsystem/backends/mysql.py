@@ -89,6 +89,7 @@ _CONVERSIONS: dict[Any, Any] = {
 
 _LOST = frozenset({2003, 2006, 2013, 2055})
 _PROGRAMMING = frozenset({1049, 1052, 1054, 1064, 1146, 1305})
+_UNSAFE_CHARSETS = frozenset({"gbk", "sjis", "big5", "cp932", "gb18030"})
 _OPTIONS = frozenset({"charset", "init_command", "sql_mode", "read_timeout", "write_timeout"})
 
 
@@ -233,13 +234,22 @@ class MySQLBackend(Backend):
                 backend=self.name,
             )
         options = config.options
+        charset = str(options.get("charset", "utf8mb4")).lower()
+        if charset in _UNSAFE_CHARSETS:
+            # Their multibyte characters can end in 0x5c (a backslash): an escaped quote in
+            # a value can come out unescaped on the server.
+            raise ConfigurationError(
+                f"charset {charset!r} is refused: its multibyte characters can hide a "
+                "backslash and turn escaped quotes into live ones; use utf8mb4",
+                backend=self.name,
+            )
         self._kwargs: dict[str, object] = {
             "host": url.host or "localhost",
             "port": url.port or 3306,
             "user": url.username or "root",
             "password": url.password or "",
             "database": url.database,
-            "charset": options.get("charset", "utf8mb4"),
+            "charset": charset,
             "autocommit": True,
             "connect_timeout": config.connect_timeout,
             "conv": _CONVERSIONS,

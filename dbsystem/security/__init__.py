@@ -14,9 +14,11 @@ from dbsystem.security.audit import (
     verify_audit_file,
 )
 from dbsystem.security.credentials import (
+    MAX_PASSWORD_LENGTH,
     Credential,
     CredentialManager,
     hash_password,
+    password_needs_rehash,
     verify_password,
 )
 from dbsystem.security.rbac import AccessControl, Permission, Role
@@ -30,10 +32,12 @@ __all__ = [
     "CredentialManager",
     "JsonLinesAuditSink",
     "LoggingAuditSink",
+    "MAX_PASSWORD_LENGTH",
     "MemoryAuditSink",
     "Permission",
     "Role",
     "hash_password",
+    "password_needs_rehash",
     "verify_audit_file",
     "verify_password",
 ]

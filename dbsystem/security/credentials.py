@@ -24,9 +24,16 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from dbsystem.errors import ConfigurationError
+from dbsystem.errors import ConfigurationError, SecurityError
 
-__all__ = ["Credential", "CredentialManager", "hash_password", "verify_password"]
+__all__ = [
+    "Credential",
+    "CredentialManager",
+    "MAX_PASSWORD_LENGTH",
+    "hash_password",
+    "password_needs_rehash",
+    "verify_password",
+]
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,25 @@ class CredentialManager:
             self._credentials[name] = Credential(username, SecretStr(password))
 
     def load_env(self, name: str, *, password_var: str, username_var: str | None = None) -> None:
-        """Store a credential from environment variables."""
+        """Store a credential from environment variables.
+
+        ``$PASSWORD_VAR`` holds the password, or ``$PASSWORD_VAR_FILE`` names a file that
+        does (Docker and Kubernetes secrets); the file's content is stripped.
+        """
         password = os.environ.get(password_var)
+        file_var = f"{password_var}_FILE"
+        if password is None and os.environ.get(file_var):
+            path = Path(os.environ[file_var])
+            try:
+                password = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"credential {name!r}: cannot read ${file_var} ({path}): {exc.strerror}"
+                ) from None
         if password is None:
-            raise ConfigurationError(f"credential {name!r}: ${password_var} is not set")
+            raise ConfigurationError(
+                f"credential {name!r}: neither ${password_var} nor ${file_var} is set"
+            )
         username = os.environ.get(username_var) if username_var else None
         self.set(name, password=password, username=username)
 
@@ -118,8 +140,19 @@ def _hasher() -> Any:
     return PasswordHasher()
 
 
+# Longer input is refused: hashing megabytes on every login attempt is a denial of service.
+MAX_PASSWORD_LENGTH = 1024
+
+
 def hash_password(password: str) -> str:
-    """An argon2id hash of ``password`` (salted; parameters embedded in the string)."""
+    """An argon2id hash of ``password`` (salted; parameters embedded in the string).
+
+    argon2-cffi's defaults (RFC 9106's low-memory profile: t=3, m=64 MiB, p=4) exceed
+    OWASP's minimum. Passwords over ``MAX_PASSWORD_LENGTH`` characters raise
+    ``SecurityError``.
+    """
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise SecurityError(f"password longer than {MAX_PASSWORD_LENGTH} characters refused")
     return str(_hasher().hash(password))
 
 
@@ -127,7 +160,20 @@ def verify_password(hashed: str, password: str) -> bool:
     """True if ``password`` matches ``hashed``; constant-time, never raises on a mismatch."""
     from argon2.exceptions import InvalidHashError, VerificationError
 
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return False
     try:
         return bool(_hasher().verify(hashed, password))
     except (VerificationError, InvalidHashError):
         return False
+
+
+def password_needs_rehash(hashed: str) -> bool:
+    """True if ``hashed`` was made with weaker parameters than today's: after a successful
+    ``verify_password``, store ``hash_password(password)`` in its place."""
+    from argon2.exceptions import InvalidHashError
+
+    try:
+        return bool(_hasher().check_needs_rehash(hashed))
+    except InvalidHashError:
+        return True

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 
+import argon2
 import pytest
 from typer.testing import CliRunner
 
@@ -16,9 +17,11 @@ from dbsystem import (
     DatabaseType,
     PermissionDenied,
     PoolConfig,
+    SecurityError,
 )
 from dbsystem.cli import app
 from dbsystem.security import (
+    MAX_PASSWORD_LENGTH,
     AccessControl,
     AuditLog,
     CredentialManager,
@@ -28,6 +31,7 @@ from dbsystem.security import (
     Permission,
     Role,
     hash_password,
+    password_needs_rehash,
     verify_audit_file,
     verify_password,
 )
@@ -133,6 +137,13 @@ def test_password_hashing():
     assert not verify_password(hashed, SENTINEL + "x")
     assert not verify_password("not a hash", SENTINEL)
     assert hash_password(SENTINEL) != hashed  # salted
+    assert ",t=3," in hashed and "m=65536" in hashed  # argon2id, 64 MiB: above OWASP's floor
+    assert not password_needs_rehash(hashed)
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(SENTINEL)
+    assert verify_password(weak, SENTINEL) and password_needs_rehash(weak)
+    with pytest.raises(SecurityError, match="longer than"):
+        hash_password("x" * (MAX_PASSWORD_LENGTH + 1))
+    assert not verify_password(hashed, "x" * (MAX_PASSWORD_LENGTH + 1))
 
 
 def test_credentials_from_files_code_and_environment(tmp_path, monkeypatch):
@@ -151,6 +162,26 @@ def test_credentials_from_files_code_and_environment(tmp_path, monkeypatch):
     assert creds.get("from-env").password.get_secret_value() == SENTINEL
     with pytest.raises(ConfigurationError, match="no credential"):
         creds.get("missing")
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(SENTINEL + "\n")
+    monkeypatch.setenv("OTHER_PW_FILE", str(secret_file))
+    creds.load_env("from-file", password_var="OTHER_PW")  # Docker/Kubernetes secrets
+    assert creds.get("from-file").password.get_secret_value() == SENTINEL
+    monkeypatch.setenv("OTHER_PW_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ConfigurationError, match="OTHER_PW_FILE") as info:
+        creds.load_env("broken", password_var="OTHER_PW")
+    assert SENTINEL not in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"\$UNSET_PW nor \$UNSET_PW_FILE"):
+        creds.load_env("unset", password_var="UNSET_PW")
+
+
+def test_mysql_charsets_that_can_hide_a_backslash_are_refused():
+    for charset in ("gbk", "SJIS", "big5", "cp932", "gb18030"):
+        with pytest.raises(ConfigurationError, match="use utf8mb4") as info:
+            DatabaseManager().create_pool(
+                DatabaseType.MYSQL, f"mysql://app:{SENTINEL}@127.0.0.1:1/db?charset={charset}"
+            )
+        assert SENTINEL not in str(info.value)
 
 
 def test_a_pool_takes_its_password_from_a_named_credential():

@@ -30,6 +30,7 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "AuditSink",
+    "DatabaseAuditSink",
     "JsonLinesAuditSink",
     "LoggingAuditSink",
     "MemoryAuditSink",
@@ -101,27 +102,26 @@ class LoggingAuditSink:
 class JsonLinesAuditSink:
     """Appends events to a JSON-lines file, each line chained to the previous by hash.
 
-    Each record is written and flushed before the statement's call returns, so a failing
-    disk fails the call. (A write-behind thread was tried and measured slower on a local
-    PostgreSQL select: the writer contends for the GIL; see docs/SECURITY.md.)
+    Each line carries ``seq`` (1, 2, 3... across reopenings), ``prev`` and ``hash``. Each
+    record is written and flushed before the statement's call returns, so a failing disk
+    fails the call. (A write-behind thread was tried and measured slower on a local
+    PostgreSQL select: the writer contends for the GIL; see docs/SECURITY.md.) One writer
+    process per file: two processes appending to one file break each other's chain.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._previous = _last_hash(self.path)
+        self._seq, self._previous = _last_link(self.path)
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, event: AuditEvent) -> None:
-        record = {name: getattr(event, name) for name in _FIELDS}
+        record = _record(event)
         with self._lock:
-            record["prev"] = self._previous
-            body = json.dumps(record, separators=(",", ":"), default=list)
-            # The hash covers the line as written, up to the hash itself.
-            digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-            self._file.write(body[:-1] + f',"hash":"{digest}"}}\n')
+            line, digest = _chain(record, self._seq + 1, self._previous)
+            self._file.write(line + "\n")
             self._file.flush()
-            self._previous = digest
+            self._seq, self._previous = self._seq + 1, digest
 
     def close(self) -> None:
         """Close the file."""
@@ -129,15 +129,136 @@ class JsonLinesAuditSink:
             self._file.close()
 
 
-def _last_hash(path: Path) -> str:
+def _record(event: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in _FIELDS}
+
+
+def _chain(record: dict[str, Any], seq: int, previous: str) -> tuple[str, str]:
+    """The record as a chained JSON line, and its hash (over the line up to the hash)."""
+    body = json.dumps({**record, "seq": seq, "prev": previous}, separators=(",", ":"), default=list)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return body[:-1] + f',"hash":"{digest}"}}', digest
+
+
+def _last_link(path: Path) -> tuple[int, str]:
     if not path.exists():
-        return _GENESIS
+        return 0, _GENESIS
     last = None
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 last = line
-    return str(json.loads(last)["hash"]) if last else _GENESIS
+    if not last:
+        return 0, _GENESIS
+    record = json.loads(last)
+    return int(record.get("seq", 0)), str(record["hash"])
+
+
+class DatabaseAuditSink:
+    """Inserts events into a SQL table (created if missing), chained by hash like the file.
+
+    ``DatabaseAuditSink(db, db_type=DatabaseType.POSTGRES, name="audit")``: give it a pool
+    of its own (``name``), so an audited statement inside a transaction never waits for
+    the connection it holds, and a rolled-back transaction never takes its audit records
+    with it (the sink's inserts are autocommitted). ``verify()`` checks the chain. One
+    writer process per table, as for the file.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        *,
+        db_type: Any = None,
+        name: str | None = None,
+        table: str = "dbsystem_audit",
+    ) -> None:
+        from dbsystem.query.expr import check_identifier
+
+        self.db, self.db_type, self.pool_name = db, db_type, name
+        self.table = check_identifier(table, "audit table name")
+        self._lock = threading.Lock()
+        with _writing(), self._connection() as conn:
+            conn.execute(_AUDIT_TABLE_DDL.format(table=self.table))
+            last = conn.fetch_one(f"SELECT seq, hash FROM {self.table} ORDER BY seq DESC LIMIT 1")
+        self._seq: int = int(last["seq"]) if last else 0
+        self._previous: str = str(last["hash"]) if last else _GENESIS
+
+    def _connection(self) -> Any:
+        return self.db.connection(self.db_type, name=self.pool_name)
+
+    def write(self, event: AuditEvent) -> None:
+        record = _record(event)
+        with self._lock:
+            seq = self._seq + 1
+            _, digest = _chain(record, seq, self._previous)
+            row = {
+                "seq": seq,
+                **{_COLUMN.get(k, k): v for k, v in record.items()},
+                "resources": json.dumps(list(event.resources)),
+                "prev": self._previous,
+                "hash": digest,
+            }
+            with _writing(), self._connection() as conn:
+                conn.execute(_insert_sql(self.table), row)
+            self._seq, self._previous = seq, digest
+
+    def verify(self) -> tuple[bool, int | None, str]:
+        """Check the chain: (ok, first bad seq or None, explanation)."""
+        previous, expected = _GENESIS, 1
+        with _writing(), self._connection() as conn:
+            rows = conn.fetch_all(f"SELECT * FROM {self.table} ORDER BY seq")
+        for row in rows:
+            seq = int(row["seq"])
+            if seq != expected:
+                return False, expected, "a record is missing"
+            record = {name: row[_COLUMN.get(name, name)] for name in _FIELDS}
+            record["resources"] = json.loads(record["resources"] or "[]")
+            if record["duration_ms"] is not None:
+                record["duration_ms"] = float(record["duration_ms"])
+            if record["rows"] is not None:
+                record["rows"] = int(record["rows"])
+            if row["prev"] != previous:
+                return False, seq, "a record before it was removed, inserted or moved"
+            if _chain(record, seq, previous)[1] != row["hash"]:
+                return False, seq, "the record was altered"
+            previous, expected = row["hash"], expected + 1
+        return True, None, "the chain is intact"
+
+
+# Column names that are reserved words somewhere (user: PostgreSQL; rows: MySQL 8).
+_COLUMN = {"user": "user_name", "rows": "rows_affected"}
+_AUDIT_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS {table} (seq BIGINT PRIMARY KEY, time VARCHAR(40) NOT NULL, "
+    "user_name VARCHAR(255), session VARCHAR(255), backend VARCHAR(40), action VARCHAR(40), "
+    "resources TEXT, fingerprint VARCHAR(64), outcome VARCHAR(16), error VARCHAR(255), "
+    "rows_affected BIGINT, duration_ms DOUBLE PRECISION, operation VARCHAR(40), "
+    "prev CHAR(64) NOT NULL, hash CHAR(64) NOT NULL)"
+)
+
+
+def _insert_sql(table: str) -> str:
+    columns = ["seq", *(_COLUMN.get(name, name) for name in _FIELDS), "prev", "hash"]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+
+
+class _Local(threading.local):
+    writing = 0  # nesting depth of _writing blocks in this thread
+
+
+_local = _Local()
+
+
+class _writing:
+    """Marks this thread as writing an audit record, so the sink's own statements are not
+    audited again (which, with ``all_statements=True``, would never end)."""
+
+    def __enter__(self) -> None:
+        _local.writing += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _local.writing -= 1
 
 
 def verify_audit_file(path: str | Path) -> tuple[bool, int | None, str]:
@@ -158,7 +279,7 @@ def verify_audit_file(path: str | Path) -> tuple[bool, int | None, str]:
             body = line[: match.start()] + "}"
             if hashlib.sha256(body.encode("utf-8")).hexdigest() != match.group(1):
                 return False, number, "the record was altered"
-            if record.get("prev") != previous:
+            if record.get("prev") != previous or record.get("seq", number) != number:
                 return False, number, "a record before it was removed, inserted or moved"
             previous = match.group(1)
     return True, None, "the chain is intact"
@@ -179,7 +300,7 @@ class AuditLog(ExecutionHook):
 
     def after_execute(self, statement: Statement) -> None:
         context = statement.context
-        if context is None and not self.all_statements:
+        if (context is None and not self.all_statements) or _local.writing:
             return
         error = statement.error
         if error is None:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.errors import ConfigurationError, PermissionDenied
+from dbsystem.query.expr import check_identifier
 
 __all__ = ["AccessControl", "Permission", "Role"]
 
@@ -128,8 +129,9 @@ class AccessControl(ExecutionHook):
     # -- administration -------------------------------------------------------------------
 
     def create_role(self, role: Role) -> Role:
-        """Add or replace a role."""
+        """Add or replace a role; a role that would inherit itself is a ``ConfigurationError``."""
         with self._lock:
+            _check_no_cycle({**self._roles, role.name: role}, role.name)
             self._roles[role.name] = role
             self._effective.clear()
             self._decisions.clear()
@@ -257,6 +259,10 @@ class AccessControl(ExecutionHook):
             data = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ConfigurationError(f"cannot read access control from {path}: {exc}") from None
+        self.load_dict(data)
+
+    def load_dict(self, data: Mapping[str, Any]) -> None:
+        """Replace roles and assignments with those of ``to_dict()``-shaped data."""
         roles = {
             name: Role(
                 name,
@@ -265,11 +271,70 @@ class AccessControl(ExecutionHook):
             )
             for name, spec in data.get("roles", {}).items()
         }
+        for name in roles:
+            _check_no_cycle(roles, name)
         with self._lock:
             self._roles = roles
             self._assignments = {u: set(r) for u, r in data.get("assignments", {}).items()}
             self._effective.clear()
             self._decisions.clear()
+
+    def save_to_table(
+        self, db: Any, *, db_type: Any = None, name: str | None = None, table: str = "dbsystem_acl"
+    ) -> None:
+        """Write roles and assignments to a SQL table (created if missing), replacing its
+        rows in one transaction: a reader never sees half of a change."""
+        table = check_identifier(table, "access control table name")
+        data = self.to_dict()
+        rows = [
+            {"kind": "role", "name": role, "spec": json.dumps(spec, sort_keys=True)}
+            for role, spec in data["roles"].items()
+        ] + [
+            {"kind": "user", "name": user, "spec": json.dumps(roles)}
+            for user, roles in data["assignments"].items()
+        ]
+        with db.connection(db_type, name=name) as conn:
+            conn.execute(_ACL_TABLE_DDL.format(table=table))
+            with conn.transaction():
+                conn.execute(f"DELETE FROM {table}")
+                if rows:
+                    conn.executemany(
+                        f"INSERT INTO {table} (kind, name, spec) VALUES (:kind, :name, :spec)",
+                        rows,
+                    )
+
+    def load_from_table(
+        self, db: Any, *, db_type: Any = None, name: str | None = None, table: str = "dbsystem_acl"
+    ) -> None:
+        """Replace roles and assignments with those saved by ``save_to_table``."""
+        table = check_identifier(table, "access control table name")
+        with db.connection(db_type, name=name) as conn:
+            rows = conn.fetch_all(f"SELECT kind, name, spec FROM {table}")
+        self.load_dict(
+            {
+                "roles": {r["name"]: json.loads(r["spec"]) for r in rows if r["kind"] == "role"},
+                "assignments": {
+                    r["name"]: json.loads(r["spec"]) for r in rows if r["kind"] == "user"
+                },
+            }
+        )
+
+
+_ACL_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS {table} (kind VARCHAR(8) NOT NULL, name VARCHAR(255) NOT NULL, "
+    "spec TEXT NOT NULL, PRIMARY KEY (kind, name))"
+)
+
+
+def _check_no_cycle(roles: Mapping[str, Role], start: str) -> None:
+    pending = [(parent, [start]) for parent in roles[start].inherits]
+    while pending:
+        name, path = pending.pop()
+        if name == start:
+            chain = " -> ".join([*path, start])
+            raise ConfigurationError(f"role inheritance cycle: {chain}")
+        if name in roles and name not in path:
+            pending.extend((parent, [*path, name]) for parent in roles[name].inherits)
 
 
 def _names(permissions: Permission) -> list[str]:

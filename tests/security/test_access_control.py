@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, PermissionDenied
+from dbsystem import ConfigurationError, DatabaseManager, DatabaseType, PermissionDenied
 from dbsystem.orm import Entity, Field
 from dbsystem.query import col
 from dbsystem.security import AccessControl, Permission, Role
@@ -149,6 +151,20 @@ def test_require_user_makes_unattributed_access_an_error(db):
         db.fetch_all("SELECT * FROM users")
 
 
+def test_an_inheritance_cycle_is_a_configuration_error():
+    acl = AccessControl()
+    acl.create_role(Role("a", inherits=["b"]))
+    acl.create_role(Role("b", inherits=["c"]))
+    with pytest.raises(ConfigurationError, match="c -> a -> b -> c"):
+        acl.create_role(Role("c", inherits=["a"]))
+    with pytest.raises(ConfigurationError, match="cycle"):
+        acl.create_role(Role("self", inherits=["self"]))
+    acl.create_role(Role("c", inherits=["d"]))  # a chain is fine
+    with pytest.raises(ConfigurationError, match="cycle"):
+        acl.load_dict({"roles": {"x": {"inherits": ["y"]}, "y": {"inherits": ["x"]}}})
+    assert acl.to_dict()["roles"]["a"]["inherits"] == ["b"]  # nothing replaced
+
+
 def test_roles_round_trip_through_a_file(acl, tmp_path):
     path = tmp_path / "acl.json"
     acl.save(path)
@@ -211,6 +227,39 @@ def _entry_points(session):
             session.query(DatabaseType.MONGODB).collection("c").aggregate().execute()
         ),
     }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_roles_round_trip_through_a_database_table(acl, kind, request, tmp_path):
+    types = {"sqlite": DatabaseType.SQLITE, "postgres": DatabaseType.POSTGRES}
+    url = (
+        f"sqlite:///{tmp_path}/acl.db"
+        if kind == "sqlite"
+        else request.getfixturevalue(f"{kind}_url")
+    )
+    store = DatabaseManager()
+    store.create_pool(types.get(kind, DatabaseType.MYSQL), url)
+    table = f"acl_{uuid.uuid4().hex[:8]}"
+    try:
+        acl.save_to_table(store, table=table)
+        other = AccessControl()
+        other.load_from_table(store, table=table)
+        assert other.to_dict() == acl.to_dict()
+        assert other.allowed("analyst", "select", "users")
+        acl.revoke_role("analyst", "read_only")
+        acl.save_to_table(store, table=table)  # replaces, in one transaction
+        other.load_from_table(store, table=table)
+        assert not other.allowed("analyst", "select", "users")
+    finally:
+        store.execute(f"DROP TABLE IF EXISTS {table}")
+        store.close_all()
 
 
 def test_every_entry_point_of_a_session_is_checked(db):

@@ -19,18 +19,11 @@ import pytest
 from dbsystem import DatabaseManager, DatabaseType
 from dbsystem.query import avg, case, col, count, exists, func, literal, max_, min_, sum_
 from dbsystem.query.sql import QueryFactory, select
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 from tests.conformance import chinook
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+BACKENDS = SQL_BACKENDS
+TYPES = SQL_TYPES
 DIALECT = {"sqlite": "sqlite", "postgres": "postgresql", "mysql": "mysql"}
 
 

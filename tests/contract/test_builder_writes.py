@@ -7,19 +7,12 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, NotSupportedError, PoolConfig
+from dbsystem import DatabaseManager, ExecutionHook, NotSupportedError, PoolConfig
 from dbsystem.query import col, count, escape_like, select
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+BACKENDS = SQL_BACKENDS
+TYPES = SQL_TYPES
 
 
 @pytest.fixture(params=BACKENDS)

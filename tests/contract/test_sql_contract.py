@@ -23,21 +23,14 @@ from dbsystem import (
     ProgrammingError,
 )
 from dbsystem.errors import DBSystemError
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
+BACKENDS = SQL_BACKENDS
 SERVER_BACKENDS = [
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("mysql", marks=pytest.mark.mysql),
 ]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+TYPES = SQL_TYPES
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,18 +13,11 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import DatabaseManager, PoolConfig
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+BACKENDS = SQL_BACKENDS
+TYPES = SQL_TYPES
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 IDENT = uuid.UUID("12345678-1234-5678-1234-567812345678")

@@ -20,17 +20,9 @@ from dbsystem.security import (
     Role,
     verify_audit_file,
 )
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
-SQL_BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+TYPES = SQL_TYPES
 
 
 def _acl() -> AccessControl:

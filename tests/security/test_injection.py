@@ -16,6 +16,7 @@ import pytest
 from dbsystem import DatabaseManager, DatabaseType, DataError, PoolConfig, QueryBuildError
 from dbsystem.query import col, escape_like
 from dbsystem.testing import QueryCounter
+from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
 # Payloads 1-22 (values) of the catalog's corpus.
 VALUE_PAYLOADS = [
@@ -60,16 +61,8 @@ IDENTIFIER_PAYLOADS = [
     "",
 ]
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-}
+BACKENDS = SQL_BACKENDS
+TYPES = SQL_TYPES
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -16,3 +16,6 @@ SQL_TYPES = {
     "postgres": DatabaseType.POSTGRES,
     "mysql": DatabaseType.MYSQL,
 }
+# Where one entity definition persists: the SQL backends and MongoDB (mongomock).
+ENTITY_BACKENDS = [*SQL_BACKENDS, pytest.param("mongo", id="mongomock")]
+ENTITY_TYPES = {**SQL_TYPES, "mongo": DatabaseType.MONGODB}

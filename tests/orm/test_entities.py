@@ -20,19 +20,10 @@ from dbsystem import (
     SchemaError,
 )
 from dbsystem.orm import Entity, Field
+from tests.backend_params import ENTITY_BACKENDS, ENTITY_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    pytest.param("mongo", id="mongomock"),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-    "mongo": DatabaseType.MONGODB,
-}
+BACKENDS = ENTITY_BACKENDS
+TYPES = ENTITY_TYPES
 
 
 def now() -> datetime.datetime:

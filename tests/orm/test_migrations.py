@@ -7,19 +7,10 @@ import pytest
 from dbsystem import DatabaseManager, DatabaseType, MigrationError, PoolConfig
 from dbsystem.orm import Entity, Field
 from dbsystem.orm.migrations import MigrationRunner, SchemaState, autogenerate
+from tests.backend_params import ENTITY_BACKENDS, ENTITY_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    pytest.param("mongo", id="mongomock"),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-    "mongo": DatabaseType.MONGODB,
-}
+BACKENDS = ENTITY_BACKENDS
+TYPES = ENTITY_TYPES
 
 
 class Member(Entity, table="mig_members"):

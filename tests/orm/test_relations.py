@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, InterfaceError, PoolConfig
+from dbsystem import DatabaseManager, InterfaceError, PoolConfig
 from dbsystem.orm import Entity, Field, Relation
 from dbsystem.testing import QueryCounter
+from tests.backend_params import ENTITY_BACKENDS, ENTITY_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    pytest.param("mongo", id="mongomock"),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-    "mongo": DatabaseType.MONGODB,
-}
+BACKENDS = ENTITY_BACKENDS
+TYPES = ENTITY_TYPES
 
 
 class Writer(Entity, table="rel_writers"):

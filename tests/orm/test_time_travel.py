@@ -7,21 +7,12 @@ import time
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, InterfaceError, PoolConfig
+from dbsystem import DatabaseManager, InterfaceError, PoolConfig
 from dbsystem.orm import Entity, Field
+from tests.backend_params import ENTITY_BACKENDS, ENTITY_TYPES
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    pytest.param("mongo", id="mongomock"),
-]
-TYPES = {
-    "sqlite": DatabaseType.SQLITE,
-    "postgres": DatabaseType.POSTGRES,
-    "mysql": DatabaseType.MYSQL,
-    "mongo": DatabaseType.MONGODB,
-}
+BACKENDS = ENTITY_BACKENDS
+TYPES = ENTITY_TYPES
 
 
 class Price(Entity, table="tt_prices", versioned=True):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dbsystem.core.hooks import ExecutionHook, Statement
+from dbsystem.errors import SecurityError
 
 __all__ = [
     "AuditEvent",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _GENESIS = "0" * 64
+_logger = logging.getLogger("dbsystem.audit")
 _HASH_SUFFIX = re.compile(r',"hash":"([0-9a-f]{64})"\}$')
 _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _SPACES = re.compile(r"\s+")
@@ -289,14 +291,36 @@ class AuditLog(ExecutionHook):
     """Writes an ``AuditEvent`` for every statement of a user session to its sinks.
 
     Denied statements are recorded too (outcome ``denied``). Statements without a user are
-    the application's own and are not recorded unless ``all_statements=True``. If a sink
-    fails, the statement's caller sees the error: an access that cannot be audited is not
-    silently let through (after the statement ran, it is reported as failed).
+    the application's own and are not recorded unless ``all_statements=True``.
+
+    Fail-closed by default: when a sink fails, the statement's caller sees the sink's
+    error (the statement itself had run: records are written after execution), and every
+    audited statement after it is refused with ``SecurityError`` before it reaches the
+    database, until a record is written again (the refusals are recorded too, so the
+    first refusal after the sink recovers clears the state). ``fail_open=True`` lets
+    statements through instead, logging each failure on ``dbsystem.audit``. ``failures``
+    counts failed deliveries either way.
     """
 
-    def __init__(self, sinks: Sequence[AuditSink], *, all_statements: bool = False) -> None:
+    def __init__(
+        self, sinks: Sequence[AuditSink], *, all_statements: bool = False, fail_open: bool = False
+    ) -> None:
         self.sinks = list(sinks)
         self.all_statements = all_statements
+        self.fail_open = fail_open
+        self.failures = 0
+        self._failing: BaseException | None = None
+
+    def before_execute(self, statement: Statement) -> None:
+        failing = self._failing
+        if failing is None or self.fail_open or _local.writing:
+            return
+        if statement.context is not None or self.all_statements:
+            raise SecurityError(
+                f"the audit log cannot write ({type(failing).__name__}: {failing}); "
+                "statements are refused until it can",
+                backend=statement.backend,
+            )
 
     def after_execute(self, statement: Statement) -> None:
         context = statement.context
@@ -321,8 +345,24 @@ class AuditLog(ExecutionHook):
             duration_ms=round(statement.duration * 1000, 3) if statement.duration else None,
             operation=statement.operation,
         )
-        for sink in self.sinks:
-            sink.write(event)
+        # A statement that never ran (denied, refused) leaves nothing unaudited behind: its
+        # caller gets the refusal, not the sink's error.
+        self._deliver(event, raise_errors=statement.executed)
+
+    def _deliver(self, event: AuditEvent, *, raise_errors: bool = True) -> None:
+        try:
+            for sink in self.sinks:
+                sink.write(event)
+        except Exception as exc:
+            self.failures += 1
+            if self.fail_open:
+                _logger.warning("audit record lost: %s: %s", type(exc).__name__, exc)
+                return
+            self._failing = exc
+            if raise_errors:
+                raise
+            return
+        self._failing = None
 
     def log_access(
         self,
@@ -346,8 +386,7 @@ class AuditLog(ExecutionHook):
             outcome="ok" if success else "denied",
             error=error,
         )
-        for sink in self.sinks:
-            sink.write(event)
+        self._deliver(event)
         return event
 
 

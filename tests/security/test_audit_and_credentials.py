@@ -130,6 +130,62 @@ def test_a_failing_sink_fails_the_call(audited):
         db.for_user("ann").fetch_all("SELECT * FROM t")
 
 
+class FlakySink:
+    def __init__(self) -> None:
+        self.broken = False
+        self.events: list = []
+
+    def write(self, event) -> None:
+        if self.broken:
+            raise OSError("disk full")
+        self.events.append(event)
+
+
+def test_a_failing_sink_closes_the_gate_until_it_recovers(tmp_path):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/g.db")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    acl = AccessControl()
+    acl.create_role(Role("writer", grants={"t": "SELECT|INSERT"}))
+    acl.assign_role("ann", "writer")
+    db.use_access_control(acl)
+    sink = FlakySink()
+    audit = db.add_hook(AuditLog([sink]))
+    ann = db.for_user("ann")
+    ann.execute("INSERT INTO t VALUES (1)")
+    sink.broken = True
+    with pytest.raises(OSError, match="disk full"):  # it ran: the caller learns it is unaudited
+        ann.execute("INSERT INTO t VALUES (2)")
+    for i in (3, 4):
+        with pytest.raises(SecurityError, match="refused until"):
+            ann.execute(f"INSERT INTO t VALUES ({i})")
+    assert db.fetch_value("SELECT COUNT(*) FROM t") == 2  # nothing ran unaudited after that
+    assert db.fetch_value("SELECT 1") == 1  # the application's own access is not audited
+    sink.broken = False
+    with pytest.raises(SecurityError):  # this refusal is recorded: the gate opens again
+        ann.execute("INSERT INTO t VALUES (5)")
+    ann.execute("INSERT INTO t VALUES (6)")
+    assert audit.failures == 3
+    assert [e.outcome for e in sink.events] == ["ok", "denied", "ok"]
+    db.close_all()
+
+
+def test_fail_open_lets_statements_through_and_counts_failures(tmp_path, caplog):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, "sqlite://")
+    acl = AccessControl()
+    acl.create_role(Role("reader", grants={"*": Permission.SELECT}))
+    acl.assign_role("ann", "reader")
+    db.use_access_control(acl)
+    sink = FlakySink()
+    sink.broken = True
+    audit = db.add_hook(AuditLog([sink], fail_open=True))
+    with caplog.at_level(logging.WARNING, logger="dbsystem.audit"):
+        assert [db.for_user("ann").fetch_value("SELECT 1") for _ in range(3)] == [1, 1, 1]
+    assert audit.failures == 3 and "audit record lost: OSError" in caplog.text
+    db.close_all()
+
+
 def test_password_hashing():
     hashed = hash_password(SENTINEL)
     assert hashed.startswith("$argon2id$") and SENTINEL not in hashed
@@ -223,3 +279,56 @@ def test_the_password_never_leaks(caplog):
     texts.append(caplog.text)
     assert len(texts) == 4 + 2 * len(bad_urls) + 1
     assert [t for t in texts if SENTINEL in t] == []
+
+
+def _leaks(texts: list[str]) -> list[str]:
+    import base64
+    import urllib.parse
+
+    forms = {
+        SENTINEL,
+        urllib.parse.quote(SENTINEL, safe=""),
+        base64.b64encode(SENTINEL.encode()).decode(),
+    }
+    return [t for t in texts for form in forms if form in t]
+
+
+def _error_texts(exc: BaseException) -> list[str]:
+    import traceback
+
+    return ["".join(traceback.format_exception(exc)), str(exc), repr(exc)]
+
+
+@pytest.mark.postgres
+def test_no_leak_through_failed_statements_pool_timeouts_and_logs(postgres_url, caplog):
+    # Trust authentication accepts any password: the sentinel rides along in the URL.
+    url = postgres_url.replace("://root@", f"://root:{SENTINEL}@")
+    assert SENTINEL in url
+    db = DatabaseManager()
+    texts: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        pool = db.create_pool(
+            DatabaseType.POSTGRES,
+            PoolConfig(url=url, max_size=1, acquire_timeout=0.2, echo=True),
+        )
+        with pytest.raises(Exception) as failed:
+            db.execute("SELECT * FROM no_such_table WHERE x = :x", {"x": SENTINEL + "-param"})
+        texts += _error_texts(failed.value)
+        with db.connection(DatabaseType.POSTGRES):
+            with pytest.raises(Exception) as timeout:
+                db.connection(DatabaseType.POSTGRES, timeout=0.1)
+        texts += _error_texts(timeout.value)
+        texts += [repr(db), repr(pool), str(pool.stats()), repr(pool.stats())]
+        db.close_all()
+    texts.append(caplog.text)
+    assert type(timeout.value).__name__ == "PoolTimeout"
+    assert _leaks(texts) == []
+
+
+@pytest.mark.mysql
+def test_no_leak_when_authentication_fails(mysql_url, caplog):
+    url = mysql_url.replace("://root@", f"://root:{SENTINEL}@")  # root has no password here
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionFailed) as info:
+        DatabaseManager().create_pool(DatabaseType.MYSQL, url)
+    assert "Access denied" in str(info.value)
+    assert _leaks([*_error_texts(info.value), caplog.text]) == []

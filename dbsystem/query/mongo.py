@@ -416,8 +416,18 @@ class CollectionQuery:
 
     def execute(self, conn: MongoConnection | None = None) -> Any:
         """Run the operation (see the methods for what each returns)."""
-        command = self.build()
         connection = self._root._connection(conn)
+        if connection._context is not None:  # a user session: its row policies, if any
+            from dbsystem.security.policies import policed, restrict_mongo
+
+            query, applied = restrict_mongo(self, connection)
+            if applied:
+                with policed():
+                    return query._execute(connection)
+        return self._execute(connection)
+
+    def _execute(self, connection: MongoConnection) -> Any:
+        command = self.build()
         session = connection.session
         op, args, flt = self._op, self._args, self._filter
 

@@ -193,15 +193,26 @@ class _Query:
         Uses ``conn`` if given (to run inside its transaction), else borrows a connection
         from the bound manager's pool.
         """
-        compiled = self.compiled(None if conn is None else conn.backend.dialect)
-        params = compiled.bind(self.bound_values())
         if conn is not None:
-            return _run(conn, compiled, params)
+            return self._run_on(conn)
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
-            return _run(borrowed, compiled, params)
+            return self._run_on(borrowed)
+
+    def _run_on(self, conn: Connection) -> Any:
+        query: _Query = self
+        if conn._context is not None:  # a user session: its row policies, if any
+            from dbsystem.security.policies import policed, restrict_sql
+
+            query, applied = restrict_sql(self, conn)
+            if applied:
+                compiled = query.compiled(conn.backend.dialect)
+                with policed():
+                    return _run(conn, compiled, compiled.bind(query.bound_values()))
+        compiled = query.compiled(conn.backend.dialect)
+        return _run(conn, compiled, compiled.bind(query.bound_values()))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.shape()!r:.120}>"

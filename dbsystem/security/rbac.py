@@ -81,17 +81,30 @@ _NEEDS = {
 
 @dataclass(frozen=True)
 class Role:
-    """A named set of grants (resource pattern -> permissions), and roles it inherits."""
+    """A named set of grants (resource pattern -> permissions), and roles it inherits.
+
+    ``policies`` maps a granted pattern to a row predicate (``dbsystem.security.policies``):
+    an expression such as ``col("deleted_at").is_null()``, or a function of the session
+    context returning one (``lambda ctx: col("tenant_id") == ctx.attrs["tenant"]``).
+    Policies are code: ``save``/``to_dict`` keep grants and inheritance, not policies.
+    """
 
     name: str
     grants: Mapping[str, Permission] = field(default_factory=dict)
     inherits: tuple[str, ...] = ()
+    policies: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "grants", {k: Permission.parse(v) for k, v in dict(self.grants).items()}
         )
         object.__setattr__(self, "inherits", tuple(self.inherits))
+        object.__setattr__(self, "policies", dict(self.policies))
+        for pattern in self.policies:
+            if pattern not in self.grants:
+                raise ConfigurationError(
+                    f"role {self.name!r}: a policy on {pattern!r}, which it does not grant"
+                )
 
 
 class AccessControl(ExecutionHook):
@@ -110,8 +123,9 @@ class AccessControl(ExecutionHook):
         self._lock = threading.Lock()
         self._roles: dict[str, Role] = {}
         self._assignments: dict[str, set[str]] = {}
-        # user -> (resource pattern, permissions), flattened over inheritance; rebuilt on change
-        self._effective: dict[str, list[tuple[str, Permission]]] = {}
+        # user -> (resource pattern, permissions, row policy or None), flattened over
+        # inheritance; rebuilt on change
+        self._effective: dict[str, list[tuple[str, Permission, Any]]] = {}
         # (user, action, resource) -> decision; cleared on every change
         self._decisions: dict[tuple[str, str, str], bool] = {}
 
@@ -169,12 +183,12 @@ class AccessControl(ExecutionHook):
 
     # -- checking -------------------------------------------------------------------------
 
-    def _grants(self, user: str) -> list[tuple[str, Permission]]:
+    def _grants(self, user: str) -> list[tuple[str, Permission, Any]]:
         found = self._effective.get(user)
         if found is not None:
             return found
         with self._lock:
-            grants: list[tuple[str, Permission]] = []
+            grants: list[tuple[str, Permission, Any]] = []
             seen: set[str] = set()
             pending = list(self._assignments.get(user, ()))
             while pending:
@@ -183,7 +197,7 @@ class AccessControl(ExecutionHook):
                     continue
                 seen.add(name)
                 role = self._roles[name]
-                grants.extend(role.grants.items())
+                grants.extend((k, v, role.policies.get(k)) for k, v in role.grants.items())
                 pending.extend(role.inherits)
             self._effective[user] = grants
         return grants
@@ -196,12 +210,40 @@ class AccessControl(ExecutionHook):
             needed = _NEEDS.get(action, Permission.ADMIN)
             decision = any(
                 needed in permissions and fnmatch.fnmatchcase(resource, pattern)
-                for pattern, permissions in self._grants(user)
+                for pattern, permissions, _ in self._grants(user)
             )
             if len(self._decisions) > 100_000:
                 self._decisions.clear()
             self._decisions[key] = decision
         return decision
+
+    def has_policies(self, user: str) -> bool:
+        """True if any of the user's grants carries a row policy."""
+        return any(policy is not None for _, _, policy in self._grants(user))
+
+    def _policies(self, user: str, action: str, resource: str) -> list[Any] | None:
+        """The row policies limiting ``action`` on ``resource``; None if unrestricted."""
+        needed = _NEEDS.get(action, Permission.ADMIN)
+        found = []
+        for pattern, permissions, policy in self._grants(user):
+            if needed in permissions and fnmatch.fnmatchcase(resource, pattern):
+                if policy is None:
+                    return None
+                found.append(policy)
+        return found or None
+
+    def policy_applies(self, user: str, action: str, resource: str) -> bool:
+        """True if a row policy limits what ``user`` may ``action`` on ``resource``."""
+        return self._policies(user, action, resource) is not None
+
+    def row_filter(self, context: Any, action: str, resource: str) -> Any:
+        """The row predicate for the session's ``action`` on ``resource`` (None: all rows)."""
+        from dbsystem.security.policies import combine
+
+        policies = self._policies(context.user, action, resource)
+        if policies is None:
+            return None
+        return combine([p(context) if callable(p) else p for p in policies])
 
     def check(self, user: str, statement: Statement) -> None:
         """Raise ``PermissionDenied`` unless every access the statement needs is granted."""
@@ -218,6 +260,18 @@ class AccessControl(ExecutionHook):
                 raise PermissionDenied(
                     f"user {user!r} may not {action} on {resource!r}", backend=statement.backend
                 )
+        if self.has_policies(user):
+            from dbsystem.security.policies import is_policed
+
+            if is_policed():
+                return
+            for action, resource in accesses:
+                if self.policy_applies(user, action, resource):
+                    raise PermissionDenied(
+                        f"a row policy applies to {resource!r} for user {user!r}: use the "
+                        "query builder or the ORM, which apply it (raw statements cannot)",
+                        backend=statement.backend,
+                    )
 
     def before_execute(self, statement: Statement) -> None:
         context = statement.context

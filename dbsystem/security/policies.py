@@ -1,0 +1,289 @@
+"""Row-level policies: a grant's row predicate applied to the builders of a user session.
+
+    acl.create_role(Role(
+        "tenant_user",
+        grants={"orders": "SELECT|INSERT|UPDATE|DELETE"},
+        policies={"orders": lambda ctx: col("tenant_id") == ctx.attrs["tenant"]},
+    ))
+    session = db.for_user("ann", attrs={"tenant": 7})
+    session.query().select().from_("orders").all()          # ... WHERE tenant_id = 7
+
+The predicate is the backend-neutral filter language, so one policy serves SQL (a WHERE)
+and MongoDB (a filter document). It is ANDed into every select, update, delete, count and
+find on the table; every inserted row, and every update that sets a policy column, must
+satisfy it (evaluated here, before the round trip). Where the predicate cannot be applied
+faithfully (joins, subqueries, set operations, upserts, INSERT ... SELECT, aggregation
+pipelines, raw SQL or raw MongoDB operations on the table), the statement is denied:
+the policy fails closed. A role granting the table without a policy leaves the user
+unrestricted on it; two roles with policies give the rows either allows (OR).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import reduce
+from typing import Any
+
+from dbsystem.errors import PermissionDenied
+from dbsystem.query import expr as e
+
+__all__ = ["restrict_mongo", "restrict_sql"]
+
+
+class _Policed(threading.local):
+    active = 0
+
+
+_policed = _Policed()
+
+
+@contextmanager
+def policed() -> Iterator[None]:
+    """Marks statements run in this block as having had their row policies applied."""
+    _policed.active += 1
+    try:
+        yield
+    finally:
+        _policed.active -= 1
+
+
+def is_policed() -> bool:
+    """True inside ``policed()``: AccessControl lets policy tables through."""
+    return _policed.active > 0
+
+
+def _access_control(conn: Any) -> Any:
+    from dbsystem.security.rbac import AccessControl
+
+    for hook in conn._pool.hooks.hooks:
+        if isinstance(hook, AccessControl):
+            return hook
+    return None
+
+
+def _session(conn: Any) -> tuple[Any, Any] | None:
+    """(access control, session context) if this connection's statements need policies."""
+    context = getattr(conn, "_context", None)
+    if context is None:
+        return None
+    acl = _access_control(conn)
+    if acl is None or not acl.has_policies(context.user):
+        return None
+    return acl, context
+
+
+def _deny(conn: Any, table: str, why: str) -> PermissionDenied:
+    backend = getattr(conn, "backend", None) or getattr(conn, "_backend", None)
+    return PermissionDenied(
+        f"a row policy applies to {table!r}: {why}", backend=getattr(backend, "name", None)
+    )
+
+
+def restrict_sql(query: Any, conn: Any) -> tuple[Any, bool]:
+    """The query with the session's row policies applied, and whether any applied."""
+    found = _session(conn)
+    if found is None:
+        return query, False
+    acl, context = found
+    from dbsystem.query.sql import DeleteQuery, InsertQuery, SelectQuery, UpdateQuery
+
+    compiled = query.compiled(conn.backend.dialect)
+    action, resources = compiled.action, compiled.resources
+    ruled = [t for t in resources if acl.policy_applies(context.user, action, t)]
+    ruled += [
+        t for t in resources if t not in ruled and acl.policy_applies(context.user, "select", t)
+    ]
+    if not ruled:
+        return query, False
+    if isinstance(query, SelectQuery):
+        simple = (
+            len(query._from) == 1
+            and isinstance(query._from[0].source, str)
+            and not query._joins
+            and not query._ctes
+            and tuple(resources) == (query._from[0].source,)
+        )
+        if not simple:
+            raise _deny(conn, ruled[0], "only single-table queries can carry it")
+        predicate = acl.row_filter(context, "select", ruled[0])
+        return (query if predicate is None else query.where(predicate)), True
+    if isinstance(query, (UpdateQuery, DeleteQuery, InsertQuery)):
+        table = query._table
+        if tuple(resources) != (table,):
+            raise _deny(conn, ruled[0], "the statement reads other tables")
+        predicate = acl.row_filter(context, action, table)
+        if predicate is None:
+            return query, True
+        if isinstance(query, InsertQuery):
+            if query._from_select is not None or query._upsert is not None:
+                raise _deny(conn, table, "INSERT ... SELECT and upserts cannot be checked")
+            for row in query._rows:
+                values = {c: _bound(v) for c, v in zip(query._columns, row, strict=True)}
+                _check_row(conn, table, predicate, values)
+            return query, True
+        if isinstance(query, UpdateQuery):
+            _check_assignments(conn, table, predicate, dict(query._set))
+        return query.where(predicate), True
+    raise _deny(conn, ruled[0], f"a {type(query).__name__} cannot carry it")
+
+
+def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
+    """A MongoDB collection query with the session's row policies applied."""
+    found = _session(conn)
+    if found is None:
+        return query, False
+    acl, context = found
+    from dbsystem.query.mongo import compile_filter
+
+    op, collection = query._op, query._collection
+    action = _MONGO_ACTIONS.get(op, "ddl")
+    if not acl.policy_applies(context.user, action, collection):
+        return query, False
+    predicate = acl.row_filter(context, action, collection)
+    if predicate is None:
+        return query, True
+    if op in ("insert_one", "insert_many"):
+        docs = [query._args["document"]] if op == "insert_one" else query._args["documents"]
+        for doc in docs:
+            _check_row(conn, collection, predicate, dict(doc))
+        return query, True
+    if op in (
+        "find",
+        "count",
+        "distinct",
+        "update_one",
+        "update_many",
+        "delete_one",
+        "delete_many",
+        "replace_one",
+    ):
+        if query._args.get("upsert"):
+            raise _deny(conn, collection, "upserts cannot be checked")
+        if op == "replace_one":
+            _check_row(conn, collection, predicate, dict(query._args["replacement"]))
+        elif op.startswith("update"):
+            change = query._args["update"]
+            fields = _columns(predicate)
+            touched = {k for part in change.values() if isinstance(part, Mapping) for k in part}
+            if fields & touched:
+                _check_assignments(
+                    conn,
+                    collection,
+                    predicate,
+                    {k: e.Value(v) for k, v in change.get("$set", {}).items()},
+                )
+        flt = compile_filter(predicate)
+        merged = {"$and": [query._filter, flt]} if query._filter else flt
+        return query._copy(_filter=merged), True
+    raise _deny(conn, collection, f"{op} cannot carry it")
+
+
+_MONGO_ACTIONS = {
+    "find": "select",
+    "count": "select",
+    "distinct": "select",
+    "aggregate": "select",
+    "insert_one": "insert",
+    "insert_many": "insert",
+    "update_one": "update",
+    "update_many": "update",
+    "replace_one": "update",
+    "delete_one": "delete",
+    "delete_many": "delete",
+}
+
+
+def combine(predicates: list[e.Expr]) -> e.Expr:
+    """Several policies allow the rows any of them allows."""
+    return reduce(lambda a, b: a | b, predicates)
+
+
+# -- evaluating a predicate on a row, before it is written ----------------------------------
+
+
+class _Unknown(Exception):
+    """The predicate needs something a row in hand cannot answer."""
+
+
+def _bound(node: Any) -> Any:
+    if isinstance(node, e.Value):
+        return node.value
+    if node is e.NULL:
+        return None
+    raise _Unknown
+
+
+def _columns(node: Any) -> set[str]:
+    if isinstance(node, e.Column):
+        return {node.name}
+    found: set[str] = set()
+    for name in ("left", "right", "operand", "expr"):
+        child = getattr(node, name, None)
+        if isinstance(child, e.Expr):
+            found |= _columns(child)
+    for item in getattr(node, "items", None) or ():
+        found |= _columns(item)
+    return found
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b and a is not None and b is not None,
+    "<": lambda a, b: a is not None and b is not None and a < b,
+    "<=": lambda a, b: a is not None and b is not None and a <= b,
+    ">": lambda a, b: a is not None and b is not None and a > b,
+    ">=": lambda a, b: a is not None and b is not None and a >= b,
+    "is": lambda a, b: a is b,
+    "is not": lambda a, b: a is not b,
+}
+
+
+def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
+    if isinstance(node, e.Column):
+        if node.name not in row:
+            raise _Unknown
+        return row[node.name]
+    if isinstance(node, (e.Value, type(e.NULL))):
+        return _bound(node)
+    if isinstance(node, e.Compare) and node.op in _COMPARE:
+        left, right = _evaluate(node.left, row), _evaluate(node.right, row)
+        if node.op == "=" and (left is None or right is None):
+            return False
+        return _COMPARE[node.op](left, right)
+    if isinstance(node, e.BoolOp):
+        results = [bool(_evaluate(item, row)) for item in node.items]
+        return all(results) if node.op == "and" else any(results)
+    if isinstance(node, e.Unary) and node.op == "not":
+        return not _evaluate(node.operand, row)
+    if isinstance(node, e.In) and node.subquery is None:
+        value = _evaluate(node.expr, row)
+        found = value in [_evaluate(item, row) for item in node.items]
+        return found != node.negate
+    raise _Unknown
+
+
+def _check_row(conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any]) -> None:
+    try:
+        allowed = bool(_evaluate(predicate, row))
+    except _Unknown:
+        raise _deny(conn, table, "the row cannot be checked against it") from None
+    if not allowed:
+        raise _deny(conn, table, "the row is outside what it allows")
+
+
+def _check_assignments(
+    conn: Any, table: str, predicate: e.Expr, assignments: Mapping[str, Any]
+) -> None:
+    """An update may not move a row out of what the policy allows."""
+    fields = _columns(predicate)
+    if not fields & set(assignments):
+        return
+    try:
+        values = {k: _bound(v) for k, v in assignments.items() if k in fields}
+    except _Unknown:
+        raise _deny(conn, table, "the new value of a policy column cannot be checked") from None
+    if set(values) != fields:
+        raise _deny(conn, table, "an update setting some of its columns cannot be checked")
+    _check_row(conn, table, predicate, values)

@@ -282,6 +282,7 @@ _READS = {
     "count": "select",
     "distinct": "select",
     "aggregate": "select",
+    "aggregate_write": "update",  # a pipeline ending in $out or $merge
     "insert_one": "insert",
     "insert_many": "insert",
     "update_one": "update",

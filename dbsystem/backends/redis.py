@@ -57,14 +57,73 @@ _DELETE = frozenset("DEL UNLINK HDEL LPOP RPOP SREM ZREM GETDEL SPOP".split())
 _INSERT = frozenset("LPUSH RPUSH SADD ZADD PUBLISH XADD".split())
 _ADMIN = frozenset(
     "FLUSHALL FLUSHDB CONFIG SHUTDOWN DEBUG SCRIPT EVAL EVALSHA FUNCTION MODULE ACL "
-    "CLIENT REPLICAOF SLAVEOF MIGRATE RESTORE KEYS".split()
+    "CLIENT REPLICAOF SLAVEOF MIGRATE RESTORE KEYS SELECT SWAPDB MOVE FCALL FCALL_RO "
+    "EVAL_RO EVALSHA_RO".split()
 )
-# Commands whose every argument after the name is a key.
-_ALL_KEYS = frozenset("DEL UNLINK EXISTS MGET TOUCH WATCH".split())
+# Where each command's keys are, so that access control checks every key a command touches
+# (RENAME a b writes b; SUNIONSTORE d a b reads a and b). Commands not listed take their
+# first argument as their one key.
+_ALL_KEYS = frozenset(
+    "DEL UNLINK EXISTS MGET TOUCH WATCH SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE "
+    "SDIFFSTORE PFCOUNT PFMERGE".split()
+)
+_TWO_KEYS = frozenset(
+    "RENAME RENAMENX COPY SMOVE LMOVE BLMOVE RPOPLPUSH BRPOPLPUSH GEOSEARCHSTORE ZRANGESTORE "
+    "LCS".split()
+)
+_KEYS_THEN_TIMEOUT = frozenset("BLPOP BRPOP BZPOPMIN BZPOPMAX".split())
+_DEST_NUMKEYS = frozenset("ZUNIONSTORE ZINTERSTORE ZDIFFSTORE".split())
+_NUMKEYS = frozenset("ZUNION ZINTER ZDIFF ZINTERCARD SINTERCARD LMPOP ZMPOP".split())
+_TIMEOUT_NUMKEYS = frozenset("BLMPOP BZMPOP".split())
 _NO_KEY = frozenset(
     "PING ECHO DBSIZE FLUSHALL FLUSHDB SCAN KEYS PUBLISH CONFIG CLIENT INFO "
     "TIME MULTI EXEC DISCARD UNWATCH".split()
 )
+
+
+def _numkeys(args: Sequence[Any], at: int) -> tuple[str, ...]:
+    try:
+        n = int(args[at])
+    except (IndexError, ValueError):
+        return ("*",)  # malformed: check against every key
+    return tuple(str(a) for a in args[at + 1 : at + 1 + n])
+
+
+def _command_keys(name: str, args: Sequence[Any]) -> tuple[str, ...]:
+    rest = args[1:]
+    if name in _NO_KEY or name in _ADMIN or not rest:
+        return ()
+    if name in _ALL_KEYS:
+        return tuple(str(a) for a in rest)
+    if name in _TWO_KEYS:
+        return tuple(str(a) for a in rest[:2])
+    if name in _KEYS_THEN_TIMEOUT:
+        return tuple(str(a) for a in rest[:-1])
+    if name in _DEST_NUMKEYS:
+        return (str(rest[0]), *_numkeys(args, 2))
+    if name in _NUMKEYS:
+        return _numkeys(args, 1)
+    if name in _TIMEOUT_NUMKEYS:
+        return _numkeys(args, 2)
+    if name in ("MSET", "MSETNX"):
+        return tuple(str(a) for a in rest[::2])
+    if name == "BITOP":
+        return tuple(str(a) for a in rest[1:])
+    if name in ("OBJECT", "MEMORY"):
+        return tuple(str(a) for a in rest[1:2])
+    if name in ("SORT", "SORT_RO"):
+        upper = [str(a).upper() for a in rest]
+        store = [str(rest[i + 1]) for i, w in enumerate(upper[:-1]) if w == "STORE"]
+        return (str(rest[0]), *store)
+    if name in ("XREAD", "XREADGROUP"):
+        upper = [str(a).upper() for a in rest]
+        if "STREAMS" not in upper:
+            return ("*",)
+        streams = rest[upper.index("STREAMS") + 1 :]
+        return tuple(str(a) for a in streams[: len(streams) // 2])
+    return (str(rest[0]),)
+
+
 _OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
 
 
@@ -83,15 +142,7 @@ def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
         action = "insert"
     else:
         action = "update"
-    if name in _NO_KEY or len(args) < 2:
-        keys: tuple[str, ...] = ()
-    elif name in _ALL_KEYS:
-        keys = tuple(str(a) for a in args[1:])
-    elif name == "MSET":
-        keys = tuple(str(a) for a in args[1::2])
-    else:
-        keys = (str(args[1]),)
-    return action, keys
+    return action, _command_keys(name, args)
 
 
 def _error(
@@ -332,14 +383,19 @@ class RedisConnection(DriverHandle):
                 return call()
             actions: set[str] = set()
             keys: list[str] = []
+            accesses: list[tuple[str, str]] = []
             for command in commands:
                 action, command_keys = classify_command(command)
                 actions.add(action)
                 keys.extend(command_keys)
+                # Each command is checked for itself: a keyless admin command must not
+                # borrow the keys of its neighbours in a pipeline.
+                accesses.extend((action, key) for key in command_keys or ("*",))
             action = actions.pop() if len(actions) == 1 else "multiple"
             statement = self._statement(
                 operation, _text(commands), action, tuple(dict.fromkeys(keys))
             )
+            statement._accesses = tuple(dict.fromkeys(accesses))
             return self._pool.hooks.run(statement, call)
         except redis_errors.RedisError as exc:
             raise _error(

@@ -55,6 +55,7 @@ class Statement:
     """
 
     __slots__ = (
+        "_accesses",
         "_action",
         "_resources",
         "backend",
@@ -82,7 +83,9 @@ class Statement:
         action: str | None = None,
         resources: tuple[str, ...] | None = None,
         context: Any = None,
+        accesses: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
+        self._accesses = accesses
         self.backend = backend
         self.context = context
         self.dialect = dialect
@@ -123,6 +126,8 @@ class Statement:
         Builders, Redis and MongoDB state their action and resources; raw SQL is read with
         sqlglot, statement by statement (``classify_accesses``).
         """
+        if self._accesses is not None:  # several commands, each with its own action
+            return self._accesses
         if self._action is not None and self._resources is not None:
             if self._action == "transaction":
                 return ()

@@ -127,6 +127,46 @@ def compile_filter(node: e.Expr) -> dict[str, Any]:
     raise QueryBuildError(f"{type(node).__name__} has no MongoDB filter form")
 
 
+def _pipeline_collections(stages: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], bool]:
+    """Every other collection a pipeline reads or writes (nested pipelines included), and
+    whether it writes ($out, $merge), so access control checks each of them."""
+    found: list[str] = []
+    writes = False
+
+    def name_of(target: Any) -> Any:
+        if isinstance(target, Mapping):
+            return target.get("coll") or target.get("into") or target.get("from")
+        return target
+
+    def walk(pipeline: Any) -> None:
+        nonlocal writes
+        for stage in pipeline if isinstance(pipeline, (list, tuple)) else ():
+            if not isinstance(stage, Mapping):
+                continue
+            for key, spec in stage.items():
+                if key in ("$lookup", "$graphLookup", "$unionWith"):
+                    target = spec if key == "$unionWith" else spec.get("from")
+                    target = name_of(target) if key == "$unionWith" else target
+                    if isinstance(target, str):
+                        found.append(target)
+                    if isinstance(spec, Mapping):
+                        walk(spec.get("pipeline"))
+                elif key in ("$out", "$merge"):
+                    writes = True
+                    target = name_of(spec)
+                    target = name_of(target)  # $merge: {"into": {"coll": ...}}
+                    if isinstance(target, str):
+                        found.append(target)
+                    else:
+                        found.append("*")  # cannot tell which: needs a grant on every one
+                elif key == "$facet" and isinstance(spec, Mapping):
+                    for sub in spec.values():
+                        walk(sub)
+
+    walk(stages)
+    return tuple(dict.fromkeys(found)), writes
+
+
 def _check_document(document: Any, what: str) -> None:
     """Refuse server-side JavaScript anywhere in a document the program passed."""
     if isinstance(document, Mapping):
@@ -556,20 +596,16 @@ class AggregateQuery:
         connection = self._base._root._connection(conn)
         session = connection.session
         stages = self._stages
-        others = tuple(
-            stage[key]["from"] if key == "$lookup" else stage[key]
-            for stage in stages
-            for key in stage
-            if key == "$lookup" or (key in ("$out",) and isinstance(stage[key], str))
-        )
+        others, writes = _pipeline_collections(stages)
         as_str = self._base._ids_as_str
 
         def call(collection: Any) -> list[dict[str, Any]]:
             kwargs = {"session": session} if session is not None else {}
             return [_shape(doc, as_str) for doc in collection.aggregate(stages, **kwargs)]
 
+        operation = "aggregate_write" if writes else "aggregate"
         result: list[dict[str, Any]] = connection.run(
-            "aggregate", self._base._collection, self.build(), call, resources=others
+            operation, self._base._collection, self.build(), call, resources=others
         )
         return result
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["to_pyformat"]
+__all__ = ["is_stacked", "to_pyformat"]
 
 _NAME = r"(?<![\w:]):(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 
@@ -69,3 +69,12 @@ def to_pyformat(sql: str, dialect: str) -> tuple[str, tuple[str, ...]]:
         return match.group(0).replace("%", "%%")
 
     return _PATTERNS[dialect].sub(replace, sql), tuple(names)
+
+
+@lru_cache(maxsize=512)
+def is_stacked(sql: str, dialect: str) -> bool:
+    """True if ``sql`` holds more than one statement (semicolons in literals, quoted names
+    and comments do not count; a trailing one does not either)."""
+    pattern = _PATTERNS[dialect]
+    bare = pattern.sub(lambda m: " " if m.group("skip") else m.group(0), sql)
+    return sum(1 for part in bare.split(";") if part.strip()) > 1

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from dbsystem.backends._params import to_pyformat
+from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import SQLConnectionBase
 from dbsystem.core.types import ExecuteResult, Row
@@ -92,13 +92,25 @@ class PyformatConnection(SQLConnectionBase):
         except self.driver_errors as exc:
             raise self._error(exc, sql, None) from exc
 
+    def _plain(self, cur: Any, sql: str) -> None:
+        """Run ``sql`` without parameters, refusing stacked statements: without parameters
+        psycopg uses PostgreSQL's simple protocol, which would run them all (and return the
+        first result only); one statement per call is also how injected SQL is kept out."""
+        if ";" in sql and is_stacked(sql, self.dialect):
+            raise ProgrammingError(
+                "several statements in one call are refused: run them one at a time",
+                backend=self.backend_name,
+                statement=sql,
+            )
+        cur.execute(sql)
+
     # -- statements ------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
         cur = self._cur
         try:
             if params is None:
-                cur.execute(sql)
+                self._plain(cur, sql)
             else:
                 cur.execute(self._query(sql, params), params)
         except self.driver_errors as exc:
@@ -122,7 +134,7 @@ class PyformatConnection(SQLConnectionBase):
         cur = self._dict_cur
         try:
             if params is None:
-                cur.execute(sql)
+                self._plain(cur, sql)
             else:
                 cur.execute(self._query(sql, params), params)
             if not self._has_rows(cur):
@@ -136,7 +148,7 @@ class PyformatConnection(SQLConnectionBase):
         cur = self._dict_cur
         try:
             if params is None:
-                cur.execute(sql)
+                self._plain(cur, sql)
             else:
                 cur.execute(self._query(sql, params), params)
             if not self._has_rows(cur):

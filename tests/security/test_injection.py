@@ -13,7 +13,14 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, DataError, PoolConfig, QueryBuildError
+from dbsystem import (
+    DatabaseManager,
+    DatabaseType,
+    DataError,
+    PoolConfig,
+    ProgrammingError,
+    QueryBuildError,
+)
 from dbsystem.query import col, escape_like
 from dbsystem.testing import QueryCounter
 from tests.backend_params import SQL_BACKENDS, SQL_TYPES
@@ -306,3 +313,18 @@ def test_s8_scan_patterns_are_the_callers_glob(redis):
         conn.execute("SET", key, "v")
     assert sorted(conn.scan(match="user:*")) == ["user:*x", "user:1", "user:[a-z]*"]
     assert list(conn.scan(match="user:\\[a-z\\]\\*")) == ["user:[a-z]*"]  # escaped: literal
+
+
+@pytest.mark.parametrize("params", [None, {"p": 1}], ids=["no-params", "params"])
+def test_s5_stacked_statements_are_refused_on_every_backend(db, params):
+    stacked = f"SELECT 1 AS a; DELETE FROM {db.canary}"
+    if params:
+        stacked = f"SELECT :p AS a; DELETE FROM {db.canary}"
+    for call in (db.execute, db.fetch_all, db.fetch_one):
+        with pytest.raises(ProgrammingError):
+            call(stacked, params)
+    assert _canary_intact(db)
+    # Semicolons that are data, comments or a trailing terminator are not a second statement.
+    assert db.fetch_value("SELECT 'a;b' AS x") == "a;b"
+    assert db.fetch_value("SELECT 1 AS x; ") == 1
+    assert db.fetch_value("SELECT 2 AS x /* ; */") == 2

@@ -135,6 +135,8 @@ def _pipeline_collections(stages: Sequence[Mapping[str, Any]]) -> tuple[tuple[st
 
     def name_of(target: Any) -> Any:
         if isinstance(target, Mapping):
+            if "db" in target:
+                return None  # another database: which collection there is not ours to name
             return target.get("coll") or target.get("into") or target.get("from")
         return target
 
@@ -145,10 +147,12 @@ def _pipeline_collections(stages: Sequence[Mapping[str, Any]]) -> tuple[tuple[st
                 continue
             for key, spec in stage.items():
                 if key in ("$lookup", "$graphLookup", "$unionWith"):
-                    target = spec if key == "$unionWith" else spec.get("from")
-                    target = name_of(target) if key == "$unionWith" else target
+                    raw = spec if key == "$unionWith" else spec.get("from")
+                    target = name_of(raw)
                     if isinstance(target, str):
                         found.append(target)
+                    elif raw is not None:
+                        found.append("*")  # another database: needs a grant on every name
                     if isinstance(spec, Mapping):
                         walk(spec.get("pipeline"))
                 elif key in ("$out", "$merge"):

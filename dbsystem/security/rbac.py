@@ -316,15 +316,21 @@ class AccessControl(ExecutionHook):
         self.load_dict(data)
 
     def load_dict(self, data: Mapping[str, Any]) -> None:
-        """Replace roles and assignments with those of ``to_dict()``-shaped data."""
-        roles = {
-            name: Role(
-                name,
-                grants={k: Permission.parse(v) for k, v in spec.get("grants", {}).items()},
-                inherits=tuple(spec.get("inherits", ())),
+        """Replace roles and assignments with those of ``to_dict()``-shaped data.
+
+        Row policies are code, not data: a role that exists already keeps its policies on
+        the patterns it still grants, so reloading grants never lifts a tenant filter.
+        """
+        roles = {}
+        for name, spec in data.get("roles", {}).items():
+            grants = {k: Permission.parse(v) for k, v in spec.get("grants", {}).items()}
+            current = self._roles.get(name)
+            policies = {
+                k: v for k, v in (current.policies if current else {}).items() if k in grants
+            }
+            roles[name] = Role(
+                name, grants=grants, inherits=tuple(spec.get("inherits", ())), policies=policies
             )
-            for name, spec in data.get("roles", {}).items()
-        }
         for name in roles:
             _check_no_cycle(roles, name)
         with self._lock:

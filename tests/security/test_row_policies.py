@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from dbsystem import ConfigurationError, DatabaseManager, DatabaseType, PermissionDenied
+from dbsystem.core.session import SessionContext
 from dbsystem.orm import Entity, Field
 from dbsystem.query import col, count
 from dbsystem.security import AccessControl, Permission, Role
@@ -173,3 +174,14 @@ def test_mongodb_collections_carry_the_same_policy():
     everything = db.query(DatabaseType.MONGODB).collection("orders").find().execute()
     assert {d["id"]: d["item"] for d in everything} == {1: "x", 2: "x", 3: "c", 4: "d", 5: "e"}
     db.close_all()
+
+
+def test_reloading_grants_keeps_the_policies_defined_in_code(tmp_path):
+    acl = _acl("orders")
+    path = tmp_path / "acl.json"
+    acl.save(path)
+    acl.load(path)
+    assert acl.policy_applies("ann", "select", "orders")
+    assert (
+        acl.row_filter(SessionContext("ann", attrs={"tenant": 3}), "select", "orders") is not None
+    )

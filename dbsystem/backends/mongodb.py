@@ -276,7 +276,7 @@ class MongoPool(DriverPool["MongoConnection"]):
             )
 
 
-_READS = {
+_ACTIONS = {
     "find": "select",
     "find_one": "select",
     "count": "select",
@@ -295,6 +295,12 @@ _READS = {
     "drop_index": "ddl",
     "drop": "ddl",
 }
+
+
+def operation_action(operation: str) -> str:
+    """What a MongoDB operation does, as access control and audit see it (``find`` ->
+    ``select``); an operation not listed is ``other``, which needs ADMIN."""
+    return _ACTIONS.get(operation, "other")
 
 
 class MongoConnection(DriverHandle):
@@ -330,7 +336,7 @@ class MongoConnection(DriverHandle):
                 operation=operation,
                 text=_describe(command),
                 params=None,
-                action=_READS.get(operation, "other"),
+                action=operation_action(operation),
                 resources=tuple(dict.fromkeys((collection, *resources))),
                 context=self._context,
             )

@@ -135,10 +135,11 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
     if found is None:
         return query, False
     acl, context = found
+    from dbsystem.backends.mongodb import operation_action
     from dbsystem.query.mongo import compile_filter
 
     op, collection = query._op, query._collection
-    action = _MONGO_ACTIONS.get(op, "ddl")
+    action = operation_action(op)
     if not acl.policy_applies(context.user, action, collection):
         return query, False
     predicate = acl.row_filter(context, action, collection)
@@ -178,21 +179,6 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
         merged = {"$and": [query._filter, flt]} if query._filter else flt
         return query._copy(_filter=merged), True
     raise _deny(conn, collection, f"{op} cannot carry it")
-
-
-_MONGO_ACTIONS = {
-    "find": "select",
-    "count": "select",
-    "distinct": "select",
-    "aggregate": "select",
-    "insert_one": "insert",
-    "insert_many": "insert",
-    "update_one": "update",
-    "update_many": "update",
-    "replace_one": "update",
-    "delete_one": "delete",
-    "delete_many": "delete",
-}
 
 
 def combine(predicates: list[e.Expr]) -> e.Expr:

@@ -16,11 +16,15 @@ import datetime
 import hashlib
 import json
 import logging
+import math
+import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -115,30 +119,63 @@ class JsonLinesAuditSink:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._seq, self._previous = _last_link(self.path)
-        self._file = self.path.open("a", encoding="utf-8")
+        # A raw descriptor in append mode: one write(2) per record, no buffer to flush.
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def write(self, event: AuditEvent) -> None:
         record = _record(event)
         with self._lock:
+            if self._fd is None:
+                raise SecurityError(f"the audit file {self.path} is closed")
             line, digest = _chain(record, self._seq + 1, self._previous)
-            self._file.write(line + "\n")
-            self._file.flush()
+            data = (line + "\n").encode("ascii")
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (a full disk raises before this)
+                written += os.write(self._fd, data[written:])
             self._seq, self._previous = self._seq + 1, digest
 
     def close(self) -> None:
         """Close the file."""
         with self._lock:
-            self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _record(event: AuditEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in _FIELDS}
 
 
+def _json(value: Any) -> str:
+    """One value as JSON, as ``json.dumps`` writes it (ASCII, no spaces)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(map(_quote, value)) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else json.dumps(value)
+    raise TypeError(f"an audit field cannot hold {type(value).__name__}")
+
+
 def _chain(record: dict[str, Any], seq: int, previous: str) -> tuple[str, str]:
-    """The record as a chained JSON line, and its hash (over the line up to the hash)."""
-    body = json.dumps({**record, "seq": seq, "prev": previous}, separators=(",", ":"), default=list)
-    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    """The record as a chained JSON line, and its hash (over the line up to the hash).
+
+    Built by hand rather than by ``json.dumps`` of a dict: it is on every audited
+    statement's path, and this is a third of the cost. ``verify_audit_file`` and the
+    table sink's ``verify`` read it back with ``json.loads``.
+    """
+    body = (
+        "{"
+        + ",".join([f'"{name}":{_json(value)}' for name, value in record.items()])
+        + f',"seq":{seq},"prev":"{previous}"}}'
+    )
+    digest = hashlib.sha256(body.encode("ascii")).hexdigest()
     return body[:-1] + f',"hash":"{digest}"}}', digest
 
 
@@ -390,8 +427,24 @@ class AuditLog(ExecutionHook):
         return event
 
 
+_second: tuple[int, str] = (0, "")
+
+
 def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+    """Now in UTC as ISO 8601 with microseconds (``datetime.isoformat`` form).
+
+    The date and time to the second are formatted once per second: formatting a datetime
+    on every audited statement was a fifth of the audit cost.
+    """
+    global _second
+    now = time.time()
+    whole = int(now)
+    cached, text = _second
+    if whole != cached:
+        stamp = datetime.datetime.fromtimestamp(whole, datetime.UTC)
+        text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{int((now - whole) * 1_000_000):06d}+00:00"
 
 
 def as_record(event: AuditEvent) -> dict[str, Any]:

@@ -60,11 +60,25 @@ class DriverPool(ABC, Generic[H]):
         """The most connections the driver's pool holds."""
         return self._max_size
 
-    def acquire(self, timeout: float | None = None) -> H:
-        """A handle running operations through the driver's pool."""
+    def acquire(self, timeout: float | None = None, *, label: str | None = None) -> H:
+        """A handle running operations through the driver's pool.
+
+        The driver lends its connections per command, so there is no holder to label.
+        """
         if self._closed:
             raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
         return self._handle()
+
+    def try_acquire(self, *, label: str | None = None) -> H | None:
+        """A handle, or None at once when every driver connection is in use."""
+        stats = self.stats()
+        if stats.active >= stats.max_size:
+            return None
+        return self.acquire(label=label)
+
+    @abstractmethod
+    def stats(self) -> PoolStats:
+        """A snapshot of the driver pool's counters."""
 
     @abstractmethod
     def _handle(self) -> H:

@@ -67,6 +67,7 @@ class DatabaseManager:
         self._default: DatabaseType | None = None
         self._hooks: list[ExecutionHook] = []
         self._access_control: Any = None
+        self._health_monitor: Any = None  # set by HealthMonitor.start()
 
     # -- the process-wide instance ---------------------------------------------------------
 
@@ -232,6 +233,26 @@ class DatabaseManager:
         for pool in pools:
             _close(pool)
 
+    def pools(self) -> dict[tuple[DatabaseType, str | None], ConnectionPool[Any]]:
+        """Every open pool, keyed ``(DatabaseType, name)`` (name None for the default)."""
+        with self._lock:
+            return dict(self._pools)
+
+    def health(self, *, check: bool = False) -> dict[str, Any]:
+        """Each pool's health (``BackendHealth``), keyed ``"postgresql"``, ``"redis/cache"``...
+
+        With a health monitor running (``dbsystem.monitoring.HealthMonitor(db).start()``)
+        its latest results are returned at once, whatever the pools are doing; otherwise,
+        or with ``check=True``, every pool is checked now. A check never queues behind
+        waiters: a pool with no connection to spare is reported ``degraded``, not pinged.
+        """
+        from dbsystem.monitoring.health import HealthMonitor
+
+        monitor = self._health_monitor
+        if monitor is None or check or not monitor.running:
+            return dict(HealthMonitor(self).check())
+        return dict(monitor.statuses())
+
     def pool_stats(self) -> dict[PoolKey, PoolStats]:
         """A snapshot of every pool: ``{DatabaseType.SQLITE: PoolStats(...), ...}``.
 
@@ -283,6 +304,11 @@ class DatabaseManager:
             for pool in self._pools.values():
                 pool.hooks.add(hook)
         return hook
+
+    @property
+    def hooks(self) -> tuple[ExecutionHook, ...]:
+        """The hooks installed with ``add_hook``, in order."""
+        return tuple(self._hooks)
 
     def remove_hook(self, hook: ExecutionHook) -> None:
         """Uninstall a hook installed with ``add_hook``."""
@@ -396,6 +422,7 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> RedisConnection: ...
 
     @overload
@@ -405,6 +432,7 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> MongoConnection: ...
 
     @overload
@@ -414,6 +442,7 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> Connection: ...
 
     def connection(
@@ -422,12 +451,15 @@ class DatabaseManager:
         *,
         name: str | None = None,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
 
-        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis.
+        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. ``label`` names
+        the borrower in the pool's ``holders()`` and ``dbsystem pools`` (else its code
+        location does).
         """
-        return self.get_pool(db_type, name).acquire(timeout)  # type: ignore[return-value]
+        return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
 
     @contextmanager
     def transaction(

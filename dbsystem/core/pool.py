@@ -38,17 +38,25 @@ import sys
 import threading
 import traceback
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from dbsystem.core.hooks import HookChain
 from dbsystem.errors import InterfaceError, PoolClosed, PoolExhausted, PoolTimeout
 
-__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection"]
+__all__ = [
+    "WAIT_BUCKETS",
+    "ConnectionPool",
+    "Connector",
+    "PoolHolder",
+    "PoolStats",
+    "PooledConnection",
+]
 
 logger = logging.getLogger("dbsystem.pool")
 
@@ -61,6 +69,31 @@ _INHERITED: list[object] = []
 # Leases are made with object.__new__ and four stores: no __init__ frame on the hot path.
 _new_object = object.__new__
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Upper bounds (seconds) of the acquire-wait histogram in ``PoolStats.wait_counts``."""
+
+# Code inside the dbsystem package, skipped when naming the code that holds a connection.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_internal_code: dict[CodeType, bool] = {}
+
+
+def _caller() -> tuple[CodeType, int] | None:
+    """The code and line of the first frame outside dbsystem that led to this acquire.
+
+    Kept as (code, line), not as the frame: a frame would keep its locals alive, among them
+    perhaps the lease itself, which then could never be reclaimed when dropped unreturned.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        internal = _internal_code.get(code)
+        if internal is None:
+            internal = _internal_code[code] = code.co_filename.startswith(_PACKAGE_DIR)
+        if not internal:
+            return code, frame.f_lineno
+        frame = frame.f_back
+    return None
 
 
 class Connector(Protocol[C]):
@@ -116,6 +149,22 @@ class PoolStats:
     """Mean time an acquire waited, over all acquires (those served at once count as 0)."""
     wait_max: float
     """Longest time an acquire waited."""
+    wait_counts: tuple[int, ...] = ()
+    """Acquires per wait-time bucket: one count per bound of ``WAIT_BUCKETS``, then the rest."""
+    wait_total: float = 0.0
+    """Seconds all acquires waited, together."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolHolder:
+    """A lent-out connection: who holds it, and for how long."""
+
+    held_for: float
+    """Seconds since it was acquired."""
+    label: str | None
+    """The label the borrower gave (``acquire(label=...)``, ``db.connection(label=...)``)."""
+    location: str
+    """Where it was acquired: ``file:line in function`` of the first caller outside dbsystem."""
 
 
 class _Entry:
@@ -128,8 +177,10 @@ class _Entry:
         "expires_at",
         "generation",
         "last_used",
+        "label",
         "lease",
         "leak_reported",
+        "where",
     )
 
     def __init__(self, conn: Any, now: float, expires_at: float, generation: int) -> None:
@@ -142,6 +193,8 @@ class _Entry:
         # Weak, so that a lease dropped without release() can still be collected.
         self.lease: weakref.ref[PooledConnection[Any]] | None = None
         self.leak_reported = False
+        self.label: str | None = None
+        self.where: tuple[CodeType, int] | None = None
 
 
 class _Waiter:
@@ -217,6 +270,8 @@ class PooledConnection(Generic[C]):
         self._raw = None
         self._frame = None
         entry.lease = None
+        entry.where = None
+        entry.label = None
         if entry.generation != pool._generation:
             _INHERITED.append(entry.conn)  # lent out before a fork; not ours to close
             return
@@ -342,6 +397,7 @@ class ConnectionPool(Generic[C]):
         self._n_leaks = 0
         self._wait_total = 0.0
         self._wait_max = 0.0
+        self._wait_counts = [0] * (len(WAIT_BUCKETS) + 1)
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -371,8 +427,12 @@ class ConnectionPool(Generic[C]):
         """The most connections the pool holds."""
         return self._max_size
 
-    def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
+    def acquire(
+        self, timeout: float | None = None, *, label: str | None = None
+    ) -> PooledConnection[C]:
         """Borrow a connection, waiting up to ``timeout`` (default: the acquire timeout).
+
+        ``label`` names the borrower in ``holders()`` (else its code location is shown).
 
         Raises ``PoolTimeout`` if none comes free in time, ``PoolExhausted`` if
         ``max_waiting`` callers already wait, ``PoolClosed`` after ``close()``, and the
@@ -384,13 +444,20 @@ class ConnectionPool(Generic[C]):
             entry = self._idle.pop()
             self._active += 1
             self._n_acquired += 1
+            self._wait_counts[0] += 1
             lock.release()
+            now = monotonic()
         else:
             lock.release()
+            start = monotonic()
             entry = self._acquire_slow(self._acquire_timeout if timeout is None else timeout)
-        now = monotonic()
+            now = monotonic()
+            self._count_wait(now - start)
         if now - entry.last_used > self._check_after or now >= entry.expires_at:
             entry = self._renew(entry, now)
+        entry.borrowed_at = now
+        entry.label = label
+        entry.where = _caller()
         lease = _new_object(self._lease_class)
         lease._pool = self
         lease._entry = entry
@@ -399,7 +466,51 @@ class ConnectionPool(Generic[C]):
         lease._context = None
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
-            entry.borrowed_at = now
+            entry.leak_reported = False
+            entry.lease = weakref.ref(lease)
+        return lease
+
+    def try_acquire(self, *, label: str | None = None) -> PooledConnection[C] | None:
+        """A connection if one is idle or may be opened now, else None at once.
+
+        Never waits behind other callers: with every connection lent out (or callers
+        already waiting) it returns None, so a health check reports a saturated pool
+        instead of queueing. Opening a new connection takes as long as the connect does.
+        """
+        lock = self._lock
+        lock.acquire()
+        if self._closed:
+            lock.release()
+            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+        if self._waiters:
+            lock.release()
+            return None
+        if self._idle:
+            entry = self._idle.pop()
+            self._active += 1
+            self._n_acquired += 1
+            self._wait_counts[0] += 1
+            lock.release()
+        elif self._total < self._max_size:
+            self._total += 1
+            lock.release()
+            entry = self._open_reserved()
+            self._count_wait(0.0)
+        else:
+            lock.release()
+            return None
+        now = monotonic()
+        if now - entry.last_used > self._check_after or now >= entry.expires_at:
+            entry = self._renew(entry, now)
+        # The tail of acquire(), which keeps its own copy inline: it is the hot path.
+        entry.borrowed_at = now
+        entry.label = label
+        entry.where = _caller()
+        lease = _new_object(self._lease_class)
+        lease._pool, lease._entry, lease._raw = self, entry, entry.conn
+        lease._frame = lease._context = None
+        if self._leak_threshold is not None:
+            lease._frame = sys._getframe(1)
             entry.leak_reported = False
             entry.lease = weakref.ref(lease)
         return lease
@@ -425,23 +536,32 @@ class ConnectionPool(Generic[C]):
                 leaks=self._n_leaks,
                 wait_mean=self._wait_total / acquired if acquired else 0.0,
                 wait_max=self._wait_max,
+                wait_counts=tuple(self._wait_counts),
+                wait_total=self._wait_total,
             )
 
-    def holders(self) -> list[tuple[float, str]]:
-        """For each lent-out connection: seconds held and where it was acquired.
+    def holders(self) -> list[PoolHolder]:
+        """Every lent-out connection: its label or code location, and how long it is held.
 
-        Known only with ``leak_threshold`` set (that is when the borrower's frame is kept).
+        Longest held first: when the pool is exhausted, the top of this list is the culprit.
         """
         now = monotonic()
-        out = []
         with self._lock:
-            entries = [e for e in self._entries if e.lease is not None]
-        for entry in entries:
-            lease = entry.lease() if entry.lease is not None else None
-            frame = lease._frame if lease is not None else None
-            where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
-            out.append((now - entry.borrowed_at, where))
+            held = [
+                (entry.borrowed_at, entry.label, entry.where)
+                for entry in self._entries
+                if entry.where is not None or entry.label is not None
+            ]
+        out = [
+            PoolHolder(held_for=now - since, label=label, location=_location(where))
+            for since, label, where in held
+        ]
+        out.sort(key=lambda holder: holder.held_for, reverse=True)
         return out
+
+    def _count_wait(self, waited: float) -> None:
+        with self._lock:
+            self._wait_counts[bisect_left(WAIT_BUCKETS, waited)] += 1
 
     def close(self, timeout: float = 0.0) -> None:
         """Close the pool: waiters get ``PoolClosed`` at once, idle connections close now.
@@ -759,6 +879,13 @@ class ConnectionPool(Generic[C]):
         self._total = 0
         self._active = 0
         self._maintenance = None  # threads do not survive fork; restarted on first use
+
+
+def _location(where: tuple[CodeType, int] | None) -> str:
+    if where is None:
+        return "?"
+    code, line = where
+    return f"{code.co_filename}:{line} in {code.co_name}"
 
 
 def _maintenance_interval(*limits: float | None) -> float:

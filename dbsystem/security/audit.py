@@ -40,6 +40,7 @@ __all__ = [
     "LoggingAuditSink",
     "MemoryAuditSink",
     "fingerprint",
+    "statement_shape",
     "verify_audit_file",
 ]
 
@@ -50,11 +51,15 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _SPACES = re.compile(r"\s+")
 
 
+def statement_shape(text: str) -> str:
+    """The statement with whitespace folded, literals replaced by ``?``, in lower case."""
+    return _SPACES.sub(" ", _LITERALS.sub("?", text)).strip().lower()
+
+
 @lru_cache(maxsize=4096)
 def fingerprint(text: str) -> str:
-    """A hash of the statement's shape: whitespace folded, literals replaced by ``?``."""
-    shape = _SPACES.sub(" ", _LITERALS.sub("?", text)).strip().lower()
-    return hashlib.sha256(shape.encode("utf-8")).hexdigest()[:24]
+    """A hash of the statement's shape (``statement_shape``): the same for every value."""
+    return hashlib.sha256(statement_shape(text).encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass(slots=True)

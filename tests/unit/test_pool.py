@@ -338,7 +338,47 @@ def test_leak_warning_names_the_borrowers_code(caplog):
             lease.release()
         assert pool.stats().leaks == 1
         assert "test_leak_warning_names_the_borrowers_code" in caplog.text
-        assert holders and holders[0][0] >= 0.05 and "test_pool.py" in holders[0][1]
+        assert holders and holders[0].held_for >= 0.05 and "test_pool.py" in holders[0].location
+
+
+def test_holders_name_the_label_or_the_callers_code_longest_held_first():
+    with make_pool(min_size=0, max_size=3) as pool:
+        first = pool.acquire(label="nightly-report")
+        time.sleep(0.02)
+        second = pool.acquire()  # no label: the code location names it
+        holders = pool.holders()
+        assert [h.label for h in holders] == ["nightly-report", None]
+        assert holders[0].held_for > holders[1].held_for >= 0
+        assert "test_pool.py" in holders[1].location
+        assert "in test_holders_name_the_label" in holders[1].location
+        first.release()
+        assert [h.label for h in pool.holders()] == [None]
+        second.release()
+        assert pool.holders() == []
+
+
+def test_wait_histogram_counts_every_acquire_by_how_long_it_waited():
+    from dbsystem.core.pool import WAIT_BUCKETS
+
+    with make_pool(min_size=1, max_size=1) as pool:
+        lease = pool.acquire()
+        lease.release()
+        lease = pool.acquire()  # served at once: the first bucket
+        threading.Timer(0.03, lease.release).start()
+        pool.acquire(timeout=2.0).release()  # waited ~30 ms for the release
+        with pytest.raises(PoolTimeout):
+            held = pool.acquire()
+            try:
+                pool.acquire(timeout=0.01)
+            finally:
+                held.release()
+        stats = pool.stats()
+    assert len(stats.wait_counts) == len(WAIT_BUCKETS) + 1
+    assert stats.wait_counts[0] >= 3
+    waited = [bound for bound, n in zip(WAIT_BUCKETS, stats.wait_counts, strict=False) if n][1:]
+    assert waited and 0.025 <= waited[0] <= 0.25  # the ~30 ms wait; the timeout is not counted
+    assert sum(stats.wait_counts) == stats.acquired
+    assert stats.wait_total >= 0.025
 
 
 def test_garbage_collected_lease_is_reclaimed(caplog):

@@ -1,0 +1,44 @@
+"""Monitoring: query timing and summaries, alerts, health checks, Prometheus metrics.
+
+``PerformanceMonitor.instance()`` times every statement of ``DatabaseManager.instance()``;
+``HealthMonitor(db).start()`` keeps every pool's health for ``db.health()``;
+``PrometheusExporter(port=9091).start()`` serves ``/metrics``, ``/health`` and ``/pools``.
+"""
+
+from dbsystem.monitoring.alerts import Alert, AlertThresholds
+from dbsystem.monitoring.health import BackendHealth, HealthMonitor, HealthStatus, pool_label
+from dbsystem.monitoring.monitor import (
+    DURATION_BUCKETS,
+    PerformanceMonitor,
+    PerformanceSummary,
+    QueryStats,
+    SlowQuery,
+)
+from dbsystem.monitoring.prometheus import (
+    DbsystemCollector,
+    PrometheusExporter,
+    make_asgi_app_for,
+    make_registry,
+    make_wsgi_app_for,
+    pools_report,
+)
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "Alert",
+    "AlertThresholds",
+    "BackendHealth",
+    "DbsystemCollector",
+    "HealthMonitor",
+    "HealthStatus",
+    "PerformanceMonitor",
+    "PerformanceSummary",
+    "PrometheusExporter",
+    "QueryStats",
+    "SlowQuery",
+    "make_asgi_app_for",
+    "make_registry",
+    "make_wsgi_app_for",
+    "pool_label",
+    "pools_report",
+]

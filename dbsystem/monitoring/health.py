@@ -1,0 +1,183 @@
+"""Health of every pool of a manager: up, degraded or down, with latency and last error.
+
+``HealthMonitor(db).start()`` pings every pool of ``db`` every ``interval`` seconds on a
+background thread and keeps the results; ``db.health()`` then answers at once from them
+(a readiness probe must not wait on the database it reports on). A check never queues
+behind the application: a pool with every connection lent out, or callers waiting, is
+``degraded`` (saturated) without a ping. A ping slower than ``degraded_latency`` is
+``degraded`` too; a failed one is ``down``, and its error is kept as ``last_error`` after
+the backend recovers. Pings are not counted as queries by the ``PerformanceMonitor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from dbsystem.monitoring._local import health_check
+
+if TYPE_CHECKING:
+    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.types import DatabaseType
+
+__all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "pool_label"]
+
+logger = logging.getLogger("dbsystem.health")
+
+
+class HealthStatus(StrEnum):
+    """A backend's state as the last check saw it."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """The last check of one pool."""
+
+    pool: str
+    """The pool's label: ``postgresql``, or ``redis/cache`` for a named pool."""
+    backend: str
+    status: HealthStatus
+    latency: float | None
+    """Seconds the last ping took (None if there was no ping)."""
+    detail: str
+    """Why the status is what it is, in words."""
+    checked_at: float
+    """Unix time of the check."""
+    last_error: str | None = None
+    """The latest failure (``ErrorClass: message``, secrets scrubbed), kept after recovery."""
+    last_error_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless down (degraded still serves)."""
+        return self.status is not HealthStatus.DOWN
+
+
+def pool_label(db_type: DatabaseType, name: str | None) -> str:
+    """The label a pool has in health results and metrics: ``mysql``, ``mysql/reports``."""
+    return db_type.value if name is None else f"{db_type.value}/{name}"
+
+
+class HealthMonitor:
+    """Pings every pool of a manager at an interval; see the module docstring."""
+
+    def __init__(
+        self, db: DatabaseManager, *, interval: float = 5.0, degraded_latency: float = 0.5
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("the health-check interval must be positive")
+        self.db = db
+        self.interval = interval
+        self.degraded_latency = degraded_latency
+        self._results: dict[str, BackendHealth] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the background thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> HealthMonitor:
+        """Check every pool now, then every ``interval`` seconds in the background."""
+        if self.running:
+            return self
+        self.check()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="dbsystem-health", daemon=True)
+        self._thread.start()
+        self.db._health_monitor = self
+        return self
+
+    def stop(self) -> None:
+        """Stop the background checks."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10.0)
+        self._thread = None
+        if self.db._health_monitor is self:
+            self.db._health_monitor = None
+
+    def __enter__(self) -> HealthMonitor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def statuses(self) -> dict[str, BackendHealth]:
+        """The latest result of every pool (never waits on a pool)."""
+        with self._lock:
+            return dict(self._results)
+
+    def check(self) -> dict[str, BackendHealth]:
+        """Check every pool now; return (and keep) the results."""
+        results = {}
+        for (db_type, name), pool in self.db.pools().items():
+            label = pool_label(db_type, name)
+            with self._lock:
+                previous = self._results.get(label)
+            result = self._check_pool(label, db_type.value, pool, previous)
+            results[label] = result
+            if previous is None or previous.status is not result.status:
+                log = logger.warning if result.status is not HealthStatus.UP else logger.info
+                log("pool %s is %s: %s", label, result.status.value, result.detail)
+        with self._lock:
+            self._results = results
+        return dict(results)
+
+    def _check_pool(
+        self, label: str, backend: str, pool: Any, previous: BackendHealth | None
+    ) -> BackendHealth:
+        now = time.time()
+        last_error = previous.last_error if previous else None
+        last_error_at = previous.last_error_at if previous else None
+        health_check.checking = True
+        try:
+            stats = pool.stats()
+            lease = pool.try_acquire(label="health check")
+            if lease is None:
+                status, latency = HealthStatus.DEGRADED, None
+                detail = (
+                    f"saturated: {stats.active} of {stats.max_size} connections in use, "
+                    f"{stats.waiting} callers waiting"
+                )
+            else:
+                start = time.perf_counter()
+                with lease:
+                    lease.ping()
+                latency = time.perf_counter() - start
+                if latency >= self.degraded_latency:
+                    status = HealthStatus.DEGRADED
+                    detail = f"slow: ping took {latency * 1000:.0f} ms"
+                else:
+                    status, detail = HealthStatus.UP, f"ping {latency * 1000:.1f} ms"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return BackendHealth(
+                label, backend, HealthStatus.DOWN, None, error, now, error, now
+            )  # fmt: skip
+        finally:
+            health_check.checking = False
+        result = BackendHealth(label, backend, status, latency, detail, now)
+        return replace(result, last_error=last_error, last_error_at=last_error_at)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:
+                logger.exception("health check failed")
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<HealthMonitor {state} interval={self.interval:g}s>"

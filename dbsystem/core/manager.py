@@ -239,7 +239,7 @@ class DatabaseManager:
             return dict(self._pools)
 
     def health(self, *, check: bool = False) -> dict[str, Any]:
-        """Each pool's health (``BackendHealth``), keyed ``"postgresql"``, ``"redis/cache"``...
+        """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...
 
         With a health monitor running (``dbsystem.monitoring.HealthMonitor(db).start()``)
         its latest results are returned at once, whatever the pools are doing; otherwise,

@@ -18,7 +18,7 @@ _FLOOR = 1e-7  # 0.1 us: anything faster is counted here
 
 def latency_bucket(seconds: float) -> int:
     """The histogram bucket of a duration."""
-    return int(math.log(seconds if seconds > _FLOOR else _FLOOR) / _LOG_GROWTH)
+    return math.floor(math.log(seconds if seconds > _FLOOR else _FLOOR) / _LOG_GROWTH)
 
 
 def bucket_value(bucket: int) -> float:

@@ -42,8 +42,10 @@ class BackendHealth:
     """The last check of one pool."""
 
     pool: str
-    """The pool's label: ``postgresql``, or ``redis/cache`` for a named pool."""
+    """The pool's label: its database type (``postgres``), or ``redis/cache`` for a named
+    pool."""
     backend: str
+    """The backend's name, as in metrics and errors (``postgresql``, ``redis``...)."""
     status: HealthStatus
     latency: float | None
     """Seconds the last ping took (None if there was no ping)."""
@@ -62,7 +64,7 @@ class BackendHealth:
 
 
 def pool_label(db_type: DatabaseType, name: str | None) -> str:
-    """The label a pool has in health results and metrics: ``mysql``, ``mysql/reports``."""
+    """The label a pool has in health results and alerts: ``mysql``, ``mysql/reports``."""
     return db_type.value if name is None else f"{db_type.value}/{name}"
 
 
@@ -126,7 +128,8 @@ class HealthMonitor:
             label = pool_label(db_type, name)
             with self._lock:
                 previous = self._results.get(label)
-            result = self._check_pool(label, db_type.value, pool, previous)
+            backend = pool.backend_name or db_type.value
+            result = self._check_pool(label, backend, pool, previous)
             results[label] = result
             if previous is None or previous.status is not result.status:
                 log = logger.warning if result.status is not HealthStatus.UP else logger.info

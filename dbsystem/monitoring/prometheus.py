@@ -146,7 +146,7 @@ class DbsystemCollector(Collector):
                 db.pools().items(), key=lambda item: pool_label(*item[0])
             ):
                 stats = pool.stats()
-                values = [db_type.value, name or "default"]
+                values = [pool.backend_name or db_type.value, name or "default"]
                 conns.add_metric([*values, "active"], stats.active)
                 conns.add_metric([*values, "idle"], stats.idle)
                 size.add_metric(values, stats.max_size)
@@ -209,7 +209,7 @@ def pools_report(monitor: PerformanceMonitor) -> dict[str, Any]:
             pools.append(
                 {
                     "pool": pool_label(db_type, name),
-                    "backend": db_type.value,
+                    "backend": pool.backend_name or db_type.value,
                     "stats": asdict(pool.stats()),
                     "wait_buckets": list(WAIT_BUCKETS),
                     "holders": [asdict(holder) for holder in holders],
@@ -220,11 +220,12 @@ def pools_report(monitor: PerformanceMonitor) -> dict[str, Any]:
 
 def _health_report(monitor: PerformanceMonitor) -> tuple[bool, dict[str, Any]]:
     results: dict[str, Any] = {}
-    for db in monitor.managers:
+    for number, db in enumerate(monitor.managers, start=1):
         for label, health in db.health().items():
             record = asdict(health)
             record["status"] = health.status.value
-            results[label] = record
+            # Two managers may both have, say, a "sqlite" pool: keep both.
+            results[label if label not in results else f"{label}#{number}"] = record
     ok = all(r["status"] != HealthStatus.DOWN.value for r in results.values())
     return ok, {"status": "ok" if ok else "down", "pools": results}
 

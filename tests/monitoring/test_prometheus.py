@@ -1,4 +1,4 @@
-"""The exporter's output, parsed with prometheus-client's parser; WSGI/ASGI apps; a real Prometheus."""
+"""Exporter output parsed with prometheus-client's parser; WSGI/ASGI apps; a real Prometheus."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
-from dbsystem.errors import PermissionDenied
+from dbsystem.errors import IntegrityError, PermissionDenied, ProgrammingError
 from dbsystem.monitoring import (
     PerformanceMonitor,
     PrometheusExporter,
@@ -58,7 +58,7 @@ def workload():
     for _ in range(5):
         db.fetch_all("SELECT * FROM secrets_of_alice WHERE id > 3")
     for _ in range(2):
-        with pytest.raises(Exception):
+        with pytest.raises(IntegrityError):
             db.execute("INSERT INTO secrets_of_alice (id) VALUES (1)")
     acl = AccessControl()
     acl.create_role(Role("none", grants={}))
@@ -231,7 +231,7 @@ def test_a_real_prometheus_scrapes_the_workloads_counts(tmp_path, postgres_url):
         for i in range(120):
             db.fetch_value("SELECT :i::int", {"i": i})
         for _ in range(7):
-            with pytest.raises(Exception):
+            with pytest.raises(ProgrammingError):
                 db.execute("SELECT * FROM no_such_table_here")
         want = {("fetch_value", "ok"): 120, ("execute", "error"): 7}
         deadline = time.monotonic() + 60

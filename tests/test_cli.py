@@ -96,3 +96,62 @@ def test_migrate_commands(tmp_path, monkeypatch):
     assert "reverted: 0001" in runner.invoke(app, ["migrate", "down", "--url", url]).output
     result = runner.invoke(app, ["migrate", "new", "x", "--url", url, "--auto"])
     assert result.exit_code == 2 and "--models" in result.output
+
+
+def test_metrics_serve_exposes_the_pools_of_its_urls(tmp_path):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    urls = [f"sqlite:///{tmp_path}/m.db", "redis+mock://"]
+    command = [sys.executable, "-m", "dbsystem.cli", "metrics", "serve", *urls, "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), line
+        base = line.split()[1].removesuffix("/metrics")
+        text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        up = {
+            s.labels["backend"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "dbsystem_backend_up"
+        }
+        assert up == {"sqlite": 1.0, "mock:redis": 1.0}  # fakeredis names itself
+        health = json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())
+        assert health["status"] == "ok" and set(health["pools"]) == {"sqlite", "redis"}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_metrics_serve_needs_a_url_or_config():
+    result = runner.invoke(app, ["metrics", "serve"])
+    assert result.exit_code == 2 and "at least one URL" in result.output
+
+
+def test_pools_shows_usage_and_holders_from_an_exporter():
+    from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+    from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
+
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, PoolConfig(url="sqlite:///:memory:", max_size=2))
+    monitor = PerformanceMonitor().attach(db)
+    held = db.connection(DatabaseType.SQLITE, label="billing-batch")
+    try:
+        with PrometheusExporter(port=0, monitor=monitor) as exporter:
+            result = runner.invoke(app, ["pools", exporter.url])
+            as_json = runner.invoke(app, ["pools", exporter.url, "--json"])
+    finally:
+        held.release()
+        monitor.close()
+        db.close_all()
+    assert result.exit_code == 0, result.output
+    assert "billing-batch" in result.output and "sqlite" in result.output
+    report = json.loads(as_json.stdout)
+    assert report["pools"][0]["holders"][0]["label"] == "billing-batch"
+    missing = runner.invoke(app, ["pools", "http://127.0.0.1:9"])
+    assert missing.exit_code == 1 and "cannot read" in missing.output

@@ -1,4 +1,5 @@
-"""The ``dbsystem`` command line: ``ping``, ``sql``, ``demo``, ``migrate`` and ``version``.
+"""The ``dbsystem`` command line: ``ping``, ``sql``, ``demo``, ``migrate``, ``audit``,
+``metrics serve``, ``pools`` and ``version``.
 
 Exit codes scripts can rely on: 0 success, 1 a database or connection error, 2 bad usage or
 configuration. Errors print one line on stderr, never a traceback and never a password.
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dbsystem._version import __version__
+from dbsystem.backends import database_type_for_url
 from dbsystem.core.config import PoolConfig
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.types import DatabaseType
@@ -293,6 +295,116 @@ def audit_verify(
         return
     _err.print(Text(f"tampered: {path} line {line}: {reason}", style="red"))
     raise typer.Exit(EXIT_DATABASE)
+
+
+metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="Connection URLs to watch (one pool each).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file of pools, as DatabaseManager.configure.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port to serve on (0: any free port).")] = 9091,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    interval: Annotated[float, typer.Option(help="Seconds between health checks.")] = 5.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: never).")
+    ] = None,
+) -> None:
+    """Serve /metrics, /health and /pools for the pools of URLS (or --config)."""
+    import time as _time
+
+    from dbsystem.monitoring import HealthMonitor, PerformanceMonitor, PrometheusExporter
+
+    if not urls and config is None:
+        raise typer.BadParameter("give at least one URL, or --config")
+    manager = DatabaseManager()
+    with _errors_to_exit():
+        try:
+            if config is not None:
+                manager.configure(config)
+            seen: dict[DatabaseType, int] = {}
+            for url in urls or []:
+                db_type = database_type_for_url(PoolConfig(url=url).url)
+                seen[db_type] = seen.get(db_type, 0) + 1
+                name = None if seen[db_type] == 1 else f"{db_type.value}{seen[db_type]}"
+                manager.create_pool(db_type, PoolConfig(url=url, min_size=0), name=name)
+            monitor = PerformanceMonitor().attach(manager)
+            health = HealthMonitor(manager, interval=interval).start()
+            try:
+                exporter = PrometheusExporter(port, host=host, monitor=monitor).start()
+            except OSError as exc:
+                raise ConfigurationError(f"cannot serve on {host}:{port}: {exc}") from None
+            _out.print(f"serving {exporter.url}/metrics (and /health, /pools)", highlight=False)
+            sys.stdout.flush()
+            try:
+                deadline = None if duration is None else _time.monotonic() + duration
+                while deadline is None or _time.monotonic() < deadline:
+                    _time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                exporter.stop()
+                health.stop()
+                monitor.close()
+        finally:
+            manager.close_all()
+
+
+@app.command()
+def pools(
+    endpoint: Annotated[
+        str, typer.Argument(help="An exporter's base URL, e.g. http://127.0.0.1:9091")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Show the pools behind an exporter: usage, waits, timeouts, and who holds each
+    connection (longest first)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + "/pools", timeout=10) as reply:
+            report = json.loads(reply.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        _err.print(Text(f"error: cannot read {endpoint}/pools: {exc}", style="red"))
+        raise typer.Exit(EXIT_DATABASE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title="pools")
+    for column in ("pool", "backend", "active", "idle", "max", "waiting", "timeouts", "leaks"):
+        table.add_column(column)
+    table.add_column("acquires waiting > 10 ms")
+    holders = Table(title="holders")
+    for column in ("pool", "held for", "label", "acquired at"):
+        holders.add_column(column)
+    for pool in report["pools"]:
+        st = pool["stats"]
+        bounds, counts = pool["wait_buckets"], st["wait_counts"]
+        slow = sum(
+            n for bound, n in zip([*bounds, float("inf")], counts, strict=False) if bound > 0.01
+        )
+        table.add_row(
+            pool["pool"], pool["backend"], str(st["active"]), str(st["idle"]),
+            str(st["max_size"]), str(st["waiting"]), str(st["timeouts"]), str(st["leaks"]),
+            f"{slow} of {st['acquired']}",
+        )  # fmt: skip
+        for holder in pool["holders"]:
+            holders.add_row(
+                pool["pool"], f"{holder['held_for']:.3f} s", holder["label"] or "",
+                holder["location"],
+            )  # fmt: skip
+    _out.print(table)
+    if holders.row_count:
+        _out.print(holders)
+    else:
+        _out.print("no connection is lent out")
 
 
 @app.command()

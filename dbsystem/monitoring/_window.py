@@ -11,19 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-_GROWTH = 1.02
-_LOG_GROWTH = math.log(_GROWTH)
-_FLOOR = 1e-7  # 0.1 us: anything faster is counted here
+GROWTH = 1.02
+LOG_GROWTH = math.log(GROWTH)
+FLOOR = 1e-7  # 0.1 us: anything faster is counted here
 
 
 def latency_bucket(seconds: float) -> int:
     """The histogram bucket of a duration."""
-    return math.floor(math.log(seconds if seconds > _FLOOR else _FLOOR) / _LOG_GROWTH)
+    return math.floor(math.log(seconds if seconds > FLOOR else FLOOR) / LOG_GROWTH)
 
 
 def bucket_value(bucket: int) -> float:
     """The duration a bucket stands for: its geometric middle."""
-    return float(_GROWTH ** (bucket + 0.5))
+    return float(GROWTH ** (bucket + 0.5))
 
 
 class Group:

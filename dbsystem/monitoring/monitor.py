@@ -25,11 +25,13 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import floor as _floor
+from math import log as _log
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
-from dbsystem.monitoring._window import Group, Second
+from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
 from dbsystem.monitoring.alerts import Alert, AlertEvaluator, AlertThresholds
 from dbsystem.security.audit import fingerprint, statement_shape
 
@@ -183,15 +185,22 @@ class PerformanceMonitor(ExecutionHook):
             group = second.groups.get(key)
             if group is None:
                 group = second.groups[key] = Group()
-            group.add(duration, error is not None)
+            # Group.add, inlined: this runs once per statement.
+            group.count += 1
+            group.total += duration
+            if error is not None:
+                group.errors += 1
+            bucket = _floor(_log(duration if duration > FLOOR else FLOOR) / LOG_GROWTH)
+            hist = group.hist
+            hist[bucket] = hist.get(bucket, 0) + 1
             counts = self._counts
             count_key = (backend, operation, status)
             counts[count_key] = counts.get(count_key, 0) + 1
-            hist = self._durations.get(key)
-            if hist is None:
-                hist = self._durations[key] = [0.0] * (len(DURATION_BUCKETS) + 2)
-            hist[bisect_left(DURATION_BUCKETS, duration)] += 1
-            hist[-1] += duration
+            totals = self._durations.get(key)
+            if totals is None:
+                totals = self._durations[key] = [0.0] * (len(DURATION_BUCKETS) + 2)
+            totals[bisect_left(DURATION_BUCKETS, duration)] += 1
+            totals[-1] += duration
         threshold = self.slow_query_threshold
         if threshold is not None and duration >= threshold:
             self._log_slow(statement, duration, error is None)

@@ -21,7 +21,7 @@ from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, load_toml
 from dbsystem.core.connection import Connection, Transaction
 from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
-from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolStats
+from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolHolder, PoolStats
 from dbsystem.core.types import DatabaseType, ExecuteResult
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
@@ -72,6 +72,7 @@ __all__ = [
     "PoolClosed",
     "PoolConfig",
     "PoolExhausted",
+    "PoolHolder",
     "PoolSpec",
     "PoolStats",
     "PoolTimeout",

@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "dbsystem.query",
     "dbsystem.orm",
     "dbsystem.security",
+    "dbsystem.monitoring",
 ]
 
 
@@ -56,6 +57,7 @@ def test_public_names_are_exported():
         "query",
         "orm",
         "security",
+        "monitoring",
     }
     assert public - submodules <= set(dbsystem.__all__)
 

@@ -41,3 +41,11 @@ def test_security_example():
         "[sqlite] user 'analyst' may not ddl on 'users'",
         "[('analyst', 'select', 'ok'), ('analyst', 'multiple', 'denied')]",
     ]
+
+
+def test_monitoring_example():
+    block = next(b for b in python_blocks() if "PerformanceMonitor" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == ["20 0.0 ['fetch_value']", "up"]

@@ -24,10 +24,10 @@ from dbsystem.monitoring.prometheus import (
 )
 
 __all__ = [
-    "DURATION_BUCKETS",
     "Alert",
     "AlertThresholds",
     "BackendHealth",
+    "DURATION_BUCKETS",
     "DbsystemCollector",
     "HealthMonitor",
     "HealthStatus",

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 slow_logger = logging.getLogger("dbsystem.slow")
+_STATUSES = ("ok", "error", "denied")
 
 DURATION_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -125,8 +126,9 @@ class PerformanceMonitor(ExecutionHook):
         self._seconds: deque[Second] = deque()
         self._current: Second | None = None
         # Running totals since start, for Prometheus.
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[tuple[str, str], list[float]] = {}  # bucket counts..., sum
+        # Per (backend, operation): [ok, error, denied, one count per duration bucket...,
+        # the rest, sum of durations]; one list, so one lookup per statement.
+        self._totals: dict[tuple[str, str], list[float]] = {}
         self._slow_total = 0
         self._managers: weakref.WeakSet[DatabaseManager] = weakref.WeakSet()
         self.alerts = AlertEvaluator(self)
@@ -173,15 +175,14 @@ class PerformanceMonitor(ExecutionHook):
             return  # the health monitor's pings are not the application's queries
         duration = statement.duration or 0.0
         error = statement.error
-        status = "ok" if error is None else ("error" if statement.executed else "denied")
-        backend, operation = statement.backend, statement.operation
+        status = 0 if error is None else (1 if statement.executed else 2)
+        key = (statement.backend, statement.operation)
         now = self._clock()
         whole = int(now)
         with self._lock:
             second = self._current
             if second is None or second.start != whole:
                 second = self._roll(whole)
-            key = (backend, operation)
             group = second.groups.get(key)
             if group is None:
                 group = second.groups[key] = Group()
@@ -193,13 +194,11 @@ class PerformanceMonitor(ExecutionHook):
             bucket = _floor(_log(duration if duration > FLOOR else FLOOR) / LOG_GROWTH)
             hist = group.hist
             hist[bucket] = hist.get(bucket, 0) + 1
-            counts = self._counts
-            count_key = (backend, operation, status)
-            counts[count_key] = counts.get(count_key, 0) + 1
-            totals = self._durations.get(key)
+            totals = self._totals.get(key)
             if totals is None:
-                totals = self._durations[key] = [0.0] * (len(DURATION_BUCKETS) + 2)
-            totals[bisect_left(DURATION_BUCKETS, duration)] += 1
+                totals = self._totals[key] = [0.0] * (len(DURATION_BUCKETS) + 5)
+            totals[status] += 1
+            totals[3 + bisect_left(DURATION_BUCKETS, duration)] += 1
             totals[-1] += duration
         threshold = self.slow_query_threshold
         if threshold is not None and duration >= threshold:
@@ -270,13 +269,18 @@ class PerformanceMonitor(ExecutionHook):
     def query_counts(self) -> dict[tuple[str, str, str], int]:
         """Statements since start by (backend, operation, status: ok, error or denied)."""
         with self._lock:
-            return dict(self._counts)
+            return {
+                (backend, operation, status): int(totals[index])
+                for (backend, operation), totals in self._totals.items()
+                for index, status in enumerate(_STATUSES)
+                if totals[index]
+            }
 
     def duration_histograms(self) -> dict[tuple[str, str], tuple[list[int], float]]:
         """Per (backend, operation): counts per ``DURATION_BUCKETS`` bound (then the rest)
         and the sum of durations, since start."""
         with self._lock:
-            return {key: ([int(n) for n in h[:-1]], h[-1]) for key, h in self._durations.items()}
+            return {key: ([int(n) for n in t[3:-1]], t[-1]) for key, t in self._totals.items()}
 
     @property
     def slow_queries_total(self) -> int:
@@ -288,8 +292,7 @@ class PerformanceMonitor(ExecutionHook):
         with self._lock:
             self._seconds.clear()
             self._current = None
-            self._counts.clear()
-            self._durations.clear()
+            self._totals.clear()
             self.slow_queries.clear()
             self._slow_total = 0
             self._started = self._clock()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -190,6 +192,29 @@ def test_asgi_app_serves_metrics_health_and_pools(workload):
     assert status == 200 and json.loads(body)["status"] == "ok"
 
 
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "dbsystem-dashboard.json"
+
+
+def dashboard_queries() -> list[str]:
+    """The dashboard's PromQL with Grafana's variables filled in as Grafana would."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        target["expr"].replace("$backend", ".*").replace("$__rate_interval", "1m")
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def test_dashboard_uses_only_metrics_the_exporter_serves(workload):
+    _, monitor = workload
+    with PrometheusExporter(port=0, monitor=monitor) as exporter:
+        text = urllib.request.urlopen(exporter.url + "/metrics", timeout=5).read().decode()
+    served = {s.name for family in parse(text).values() for s in family.samples}
+    used = {name for expr in dashboard_queries() for name in re.findall(r"dbsystem_\w+", expr)}
+    assert len(used) >= 12
+    assert used <= served, used - served
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -254,6 +279,14 @@ def test_a_real_prometheus_scrapes_the_workloads_counts(tmp_path, postgres_url):
             base, "histogram_quantile(0.99, sum by (le) (dbsystem_query_duration_seconds_bucket))"
         )
         assert 0 < float(p99["value"][1]) < 1.0
+        # rate() and increase() need two samples in their range: wait for a second scrape.
+        while time.monotonic() < deadline:
+            (scrapes,) = promql(base, "count_over_time(dbsystem_audit_failures_total[1m])")
+            if int(scrapes["value"][1]) >= 2:
+                break
+            time.sleep(0.5)
+        for expr in dashboard_queries():  # every panel's PromQL is valid and finds data
+            assert promql(base, expr), expr
     finally:
         server.terminate()
         server.wait(timeout=20)

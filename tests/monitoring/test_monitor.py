@@ -160,3 +160,24 @@ def test_instance_is_one_monitor_attached_to_the_process_manager():
 def test_a_window_under_a_second_is_refused():
     with pytest.raises(ValueError, match="at least 1 second"):
         PerformanceMonitor(window=0.5)
+
+
+def test_redis_and_mongodb_statements_are_timed_too():
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.REDIS, "redis+mock://")
+    db.create_pool(DatabaseType.MONGODB, "mongodb+mock://")
+    monitor = PerformanceMonitor().attach(db)
+    try:
+        redis = db.connection(DatabaseType.REDIS)
+        redis.execute("SET", "k", "v")
+        redis.execute("GET", "k")
+        users = db.query(DatabaseType.MONGODB).collection("users")
+        users.insert_one({"name": "ada"})
+        assert users.find({"name": "ada"}).count() == 1
+        summary = monitor.summary()
+        assert set(summary.by_backend) == {"mock:redis", "mock:mongodb"}
+        assert summary.by_backend["mock:redis"].total_queries == 2
+        assert summary.by_backend["mock:mongodb"].total_queries == 2
+    finally:
+        monitor.close()
+        db.close_all()

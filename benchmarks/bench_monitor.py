@@ -5,6 +5,8 @@ Cases, interleaved over rounds, median reported (us per call, wall and this proc
 * ``psycopg``: the raw driver on a connection it holds (the floor);
 * ``sqlalchemy``: SQLAlchemy Core, ``engine.connect()`` + ``execute`` per call;
 * ``dbsystem``: ``db.fetch_one`` with no hook;
+* ``dbsystem + no-op hook``: with an ``ExecutionHook()`` that does nothing (the cost of the
+  hook path itself: the ``Statement``, the timing; shared by monitor, access control, audit);
 * ``dbsystem + monitor``: the same with a ``PerformanceMonitor`` attached;
 * ``dbsystem + monitor + exporter``: and a ``PrometheusExporter`` scraped every 100 ms by
   another thread (a scrape interval 150x shorter than Prometheus' default 15 s).
@@ -31,7 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import create_engine, text
 
-from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PoolConfig
 from dbsystem.core.hooks import Statement
 from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
 
@@ -71,6 +73,10 @@ def main() -> None:
     plain.execute("CREATE TABLE bench_monitor (id INTEGER PRIMARY KEY, name TEXT)")
     plain.insert_many("bench_monitor", [{"id": i, "name": f"n{i}"} for i in range(1, 1001)])
 
+    hooked = DatabaseManager()
+    hooked.create_pool(DatabaseType.POSTGRES, PoolConfig(url=url, min_size=1, max_size=2))
+    hooked.add_hook(ExecutionHook())
+
     monitored = DatabaseManager()
     monitored.create_pool(DatabaseType.POSTGRES, PoolConfig(url=url, min_size=1, max_size=2))
     monitor = PerformanceMonitor().attach(monitored)
@@ -102,6 +108,7 @@ def main() -> None:
         "psycopg": lambda i: raw.execute(raw_sql, {"id": i % 1000 + 1}).fetchone(),
         "sqlalchemy": sqlalchemy_case,
         "dbsystem": lambda i: plain.fetch_one(SQL, {"id": i % 1000 + 1}),
+        "dbsystem + no-op hook": lambda i: hooked.fetch_one(SQL, {"id": i % 1000 + 1}),
         "dbsystem + monitor": lambda i: monitored.fetch_one(SQL, {"id": i % 1000 + 1}),
         "dbsystem + monitor + exporter": lambda i: scraped.fetch_one(SQL, {"id": i % 1000 + 1}),
     }
@@ -119,7 +126,7 @@ def main() -> None:
     exporter.stop()
     counted = sum(monitor.query_counts().values())
     plain.execute("DROP TABLE bench_monitor")
-    for db in (plain, monitored, scraped):
+    for db in (plain, hooked, monitored, scraped):
         db.close_all()
     raw.close()
     engine.dispose()

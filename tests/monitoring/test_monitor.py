@@ -172,8 +172,8 @@ def test_redis_and_mongodb_statements_are_timed_too():
         redis.execute("SET", "k", "v")
         redis.execute("GET", "k")
         users = db.query(DatabaseType.MONGODB).collection("users")
-        users.insert_one({"name": "ada"})
-        assert users.find({"name": "ada"}).count() == 1
+        users.insert_one({"name": "ada"}).execute()
+        assert users.find({"name": "ada"}).count().execute() == 1
         summary = monitor.summary()
         assert set(summary.by_backend) == {"mock:redis", "mock:mongodb"}
         assert summary.by_backend["mock:redis"].total_queries == 2

@@ -165,22 +165,39 @@ class HookChain:
     without a lock and a concurrent ``add`` never disturbs a statement in flight.
     """
 
-    __slots__ = ("_lock", "hooks")
+    __slots__ = ("_after", "_before", "_lock", "hooks")
 
     def __init__(self) -> None:
         self.hooks: tuple[ExecutionHook, ...] = ()
+        # The bound methods of the hooks that override them: a hook with only an
+        # after_execute (a monitor) costs no before call. Swapped with ``hooks``.
+        self._before: tuple[Callable[[Statement], None], ...] = ()
+        self._after: tuple[Callable[[Statement], None], ...] = ()
         self._lock = threading.Lock()
 
     def add(self, hook: ExecutionHook) -> ExecutionHook:
         """Install ``hook`` at the end of the chain and return it."""
         with self._lock:
-            self.hooks = (*self.hooks, hook)
+            self._set((*self.hooks, hook))
         return hook
 
     def remove(self, hook: ExecutionHook) -> None:
         """Uninstall ``hook``; unknown hooks are ignored."""
         with self._lock:
-            self.hooks = tuple(h for h in self.hooks if h is not hook)
+            self._set(tuple(h for h in self.hooks if h is not hook))
+
+    def _set(self, hooks: tuple[ExecutionHook, ...]) -> None:
+        self._before = tuple(
+            h.before_execute
+            for h in hooks
+            if getattr(type(h), "before_execute", None) is not ExecutionHook.before_execute
+        )
+        self._after = tuple(
+            h.after_execute
+            for h in hooks
+            if getattr(type(h), "after_execute", None) is not ExecutionHook.after_execute
+        )
+        self.hooks = hooks
 
     def __iter__(self) -> Iterator[ExecutionHook]:
         return iter(self.hooks)
@@ -193,14 +210,14 @@ class HookChain:
 
     def run(self, statement: Statement, call: Callable[[], T]) -> T:
         """Run ``call`` for ``statement`` through every hook, timing it."""
-        hooks = self.hooks
+        after = self._after
         try:
-            for hook in hooks:
-                hook.before_execute(statement)
+            for before in self._before:
+                before(statement)
         except BaseException as exc:
             statement.error = exc
-            for hook in hooks:
-                hook.after_execute(statement)
+            for hook in after:
+                hook(statement)
             raise
         start = perf_counter()
         try:
@@ -209,14 +226,14 @@ class HookChain:
             statement.duration = perf_counter() - start
             statement.executed = True
             statement.error = exc
-            for hook in hooks:
-                hook.after_execute(statement)
+            for hook in after:
+                hook(statement)
             raise
         statement.duration = perf_counter() - start
         statement.executed = True
         statement.rowcount = _rowcount(result)
-        for hook in hooks:
-            hook.after_execute(statement)
+        for hook in after:
+            hook(statement)
         return result
 
     def run_stream(self, statement: Statement, rows: Iterator[T]) -> Iterator[T]:

@@ -118,10 +118,22 @@ class JsonLinesAuditSink:
     fails the call. (A write-behind thread was tried and measured slower on a local
     PostgreSQL select: the writer contends for the GIL; see docs/SECURITY.md.) One writer
     process per file: two processes appending to one file break each other's chain.
+
+    A cut tail leaves a valid chain, so the sink also keeps a checkpoint beside the file
+    (``<path>.checkpoint``: the last ``seq`` and ``hash``), rewritten every
+    ``checkpoint_every`` records and on ``close()``. ``verify_audit_file`` reads it and
+    reports a file that ends before the checkpoint or disagrees with it. Records written
+    since the last checkpoint can still be cut unseen: ``checkpoint_every=1`` closes that gap
+    at the cost of a second write and a rename per record. Ship the checkpoint (or the
+    file) somewhere the writer of the file cannot reach for the strongest guarantee.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, checkpoint_every: int = 100) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
         self.path = Path(path)
+        self.checkpoint_path = _checkpoint_path(self.path)
+        self.checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
         self._seq, self._previous = _last_link(self.path)
         # A raw descriptor in append mode: one write(2) per record, no buffer to flush.
@@ -138,13 +150,27 @@ class JsonLinesAuditSink:
             while written < len(data):  # a short write (a full disk raises before this)
                 written += os.write(self._fd, data[written:])
             self._seq, self._previous = self._seq + 1, digest
+            if self._seq % self.checkpoint_every == 0:
+                self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        """Replace the checkpoint atomically (a crash leaves the old one or the new one)."""
+        temporary = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps({"seq": self._seq, "hash": self._previous}).encode())
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.checkpoint_path)
 
     def close(self) -> None:
-        """Close the file."""
+        """Write the checkpoint and close the file."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+                if self._seq:
+                    self._write_checkpoint()
 
 
 def _record(event: AuditEvent) -> dict[str, Any]:
@@ -305,10 +331,54 @@ class _writing:
         _local.writing -= 1
 
 
-def verify_audit_file(path: str | Path) -> tuple[bool, int | None, str]:
-    """Check the hash chain: (ok, first bad line number or None, explanation)."""
+def _checkpoint_path(path: Path) -> Path:
+    return path.with_name(path.name + ".checkpoint")
+
+
+def verify_audit_file(
+    path: str | Path, checkpoint: str | Path | None = None
+) -> tuple[bool, int | None, str]:
+    """Check the hash chain: (ok, first bad line number or None, explanation).
+
+    ``checkpoint`` (default: ``<path>.checkpoint`` when it exists, as the file sink writes
+    it) must name a record of the chain: a file cut before it fails.
+    """
+    ok, bad, reason = _verify_chain(Path(path))
+    if not ok:
+        return ok, bad, reason
+    mark = Path(checkpoint) if checkpoint is not None else _checkpoint_path(Path(path))
+    if checkpoint is None and not mark.exists():
+        return ok, bad, reason
+    try:
+        expected = json.loads(mark.read_text(encoding="utf-8"))
+        seq, digest = int(expected["seq"]), str(expected["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False, None, f"the checkpoint {mark} cannot be read"
+    last_seq, hashes = _chain_hashes(Path(path))
+    if last_seq < seq:
+        return False, last_seq + 1, f"records at the end were removed (the checkpoint is at {seq})"
+    if hashes.get(seq) != digest:
+        return False, seq, "the record at the checkpoint was replaced"
+    return True, None, f"the chain is intact up to the checkpoint at {seq} and beyond"
+
+
+def _chain_hashes(path: Path) -> tuple[int, dict[int, str]]:
+    """The last seq of a verified file, and each record's hash by seq."""
+    hashes: dict[int, str] = {}
+    last = 0
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                match = _HASH_SUFFIX.search(line.rstrip("\n"))
+                if match is not None:
+                    hashes[number] = match.group(1)
+                    last = number
+    return last, hashes
+
+
+def _verify_chain(path: Path) -> tuple[bool, int | None, str]:
     previous = _GENESIS
-    with Path(path).open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -145,19 +145,49 @@ def test_s13_every_random_mutation_is_detected(tmp_path):
     log = AuditLog([sink])
     for i in range(200):
         log.log_access("ann", f"s-{i % 7}", "read", f"r{i}", success=i % 3 != 0)
-    sink.close()
+    sink.close()  # writes the checkpoint at seq 200
     lines = path.read_text().splitlines()
+    checkpoint = sink.checkpoint_path.read_text()
     rng = random.Random(7)
-    detected = truncations = 0
+    detected = truncations = cut_unseen_without_checkpoint = 0
     for _ in range(1000):
         kind, mutated = _mutations(lines, rng)
         target = tmp_path / "m.jsonl"
         target.write_text("\n".join(mutated) + "\n")
-        ok, _, _ = verify_audit_file(target)
+        (tmp_path / "m.jsonl.checkpoint").write_text(checkpoint)
+        ok, line, _ = verify_audit_file(target)
+        detected += not ok
         if kind == "truncate":
-            # A cut tail leaves a valid prefix: only the count the writer knows reveals it.
             truncations += 1
-            assert ok and len(mutated) < len(lines)
-        else:
-            detected += not ok
-    assert detected == 1000 - truncations
+            assert line == len(mutated) + 1  # the first missing record
+            # Without the checkpoint a cut tail is a valid chain: that is what it is for.
+            (tmp_path / "m.jsonl.checkpoint").unlink()
+            cut_unseen_without_checkpoint += verify_audit_file(target)[0]
+    assert detected == 1000
+    assert truncations > 100 and cut_unseen_without_checkpoint == truncations
+
+
+def test_checkpoint_every_n_records_and_what_a_crash_leaves(tmp_path):
+    path = tmp_path / "a.jsonl"
+    sink = JsonLinesAuditSink(path, checkpoint_every=10)
+    log = AuditLog([sink])
+    for i in range(25):
+        log.log_access("ann", "s", "read", f"r{i}")
+    # No close(): as after a crash, the checkpoint is the last multiple of 10.
+    assert json.loads(sink.checkpoint_path.read_text())["seq"] == 20
+    lines = path.read_text().splitlines()
+    assert verify_audit_file(path)[0]
+    path.write_text("\n".join(lines[:21]) + "\n")  # cut after the checkpoint: unseen
+    assert verify_audit_file(path)[0]
+    path.write_text("\n".join(lines[:19]) + "\n")  # cut before it: caught
+    assert verify_audit_file(path) == (
+        False, 20, "records at the end were removed (the checkpoint is at 20)"
+    )  # fmt: skip
+    sink.checkpoint_path.write_text(json.dumps({"seq": 20, "hash": "0" * 64}))
+    path.write_text("\n".join(lines) + "\n")
+    assert verify_audit_file(path)[:2] == (False, 20)
+    sink.checkpoint_path.write_text("not json")
+    assert verify_audit_file(path)[0] is False
+    assert verify_audit_file(path, checkpoint=tmp_path / "elsewhere")[0] is False
+    with pytest.raises(ValueError):
+        JsonLinesAuditSink(tmp_path / "b.jsonl", checkpoint_every=0)

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import threading
-import time
 import timeit
 import urllib.request
 from collections.abc import Callable
 
 import psycopg
+from _timing import measure  # benchmarks/_timing.py
 from psycopg.rows import dict_row
 from sqlalchemy import create_engine, text
 
@@ -38,17 +37,6 @@ from dbsystem.core.hooks import Statement
 from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
 
 SQL = "SELECT id, name FROM bench_monitor WHERE id = :id"
-
-
-def cpu() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
-
-
-def measure(fn: Callable[[int], object], n: int) -> tuple[float, float]:
-    start, start_cpu = time.perf_counter(), cpu()
-    for i in range(n):
-        fn(i)
-    return (time.perf_counter() - start) / n * 1e6, (cpu() - start_cpu) / n * 1e6
 
 
 def hook_cost() -> float:

@@ -12,28 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _timing import measure  # benchmarks/_timing.py
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
 from dbsystem.security import AccessControl, AuditLog, JsonLinesAuditSink, Permission, Role
 
 SQL = "SELECT id, name FROM bench_acl WHERE id = :id"
-
-
-def cpu() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
-
-
-def measure(fn: Callable[[int], object], n: int) -> tuple[float, float]:
-    start, start_cpu = time.perf_counter(), cpu()
-    for i in range(n):
-        fn(i)
-    return (time.perf_counter() - start) / n * 1e6, (cpu() - start_cpu) / n * 1e6
 
 
 def main() -> None:

@@ -71,9 +71,9 @@ class _State:
 class AlertEvaluator:
     """Evaluates a monitor's thresholds and calls the handlers; see the module docstring."""
 
-    def __init__(self, monitor: PerformanceMonitor) -> None:
+    def __init__(self, monitor: PerformanceMonitor, clock: Callable[[], float]) -> None:
         self._monitor = monitor
-        self._clock = monitor._clock
+        self._clock = clock
         self.thresholds = AlertThresholds()
         self._handlers: list[Callable[[Alert], Any]] = []
         self._states: dict[str, _State] = {}

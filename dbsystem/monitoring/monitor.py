@@ -131,7 +131,7 @@ class PerformanceMonitor(ExecutionHook):
         self._totals: dict[tuple[str, str], list[float]] = {}
         self._slow_total = 0
         self._managers: weakref.WeakSet[DatabaseManager] = weakref.WeakSet()
-        self.alerts = AlertEvaluator(self)
+        self.alerts = AlertEvaluator(self, clock)
 
     # -- the process-wide instance ---------------------------------------------------------
 

@@ -12,11 +12,11 @@ nested block is a savepoint.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dbsystem._log import get_logger
 from dbsystem.backends.base import SQLConnectionBase
 from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.core.pool import PooledConnection
@@ -30,7 +30,7 @@ __all__ = ["Connection", "StatementLogger", "Transaction"]
 
 T = TypeVar("T")
 
-sql_logger = logging.getLogger("dbsystem.sql")
+sql_logger = get_logger("dbsystem.sql")
 
 
 def _check_params(params: Any) -> Mapping[str, Any]:
@@ -202,10 +202,11 @@ class Connection(PooledConnection[SQLConnectionBase]):
         operation: str,
         sql: str,
         params: Mapping[str, Any] | None,
-        action: str,
-        resources: tuple[str, ...],
+        action: str | None,
+        resources: tuple[str, ...] | None,
     ) -> Any:
-        """Run a statement whose action and tables are already known (the query builders)."""
+        """Run a builder's statement; its action and tables are known (None: raw SQL text,
+        which hooks classify)."""
         raw = self._raw
         if raw is None:
             raise self._released_error()
@@ -372,7 +373,7 @@ class Transaction:
             self._conn._transaction_step("rollback", text, lambda: raw.rollback(savepoint))
         except Exception:
             # The original error matters more; the pool discards a connection it cannot reset.
-            logging.getLogger("dbsystem").warning(
+            get_logger("dbsystem").warning(
                 "rollback after %s failed", exc_type.__name__, exc_info=True
             )
 

@@ -51,7 +51,9 @@ class Statement:
     ``begin``...), ``text`` and ``params``. After execution: ``duration`` (seconds),
     ``rowcount`` (rows affected or returned, ``-1`` if unknown), ``error`` (the exception,
     or ``None``) and ``executed``. ``context`` is the user session's (``db.for_user``):
-    user, session id and attributes, or None for the application's own access.
+    user, session id and attributes, or None for the application's own access. ``raw`` is
+    true for SQL text given by the caller (``execute``, ``fetch_*``, ``stream``,
+    ``raw_sql``), false for what a builder, the ORM, Redis or MongoDB stated.
     """
 
     __slots__ = (
@@ -67,6 +69,7 @@ class Statement:
         "operation",
         "params",
         "pool",
+        "raw",
         "rowcount",
         "text",
     )
@@ -95,6 +98,7 @@ class Statement:
         self.params = params
         self._action = action
         self._resources = resources
+        self.raw = action is None and accesses is None
         self.duration: float | None = None
         self.rowcount = -1
         self.error: BaseException | None = None

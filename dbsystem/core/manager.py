@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, overload
 
+from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
 from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DatabaseManager", "PoolKey"]
 
-logger = logging.getLogger("dbsystem")
+logger = get_logger("dbsystem")
 
 PoolKey = DatabaseType | tuple[DatabaseType, str]
 

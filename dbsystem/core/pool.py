@@ -31,7 +31,6 @@ each and no allocation besides the lease; ``benchmarks/bench_pool.py`` measures 
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import sys
@@ -46,6 +45,7 @@ from time import monotonic
 from types import CodeType, FrameType, TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
+from dbsystem._log import get_logger, multiline
 from dbsystem.core.hooks import HookChain
 from dbsystem.errors import InterfaceError, PoolClosed, PoolExhausted, PoolTimeout
 
@@ -58,7 +58,7 @@ __all__ = [
     "PooledConnection",
 ]
 
-logger = logging.getLogger("dbsystem.pool")
+logger = get_logger("dbsystem.pool")
 
 C = TypeVar("C")
 L = TypeVar("L", bound="PooledConnection[Any]")
@@ -858,11 +858,13 @@ class ConnectionPool(Generic[C]):
             frame = lease._frame
             stack = "".join(traceback.format_stack(frame)) if frame is not None else "?"
             logger.warning(
-                "pool %r: connection held for %.3f s (leak_threshold=%g s); acquired at:\n%s",
+                "pool %r: connection held for %.3f s (leak_threshold=%g s), label %s; "
+                "acquired at:\n%s",
                 self.name,
                 now - entry.borrowed_at,
                 self._leak_threshold,
-                stack,
+                entry.label,
+                multiline(stack),
             )
         if missing > 0:
             self._fill(missing, fail_fast=False)

@@ -10,19 +10,20 @@ one alert per cooldown, not one per flap. The evaluation runs on a daemon thread
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dbsystem._log import get_logger
+
 if TYPE_CHECKING:
     from dbsystem.monitoring.monitor import PerformanceMonitor
 
 __all__ = ["Alert", "AlertEvaluator", "AlertThresholds"]
 
-logger = logging.getLogger("dbsystem.alerts")
+logger = get_logger("dbsystem.alerts")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,13 @@ the backend recovers. Pings are not counted as queries by the ``PerformanceMonit
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from dbsystem._log import get_logger
 from dbsystem.monitoring._local import health_check
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "pool_label"]
 
-logger = logging.getLogger("dbsystem.health")
+logger = get_logger("dbsystem.health")
 
 
 class HealthStatus(StrEnum):

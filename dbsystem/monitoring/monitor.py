@@ -17,7 +17,6 @@ in the database and those refused before reaching it (access control, a failing 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
@@ -29,6 +28,7 @@ from math import floor as _floor
 from math import log as _log
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dbsystem._log import get_logger
 from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
 from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
@@ -46,7 +46,7 @@ __all__ = [
     "SlowQuery",
 ]
 
-slow_logger = logging.getLogger("dbsystem.slow")
+slow_logger = get_logger("dbsystem.slow")
 _STATUSES = ("ok", "error", "denied")
 
 DURATION_BUCKETS: tuple[float, ...] = (

@@ -837,7 +837,9 @@ class RawQuery(_Query):
         operation = "fetch_all" if action == "select" else "execute"
 
         def run(connection: Connection) -> Any:
-            return connection._run_built(operation, self._text, self._params, action, resources)
+            # Raw: the hooks classify it statement by statement (access control reads the
+            # precise accesses, and may require the RAW permission).
+            return connection._run_built(operation, self._text, self._params, None, None)
 
         if conn is not None:
             return run(conn)

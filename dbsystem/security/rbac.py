@@ -49,7 +49,10 @@ class Permission(enum.Flag):
     DDL = enum.auto()
     EXECUTE = enum.auto()
     ADMIN = enum.auto()
-    ALL = SELECT | INSERT | UPDATE | DELETE | DDL | EXECUTE | ADMIN
+    #: SQL text given by the caller (``execute``, ``fetch_*``, ``raw_sql``) rather than built:
+    #: needed, besides the statement's own permissions, under ``raw_needs_grant=True``.
+    RAW = enum.auto()
+    ALL = SELECT | INSERT | UPDATE | DELETE | DDL | EXECUTE | ADMIN | RAW
 
     @classmethod
     def parse(cls, value: Permission | str | Iterable[str]) -> Permission:
@@ -76,6 +79,7 @@ _NEEDS = {
     "update": Permission.UPDATE,
     "delete": Permission.DELETE,
     "ddl": Permission.DDL,
+    "raw": Permission.RAW,
 }
 
 
@@ -113,13 +117,19 @@ class AccessControl(ExecutionHook):
     Installed on a manager by ``db.for_user(...)`` (or ``db.use_access_control(acl)``).
     Statements without a user (the application's own access) pass, unless
     ``require_user`` is set, which makes them an error too.
+
+    Raw SQL of a session is read with sqlglot and needs what it does, like a built
+    statement. ``raw_needs_grant=True`` also makes it need ``Permission.RAW`` on every
+    table it touches (``"*"`` for none), so sessions can be held to the builders and the
+    ORM, which carry row policies: the escape hatch is denied by default.
     """
 
     _instance: ClassVar[AccessControl | None] = None
     _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, *, require_user: bool = False) -> None:
+    def __init__(self, *, require_user: bool = False, raw_needs_grant: bool = False) -> None:
         self.require_user = require_user
+        self.raw_needs_grant = raw_needs_grant
         self._lock = threading.Lock()
         self._roles: dict[str, Role] = {}
         self._assignments: dict[str, set[str]] = {}
@@ -128,6 +138,7 @@ class AccessControl(ExecutionHook):
         self._effective: dict[str, list[tuple[str, Permission, Any]]] = {}
         # (user, action, resource) -> decision; cleared on every change
         self._decisions: dict[tuple[str, str, str], bool] = {}
+        self._policed: dict[str, bool] = {}  # user -> has_policies; cleared on every change
 
     @classmethod
     def instance(cls) -> AccessControl:
@@ -149,6 +160,7 @@ class AccessControl(ExecutionHook):
             self._roles[role.name] = role
             self._effective.clear()
             self._decisions.clear()
+            self._policed.clear()
         return role
 
     def drop_role(self, name: str) -> None:
@@ -159,6 +171,7 @@ class AccessControl(ExecutionHook):
                 roles.discard(name)
             self._effective.clear()
             self._decisions.clear()
+            self._policed.clear()
 
     def assign_role(self, user: str, role: str) -> None:
         """Give ``user`` the role ``role``."""
@@ -168,6 +181,7 @@ class AccessControl(ExecutionHook):
             self._assignments.setdefault(user, set()).add(role)
             self._effective.pop(user, None)
             self._decisions.clear()
+            self._policed.clear()
 
     def revoke_role(self, user: str, role: str) -> None:
         """Take the role away; applies to the user's next statement."""
@@ -175,6 +189,7 @@ class AccessControl(ExecutionHook):
             self._assignments.get(user, set()).discard(role)
             self._effective.pop(user, None)
             self._decisions.clear()
+            self._policed.clear()
 
     def roles_of(self, user: str) -> set[str]:
         """The roles assigned to ``user`` (not counting inherited ones)."""
@@ -219,7 +234,11 @@ class AccessControl(ExecutionHook):
 
     def has_policies(self, user: str) -> bool:
         """True if any of the user's grants carries a row policy."""
-        return any(policy is not None for _, _, policy in self._grants(user))
+        found = self._policed.get(user)
+        if found is None:
+            found = any(policy is not None for _, _, policy in self._grants(user))
+            self._policed[user] = found
+        return found
 
     def _policies(self, user: str, action: str, resource: str) -> list[Any] | None:
         """The row policies limiting ``action`` on ``resource``; None if unrestricted."""
@@ -260,6 +279,14 @@ class AccessControl(ExecutionHook):
                 raise PermissionDenied(
                     f"user {user!r} may not {action} on {resource!r}", backend=statement.backend
                 )
+        if self.raw_needs_grant and statement.raw:
+            for _, resource in accesses:
+                if not self.allowed(user, "raw", resource):
+                    raise PermissionDenied(
+                        f"user {user!r} may not run raw SQL on {resource!r} (it needs the RAW "
+                        "permission; the query builders and the ORM do not)",
+                        backend=statement.backend,
+                    )
         if self.has_policies(user):
             from dbsystem.security.policies import is_policed
 
@@ -338,6 +365,7 @@ class AccessControl(ExecutionHook):
             self._assignments = {u: set(r) for u, r in data.get("assignments", {}).items()}
             self._effective.clear()
             self._decisions.clear()
+            self._policed.clear()
 
     def save_to_table(
         self, db: Any, *, db_type: Any = None, name: str | None = None, table: str = "dbsystem_acl"

@@ -274,3 +274,46 @@ def test_every_entry_point_of_a_session_is_checked(db):
     assert unchecked == []
     assert count(db) == 2
     assert db.connection(DatabaseType.MONGODB).database["c"].count_documents({}) == 0
+
+
+def test_raw_sql_can_be_held_to_a_grant_of_its_own(tmp_path):
+    """S5: with raw_needs_grant, SQL text needs RAW besides its own permissions."""
+    control = AccessControl(raw_needs_grant=True)
+    control.create_role(Role("builder_only", grants={"*": "SELECT", "users": "INSERT"}))
+    control.create_role(Role("raw_reader", grants={"users": "SELECT|RAW", "notes": "SELECT"}))
+    control.assign_role("ann", "builder_only")
+    control.assign_role("bob", "raw_reader")
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/raw.db")
+    manager.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    manager.create_tables([Note])
+    manager.use_access_control(control)
+    ann, bob = manager.for_user("ann"), manager.for_user("bob")
+    q = ann.query()
+
+    def stream():
+        with ann.connection() as conn:
+            return list(conn.stream("SELECT * FROM users"))
+
+    q.insert_into("users").values({"id": 1, "name": "ada"}).execute()
+    assert q.select("name").from_("users").all() == [{"name": "ada"}]
+    for attempt in (
+        lambda: ann.fetch_all("SELECT * FROM users"),
+        lambda: ann.execute("INSERT INTO users VALUES (2, 'x')"),
+        lambda: ann.fetch_value("SELECT 1"),  # no table: RAW on "*"
+        stream,
+        lambda: q.raw_sql("SELECT * FROM users").execute(),
+    ):
+        with pytest.raises(PermissionDenied, match="RAW"):
+            attempt()
+    assert bob.fetch_all("SELECT name FROM users") == [{"name": "ada"}]
+    assert bob.query().raw_sql("SELECT name FROM users").execute() == [{"name": "ada"}]
+    with pytest.raises(PermissionDenied, match="may not delete"):  # RAW adds no action
+        bob.execute("DELETE FROM users")
+    with pytest.raises(PermissionDenied, match="RAW"):  # RAW is per table
+        bob.fetch_all("SELECT * FROM notes")
+    assert manager.fetch_value("SELECT COUNT(*) FROM users") == 1
+    # Without the setting, raw SQL needs only what it does.
+    control.raw_needs_grant = False
+    assert ann.fetch_all("SELECT name FROM users") == [{"name": "ada"}]
+    manager.close_all()

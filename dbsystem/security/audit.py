@@ -170,14 +170,7 @@ class JsonLinesAuditSink:
                 self._write_checkpoint()
 
     def _write_checkpoint(self) -> None:
-        """Replace the checkpoint atomically (a crash leaves the old one or the new one)."""
-        temporary = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps({"seq": self._seq, "hash": self._previous}).encode())
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.checkpoint_path)
+        _write_checkpoint(self.checkpoint_path, self._seq, self._previous)
 
     def close(self) -> None:
         """Write the checkpoint and close the file."""
@@ -187,6 +180,41 @@ class JsonLinesAuditSink:
                 self._fd = None
                 if self._seq:
                     self._write_checkpoint()
+
+
+def _write_checkpoint(path: Path, seq: int, digest: str) -> None:
+    """Replace a checkpoint atomically (a crash leaves the old one or the new one)."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps({"seq": seq, "hash": digest}).encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def _read_checkpoint(path: Path) -> tuple[int, str] | None:
+    """(seq, hash) of a checkpoint; None if it cannot be read."""
+    try:
+        expected = json.loads(path.read_text(encoding="utf-8"))
+        return int(expected["seq"]), str(expected["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _against_checkpoint(
+    mark: Path, last_seq: int, hashes: dict[int, str]
+) -> tuple[bool, int | None, str]:
+    """A verified chain (its last seq, each record's hash) checked against a checkpoint."""
+    found = _read_checkpoint(mark)
+    if found is None:
+        return False, None, f"the checkpoint {mark} cannot be read"
+    seq, digest = found
+    if last_seq < seq:
+        return False, last_seq + 1, f"records at the end were removed (the checkpoint is at {seq})"
+    if hashes.get(seq) != digest:
+        return False, seq, "the record at the checkpoint was replaced"
+    return True, None, f"the chain is intact up to the checkpoint at {seq} and beyond"
 
 
 def _record(event: AuditEvent) -> dict[str, Any]:
@@ -294,6 +322,11 @@ class DatabaseAuditSink:
     the connection it holds, and a rolled-back transaction never takes its audit records
     with it (the sink's inserts are autocommitted). ``verify()`` checks the chain. One
     writer process per table, as for the file.
+
+    A cut tail (the last rows deleted) leaves a valid chain: give ``checkpoint`` a file
+    path, best on a machine or volume the database's users cannot write, and the sink
+    keeps the last ``seq`` and ``hash`` there (every ``checkpoint_every`` records and on
+    ``close()``), and ``verify()`` fails a table that ends before it.
     """
 
     def __init__(
@@ -303,8 +336,15 @@ class DatabaseAuditSink:
         db_type: Any = None,
         name: str | None = None,
         table: str = "dbsystem_audit",
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 100,
     ) -> None:
         from dbsystem.query.expr import check_identifier
+
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = checkpoint_every
 
         self.db, self.db_type, self.pool_name = db, db_type, name
         self.table = check_identifier(table, "audit table name")
@@ -333,10 +373,20 @@ class DatabaseAuditSink:
             with _writing(), self._connection() as conn:
                 conn.execute(_insert_sql(self.table), row)
             self._seq, self._previous = seq, digest
+            if self.checkpoint_path is not None and seq % self.checkpoint_every == 0:
+                _write_checkpoint(self.checkpoint_path, seq, digest)
+
+    def close(self) -> None:
+        """Write the checkpoint (if the sink keeps one)."""
+        with self._lock:
+            if self.checkpoint_path is not None and self._seq:
+                _write_checkpoint(self.checkpoint_path, self._seq, self._previous)
 
     def verify(self) -> tuple[bool, int | None, str]:
-        """Check the chain: (ok, first bad seq or None, explanation)."""
+        """Check the chain, and the checkpoint if the sink keeps one: (ok, first bad seq or
+        None, explanation)."""
         previous, expected = _GENESIS, 1
+        hashes: dict[int, str] = {}
         with _writing(), self._connection() as conn:
             rows = conn.fetch_all(f"SELECT * FROM {self.table} ORDER BY seq")
         for row in rows:
@@ -354,6 +404,9 @@ class DatabaseAuditSink:
             if _chain(record, seq, previous)[1] != row["hash"]:
                 return False, seq, "the record was altered"
             previous, expected = row["hash"], expected + 1
+            hashes[seq] = previous
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            return _against_checkpoint(self.checkpoint_path, expected - 1, hashes)
         return True, None, "the chain is intact"
 
 
@@ -411,17 +464,9 @@ def verify_audit_file(
     mark = Path(checkpoint) if checkpoint is not None else _checkpoint_path(Path(path))
     if checkpoint is None and not mark.exists():
         return ok, bad, reason
-    try:
-        expected = json.loads(mark.read_text(encoding="utf-8"))
-        seq, digest = int(expected["seq"]), str(expected["hash"])
-    except (OSError, ValueError, KeyError, TypeError):
+    if _read_checkpoint(mark) is None:
         return False, None, f"the checkpoint {mark} cannot be read"
-    last_seq, hashes = _chain_hashes(Path(path))
-    if last_seq < seq:
-        return False, last_seq + 1, f"records at the end were removed (the checkpoint is at {seq})"
-    if hashes.get(seq) != digest:
-        return False, seq, "the record at the checkpoint was replaced"
-    return True, None, f"the chain is intact up to the checkpoint at {seq} and beyond"
+    return _against_checkpoint(mark, *_chain_hashes(Path(path)))
 
 
 def _chain_hashes(path: Path) -> tuple[int, dict[int, str]]:

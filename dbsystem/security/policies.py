@@ -12,9 +12,10 @@ The predicate is the backend-neutral filter language, so one policy serves SQL (
 and MongoDB (a filter document). It is ANDed into every select, update, delete, count and
 find on the table; every inserted row, and every update that sets a policy column, must
 satisfy it (evaluated here, before the round trip). Where the predicate cannot be applied
-faithfully (joins, subqueries, set operations, upserts, INSERT ... SELECT, aggregation
-pipelines, raw SQL or raw MongoDB operations on the table), the statement is denied:
-the policy fails closed. A role granting the table without a policy leaves the user
+faithfully (right and full joins, subqueries, set operations, upserts, INSERT ... SELECT,
+aggregation pipelines, raw SQL or raw MongoDB operations on the table), the statement is
+denied: the policy fails closed. Inner, left and cross joins carry each joined table's
+policy, qualified by its alias. A role granting the table without a policy leaves the user
 unrestricted on it; two roles with policies give the rows either allows (OR).
 """
 
@@ -98,17 +99,7 @@ def restrict_sql(query: Any, conn: Any) -> tuple[Any, bool]:
     if not ruled:
         return query, False
     if isinstance(query, SelectQuery):
-        simple = (
-            len(query._from) == 1
-            and isinstance(query._from[0].source, str)
-            and not query._joins
-            and not query._ctes
-            and tuple(resources) == (query._from[0].source,)
-        )
-        if not simple:
-            raise _deny(conn, ruled[0], "only single-table queries can carry it")
-        predicate = acl.row_filter(context, "select", ruled[0])
-        return (query if predicate is None else query.where(predicate)), True
+        return _restrict_select(query, conn, acl, context, ruled, resources), True
     if isinstance(query, (UpdateQuery, DeleteQuery, InsertQuery)):
         table = query._table
         if tuple(resources) != (table,):
@@ -127,6 +118,105 @@ def restrict_sql(query: Any, conn: Any) -> tuple[Any, bool]:
             _check_assignments(conn, table, predicate, dict(query._set))
         return query.where(predicate), True
     raise _deny(conn, ruled[0], f"a {type(query).__name__} cannot carry it")
+
+
+def _restrict_select(
+    query: Any, conn: Any, acl: Any, context: Any, ruled: list[str], resources: tuple[str, ...]
+) -> Any:
+    """A select over tables joined by inner, left or cross joins, each table's policy applied.
+
+    A single table takes its predicate as written. With joins each predicate is qualified by
+    its table's alias (or name): a FROM table's goes into WHERE, an inner or left join's into
+    its ON (so a left join still keeps the rows of the left side, without the joined rows the
+    policy hides), a cross join's into WHERE. Right and full joins keep rows of both sides
+    whatever ON says, CTEs and subqueries hide the tables they read: those are denied.
+    """
+    from dbsystem.query.sql import Join
+
+    items = [*query._from, *(join.item for join in query._joins)]
+    if (
+        not query._from
+        or query._ctes
+        or not all(isinstance(item.source, str) for item in items)
+        or set(resources) != {item.source for item in items}
+        or _has_subquery(query.shape())  # (one can read a policy table the WHERE hides)
+    ):
+        raise _deny(conn, ruled[0], "subqueries, CTEs and set operations cannot carry it")
+    if not query._joins and len(query._from) == 1:
+        predicate = acl.row_filter(context, "select", ruled[0])
+        return query if predicate is None else query.where(predicate)
+
+    def qualified(item: Any) -> e.Expr | None:
+        predicate = acl.row_filter(context, "select", item.source)
+        if predicate is None:
+            return None
+        try:
+            return _qualify(predicate, item.alias or item.source)
+        except _Unknown:
+            raise _deny(conn, item.source, "its predicate cannot be qualified for a join") from None
+
+    restricted = query
+    for item in query._from:
+        predicate = qualified(item)
+        if predicate is not None:
+            restricted = restricted.where(predicate)
+    joins = []
+    for join in query._joins:
+        predicate = qualified(join.item)
+        if predicate is not None:
+            if join.kind in ("right", "full"):
+                raise _deny(conn, join.item.source, f"a {join.kind} join cannot carry it")
+            if join.kind == "cross":
+                restricted = restricted.where(predicate)
+            else:
+                join = Join(join.kind, join.item, join.on & predicate)
+        elif join.kind in ("right", "full") and any(
+            qualified(item) is not None for item in query._from
+        ):
+            raise _deny(conn, ruled[0], f"a {join.kind} join cannot carry it")
+        joins.append(join)
+    return restricted._copy(_joins=tuple(joins))
+
+
+def _has_subquery(shape: Any) -> bool:
+    """True if a query's shape holds a subquery anywhere (select list, WHERE, HAVING...)."""
+    if not isinstance(shape, tuple):
+        return False
+    if shape and shape[0] == "subquery":
+        return True
+    return any(_has_subquery(part) for part in shape)
+
+
+def _qualify(node: Any, table: str) -> e.Expr:
+    """The predicate with its unqualified columns qualified by ``table``."""
+    if isinstance(node, e.Column):
+        return node if node.table is not None else e.Column(node.name, table)
+    if isinstance(node, e.Value) or node is e.NULL:
+        return node  # type: ignore[no-any-return]
+    if isinstance(node, e.Compare):
+        return e.Compare(node.op, _qualify(node.left, table), _qualify(node.right, table))
+    if isinstance(node, e.BoolOp):
+        return e.BoolOp(node.op, [_qualify(item, table) for item in node.items])
+    if isinstance(node, e.Unary):
+        return e.Unary(node.op, _qualify(node.operand, table))
+    if isinstance(node, e.Arith):
+        return e.Arith(node.op, _qualify(node.left, table), _qualify(node.right, table))
+    if isinstance(node, e.Like):
+        return e.Like(
+            _qualify(node.expr, table),
+            _qualify(node.pattern, table),
+            insensitive=node.insensitive,
+            negate=node.negate,
+        )
+    if isinstance(node, e.In) and node.subquery is None:
+        return e.In(
+            _qualify(node.expr, table), [_qualify(i, table) for i in node.items], negate=node.negate
+        )
+    if isinstance(node, e.Between):
+        return e.Between(
+            _qualify(node.expr, table), _qualify(node.low, table), _qualify(node.high, table)
+        )
+    raise _Unknown
 
 
 def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:

@@ -74,6 +74,43 @@ def test_database_sink_records_and_detects_tampering(kind, request, tmp_path):
         db.close_all()
 
 
+@pytest.mark.parametrize("kind", SQL_BACKENDS)
+def test_database_sink_checkpoint_catches_a_cut_tail(kind, request, tmp_path):
+    url = (
+        f"sqlite:///{tmp_path}/a.db" if kind == "sqlite" else request.getfixturevalue(f"{kind}_url")
+    )
+    db = DatabaseManager()
+    db.create_pool(TYPES[kind], PoolConfig(url=url, max_size=2))
+    table = f"audit_{uuid.uuid4().hex[:8]}"
+    mark = tmp_path / "audit.checkpoint"
+    sink = DatabaseAuditSink(
+        db, db_type=TYPES[kind], table=table, checkpoint=mark, checkpoint_every=5
+    )
+    log = AuditLog([sink])
+    try:
+        for i in range(12):
+            log.log_access("ann", "s", "export", f"report-{i}")
+        assert json.loads(mark.read_text())["seq"] == 10  # every 5 records
+        sink.close()
+        assert json.loads(mark.read_text())["seq"] == 12
+        assert sink.verify() == (
+            True,
+            None,
+            "the chain is intact up to the checkpoint at 12 and beyond",
+        )
+        db.execute(f"DELETE FROM {table} WHERE seq > 9")  # a cut tail: the chain alone is intact
+        assert sink.verify() == (
+            False,
+            10,
+            "records at the end were removed (the checkpoint is at 12)",
+        )
+        with pytest.raises(ValueError):
+            DatabaseAuditSink(db, db_type=TYPES[kind], table=table, checkpoint_every=0)
+    finally:
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+        db.close_all()
+
+
 def test_s12_exactly_one_record_per_attempt_under_50_threads(tmp_path):
     db = DatabaseManager()
     db.create_pool(DatabaseType.SQLITE, PoolConfig(url=f"sqlite:///{tmp_path}/t.db", max_size=8))

@@ -112,9 +112,16 @@ def test_what_cannot_carry_the_policy_is_denied(db):
         lambda: ann.fetch_all(f"SELECT * FROM {t}"),
         lambda: ann.execute(f"DELETE FROM {t} WHERE id = 3"),
         lambda: q.raw_sql(f"SELECT * FROM {t}").execute(),
-        lambda: q.select("id").from_(t).join("other", on=col(f"{t}.id") == col("other.id")).all(),
+        lambda: (
+            q.select("o.id")
+            .from_("other", alias="o")
+            .join(t, on=col(f"{t}.id") == col("o.id"), kind="right")
+            .all()
+        ),
         lambda: q.select("id").from_("other").where(col("id").in_(q.select("id").from_(t))).all(),
         lambda: q.select("id").from_(t).union(q.select("id").from_(t)).all(),
+        # A subquery on the same table would read the rows the outer WHERE hides.
+        lambda: q.select("id").from_(t).where(col("id").in_(q.select("id").from_(t))).all(),
         lambda: (
             q.insert_into(t)
             .values({"id": 7, "tenant_id": 1, "item": "g", "deleted": 0})
@@ -124,6 +131,11 @@ def test_what_cannot_carry_the_policy_is_denied(db):
     ):
         with pytest.raises(PermissionDenied, match="row policy"):
             attempt()
+    if db.mode is not DatabaseType.MYSQL:  # (MySQL has no FULL JOIN at all)
+        full = q.select("o.id").from_(t, alias="o")
+        full = full.join("other", on=col("other.id") == col("o.id"), kind="full")
+        with pytest.raises(PermissionDenied, match="full join"):
+            full.all()
     assert len(db.fetch_all(f"SELECT * FROM {t}")) == 4
     assert ann.fetch_all("SELECT id FROM other") == []  # tables without a policy: raw is fine
 
@@ -185,3 +197,48 @@ def test_reloading_grants_keeps_the_policies_defined_in_code(tmp_path):
     assert (
         acl.row_filter(SessionContext("ann", attrs={"tenant": 3}), "select", "orders") is not None
     )
+
+
+def test_joins_carry_each_tables_policy(db):
+    t = db.t
+    db.insert_many("other", [{"id": i} for i in (1, 2, 3, 4, 5)])
+    ann = db.for_user("ann", attrs={"tenant": 1})
+    q = ann.query()
+    inner = (
+        q.select("o.id")
+        .from_("other", alias="x")
+        .join(t, on=col("o.id") == col("x.id"), alias="o")
+        .all()
+    )
+    assert _ids(inner) == [1, 2]
+    reversed_ = q.select("x.id").from_(t).join("other", on=col(f"{t}.id") == col("x.id"), alias="x")
+    assert _ids(reversed_.all()) == [1, 2]
+    # A left join keeps every row of the left side; the joined rows the policy hides are NULL.
+    left = (
+        q.select(col("x.id"), col("o.item"))
+        .from_("other", alias="x")
+        .left_join(t, on=col("o.id") == col("x.id"), alias="o")
+        .order_by("x.id")
+        .all()
+    )
+    assert [(r["id"], r["item"]) for r in left] == [
+        (1, "a"),
+        (2, "b"),
+        (3, None),
+        (4, None),
+        (5, None),
+    ]
+    # The same table twice, under two aliases: both are restricted.
+    self_join = (
+        q.select(col("a.id").as_("a_id"), col("b.id").as_("b_id"))
+        .from_(t, alias="a")
+        .join(t, on=col("a.tenant_id") == col("b.tenant_id"), alias="b")
+        .all()
+    )
+    assert {(r["a_id"], r["b_id"]) for r in self_join} == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    cross = q.select(col("a.id")).from_("other", alias="x").join(t, alias="a", kind="cross")
+    assert len(cross.all()) == 5 * 2
+    liv = db.for_user("liv").query()  # a constant policy (deleted = 0) on a join
+    live = liv.select("o.id").from_(t, alias="o").join("other", on=col("other.id") == col("o.id"))
+    with pytest.raises(PermissionDenied):  # liv has no grant on "other"
+        live.all()

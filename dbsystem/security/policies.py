@@ -192,7 +192,7 @@ def _qualify(node: Any, table: str) -> e.Expr:
     if isinstance(node, e.Column):
         return node if node.table is not None else e.Column(node.name, table)
     if isinstance(node, e.Value) or node is e.NULL:
-        return node  # type: ignore[no-any-return]
+        return node
     if isinstance(node, e.Compare):
         return e.Compare(node.op, _qualify(node.left, table), _qualify(node.right, table))
     if isinstance(node, e.BoolOp):

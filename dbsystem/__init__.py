@@ -19,6 +19,11 @@ from dbsystem._version import __version__
 from dbsystem.backends import available_schemes, register_backend
 from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, load_toml
 from dbsystem.core.connection import Connection, Transaction
+from dbsystem.core.coordinator import (
+    DistributedTransaction,
+    RecoveryReport,
+    TransactionCoordinator,
+)
 from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolHolder, PoolStats
@@ -60,6 +65,7 @@ __all__ = [
     "DatabaseManager",
     "DatabaseType",
     "DatabaseURL",
+    "DistributedTransaction",
     "ExecuteResult",
     "ExecutionHook",
     "HookChain",
@@ -79,11 +85,13 @@ __all__ = [
     "PooledConnection",
     "ProgrammingError",
     "QueryBuildError",
+    "RecoveryReport",
     "SchemaError",
     "SecurityError",
     "Statement",
     "TLSConfig",
     "Transaction",
+    "TransactionCoordinator",
     "__version__",
     "available_schemes",
     "errors",

@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "dbsystem.orm",
     "dbsystem.security",
     "dbsystem.monitoring",
+    "dbsystem.streams",
 ]
 
 
@@ -58,6 +59,7 @@ def test_public_names_are_exported():
         "orm",
         "security",
         "monitoring",
+        "streams",
     }
     assert public - submodules <= set(dbsystem.__all__)
 

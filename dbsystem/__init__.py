@@ -53,7 +53,18 @@ from dbsystem.errors import (
 
 logging.getLogger("dbsystem").addHandler(logging.NullHandler())
 
+
+def __getattr__(name: str) -> object:
+    # The asyncio API loads on first use (it imports psycopg's async driver).
+    if name == "AsyncDatabaseManager":
+        from dbsystem.aio import AsyncDatabaseManager
+
+        return AsyncDatabaseManager
+    raise AttributeError(f"module 'dbsystem' has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncDatabaseManager",
     "ConfigurationError",
     "ConflictError",
     "Connection",

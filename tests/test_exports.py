@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "dbsystem.security",
     "dbsystem.monitoring",
     "dbsystem.streams",
+    "dbsystem.aio",
 ]
 
 
@@ -60,6 +61,7 @@ def test_public_names_are_exported():
         "security",
         "monitoring",
         "streams",
+        "aio",
     }
     assert public - submodules <= set(dbsystem.__all__)
 

@@ -50,6 +50,7 @@ class Connection(PooledConnection[SQLConnectionBase]):
     """
 
     __slots__ = ()
+    _is_async = False  # (AsyncConnection: True; the builders branch on it)
 
     @property
     def backend(self) -> Backend:

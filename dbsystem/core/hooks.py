@@ -21,7 +21,7 @@ raw SQL is classified with sqlglot only when a hook first asks.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import lru_cache
 from time import perf_counter
 from typing import Any, TypeVar
@@ -226,6 +226,34 @@ class HookChain:
         start = perf_counter()
         try:
             result = call()
+        except BaseException as exc:
+            statement.duration = perf_counter() - start
+            statement.executed = True
+            statement.error = exc
+            for hook in after:
+                hook(statement)
+            raise
+        statement.duration = perf_counter() - start
+        statement.executed = True
+        statement.rowcount = _rowcount(result)
+        for hook in after:
+            hook(statement)
+        return result
+
+    async def arun(self, statement: Statement, call: Callable[[], Awaitable[T]]) -> T:
+        """``run`` for a coroutine (``AsyncConnection``): the same hooks, called the same way."""
+        after = self._after
+        try:
+            for before in self._before:
+                before(statement)
+        except BaseException as exc:
+            statement.error = exc
+            for hook in after:
+                hook(statement)
+            raise
+        start = perf_counter()
+        try:
+            result = await call()
         except BaseException as exc:
             statement.duration = perf_counter() - start
             statement.executed = True

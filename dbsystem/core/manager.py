@@ -109,26 +109,7 @@ class DatabaseManager:
         A ``mock://`` URL is accepted for any SQL type. Opens ``min_size`` connections at
         once and raises ``ConnectionFailed`` if the first cannot be opened.
         """
-        db_type = DatabaseType.parse(db_type)
-        if db_type is DatabaseType.ORACLE:
-            raise NotSupportedError("Oracle is reserved but not supported by this release")
-        if config is None:
-            config = PoolConfig.from_env(name or db_type.value)
-        elif isinstance(config, str):
-            config = PoolConfig(url=config)
-        elif not isinstance(config, PoolConfig):
-            raise ConfigurationError("config must be a PoolConfig, a URL string, or None")
-        if config.credential is not None:
-            from dbsystem.security.credentials import CredentialManager
-
-            credential = CredentialManager.instance().get(config.credential)
-            url = config.url.replace(password=credential.password.get_secret_value())
-            if credential.username is not None:
-                url = url.replace(username=credential.username)
-            config = config.model_copy(update={"url": url})
-        if db_type is DatabaseType.NONE:
-            db_type = database_type_for_url(config.url)
-        config = _check_url_matches(db_type, config)
+        db_type, config = resolve_pool_config(db_type, config, name)
         key = (db_type, name)
         with self._lock:
             if key in self._pools:
@@ -576,6 +557,33 @@ def _close(pool: ConnectionPool[Any]) -> None:
     dispose = getattr(pool.connector, "dispose", None)
     if dispose is not None:
         dispose()
+
+
+def resolve_pool_config(
+    db_type: DatabaseType | str, config: PoolConfig | str | None, name: str | None
+) -> tuple[DatabaseType, PoolConfig]:
+    """The pool's type and settings as ``create_pool`` takes them: a ``PoolConfig``, a URL,
+    or None (the environment); the credential applied; the URL checked against the type."""
+    db_type = DatabaseType.parse(db_type)
+    if db_type is DatabaseType.ORACLE:
+        raise NotSupportedError("Oracle is reserved but not supported by this release")
+    if config is None:
+        config = PoolConfig.from_env(name or db_type.value)
+    elif isinstance(config, str):
+        config = PoolConfig(url=config)
+    elif not isinstance(config, PoolConfig):
+        raise ConfigurationError("config must be a PoolConfig, a URL string, or None")
+    if config.credential is not None:
+        from dbsystem.security.credentials import CredentialManager
+
+        credential = CredentialManager.instance().get(config.credential)
+        url = config.url.replace(password=credential.password.get_secret_value())
+        if credential.username is not None:
+            url = url.replace(username=credential.username)
+        config = config.model_copy(update={"url": url})
+    if db_type is DatabaseType.NONE:
+        db_type = database_type_for_url(config.url)
+    return db_type, _check_url_matches(db_type, config)
 
 
 def _check_url_matches(db_type: DatabaseType, config: PoolConfig) -> PoolConfig:

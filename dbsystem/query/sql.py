@@ -198,10 +198,19 @@ class _Query:
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
+        if factory.is_async:  # AsyncDatabaseManager.query(): a coroutine
+            return self._execute_async(factory)
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return self._run_on(borrowed)
 
+    async def _execute_async(self, factory: QueryFactory) -> Any:
+        connection: Any = factory.manager.connection(factory.db_type, name=factory.name)
+        async with connection as borrowed:
+            return await self._run_on(borrowed)
+
     def _run_on(self, conn: Connection) -> Any:
+        if conn._is_async:
+            return self._run_on_async(conn)
         query: _Query = self
         if conn._context is not None:  # a user session: its row policies, if any
             from dbsystem.security.policies import policed, restrict_sql
@@ -214,8 +223,35 @@ class _Query:
         compiled = query.compiled(conn.backend.dialect)
         return _run(conn, compiled, compiled.bind(query.bound_values()))
 
+    async def _run_on_async(self, conn: Any) -> Any:
+        """``_run_on`` for an ``AsyncConnection``: the same policies, the same statement."""
+        query: _Query = self
+        applied = False
+        if conn._context is not None:
+            from dbsystem.security.policies import restrict_sql
+
+            query, applied = restrict_sql(self, conn)
+        compiled = query.compiled(conn.backend.dialect)
+        params = compiled.bind(query.bound_values())
+        if applied:
+            from dbsystem.security.policies import policed
+
+            with policed():
+                return await _run(conn, compiled, params)
+        return await _run(conn, compiled, params)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.shape()!r:.120}>"
+
+
+async def _first_async(rows: Any) -> Row | None:
+    found = await rows
+    return found[0] if found else None
+
+
+async def _scalar_async(row: Any) -> Any:
+    found = await row
+    return None if found is None else next(iter(found.values()), None)
 
 
 def _run(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Any:
@@ -443,8 +479,10 @@ class SelectQuery(_Query):
     # -- results ---------------------------------------------------------------------------
 
     def first(self, conn: Connection | None = None) -> Row | None:
-        """The first row, or None."""
+        """The first row, or None (a coroutine on an async connection or manager)."""
         rows = self.execute(conn)
+        if type(rows) is not list:
+            return _first_async(rows)  # type: ignore[return-value]
         return rows[0] if rows else None
 
     def all(self, conn: Connection | None = None) -> list[Row]:
@@ -455,6 +493,8 @@ class SelectQuery(_Query):
     def scalar_value(self, conn: Connection | None = None) -> Any:
         """The first column of the first row, or None."""
         row = self.first(conn)
+        if row is not None and type(row) is not dict:
+            return _scalar_async(row)
         return None if row is None else next(iter(row.values()), None)
 
     # -- shape and values: CTEs, sources, columns, conditions, in the compiler's order -----
@@ -846,6 +886,14 @@ class RawQuery(_Query):
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
+        if factory.is_async:
+
+            async def run_async() -> Any:
+                connection: Any = factory.manager.connection(factory.db_type, name=factory.name)
+                async with connection as borrowed:
+                    return await run(borrowed)
+
+            return run_async()
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return run(borrowed)
 
@@ -857,6 +905,7 @@ class QueryFactory:
     """What ``db.query(type)`` returns: builders bound to that database's pool and dialect."""
 
     __slots__ = ("db_type", "dialect", "manager", "name")
+    is_async = False  # AsyncQueryFactory: execute() returns a coroutine
 
     def __init__(self, manager: DatabaseManager, db_type: DatabaseType, name: str | None) -> None:
         self.manager, self.db_type, self.name = manager, db_type, name

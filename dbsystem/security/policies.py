@@ -21,9 +21,9 @@ unrestricted on it; two roles with policies give the rows either allows (OR).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import reduce
 from typing import Any
 
@@ -33,26 +33,24 @@ from dbsystem.query import expr as e
 __all__ = ["restrict_mongo", "restrict_sql"]
 
 
-class _Policed(threading.local):
-    active = 0
-
-
-_policed = _Policed()
+# A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``
+# must not lend the mark to the tasks that run meanwhile on the same thread.
+_policed: ContextVar[int] = ContextVar("dbsystem_policed", default=0)
 
 
 @contextmanager
 def policed() -> Iterator[None]:
     """Marks statements run in this block as having had their row policies applied."""
-    _policed.active += 1
+    token = _policed.set(_policed.get() + 1)
     try:
         yield
     finally:
-        _policed.active -= 1
+        _policed.reset(token)
 
 
 def is_policed() -> bool:
     """True inside ``policed()``: AccessControl lets policy tables through."""
-    return _policed.active > 0
+    return _policed.get() > 0
 
 
 def _access_control(conn: Any) -> Any:

@@ -1,0 +1,406 @@
+"""``AsyncDatabaseManager``: the asyncio twin of ``DatabaseManager``, name for name.
+
+    adb = AsyncDatabaseManager.instance()
+    await adb.create_pool(DatabaseType.POSTGRES, PoolConfig(url=...))
+    async with adb.connection(DatabaseType.POSTGRES) as conn:
+        rows = await conn.fetch_all("SELECT ... WHERE id = :id", {"id": 1})
+    rows = await adb.query(DatabaseType.POSTGRES).select("*").from_("users").limit(10).execute()
+
+SQL pools are ``AsyncConnectionPool``s: PostgreSQL on psycopg's ``AsyncConnection``,
+SQLite, MySQL and ``mock://`` on a worker thread per connection. Redis and MongoDB pools
+are the synchronous ones (their clients are thread-safe), driven from a thread per call:
+``await conn.execute(...)`` on a Redis or MongoDB connection runs the synchronous method
+off the event loop. Hooks (access control, audit, metrics) are shared with an internal
+``DatabaseManager`` and see every statement of both kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+from dbsystem.aio._drivers import AsyncPostgresConnector, ThreadedConnector
+from dbsystem.aio.connection import AsyncConnection
+from dbsystem.aio.pool import AsyncConnectionPool
+from dbsystem.backends import get_backend_class
+from dbsystem.core.config import PoolConfig
+from dbsystem.core.hooks import ExecutionHook
+from dbsystem.core.manager import DatabaseManager, resolve_pool_config
+from dbsystem.core.session import SessionContext
+from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.errors import ConfigurationError, InterfaceError
+from dbsystem.query.sql import QueryFactory
+
+__all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
+
+Key = tuple[DatabaseType, str | None]
+
+
+class AsyncQueryFactory(QueryFactory):
+    """``adb.query(type)``: the same builders, whose ``execute()`` (``all()``, ``first()``,
+    ``scalar_value()``) return coroutines."""
+
+    __slots__ = ()
+    is_async = True
+
+
+class _Acquire:
+    """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release."""
+
+    __slots__ = ("_context", "_lease", "_manager", "_key", "_timeout")
+
+    def __init__(
+        self, manager: AsyncDatabaseManager, key: Key, timeout: float | None, context: Any
+    ):
+        self._manager, self._key, self._timeout = manager, key, timeout
+        self._context = context
+        self._lease: Any = None
+
+    async def _get(self) -> Any:
+        lease = await self._manager._acquire(self._key, self._timeout)
+        getattr(lease, "_lease", lease)._context = self._context  # (a threaded lease: its own)
+        return lease
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._get().__await__()
+
+    async def __aenter__(self) -> Any:
+        self._lease = await self._get()
+        return self._lease
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and not lease.released:
+            await lease.release()
+
+
+class _ThreadedLease:
+    """A Redis or MongoDB connection driven from asyncio: each method runs on a thread."""
+
+    def __init__(self, lease: Any) -> None:
+        self._lease = lease
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        """True once the connection went back to its pool."""
+        return self._released
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._lease, name)
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(functools.partial(attribute, *args, **kwargs))
+
+        return call
+
+    async def release(self) -> None:
+        """Return the connection to its pool."""
+        self._released = True
+        await asyncio.to_thread(self._lease.release)
+
+
+class AsyncDatabaseManager:
+    """One async pool per database type (and name), builders bound to them, shared hooks."""
+
+    _instance: ClassVar[AsyncDatabaseManager | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.sync = DatabaseManager()
+        """The synchronous manager underneath: Redis and MongoDB pools, hooks, access control."""
+        self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
+        self._mode: DatabaseType | None = None
+
+    @classmethod
+    def instance(cls) -> AsyncDatabaseManager:
+        """The process-wide manager."""
+        found = cls._instance
+        if found is None:
+            with cls._instance_lock:
+                found = cls._instance
+                if found is None:
+                    found = cls._instance = cls()
+        return found
+
+    # -- pools -----------------------------------------------------------------------------
+
+    async def create_pool(
+        self,
+        db_type: DatabaseType | str,
+        config: PoolConfig | str | None = None,
+        *,
+        name: str | None = None,
+    ) -> Any:
+        """Create and open the pool for ``db_type`` (and ``name``); the same arguments as
+        ``DatabaseManager.create_pool``."""
+        db_type, config = resolve_pool_config(db_type, config, name)
+        key = (db_type, name)
+        if key in self._pools or key in self.sync.pools():
+            raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
+        backend = get_backend_class(config.url.scheme)(config.url, config)
+        if getattr(backend, "open_pool", None) is not None:  # Redis, MongoDB
+            backend.dispose()
+            return await asyncio.to_thread(self.sync.create_pool, db_type, config, name=name)
+        connector: Any
+        if backend.name == "postgresql":
+            connector = AsyncPostgresConnector(backend)
+        else:
+            connector = ThreadedConnector(backend)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            connector,
+            name=name or db_type.value,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            acquire_timeout=config.acquire_timeout,
+            idle_timeout=config.idle_timeout,
+            max_lifetime=config.max_lifetime,
+            health_check_interval=config.health_check_interval,
+            max_waiting=config.max_waiting,
+            backend_name=getattr(backend, "label", backend.name),
+            hooks=self.sync._chain_for(config),
+            lease_class=AsyncConnection,
+            backend=backend,
+        )
+        await pool.open()
+        self._pools[key] = pool
+        return pool
+
+    def get_pool(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The pool for ``db_type`` (default: the mode) and ``name``."""
+        db_type = db_type or self.mode
+        if db_type is None:
+            raise InterfaceError("no default database: name the type, or call set_mode()")
+        pool = self._pools.get((db_type, name))
+        if pool is not None:
+            return pool
+        return self.sync.get_pool(db_type, name)
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend behind a pool (its URL, dialect and capabilities)."""
+        pool = self.get_pool(db_type, name)
+        return pool.backend if isinstance(pool, AsyncConnectionPool) else pool.connector
+
+    def pools(self) -> dict[Key, Any]:
+        """Every open pool, async SQL pools and Redis/MongoDB pools alike."""
+        return {**self.sync.pools(), **self._pools}
+
+    def set_mode(self, db_type: DatabaseType | str) -> None:
+        """Make ``db_type`` the default for calls that name none."""
+        self._mode = DatabaseType.parse(db_type)
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The default type: the one set, or the only pools' type, or None."""
+        if self._mode is not None:
+            return self._mode
+        types = {db_type for db_type, _ in self.pools()}
+        return next(iter(types)) if len(types) == 1 else None
+
+    async def close_all(self) -> None:
+        """Close every pool."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()
+        await asyncio.to_thread(self.sync.close_all)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
+        and ``await conn.release()``)."""
+        return _Acquire(self, (db_type or self._default_type(), name), timeout, None)
+
+    def _default_type(self) -> DatabaseType:
+        mode = self.mode
+        if mode is None:
+            raise InterfaceError("no default database: name the type, or call set_mode()")
+        return mode
+
+    async def _acquire(self, key: Key, timeout: float | None) -> Any:
+        pool = self._pools.get(key)
+        if pool is not None:
+            return await pool.acquire(timeout)
+        sync_pool = self.sync.get_pool(*key)
+        return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout))
+
+    @asynccontextmanager
+    async def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a transaction, committed when the block exits cleanly."""
+        async with (
+            self.connection(db_type, name=name) as conn,
+            conn.transaction(isolation, readonly),
+        ):
+            yield conn
+
+    async def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult:
+        """Run one statement, autocommitted."""
+        async with self.connection(db_type) as conn:
+            result: ExecuteResult = await conn.execute(sql, params)
+            return result
+
+    async def executemany(
+        self,
+        sql: str,
+        seq_params: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> Any:
+        """Run one statement per parameter mapping."""
+        async with self.connection(db_type) as conn:
+            return await conn.executemany(sql, seq_params)
+
+    async def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]:
+        """Every row of a query."""
+        async with self.connection(db_type) as conn:
+            rows: list[Row] = await conn.fetch_all(sql, params)
+            return rows
+
+    async def fetch_one(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Row | None:
+        """The first row of a query, or None."""
+        async with self.connection(db_type) as conn:
+            row: Row | None = await conn.fetch_one(sql, params)
+            return row
+
+    async def fetch_value(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Any:
+        """The first column of the first row, or None."""
+        async with self.connection(db_type) as conn:
+            return await conn.fetch_value(sql, params)
+
+    async def insert_many(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, db_type: DatabaseType | None = None
+    ) -> int:
+        """Insert many rows at once, all or nothing."""
+        async with self.connection(db_type) as conn:
+            count: int = await conn.insert_many(table, rows)
+            return count
+
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        """The query builders for a SQL pool; their ``execute()`` is awaited."""
+        db_type = db_type or self._default_type()
+        pool = self.get_pool(db_type, name)
+        if not isinstance(pool, AsyncConnectionPool):
+            raise InterfaceError("async query builders are for SQL pools")
+        return AsyncQueryFactory(self, db_type, name)  # type: ignore[arg-type]
+
+    # -- hooks and security ----------------------------------------------------------------
+
+    def add_hook(self, hook: ExecutionHook) -> ExecutionHook:
+        """Install ``hook`` on every pool, present and future (sync ones included)."""
+        self.sync.add_hook(hook)
+        for pool in self._pools.values():
+            pool.hooks.add(hook)
+        return hook
+
+    def remove_hook(self, hook: ExecutionHook) -> None:
+        """Uninstall a hook installed with ``add_hook``."""
+        self.sync.remove_hook(hook)
+        for pool in self._pools.values():
+            pool.hooks.remove(hook)
+
+    @property
+    def hooks(self) -> tuple[ExecutionHook, ...]:
+        """The hooks installed with ``add_hook``, in order."""
+        return self.sync.hooks
+
+    def use_access_control(self, acl: Any) -> None:
+        """Check every user-bound statement with ``acl`` (an ``AccessControl``)."""
+        previous = self.sync._access_control
+        if previous is not None:
+            self.remove_hook(previous)
+        self.sync._access_control = acl
+        self.add_hook(acl)
+
+    def for_user(
+        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+    ) -> AsyncUserSession:
+        """A session whose every statement is checked for ``user`` and audited."""
+        if self.sync._access_control is None:
+            from dbsystem.security.rbac import AccessControl
+
+            self.use_access_control(AccessControl.instance())
+        return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
+
+
+class AsyncUserSession:
+    """``adb.for_user(...)``: the manager's API, each statement carrying the user."""
+
+    def __init__(self, manager: AsyncDatabaseManager, context: SessionContext) -> None:
+        self.manager = manager
+        self.context = context
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """A connection whose statements carry the session's user."""
+        manager = self.manager
+        return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
+
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        """The query builders, run as the session's user."""
+        db_type = db_type or self.manager._default_type()
+        return AsyncQueryFactory(self, db_type, name)  # type: ignore[arg-type]
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        return self.manager.backend(db_type, name)
+
+    async def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult:
+        async with self.connection(db_type) as conn:
+            result: ExecuteResult = await conn.execute(sql, params)
+            return result
+
+    async def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]:
+        async with self.connection(db_type) as conn:
+            rows: list[Row] = await conn.fetch_all(sql, params)
+            return rows
+
+    async def fetch_one(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Row | None:
+        async with self.connection(db_type) as conn:
+            row: Row | None = await conn.fetch_one(sql, params)
+            return row
+
+    async def fetch_value(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Any:
+        async with self.connection(db_type) as conn:
+            return await conn.fetch_value(sql, params)
+
+    def __repr__(self) -> str:
+        return f"<AsyncUserSession user={self.context.user!r} session={self.context.session_id!r}>"

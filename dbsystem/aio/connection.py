@@ -89,7 +89,11 @@ class AsyncConnection(AsyncPooledConnection[Any]):
         raw = self.raw
         hooks = self._pool.hooks
         if not hooks.hooks:
-            return await self._guarded(raw, call(sql, params))
+            try:  # (``_guarded`` inlined: this is the hot path)
+                return await call(sql, params)
+            except asyncio.CancelledError:
+                raw.broken = True
+                raise
         statement = self._statement(operation, sql, params, action, resources)
         return await hooks.arun(statement, lambda: self._guarded(raw, call(sql, params)))
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from dbsystem.aio._drivers import AsyncPostgresConnector, ThreadedConnector
+from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
@@ -61,8 +61,13 @@ class _Acquire:
         self._lease: Any = None
 
     async def _get(self) -> Any:
-        lease = await self._manager._acquire(self._key, self._timeout)
-        getattr(lease, "_lease", lease)._context = self._context  # (a threaded lease: its own)
+        pool = self._manager._pools.get(self._key)
+        if pool is not None:
+            lease: Any = await pool.acquire(self._timeout)
+            lease._context = self._context
+            return lease
+        lease = await self._manager._acquire_threaded(self._key, self._timeout)  # Redis, MongoDB
+        lease._lease._context = self._context
         return lease
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -150,6 +155,8 @@ class AsyncDatabaseManager:
             return await asyncio.to_thread(self.sync.create_pool, db_type, config, name=name)
         connector: Any
         if backend.name == "postgresql":
+            from dbsystem.aio._postgres import AsyncPostgresConnector
+
             connector = AsyncPostgresConnector(backend)
         else:
             connector = ThreadedConnector(backend)
@@ -229,10 +236,7 @@ class AsyncDatabaseManager:
             raise InterfaceError("no default database: name the type, or call set_mode()")
         return mode
 
-    async def _acquire(self, key: Key, timeout: float | None) -> Any:
-        pool = self._pools.get(key)
-        if pool is not None:
-            return await pool.acquire(timeout)
+    async def _acquire_threaded(self, key: Key, timeout: float | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout))
 

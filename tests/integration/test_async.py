@@ -110,6 +110,14 @@ def test_transactions_and_savepoints(kind, request, tmp_path):
                     raise RuntimeError
             rows = await adb.fetch_all(f"SELECT id FROM {t} ORDER BY id")
             assert [r["id"] for r in rows] == [1, 2]
+            # A lease returned with its transaction open: the pool rolls it back.
+            conn = await adb.connection()
+            await conn.raw.begin()
+            await conn.execute(f"INSERT INTO {t} VALUES (9, 'left open')")
+            await conn.release()
+            assert await adb.fetch_value(f"SELECT COUNT(*) FROM {t} WHERE id = 9") == 0
+            async with adb.connection() as again:
+                assert not again.in_transaction
         finally:
             await _drop(adb, t)
 

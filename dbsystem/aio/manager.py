@@ -7,11 +7,11 @@
     rows = await adb.query(DatabaseType.POSTGRES).select("*").from_("users").limit(10).execute()
 
 SQL pools are ``AsyncConnectionPool``s: PostgreSQL on psycopg's ``AsyncConnection``,
-SQLite, MySQL and ``mock://`` on a worker thread per connection. Redis and MongoDB pools
-are the synchronous ones (their clients are thread-safe), driven from a thread per call:
-``await conn.execute(...)`` on a Redis or MongoDB connection runs the synchronous method
-off the event loop. Hooks (access control, audit, metrics) are shared with an internal
-``DatabaseManager`` and see every statement of both kinds.
+SQLite, MySQL and ``mock://`` on a worker thread per connection. Redis connections run on
+``redis.asyncio`` (fakeredis' async client for ``redis+mock://``). MongoDB pools are the
+synchronous ones (pymongo's client is thread-safe), driven from a thread per call. Hooks
+(access control, audit, metrics) are shared with an internal ``DatabaseManager`` and see
+every statement of every kind.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Acquire:
             lease._context = self._context
             return lease
         lease = await self._manager._acquire_threaded(self._key, self._timeout)  # Redis, MongoDB
-        lease._lease._context = self._context
+        getattr(lease, "_lease", lease)._context = self._context
         return lease
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -121,6 +121,7 @@ class AsyncDatabaseManager:
         self.sync = DatabaseManager()
         """The synchronous manager underneath: Redis and MongoDB pools, hooks, access control."""
         self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
+        self._redis_clients: dict[Key, Any] = {}  # redis.asyncio clients, made on first use
         self._mode: DatabaseType | None = None
 
     @classmethod
@@ -215,6 +216,9 @@ class AsyncDatabaseManager:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.close()
+        clients, self._redis_clients = list(self._redis_clients.values()), {}
+        for client in clients:
+            await client.aclose()
         await asyncio.to_thread(self.sync.close_all)
 
     # -- connections -----------------------------------------------------------------------
@@ -238,6 +242,13 @@ class AsyncDatabaseManager:
 
     async def _acquire_threaded(self, key: Key, timeout: float | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
+        if getattr(sync_pool.connector, "kind", None) == "kv":  # Redis: redis.asyncio
+            from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client
+
+            client = self._redis_clients.get(key)
+            if client is None:
+                client = self._redis_clients[key] = async_redis_client(sync_pool)
+            return AsyncRedisConnection(sync_pool, client)
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout))
 
     @asynccontextmanager

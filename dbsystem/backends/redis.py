@@ -166,6 +166,36 @@ def _error(
     return translate(exc, backend=backend, statement=command, secrets=secrets, override=override)
 
 
+def command_statement(
+    pool: Any, context: Any, operation: str, commands: Sequence[Sequence[Any]]
+) -> Statement:
+    """The ``Statement`` hooks see for Redis commands (the sync and the async connection's).
+
+    Each command is checked for itself: a keyless admin command must not borrow the keys
+    of its neighbours in a pipeline.
+    """
+    actions: set[str] = set()
+    keys: list[str] = []
+    accesses: list[tuple[str, str]] = []
+    for command in commands:
+        action, command_keys = classify_command(command)
+        actions.add(action)
+        keys.extend(command_keys)
+        accesses.extend((action, key) for key in command_keys or ("*",))
+    statement = Statement(
+        backend=pool.backend_name,
+        dialect="redis",
+        pool=pool.name,
+        operation=operation,
+        text=_text(commands),
+        action=actions.pop() if len(actions) == 1 else "multiple",
+        resources=tuple(dict.fromkeys(keys)),
+        context=context,
+    )
+    statement._accesses = tuple(dict.fromkeys(accesses))
+    return statement
+
+
 def _text(commands: Sequence[Sequence[Any]]) -> str:
     # The command words, for hooks and error messages (built only when one needs them).
     return "; ".join(" ".join(str(a) for a in command) for command in commands)
@@ -381,21 +411,7 @@ class RedisConnection(DriverHandle):
         try:
             if not self._pool.hooks.hooks:
                 return call()
-            actions: set[str] = set()
-            keys: list[str] = []
-            accesses: list[tuple[str, str]] = []
-            for command in commands:
-                action, command_keys = classify_command(command)
-                actions.add(action)
-                keys.extend(command_keys)
-                # Each command is checked for itself: a keyless admin command must not
-                # borrow the keys of its neighbours in a pipeline.
-                accesses.extend((action, key) for key in command_keys or ("*",))
-            action = actions.pop() if len(actions) == 1 else "multiple"
-            statement = self._statement(
-                operation, _text(commands), action, tuple(dict.fromkeys(keys))
-            )
-            statement._accesses = tuple(dict.fromkeys(accesses))
+            statement = command_statement(self._pool, self._context, operation, commands)
             return self._pool.hooks.run(statement, call)
         except redis_errors.RedisError as exc:
             raise _error(

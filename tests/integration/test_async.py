@@ -376,3 +376,50 @@ def test_the_singleton_and_the_top_level_export():
     import dbsystem
 
     assert dbsystem.AsyncDatabaseManager.instance() is AsyncDatabaseManager.instance()
+
+
+def test_redis_natively_async_with_hooks(redis_url):
+    from dbsystem.aio._redis import AsyncRedisConnection
+
+    async def main():
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(DatabaseType.REDIS, redis_url)
+        acl = AccessControl()
+        acl.create_role(Role("cache", grants={"cache:*": "SELECT|INSERT|UPDATE"}))
+        acl.assign_role("ann", "cache")
+        adb.use_access_control(acl)
+        audit = MemoryAuditSink()
+        adb.add_hook(AuditLog([audit]))
+        key = f"cache:{uuid.uuid4().hex[:8]}"
+        async with adb.connection(DatabaseType.REDIS) as redis:
+            assert isinstance(redis, AsyncRedisConnection)
+            await redis.execute("SET", key, "v")
+            assert await redis.execute("GET", key) == "v"
+            assert await redis.pipeline([("INCR", key + ":n"), ("INCR", key + ":n")]) == [1, 2]
+            with pytest.raises(ProgrammingError):
+                await redis.execute("INCR", key)  # not an integer: a typed error
+        ann = adb.for_user("ann")
+        async with ann.connection(DatabaseType.REDIS) as redis:
+            assert await redis.execute("GET", key) == "v"
+            with pytest.raises(PermissionDenied):
+                await redis.execute("GET", "secret:1")
+            with pytest.raises(PermissionDenied):  # each command of a pipeline is checked
+                await redis.pipeline([("GET", key), ("FLUSHALL",)])
+        assert [(e.action, e.outcome) for e in audit.events] == [
+            ("select", "ok"),
+            ("select", "denied"),
+            ("multiple", "denied"),
+        ]
+
+        # Many tasks at once do not block each other or the loop.
+        async def bump(i: int) -> None:
+            async with adb.connection(DatabaseType.REDIS) as redis:
+                await redis.execute("INCR", key + ":c")
+
+        await asyncio.gather(*(bump(i) for i in range(200)))
+        async with adb.connection(DatabaseType.REDIS) as redis:
+            assert await redis.execute("GET", key + ":c") == "200"
+            await redis.execute("DEL", key, key + ":n", key + ":c")
+        await adb.close_all()
+
+    run(main())

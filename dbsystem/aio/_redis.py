@@ -1,0 +1,100 @@
+"""Redis on ``redis.asyncio``: the async twin of ``RedisConnection``.
+
+Commands are classified and checked by the same code as the synchronous connection
+(``command_statement``) and run through the same hooks; errors are translated the same
+way. The client has a connection pool of its own, with the pool's settings, made on first
+use in the running event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from dbsystem.backends.redis import _error, _text, command_statement
+from dbsystem.errors import InterfaceError, PoolClosed
+
+__all__ = ["AsyncRedisConnection", "async_redis_client"]
+
+
+def async_redis_client(pool: Any) -> Any:
+    """A ``redis.asyncio`` client on the server and settings of a sync ``RedisPool``."""
+    backend = pool.connector
+    shared = backend.pool
+    kwargs = dict(shared.connection_kwargs)
+    if backend.mock:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(
+            server=kwargs["server"], decode_responses=kwargs.get("decode_responses", False)
+        )
+    ssl = "ssl_cert_reqs" in kwargs or "ssl_ca_certs" in kwargs
+    connection_class = aioredis.SSLConnection if ssl else aioredis.Connection
+    async_pool = aioredis.BlockingConnectionPool(
+        connection_class=connection_class,
+        max_connections=shared.max_connections,
+        timeout=shared.timeout,
+        **kwargs,
+    )
+    return aioredis.Redis(connection_pool=async_pool)
+
+
+class AsyncRedisConnection:
+    """``async with adb.connection(DatabaseType.REDIS) as redis``: ``await redis.execute(...)``."""
+
+    def __init__(self, pool: Any, client: Any) -> None:
+        self._pool = pool
+        self.client = client
+        """The ``redis.asyncio`` client underneath, for what dbsystem does not wrap."""
+        self._context: Any = None
+        self.released = False
+
+    async def _run(
+        self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        pool = self._pool
+        if pool._closed:
+            raise PoolClosed(f"pool {pool.name!r} is closed", backend=pool.backend_name)
+        try:
+            if not pool.hooks.hooks:
+                return await call()
+            statement = command_statement(pool, self._context, operation, commands)
+            return await pool.hooks.arun(statement, call)
+        except redis_errors.RedisError as exc:
+            raise _error(exc, pool.backend_name, _text(commands), pool.connector.secrets) from exc
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command: ``await redis.execute("HSET", "user:1", "name", "ada")``."""
+        if not args:
+            raise InterfaceError("execute() needs a command")
+        return await self._run("command", [args], lambda: self.client.execute_command(*args))
+
+    async def pipeline(
+        self, commands: Sequence[Sequence[Any]], *, transaction: bool = False
+    ) -> list[Any]:
+        """Several commands in one round trip (``transaction=True``: MULTI/EXEC)."""
+
+        async def call() -> list[Any]:
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute())
+
+        result: list[Any] = await self._run("pipeline", [tuple(c) for c in commands], call)
+        return result
+
+    async def publish(self, channel: str, message: Any) -> int:
+        """PUBLISH; returns how many subscribers received it."""
+        count: int = await self.execute("PUBLISH", channel, message)
+        return count
+
+    async def ping(self) -> None:
+        """Raise ``ConnectionFailed`` if the server does not answer."""
+        await self.execute("PING")
+
+    async def release(self) -> None:
+        """Nothing is held between commands; kept so that every connection releases alike."""
+        self.released = True

@@ -219,6 +219,7 @@ class AsyncDatabaseManager:
         clients, self._redis_clients = list(self._redis_clients.values()), {}
         for client in clients:
             await client.aclose()
+            await client.connection_pool.disconnect()  # (a pool given to a client stays open)
         await asyncio.to_thread(self.sync.close_all)
 
     # -- connections -----------------------------------------------------------------------

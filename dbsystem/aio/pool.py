@@ -233,7 +233,7 @@ class AsyncConnectionPool(Generic[C]):
         limit = self._acquire_timeout if timeout is None else timeout
         start = monotonic()
         while True:
-            entry = await self._get(limit - (monotonic() - start))
+            entry = await self._get(limit - (monotonic() - start), limit)
             now = monotonic()
             if now >= entry.expires_at:
                 await self._discard(entry, closed=True)
@@ -266,7 +266,7 @@ class AsyncConnectionPool(Generic[C]):
                 return
         self._wait_counts[-1] += 1
 
-    async def _get(self, timeout: float) -> _Entry:
+    async def _get(self, timeout: float, limit: float) -> _Entry:
         if self._idle:
             return self._idle.pop()
         if self._total < self._max_size:
@@ -281,7 +281,7 @@ class AsyncConnectionPool(Generic[C]):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[_Entry | None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(max(timeout, 0.0), self._expire, waiter, timeout)
+        timer = loop.call_later(max(timeout, 0.0), self._expire, waiter, limit)
         try:
             got = await waiter
         except BaseException:

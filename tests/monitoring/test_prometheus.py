@@ -125,6 +125,7 @@ def test_labels_are_bounded_no_sql_and_no_user(workload):
 def test_pools_endpoint_names_each_holder_by_label_or_code(workload):
     db, monitor = workload
     first = db.connection(DatabaseType.SQLITE, label="nightly-export")
+    time.sleep(0.02)  # held longer than the second: listed first, whatever the clock's grain
     second = db.connection(DatabaseType.SQLITE)
     try:
         with PrometheusExporter(port=0, monitor=monitor) as exporter:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
@@ -38,6 +39,7 @@ from dbsystem.query.sql import QueryFactory
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
 Key = tuple[DatabaseType, str | None]
+T = TypeVar("T")
 
 
 class AsyncQueryFactory(QueryFactory):
@@ -326,6 +328,13 @@ class AsyncDatabaseManager:
             raise InterfaceError("async query builders are for SQL pools")
         return AsyncQueryFactory(self, db_type, name)  # type: ignore[arg-type]
 
+    async def run_sync(self, fn: Callable[[Any], T]) -> T:
+        """Run synchronous code that takes a manager (the ORM, migrations) on a worker
+        thread, its statements on this manager's async pools, the loop never blocked:
+        ``user = await adb.run_sync(lambda db: User.get(db, 1))``."""
+        bridge = SyncBridge(self, asyncio.get_running_loop(), None)
+        return await asyncio.to_thread(fn, bridge)
+
     # -- hooks and security ----------------------------------------------------------------
 
     def add_hook(self, hook: ExecutionHook) -> ExecutionHook:
@@ -390,6 +399,11 @@ class AsyncUserSession:
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         return self.manager.backend(db_type, name)
+
+    async def run_sync(self, fn: Callable[[Any], T]) -> T:
+        """``AsyncDatabaseManager.run_sync`` as this session's user (the ORM, checked)."""
+        bridge = SyncBridge(self, asyncio.get_running_loop(), self.context)
+        return await asyncio.to_thread(fn, bridge)
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None

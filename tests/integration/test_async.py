@@ -21,6 +21,7 @@ from dbsystem import (
     PoolTimeout,
     ProgrammingError,
 )
+from dbsystem.orm import Entity, Field
 from dbsystem.query import col
 from dbsystem.security import AccessControl, AuditLog, MemoryAuditSink, Permission, Role
 from tests.backend_params import SQL_BACKENDS, SQL_TYPES
@@ -421,5 +422,65 @@ def test_redis_natively_async_with_hooks(redis_url):
             assert await redis.execute("GET", key + ":c") == "200"
             await redis.execute("DEL", key, key + ":n", key + ":c")
         await adb.close_all()
+
+    run(main())
+
+
+class Note(Entity, table="aio_notes"):
+    id: int = Field(primary_key=True)
+    text: str = ""
+    tenant: str = ""
+
+
+def test_the_orm_from_async_code(kind, request, tmp_path):
+    async def main():
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(SQL_TYPES[kind], _url(kind, request, tmp_path))
+        await adb.run_sync(lambda db: db.create_tables([Note]))
+        try:
+            await adb.run_sync(lambda db: Note(id=1, text="a", tenant="t1").save(db))
+            await adb.run_sync(
+                lambda db: Note.save_all(
+                    db, [Note(id=2, text="b", tenant="t1"), Note(id=3, text="c", tenant="t2")]
+                )
+            )
+            note = await adb.run_sync(lambda db: Note.get(db, 1))
+            assert note is not None and note.text == "a"
+            note.text = "A"
+            await adb.run_sync(lambda db: note.save(db))
+            found = await adb.run_sync(
+                lambda db: Note.query(db).where(col("tenant") == "t1").order_by("id").all()
+            )
+            assert [(n.id, n.text) for n in found] == [(1, "A"), (2, "b")]
+
+            def in_a_transaction(db) -> None:
+                with db.transaction():
+                    Note(id=4, text="d").save(db)
+                    raise RuntimeError("rolled back")
+
+            with pytest.raises(RuntimeError):
+                await adb.run_sync(in_a_transaction)
+            assert await adb.run_sync(lambda db: Note.get(db, 4)) is None
+            await adb.run_sync(lambda db: note.delete(db))
+            assert await adb.fetch_value("SELECT COUNT(*) FROM aio_notes") == 2
+            # As a user: the session's row policy applies to the ORM too.
+            acl = AccessControl()
+            acl.create_role(
+                Role(
+                    "tenant",
+                    grants={"aio_notes": Permission.SELECT},
+                    policies={"aio_notes": lambda ctx: col("tenant") == ctx.attrs["tenant"]},
+                )
+            )
+            acl.assign_role("ann", "tenant")
+            adb.use_access_control(acl)
+            ann = adb.for_user("ann", attrs={"tenant": "t2"})
+            seen = await ann.run_sync(lambda db: Note.query(db).all())
+            assert [n.id for n in seen] == [3]
+            with pytest.raises(PermissionDenied):
+                await ann.run_sync(lambda db: Note(id=9, tenant="t2").save(db))
+        finally:
+            await adb.execute("DROP TABLE aio_notes")
+            await adb.close_all()
 
     run(main())

@@ -27,9 +27,11 @@ from dbsystem.core.coordinator import (
 from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolHolder, PoolStats
+from dbsystem.core.retry import retry
 from dbsystem.core.types import DatabaseType, ExecuteResult
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
+    CommitUnknownError,
     ConfigurationError,
     ConflictError,
     ConnectionFailed,
@@ -47,6 +49,7 @@ from dbsystem.errors import (
     PoolTimeout,
     ProgrammingError,
     QueryBuildError,
+    RetryableError,
     SchemaError,
     SecurityError,
 )
@@ -65,6 +68,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AsyncDatabaseManager",
+    "CommitUnknownError",
     "ConfigurationError",
     "ConflictError",
     "Connection",
@@ -97,6 +101,7 @@ __all__ = [
     "ProgrammingError",
     "QueryBuildError",
     "RecoveryReport",
+    "RetryableError",
     "SchemaError",
     "SecurityError",
     "Statement",
@@ -108,4 +113,5 @@ __all__ = [
     "errors",
     "load_toml",
     "register_backend",
+    "retry",
 ]

@@ -14,6 +14,8 @@ The names follow PEP 249 so that code written against a DB-API driver reads the 
         OperationalError                the database or the connection to it failed
           ConnectionFailed              a connection could not be opened, or was lost
             ConnectionTimeout           opening a connection took too long
+            CommitUnknownError          lost while COMMIT was in flight: outcome unknown
+          RetryableError                a deadlock or serialization failure: run it again
           PoolError                     the connection pool refused to hand out a connection
             PoolTimeout                 no connection came free within the acquire timeout
             PoolClosed                  the pool was closed
@@ -160,6 +162,22 @@ class ConnectionFailed(OperationalError):
 
 class ConnectionTimeout(ConnectionFailed):
     """Raised when opening a connection does not complete within the connect timeout."""
+
+
+class CommitUnknownError(ConnectionFailed):
+    """Raised when the connection was lost while COMMIT was in flight.
+
+    The transaction may or may not have committed: the server may have committed it and
+    the reply been lost. Do not assume it was rolled back; check (idempotently) before
+    running it again.
+    """
+
+
+class RetryableError(OperationalError):
+    """Raised when the database rolled the transaction back because of a conflict with
+    another one, and running it again may succeed: a deadlock (PostgreSQL 40P01, MySQL
+    1213), a serialization failure (PostgreSQL 40001), a lock wait timeout (MySQL 1205),
+    SQLite's ``database is locked``. ``dbsystem.retry`` runs a closure again on these."""
 
 
 class PoolError(OperationalError):

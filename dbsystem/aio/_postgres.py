@@ -17,7 +17,13 @@ from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import SQLConnectionBase, normalize_isolation
 from dbsystem.core.types import ExecuteResult, Row
-from dbsystem.errors import ConnectionFailed, DBSystemError, InterfaceError, ProgrammingError
+from dbsystem.errors import (
+    CommitUnknownError,
+    ConnectionFailed,
+    DBSystemError,
+    InterfaceError,
+    ProgrammingError,
+)
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
 
@@ -170,8 +176,18 @@ class AsyncPostgresConnection:
 
     async def commit(self, savepoint: str | None = None) -> None:
         if savepoint is None:
+            known_lost = self.broken
             try:
                 await self._run("COMMIT")
+            except ConnectionFailed as exc:
+                if known_lost:
+                    raise
+                raise CommitUnknownError(
+                    "the connection was lost while committing: the transaction may or may "
+                    "not have committed; check before running it again",
+                    backend=self.backend_name,
+                    orig=exc,
+                ) from exc
             finally:
                 self.tx_depth = 0
         else:

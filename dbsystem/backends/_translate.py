@@ -57,7 +57,23 @@ def translate(
     return err
 
 
+# Conflicts that roll a transaction back and may succeed when run again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_RETRYABLE_MYSQL_CODES = frozenset({1213, 1205})  # deadlock, lock wait timeout
+
+
+def _retryable(exc: BaseException) -> bool:
+    if getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES:  # psycopg
+        return True
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):  # pymysql: (code, message)
+        return args[0] in _RETRYABLE_MYSQL_CODES
+    return type(exc).__name__ == "OperationalError" and "database is locked" in str(exc)
+
+
 def _class_for(exc: BaseException) -> type[errors.DBSystemError]:
+    if _retryable(exc):
+        return errors.RetryableError
     for klass in type(exc).__mro__:
         found = _BY_PEP249_NAME.get(klass.__name__)
         if found is not None:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from dbsystem.core.config import PoolConfig
 from dbsystem.core.types import ExecuteResult, Row
 from dbsystem.core.url import DatabaseURL
-from dbsystem.errors import ConnectionFailed, InterfaceError, QueryBuildError
+from dbsystem.errors import CommitUnknownError, ConnectionFailed, InterfaceError, QueryBuildError
 
 __all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
 
@@ -156,10 +156,25 @@ class SQLConnectionBase(ABC):
         return name
 
     def commit(self, savepoint: str | None = None) -> None:
-        """Commit the innermost transaction level (release its savepoint)."""
+        """Commit the innermost transaction level (release its savepoint).
+
+        A connection lost during the COMMIT raises ``CommitUnknownError``: the server may
+        have committed. (One already known to be lost raises ``ConnectionFailed``: its
+        transaction died with it.)
+        """
         if savepoint is None:
+            known_lost = self.broken
             try:
                 self._commit()
+            except ConnectionFailed as exc:
+                if known_lost:
+                    raise
+                raise CommitUnknownError(
+                    "the connection was lost while committing: the transaction may or may "
+                    "not have committed; check before running it again",
+                    backend=self.backend_name,
+                    orig=exc,
+                ) from exc
             finally:
                 self._end_transaction()
         else:

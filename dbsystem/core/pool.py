@@ -70,6 +70,7 @@ _INHERITED: list[object] = []
 _new_object = object.__new__
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 
+_SUSPECT = float("-inf")  # an idle entry's last_used when it must be pinged before use
 WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds (seconds) of the acquire-wait histogram in ``PoolStats.wait_counts``."""
 
@@ -308,6 +309,10 @@ class PooledConnection(Generic[C]):
             pool._n_closed += 1
         else:
             pool._n_discarded += 1
+            # The server may have dropped its other sessions too (a restart, a failover):
+            # every idle connection is pinged before it is lent again.
+            for idle in pool._idle:
+                idle.last_used = _SUSPECT
         pool._grant_permit_locked()
         lock.release()
         pool._close_conn(entry.conn)
@@ -366,6 +371,9 @@ class ConnectionPool(Generic[C]):
         self.connector = connector
         self.hooks = hooks if hooks is not None else HookChain()
         self._describe = describe or name
+        # A connect that may take longer than an acquire's time left runs on a helper thread.
+        config = getattr(connector, "config", None)
+        self._connect_limit: float | None = getattr(config, "connect_timeout", None)
         self._lease_class = lease_class
         self._min_size = min_size
         self._max_size = max_size
@@ -632,7 +640,7 @@ class ConnectionPool(Generic[C]):
                 waiter = _Waiter()
                 self._waiters.append(waiter)
         if waiter is None:
-            return self._open_reserved()
+            return self._open_reserved(timeout)
 
         start = monotonic()
         served = waiter.lock.acquire(timeout=max(timeout, 0.0))
@@ -654,14 +662,24 @@ class ConnectionPool(Generic[C]):
         if waiter.error is not None:
             raise waiter.error
         if waiter.permit:
-            return self._open_reserved()
+            return self._open_reserved(timeout - waited)
         assert waiter.entry is not None
         return waiter.entry
 
-    def _open_reserved(self) -> _Entry:
-        """Open a connection in a slot already counted in ``_total``, and lend it."""
+    def _open_reserved(self, timeout: float | None = None) -> _Entry:
+        """Open a connection in a slot already counted in ``_total``, and lend it.
+
+        With ``timeout`` (an acquire's remaining time) the connect runs on a helper thread
+        and the caller waits no longer than that: a server that accepts TCP but never
+        answers (a network blackhole) costs the caller its acquire timeout, not the
+        connect timeout. The abandoned connect goes on and its connection joins the pool.
+        """
+        limit = self._connect_limit
+        bounded = timeout is not None and (limit is None or timeout < limit)
         try:
-            conn = self.connector.connect()
+            conn = self._connect_within(timeout) if bounded else self.connector.connect()  # type: ignore[arg-type]
+        except PoolTimeout:
+            raise  # the helper thread keeps the slot until its connect ends
         except BaseException:
             with self._lock:
                 self._total -= 1
@@ -683,6 +701,70 @@ class ConnectionPool(Generic[C]):
             self._close_conn(conn)
             raise PoolClosed(f"pool {self.name!r} was closed", backend=self.backend_name)
         return entry
+
+    def _connect_within(self, timeout: float) -> Any:
+        outcome: list[Any] = []  # [conn, error] once the connect ended, if still wanted
+        ended = threading.Event()
+        guard = threading.Lock()
+        abandoned = False
+
+        def connect() -> None:
+            try:
+                conn, error = self.connector.connect(), None
+            except BaseException as exc:
+                conn, error = None, exc
+            with guard:
+                if not abandoned:
+                    outcome.extend((conn, error))
+                    ended.set()
+                    return
+            if conn is not None:
+                self._adopt(conn)
+            else:
+                with self._lock:
+                    self._total -= 1
+                    self._n_connect_errors += 1
+                    self._grant_permit_locked()
+
+        threading.Thread(target=connect, name=f"dbsystem-connect-{self.name}", daemon=True).start()
+        if not ended.wait(max(timeout, 0.0)):
+            with guard:
+                abandoned = not ended.is_set()
+            if abandoned:
+                with self._lock:
+                    self._n_timeouts += 1
+                raise PoolTimeout(
+                    f"pool {self.name!r} ({self._describe}) could not open a connection within "
+                    f"{timeout:g} s: the server is slow or unreachable (the connect goes on in "
+                    "the background)",
+                    backend=self.backend_name,
+                )
+        conn, error = outcome
+        if error is not None:
+            raise error
+        return conn
+
+    def _adopt(self, conn: Any) -> None:
+        """A connection opened for a caller that gave up: to a waiter, or idle."""
+        entry = self._new_entry(conn)
+        with self._lock:
+            if self._closed:
+                self._total -= 1
+                closed = True
+            else:
+                closed = False
+                self._entries.add(entry)
+                self._n_created += 1
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.entry = entry
+                    self._active += 1
+                    self._n_acquired += 1
+                    waiter.lock.release()
+                else:
+                    self._idle.append(entry)
+        if closed:
+            self._close_conn(conn)
 
     def _renew(self, entry: _Entry, now: float) -> _Entry:
         """Ping an entry idle too long, or replace an expired one; the slot stays lent."""

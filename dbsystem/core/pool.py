@@ -681,10 +681,7 @@ class ConnectionPool(Generic[C]):
         except PoolTimeout:
             raise  # the helper thread keeps the slot until its connect ends
         except BaseException:
-            with self._lock:
-                self._total -= 1
-                self._n_connect_errors += 1
-                self._grant_permit_locked()
+            self._connect_failed()
             raise
         entry = self._new_entry(conn)
         with self._lock:
@@ -721,10 +718,7 @@ class ConnectionPool(Generic[C]):
             if conn is not None:
                 self._adopt(conn)
             else:
-                with self._lock:
-                    self._total -= 1
-                    self._n_connect_errors += 1
-                    self._grant_permit_locked()
+                self._connect_failed()
 
         threading.Thread(target=connect, name=f"dbsystem-connect-{self.name}", daemon=True).start()
         if not ended.wait(max(timeout, 0.0)):
@@ -744,8 +738,16 @@ class ConnectionPool(Generic[C]):
             raise error
         return conn
 
-    def _adopt(self, conn: Any) -> None:
-        """A connection opened for a caller that gave up: to a waiter, or idle."""
+    def _connect_failed(self) -> None:
+        """A connect in a reserved slot failed: count it and free the slot for a waiter."""
+        with self._lock:
+            self._total -= 1
+            self._n_connect_errors += 1
+            self._grant_permit_locked()
+
+    def _adopt(self, conn: Any) -> bool:
+        """A new connection nobody is waiting on by name: to the first waiter, or idle.
+        False (and the connection closed) if the pool was closed meanwhile."""
         entry = self._new_entry(conn)
         with self._lock:
             if self._closed:
@@ -765,6 +767,7 @@ class ConnectionPool(Generic[C]):
                     self._idle.append(entry)
         if closed:
             self._close_conn(conn)
+        return not closed
 
     def _renew(self, entry: _Entry, now: float) -> _Entry:
         """Ping an entry idle too long, or replace an expired one; the slot stays lent."""
@@ -837,33 +840,12 @@ class ConnectionPool(Generic[C]):
             try:
                 conn = self.connector.connect()
             except BaseException:
-                with self._lock:
-                    self._total -= 1
-                    self._n_connect_errors += 1
-                    self._grant_permit_locked()
+                self._connect_failed()
                 if fail_fast:
                     raise
                 logger.warning("pool %r: could not open a connection", self.name, exc_info=True)
                 return
-            entry = self._new_entry(conn)
-            with self._lock:
-                if self._closed:
-                    self._total -= 1
-                    closed = True
-                else:
-                    closed = False
-                    self._entries.add(entry)
-                    self._n_created += 1
-                    if self._waiters:
-                        waiter = self._waiters.popleft()
-                        waiter.entry = entry
-                        self._active += 1
-                        self._n_acquired += 1
-                        waiter.lock.release()
-                    else:
-                        self._idle.append(entry)
-            if closed:
-                self._close_conn(conn)
+            if not self._adopt(conn):
                 return
 
     def _start_maintenance(self) -> None:

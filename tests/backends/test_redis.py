@@ -370,3 +370,36 @@ def test_redis_tls_fails_closed(redis_tls_port, redis_url, tmp_path):
                 tls=TLSConfig(mode="require"),
             ),
         )
+
+
+def test_waiters_for_a_connection_are_served_first_come_first_served():
+    """redis-py's pool is a LIFO queue where a newcomer can take a freed connection ahead of
+    a thread that waited long: under constant load a waiter can starve past its timeout
+    (measured with benchmarks/load.py: 40 timeouts in 60 s). dbsystem's is FIFO."""
+    import threading
+    import time
+
+    from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.REDIS, PoolConfig(url="redis+mock://", min_size=0, max_size=2))
+    pool = db.get_pool(DatabaseType.REDIS).connector.pool
+    waits: list[float] = []
+    deadline = time.monotonic() + 2.0
+
+    def churn() -> None:
+        while time.monotonic() < deadline:
+            asked = time.monotonic()
+            connection = pool.get_connection()
+            waits.append(time.monotonic() - asked)
+            time.sleep(0.001)
+            pool.release(connection)
+
+    threads = [threading.Thread(target=churn) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    # FIFO: a waiter waits for the ~19 ahead of it, never for whoever comes later.
+    assert max(waits) < 0.5, f"a waiter starved for {max(waits):.2f} s"
+    db.close_all()

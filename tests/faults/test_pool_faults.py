@@ -16,6 +16,7 @@ from dbsystem import (
     ConnectionFailed,
     DatabaseManager,
     DatabaseType,
+    IntegrityError,
     OperationalError,
     PoolConfig,
     PoolTimeout,
@@ -290,4 +291,26 @@ def test_a_session_killed_on_mariadb_is_replaced(mysql_url):
     mysql_kill(mysql_url, ids)
     assert [db.fetch_value("SELECT 1") for _ in range(4)] == [1, 1, 1, 1]
     assert pg_sessions is not None  # (the helpers are importable for the other servers)
+    db.close_all()
+
+
+def test_t2_a_commit_time_failure_raises_from_the_block_and_keeps_nothing(postgres_url):
+    db = DatabaseManager()
+    db.create_pool(PG, postgres_url)
+    table = f"t2_{uuid.uuid4().hex[:8]}"
+    db.execute(
+        f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code INTEGER, "
+        "UNIQUE (code) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    committed = False
+    with pytest.raises(IntegrityError):
+        with db.transaction(PG) as conn:
+            conn.execute(f"INSERT INTO {table} VALUES (1, 7)")
+            conn.execute(f"INSERT INTO {table} VALUES (2, 7)")  # only checked at COMMIT
+        committed = True
+    assert not committed
+    assert db.fetch_value(f"SELECT COUNT(*) FROM {table}") == 0
+    with db.connection(PG) as conn:
+        assert not conn.in_transaction
+    db.execute(f"DROP TABLE {table}")
     db.close_all()

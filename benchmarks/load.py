@@ -8,7 +8,8 @@ errors, and dbsystem's throughput as a share of the raw driver's. The test catal
 (0 errors, 0 timeouts) and L7 (Redis at least 50 % of raw redis-py).
 
 Run: ``python benchmarks/load.py`` (``--seconds 60`` for the catalog's figure;
-``--backends postgres,mysql,redis``; the ``DBSYSTEM_TEST_*_URL`` variables).
+``--backends postgres,mysql,redis``; ``--sweep 2,4,10,20`` compares pool sizes, the
+catalog's L3; the ``DBSYSTEM_TEST_*_URL`` variables).
 """
 
 from __future__ import annotations
@@ -209,6 +210,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writes", type=float, default=0.1)
     parser.add_argument("--backends", default="postgres,mysql,redis")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="pool sizes to compare instead (L3), e.g. 2,4,10,20: dbsystem only",
+    )
     args = parser.parse_args()
     urls = {
         "postgres": os.environ.get(
@@ -218,6 +224,9 @@ def main() -> None:
         "redis": os.environ.get("DBSYSTEM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
     }
     tag = uuid.uuid4().hex[:6]
+    if args.sweep:
+        sweep(args, urls, tag)
+        return
     print(
         f"{THREADS} threads, pool of {POOL}, {args.seconds:g} s each, "
         f"{args.writes:.0%} writes (PK reads otherwise)"
@@ -250,6 +259,31 @@ def main() -> None:
         for clean in cleanup:
             clean()
     print("  (vs raw, on the raw driver's line: dbsystem's throughput as a share of it)")
+
+
+def sweep(args: argparse.Namespace, urls: dict[str, str], tag: str) -> None:
+    """L3: the same load through pools of several sizes (dbsystem only)."""
+    global POOL
+    print(f"{THREADS} threads, {args.seconds:g} s per size, {args.writes:.0%} writes")
+    print(f"  {'backend':<9}{'pool':>5}{'ops/s':>9}{'p99 ms':>9}{'p99 wait ms':>13}{'errors':>8}")
+    for kind in args.backends.split(","):
+        for size in (int(n) for n in args.sweep.split(",")):
+            POOL = size
+            try:
+                if kind == "redis":
+                    cases = redis_cases(urls[kind], f"load:{tag}:{size}:")
+                else:
+                    cases = sql_cases(kind, urls[kind], f"load_{tag}_{size}")
+                borrow, read, write = cases["dbsystem"]
+                result, elapsed = run_load(borrow, read, write, args.seconds, args.writes)
+                print(
+                    f"  {kind:<9}{size:>5}{result.ops / elapsed:9.0f}"
+                    f"{_p(result.latencies, 0.99) * 1000:9.2f}"
+                    f"{_p(result.waits, 0.99) * 1000:13.2f}{result.errors:8d}"
+                )
+            finally:
+                while cleanup:
+                    cleanup.pop()()
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ def main() -> None:
                 {"a": app},
             )
             if pid is not None:
+                kills.append(time.monotonic() - began)  # before: its errors come right after
                 admin.execute("SELECT pg_terminate_backend(:p)", {"p": pid})
-                kills.append(time.monotonic() - began)
 
     def sampler() -> None:
         while not stop.wait(1.0):

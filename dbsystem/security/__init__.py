@@ -15,6 +15,7 @@ from dbsystem.security.audit import (
     verify_audit_file,
 )
 from dbsystem.security.credentials import (
+    MAX_CONCURRENT_HASHES,
     MAX_PASSWORD_LENGTH,
     Credential,
     CredentialManager,
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseAuditSink",
     "JsonLinesAuditSink",
     "LoggingAuditSink",
+    "MAX_CONCURRENT_HASHES",
     "MAX_PASSWORD_LENGTH",
     "MemoryAuditSink",
     "Permission",

@@ -29,6 +29,7 @@ from dbsystem.errors import ConfigurationError, SecurityError
 __all__ = [
     "Credential",
     "CredentialManager",
+    "MAX_CONCURRENT_HASHES",
     "MAX_PASSWORD_LENGTH",
     "hash_password",
     "password_needs_rehash",
@@ -144,16 +145,24 @@ def _hasher() -> Any:
 MAX_PASSWORD_LENGTH = 1024
 
 
+# Each argon2 hash or verification takes 64 MiB for its duration: 50 logins at once would
+# want 3.2 GiB. At most this many run together; the others wait their turn.
+MAX_CONCURRENT_HASHES = max(2, (os.cpu_count() or 2) * 2)
+_hash_slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+
+
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password`` (salted; parameters embedded in the string).
 
     argon2-cffi's defaults (RFC 9106's low-memory profile: t=3, m=64 MiB, p=4) exceed
     OWASP's minimum. Passwords over ``MAX_PASSWORD_LENGTH`` characters raise
-    ``SecurityError``.
+    ``SecurityError``. At most ``MAX_CONCURRENT_HASHES`` hashes and verifications run at
+    once (64 MiB each), so a burst of logins cannot exhaust memory.
     """
     if len(password) > MAX_PASSWORD_LENGTH:
         raise SecurityError(f"password longer than {MAX_PASSWORD_LENGTH} characters refused")
-    return str(_hasher().hash(password))
+    with _hash_slots:
+        return str(_hasher().hash(password))
 
 
 def verify_password(hashed: str, password: str) -> bool:
@@ -163,7 +172,8 @@ def verify_password(hashed: str, password: str) -> bool:
     if len(password) > MAX_PASSWORD_LENGTH:
         return False
     try:
-        return bool(_hasher().verify(hashed, password))
+        with _hash_slots:
+            return bool(_hasher().verify(hashed, password))
     except (VerificationError, InvalidHashError):
         return False
 

@@ -112,6 +112,11 @@ def test_p12_after_one_disconnect_older_connections_are_checked(postgres_url, ap
         except ConnectionFailed:
             errors += 1
     assert errors == 1  # one caller, not one per stale connection
+    # P24: the counters tell the same story. The failing connection and the suspect one
+    # borrowed next (pinged: dead) were discarded; the pool reused the fresh one (LIFO),
+    # the third stale one still waits idle, marked for a ping before its next use.
+    stats = db.get_pool(PG).stats()
+    assert (stats.discarded, stats.total, stats.active) == (2, 2, 0)
     db.close_all()
 
 
@@ -166,6 +171,7 @@ def test_p14_acquire_honours_its_timeout_when_the_network_blackholes(postgres_ur
         db.connection(PG)  # needs a new connection: the connect hangs
     blocked = time.monotonic() - started
     assert blocked <= 2.2, blocked
+    assert db.get_pool(PG).stats().timeouts == 1  # P24
     held.release()
     proxy.forward()
     proxy.down()

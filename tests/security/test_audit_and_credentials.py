@@ -332,3 +332,40 @@ def test_no_leak_when_authentication_fails(mysql_url, caplog):
         DatabaseManager().create_pool(DatabaseType.MYSQL, url)
     assert "Access denied" in str(info.value)
     assert _leaks([*_error_texts(info.value), caplog.text]) == []
+
+
+def test_l8_a_burst_of_logins_is_bounded_in_memory():
+    """50 verifications at once: at most MAX_CONCURRENT_HASHES run together (64 MiB each)."""
+    import threading
+    import time
+
+    from dbsystem.security import MAX_CONCURRENT_HASHES
+
+    def high_water_mib() -> float:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+    hashed = hash_password(SENTINEL)
+    before = high_water_mib()
+    latencies: list[float] = []
+    start = threading.Barrier(50)
+
+    def login() -> None:
+        start.wait()
+        began = time.perf_counter()
+        assert verify_password(hashed, SENTINEL)
+        latencies.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=login) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(latencies) == 50
+    growth = high_water_mib() - before
+    assert growth < (MAX_CONCURRENT_HASHES + 2) * 64, f"peak grew {growth:.0f} MiB"
+    latencies.sort()
+    assert latencies[48] < 30  # the p99 a login waits in the burst (about 2-4 s here)

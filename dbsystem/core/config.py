@@ -58,6 +58,7 @@ _POOL_FIELDS = (
     "health_check_interval",
     "leak_threshold",
     "max_waiting",
+    "reconnect_timeout",
     "connect_timeout",
     "echo",
     "log_parameters",
@@ -129,6 +130,9 @@ class PoolConfig(BaseModel):
     """Log a warning, with the borrower's stack, for a connection held longer than this."""
     max_waiting: int = Field(default=0, ge=0)
     """The most callers that may wait; one more raises ``PoolExhausted`` (0: no limit)."""
+    reconnect_timeout: float | None = Field(default=300.0, gt=0)
+    """While the server is down the pool retries with backoff; after this long it logs an
+    ERROR and calls ``pool.reconnect_failed`` (None: never)."""
     connect_timeout: float = Field(default=10.0, gt=0)
     """How long opening one connection may take."""
     echo: bool = False

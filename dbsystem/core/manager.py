@@ -144,6 +144,7 @@ class DatabaseManager:
             health_check_interval=config.health_check_interval,
             leak_threshold=config.leak_threshold,
             max_waiting=config.max_waiting,
+            reconnect_timeout=config.reconnect_timeout,
             lease_class=Connection,
             backend_name=label,
             hooks=self._chain_for(config),

@@ -70,6 +70,7 @@ _INHERITED: list[object] = []
 _new_object = object.__new__
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 
+_BACKOFF_FIRST, _BACKOFF_CAP = 0.1, 10.0  # seconds between refill attempts while down
 _SUSPECT = float("-inf")  # an idle entry's last_used when it must be pinged before use
 WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds (seconds) of the acquire-wait histogram in ``PoolStats.wait_counts``."""
@@ -356,6 +357,7 @@ class ConnectionPool(Generic[C]):
         health_check_interval: float | None = 1.0,
         leak_threshold: float | None = None,
         max_waiting: int = 0,
+        reconnect_timeout: float | None = 300.0,
         maintenance_interval: float | None = None,
         lease_class: type[PooledConnection[C]] = PooledConnection,
         backend_name: str | None = None,
@@ -386,6 +388,17 @@ class ConnectionPool(Generic[C]):
         self._maintenance_interval = maintenance_interval or _maintenance_interval(
             idle_timeout, max_lifetime, leak_threshold
         )
+        # Refilling min_size while the server is down: attempts back off (with jitter) from
+        # _BACKOFF_FIRST to _BACKOFF_CAP; after reconnect_timeout of failures,
+        # reconnect_failed(pool) is called once. Any new connection resets both.
+        self.reconnect_timeout = reconnect_timeout
+        self.reconnect_failed: Callable[[ConnectionPool[Any]], object] | None = None
+        """Called once (from the maintenance thread) when refilling has failed for
+        ``reconnect_timeout`` seconds; set it to alert. Also logged at ERROR."""
+        self._backoff = 0.0
+        self._next_refill = 0.0
+        self._failing_since: float | None = None
+        self._reconnect_reported = False
 
         self._lock = threading.Lock()
         self._idle: deque[_Entry] = deque()
@@ -808,6 +821,9 @@ class ConnectionPool(Generic[C]):
 
     def _new_entry(self, conn: Any) -> _Entry:
         now = monotonic()
+        if self._failing_since is not None:  # the server answers again
+            self._failing_since, self._backoff, self._next_refill = None, 0.0, 0.0
+            self._reconnect_reported = False
         lifetime = self._max_lifetime
         expires = now + lifetime * random.uniform(0.9, 1.0) if lifetime else float("inf")
         return _Entry(conn, now, expires, self._generation)
@@ -830,23 +846,54 @@ class ConnectionPool(Generic[C]):
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def _fill(self, count: int, *, fail_fast: bool) -> None:
-        """Open up to ``count`` connections into the idle set (or to waiters)."""
+    def _fill(self, count: int, *, fail_fast: bool) -> bool:
+        """Open up to ``count`` connections into the idle set (or to waiters); False if a
+        connect failed."""
         for _ in range(count):
             with self._lock:
                 if self._closed or self._total >= self._max_size:
-                    return
+                    return True
                 self._total += 1
             try:
                 conn = self.connector.connect()
-            except BaseException:
+            except BaseException as exc:
                 self._connect_failed()
                 if fail_fast:
                     raise
-                logger.warning("pool %r: could not open a connection", self.name, exc_info=True)
-                return
+                logger.warning("pool %r: could not open a connection: %s", self.name, exc)
+                return False
             if not self._adopt(conn):
-                return
+                return True
+        return True
+
+    def _refill(self, missing: int, now: float) -> None:
+        """Bring the pool back to ``min_size``, backing off while connects fail."""
+        if now < self._next_refill:
+            return
+        if self._fill(missing, fail_fast=False):
+            return
+        if self._failing_since is None:
+            self._failing_since = now
+        self._backoff = min(max(self._backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+        self._next_refill = monotonic() + self._backoff * random.uniform(0.9, 1.1)
+        timeout = self.reconnect_timeout
+        if (
+            timeout is not None
+            and not self._reconnect_reported
+            and monotonic() - self._failing_since >= timeout
+        ):
+            self._reconnect_reported = True
+            logger.error(
+                "pool %r: no connection could be opened for %.0f s; still retrying",
+                self.name,
+                monotonic() - self._failing_since,
+            )
+            callback = self.reconnect_failed
+            if callback is not None:
+                try:
+                    callback(self)
+                except Exception:
+                    logger.exception("pool %r: reconnect_failed callback failed", self.name)
 
     def _start_maintenance(self) -> None:
         thread = threading.Thread(
@@ -931,7 +978,7 @@ class ConnectionPool(Generic[C]):
                 multiline(stack),
             )
         if missing > 0:
-            self._fill(missing, fail_fast=False)
+            self._refill(missing, now)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()

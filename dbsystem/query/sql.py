@@ -481,7 +481,7 @@ class SelectQuery(_Query):
     def first(self, conn: Connection | None = None) -> Row | None:
         """The first row, or None (a coroutine on an async connection or manager)."""
         rows = self.execute(conn)
-        if type(rows) is not list:
+        if not isinstance(rows, list):  # a coroutine: the async path
             return _first_async(rows)  # type: ignore[return-value]
         return rows[0] if rows else None
 
@@ -493,7 +493,7 @@ class SelectQuery(_Query):
     def scalar_value(self, conn: Connection | None = None) -> Any:
         """The first column of the first row, or None."""
         row = self.first(conn)
-        if row is not None and type(row) is not dict:
+        if row is not None and not isinstance(row, Mapping):  # a coroutine: the async path
             return _scalar_async(row)
         return None if row is None else next(iter(row.values()), None)
 

@@ -320,3 +320,51 @@ def test_t2_a_commit_time_failure_raises_from_the_block_and_keeps_nothing(postgr
         assert not conn.in_transaction
     db.execute(f"DROP TABLE {table}")
     db.close_all()
+
+
+def test_p13_server_down_refills_back_off_and_alert_then_recover(postgres_url):
+    proxy = TcpProxy(_target(postgres_url)).start()
+    db = DatabaseManager()
+    db.create_pool(
+        PG,
+        PoolConfig(
+            url=proxy.url(postgres_url),
+            min_size=2,
+            max_size=4,
+            idle_timeout=0.4,  # maintenance every 0.1 s
+            reconnect_timeout=1.0,
+            connect_timeout=1,
+        ),
+    )
+    pool = db.get_pool(PG)
+    alerts: list[float] = []
+    pool.reconnect_failed = lambda p: alerts.append(time.monotonic())
+    attempts: list[float] = []
+    connect = pool.connector.connect
+
+    def counted() -> object:
+        attempts.append(time.monotonic())
+        return connect()
+
+    pool.connector.connect = counted  # type: ignore[method-assign]
+    proxy.down()
+    down_at = time.monotonic()
+    for _ in range(3):  # callers find the connections dead: the pool drops them
+        with pytest.raises(ConnectionFailed):
+            db.fetch_value("SELECT 1")
+    time.sleep(3.0)
+    refills = [t for t in attempts if t > time.monotonic() - 2.9]
+    gaps = [b - a for a, b in zip(refills, refills[1:], strict=False)]
+    assert 3 <= len(refills) <= 8, refills  # not one per 0.1 s pass: ~30 without backoff
+    assert gaps[0] < 0.5 and max(gaps) > 0.7, gaps  # quick at first, then backing off
+    assert len(alerts) == 1 and alerts[0] - down_at >= 1.0  # reconnect_failed fired once
+    proxy.up()
+    started = time.monotonic()
+    assert db.fetch_value("SELECT 1") == 1  # a caller connects at once
+    assert time.monotonic() - started < 0.2
+    deadline = time.monotonic() + 2
+    while pool.stats().total < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.stats().total >= 2  # back to min_size without waiting out the backoff
+    db.close_all()
+    proxy.down()

@@ -21,6 +21,7 @@ from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, load_toml
 from dbsystem.core.connection import Connection, Transaction
 from dbsystem.core.coordinator import (
     DistributedTransaction,
+    InDoubt,
     RecoveryReport,
     TransactionCoordinator,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "ExecuteResult",
     "ExecutionHook",
     "HookChain",
+    "InDoubt",
     "IntegrityError",
     "InterfaceError",
     "MigrationError",

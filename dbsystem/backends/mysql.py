@@ -257,6 +257,8 @@ class MySQLBackend(Backend):
         for name in ("read_timeout", "write_timeout"):
             if name in options:
                 self._kwargs[name] = float(options[name])
+            elif config.statement_timeout is not None:  # the client gives up a second later
+                self._kwargs[name] = config.statement_timeout + 1.0
         if "init_command" in options:
             self._kwargs["init_command"] = options["init_command"]
         if "sql_mode" in options:
@@ -275,4 +277,13 @@ class MySQLBackend(Backend):
                 override=ConnectionFailed,
                 message=f"cannot connect to {self.url}: {_message(exc) or exc}",
             ) from exc
+        limit = self.config.statement_timeout
+        if limit is not None:  # the server cancels a longer statement
+            sql = (
+                f"SET SESSION max_statement_time = {limit:.3f}"
+                if "MariaDB" in conn.get_server_info()
+                else f"SET SESSION max_execution_time = {round(limit * 1000)}"
+            )
+            with conn.cursor() as cur:
+                cur.execute(sql)
         return MySQLConnection(conn, self.config.log_parameters, self._secrets)

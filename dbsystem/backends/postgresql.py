@@ -167,6 +167,9 @@ class PostgreSQLBackend(Backend):
             if tls.cert_file is not None and tls.key_file is not None:
                 options["sslcert"] = str(tls.cert_file)
                 options["sslkey"] = str(tls.key_file)
+        if config.statement_timeout is not None:  # the server cancels a longer statement
+            limit = f"-c statement_timeout={round(config.statement_timeout * 1000)}"
+            options["options"] = f"{options['options']} {limit}" if "options" in options else limit
         try:
             self._conninfo = psycopg.conninfo.make_conninfo(
                 host=url.host or None,

@@ -359,6 +359,8 @@ class RedisBackend:
         }
         if "socket_timeout" in config.options:
             kwargs["socket_timeout"] = float(config.options["socket_timeout"])
+        elif config.statement_timeout is not None:
+            kwargs["socket_timeout"] = config.statement_timeout
         if "client_name" in config.options:
             kwargs["client_name"] = config.options["client_name"]
         if self.mock:

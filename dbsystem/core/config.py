@@ -59,6 +59,7 @@ _POOL_FIELDS = (
     "leak_threshold",
     "max_waiting",
     "reconnect_timeout",
+    "statement_timeout",
     "connect_timeout",
     "echo",
     "log_parameters",
@@ -135,6 +136,11 @@ class PoolConfig(BaseModel):
     ERROR and calls ``pool.reconnect_failed`` (None: never)."""
     connect_timeout: float = Field(default=10.0, gt=0)
     """How long opening one connection may take."""
+    statement_timeout: float | None = Field(default=None, gt=0)
+    """The longest a statement may run (None: no limit). The server cancels it
+    (PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``, MySQL
+    ``max_execution_time``), and the client stops waiting one second later (MySQL
+    ``read_timeout``/``write_timeout``, Redis ``socket_timeout``) unless those are set."""
     echo: bool = False
     """Log every statement at INFO on the ``dbsystem.sql`` logger."""
     log_parameters: bool = False

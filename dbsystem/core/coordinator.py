@@ -51,7 +51,7 @@ from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager
 
-__all__ = ["DistributedTransaction", "RecoveryReport", "TransactionCoordinator"]
+__all__ = ["DistributedTransaction", "InDoubt", "RecoveryReport", "TransactionCoordinator"]
 
 logger = get_logger("dbsystem.coordinator")
 
@@ -86,12 +86,17 @@ class _PostgresXA:
 
     @staticmethod
     def in_doubt(raw: Any, prefix: str) -> list[str]:
+        return [gid for gid, _ in _PostgresXA.prepared(raw, prefix)]
+
+    @staticmethod
+    def prepared(raw: Any, prefix: str) -> list[tuple[str, Any]]:
+        """(gid, when it was prepared) of this coordinator's prepared transactions."""
         rows = raw.fetch_all(
-            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+            "SELECT gid, prepared FROM pg_prepared_xacts WHERE database = current_database() "
             "AND gid LIKE :prefix",
             {"prefix": prefix + "%"},
         )
-        return [str(row["gid"]) for row in rows]
+        return [(str(row["gid"]), row["prepared"]) for row in rows]
 
 
 class _MySQLXA:
@@ -124,6 +129,11 @@ class _MySQLXA:
     @staticmethod
     def rollback_prepared(raw: Any, gid: str) -> None:
         raw._run(f"XA ROLLBACK '{gid}'")
+
+    @staticmethod
+    def prepared(raw: Any, prefix: str) -> list[tuple[str, Any]]:
+        """(gid, None): XA RECOVER does not say when."""
+        return [(gid, None) for gid in _MySQLXA.in_doubt(raw, prefix)]
 
     @staticmethod
     def in_doubt(raw: Any, prefix: str) -> list[str]:
@@ -193,6 +203,19 @@ class _CoordinatorLog:
             finally:
                 os.close(fd)
             os.replace(temporary, self.path)
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """A transaction of this coordinator left prepared in a database (``in_doubt()``)."""
+
+    gid: str
+    pool: str
+    """The pool's label (``postgres``, ``mysql/ledger``...)."""
+    prepared_at: Any
+    """When it was prepared (PostgreSQL); None where the server does not say (MySQL)."""
+    decided: bool
+    """True if the log holds the commit decision (``recover()`` will commit it)."""
 
 
 @dataclass
@@ -439,6 +462,23 @@ class TransactionCoordinator:
         resource.raw.commit()
 
     # -- recovery --------------------------------------------------------------------------
+
+    def in_doubt(self) -> list[InDoubt]:
+        """This coordinator's transactions prepared in its databases and not finished: each
+        holds its locks until ``recover()`` (or the running commit) ends it. Watch it: an
+        old entry means a participant was unreachable or the coordinator died."""
+        states = self._log.states()
+        found = []
+        for (db_type, name), pool in self.db.pools().items():
+            adapter = _XA.get(getattr(pool.connector, "dialect", ""))
+            if adapter is None:
+                continue
+            with self.db.connection(db_type, name=name) as conn:
+                for gid, when in adapter.prepared(conn.raw, self._prefix):
+                    decided = states.get(gid) in ("commit", "done")
+                    label = db_type.value if name is None else f"{db_type.value}/{name}"
+                    found.append(InDoubt(gid, label, when, decided))
+        return found
 
     def recover(self) -> RecoveryReport:
         """Finish the transactions this coordinator left prepared: commit those the log

@@ -368,3 +368,64 @@ def test_p13_server_down_refills_back_off_and_alert_then_recover(postgres_url):
     assert pool.stats().total >= 2  # back to min_size without waiting out the backoff
     db.close_all()
     proxy.down()
+
+
+@pytest.mark.parametrize(
+    ("kind", "sleep"),
+    [
+        pytest.param("postgres", "SELECT pg_sleep(3)", marks=pytest.mark.postgres),
+        pytest.param("mysql", "SELECT SLEEP(3)", marks=pytest.mark.mysql),
+    ],
+)
+def test_statement_timeout_is_enforced_by_the_server(kind, sleep, request):
+    url = request.getfixturevalue(f"{kind}_url")
+    db_type = PG if kind == "postgres" else MY
+    db = DatabaseManager()
+    db.create_pool(db_type, PoolConfig(url=url, max_size=1, statement_timeout=0.5))
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        db.fetch_value(sleep)
+    assert time.monotonic() - started < 1.2
+    assert db.fetch_value("SELECT 1") == 1  # the same connection goes on
+    assert db.get_pool(db_type).stats().discarded == 0
+    db.close_all()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
+def test_p14_a_statement_on_an_established_connection_is_bounded_in_a_blackhole(kind, request):
+    url = request.getfixturevalue(f"{kind}_url")
+    db_type = MY if kind == "mysql" else DatabaseType.REDIS
+    parts = urlsplit(url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 0)).start()
+    db = DatabaseManager()
+    db.create_pool(
+        db_type,
+        PoolConfig(
+            url=proxy.url(url),
+            min_size=1,
+            max_size=1,
+            statement_timeout=0.5,
+            tls=TLSConfig(mode="disable") if kind == "mysql" else None,
+        ),
+    )
+    command = (
+        (lambda c: c.fetch_value("SELECT 1")) if kind == "mysql" else (lambda c: c.execute("PING"))
+    )
+    with db.connection(db_type) as conn:
+        command(conn)
+        proxy.blackhole()
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            command(conn)
+        blocked = time.monotonic() - started
+    # MySQL: read_timeout = statement_timeout + 1 s; Redis: socket_timeout = statement_timeout.
+    assert blocked < (1.8 if kind == "mysql" else 0.8), blocked
+    proxy.forward()
+    proxy.down()
+    db.close_all()

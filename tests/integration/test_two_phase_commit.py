@@ -314,3 +314,38 @@ def test_a_torn_decision_record_means_abort(tmp_path):
     with (tmp_path / "2pc.log").open("a") as fh:
         fh.write('{"gid": "g2", "state": "comm')  # the process died mid-write
     assert log.states() == {"g1": "commit"}
+
+
+def test_t12_locks_held_in_doubt_time_out_clearly_and_are_listed(
+    db, tmp_path, postgres_url, mysql_url
+):
+    """T12: a transaction left prepared holds its row locks; a conflicting write with a lock
+    timeout fails fast and clearly, ``in_doubt()`` shows it, and recovery releases it."""
+    from dbsystem import OperationalError
+
+    db.execute(f"INSERT INTO {db.t} VALUES (1, 'seed')", db_type=PG)
+    script = CRASH_SCRIPT.replace(
+        "execute(f\"INSERT INTO {table} VALUES (1, 'pg')\")",
+        "execute(f\"UPDATE {table} SET note = 'locked' WHERE id = 1\")",
+    )
+    log = tmp_path / "2pc.log"
+    subprocess.run(
+        [sys.executable, "-c", script, postgres_url, mysql_url, db.t, str(log), "prepared", "1"],
+        timeout=60,
+    )
+    coordinator = TransactionCoordinator(db, log=log, recover=False)
+    doubt = coordinator.in_doubt()
+    assert sorted(d.pool for d in doubt) == ["mysql", "postgres"]
+    assert not any(d.decided for d in doubt)
+    pg = next(d for d in doubt if d.pool == "postgres")
+    assert pg.prepared_at is not None
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="lock timeout"):
+        with db.transaction(PG) as conn:
+            conn.execute("SET LOCAL lock_timeout = '200ms'")
+            conn.execute(f"UPDATE {db.t} SET note = 'mine' WHERE id = 1")
+    assert time.monotonic() - started < 1.0
+    coordinator.recover()
+    assert coordinator.in_doubt() == []
+    db.execute(f"UPDATE {db.t} SET note = 'mine' WHERE id = 1", db_type=PG)
+    assert db.fetch_value(f"SELECT note FROM {db.t} WHERE id = 1", db_type=PG) == "mine"

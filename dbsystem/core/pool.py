@@ -688,9 +688,11 @@ class ConnectionPool(Generic[C]):
         connect timeout. The abandoned connect goes on and its connection joins the pool.
         """
         limit = self._connect_limit
-        bounded = timeout is not None and (limit is None or timeout < limit)
         try:
-            conn = self._connect_within(timeout) if bounded else self.connector.connect()  # type: ignore[arg-type]
+            if timeout is not None and (limit is None or timeout < limit):
+                conn = self._connect_within(timeout)
+            else:
+                conn = self.connector.connect()
         except PoolTimeout:
             raise  # the helper thread keeps the slot until its connect ends
         except BaseException:

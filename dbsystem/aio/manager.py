@@ -113,7 +113,63 @@ class _ThreadedLease:
         await asyncio.to_thread(self._lease.release)
 
 
-class AsyncDatabaseManager:
+class _Calls:
+    """The one-statement calls of a manager or a session, each on a connection of its own."""
+
+    connection: Callable[..., Any]  # the manager's, or the session's (with its user)
+
+    async def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult:
+        """Run one statement, autocommitted."""
+        async with self.connection(db_type) as conn:
+            result: ExecuteResult = await conn.execute(sql, params)
+            return result
+
+    async def executemany(
+        self,
+        sql: str,
+        seq_params: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> Any:
+        """Run one statement per parameter mapping."""
+        async with self.connection(db_type) as conn:
+            return await conn.executemany(sql, seq_params)
+
+    async def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]:
+        """Every row of a query."""
+        async with self.connection(db_type) as conn:
+            rows: list[Row] = await conn.fetch_all(sql, params)
+            return rows
+
+    async def fetch_one(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Row | None:
+        """The first row of a query, or None."""
+        async with self.connection(db_type) as conn:
+            row: Row | None = await conn.fetch_one(sql, params)
+            return row
+
+    async def fetch_value(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> Any:
+        """The first column of the first row, or None."""
+        async with self.connection(db_type) as conn:
+            return await conn.fetch_value(sql, params)
+
+    async def insert_many(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, db_type: DatabaseType | None = None
+    ) -> int:
+        """Insert many rows at once, all or nothing."""
+        async with self.connection(db_type) as conn:
+            count: int = await conn.insert_many(table, rows)
+            return count
+
+
+class AsyncDatabaseManager(_Calls):
     """One async pool per database type (and name), builders bound to them, shared hooks."""
 
     _instance: ClassVar[AsyncDatabaseManager | None] = None
@@ -270,56 +326,6 @@ class AsyncDatabaseManager:
         ):
             yield conn
 
-    async def execute(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> ExecuteResult:
-        """Run one statement, autocommitted."""
-        async with self.connection(db_type) as conn:
-            result: ExecuteResult = await conn.execute(sql, params)
-            return result
-
-    async def executemany(
-        self,
-        sql: str,
-        seq_params: Sequence[Mapping[str, Any]],
-        *,
-        db_type: DatabaseType | None = None,
-    ) -> Any:
-        """Run one statement per parameter mapping."""
-        async with self.connection(db_type) as conn:
-            return await conn.executemany(sql, seq_params)
-
-    async def fetch_all(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Every row of a query."""
-        async with self.connection(db_type) as conn:
-            rows: list[Row] = await conn.fetch_all(sql, params)
-            return rows
-
-    async def fetch_one(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Row | None:
-        """The first row of a query, or None."""
-        async with self.connection(db_type) as conn:
-            row: Row | None = await conn.fetch_one(sql, params)
-            return row
-
-    async def fetch_value(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Any:
-        """The first column of the first row, or None."""
-        async with self.connection(db_type) as conn:
-            return await conn.fetch_value(sql, params)
-
-    async def insert_many(
-        self, table: str, rows: Sequence[Mapping[str, Any]], *, db_type: DatabaseType | None = None
-    ) -> int:
-        """Insert many rows at once, all or nothing."""
-        async with self.connection(db_type) as conn:
-            count: int = await conn.insert_many(table, rows)
-            return count
-
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders for a SQL pool; their ``execute()`` is awaited."""
         db_type = db_type or self._default_type()
@@ -374,7 +380,7 @@ class AsyncDatabaseManager:
         return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
 
 
-class AsyncUserSession:
+class AsyncUserSession(_Calls):
     """``adb.for_user(...)``: the manager's API, each statement carrying the user."""
 
     def __init__(self, manager: AsyncDatabaseManager, context: SessionContext) -> None:
@@ -404,33 +410,6 @@ class AsyncUserSession:
         """``AsyncDatabaseManager.run_sync`` as this session's user (the ORM, checked)."""
         bridge = SyncBridge(self, asyncio.get_running_loop(), self.context)
         return await asyncio.to_thread(fn, bridge)
-
-    async def execute(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> ExecuteResult:
-        async with self.connection(db_type) as conn:
-            result: ExecuteResult = await conn.execute(sql, params)
-            return result
-
-    async def fetch_all(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        async with self.connection(db_type) as conn:
-            rows: list[Row] = await conn.fetch_all(sql, params)
-            return rows
-
-    async def fetch_one(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Row | None:
-        async with self.connection(db_type) as conn:
-            row: Row | None = await conn.fetch_one(sql, params)
-            return row
-
-    async def fetch_value(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Any:
-        async with self.connection(db_type) as conn:
-            return await conn.fetch_value(sql, params)
 
     def __repr__(self) -> str:
         return f"<AsyncUserSession user={self.context.user!r} session={self.context.session_id!r}>"

@@ -17,13 +17,17 @@
 from __future__ import annotations
 
 import itertools
+import os
+import socket
+import threading
+import time
 from collections.abc import Generator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 import psycopg
 from psycopg.adapt import AdaptersMap
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
@@ -40,6 +44,7 @@ __all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
 _IDLE = int(TransactionStatus.IDLE)
+_BAD = int(ConnStatus.BAD)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
 
@@ -60,7 +65,12 @@ class PostgreSQLConnection(PyformatConnection):
         return result is not None and result.nfields > 0
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        return bool(self._conn.broken or self._conn.closed)
+        conn = self._conn
+        if conn.broken or conn.closed:
+            return True
+        # A socket closed under psycopg's wait ("connection socket closed") can leave
+        # ``broken`` unset; libpq's own status still says the connection is gone.
+        return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
 
     def _begin(self, isolation: str | None, readonly: bool) -> None:
         sql = "BEGIN"
@@ -141,6 +151,89 @@ class PostgreSQLConnection(PyformatConnection):
         return int(self._conn.info.backend_pid)
 
 
+class _Watchdog:
+    """Ends statements that outlive their deadline by shutting their socket down.
+
+    ``statement_timeout`` is enforced by the server; a statement the server never sees (a
+    network that swallows packets without resetting anything) would block its caller
+    forever, since psycopg has no client-side read timeout. Past the deadline plus a
+    grace second, this thread shuts the connection's socket: the blocked call fails with
+    ``ConnectionFailed`` and the pool drops the connection. One thread per backend, started
+    on first use, waking every 0.1 s while statements are armed.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit + 1.0
+        self._armed: dict[int, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, conn: Any) -> None:
+        with self._lock:
+            self._armed[id(conn)] = (time.monotonic() + self.limit, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="dbsystem-pg-watchdog", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def disarm(self, conn: Any) -> None:
+        with self._lock:
+            self._armed.pop(id(conn), None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                late = [c for deadline, c in self._armed.values() if now > deadline]
+                for conn in late:
+                    del self._armed[id(conn)]
+                if not self._armed:
+                    self._wake.clear()
+            for conn in late:
+                conn.interrupt()
+
+
+class _GuardedConnection(PostgreSQLConnection):
+    """A connection whose statements are watched (``PoolConfig.statement_timeout``)."""
+
+    watchdog: _Watchdog
+
+    def interrupt(self) -> None:
+        """Shut the socket down under a statement that outlived its deadline."""
+        try:
+            fd = self._conn.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, psycopg.Error):
+            pass
+
+    def _watched(self, call: Any, *args: Any) -> Any:
+        self.watchdog.arm(self)
+        try:
+            return call(*args)
+        finally:
+            self.watchdog.disarm(self)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        return self._watched(super().execute, sql, params)
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+        return self._watched(super().executemany, sql, seq_params)
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        rows: list[Row] = self._watched(super().fetch_all, sql, params)
+        return rows
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        row: Row | None = self._watched(super().fetch_one, sql, params)
+        return row
+
+
 class PostgreSQLBackend(Backend):
     """Opens psycopg connections to one PostgreSQL database."""
 
@@ -167,7 +260,9 @@ class PostgreSQLBackend(Backend):
             if tls.cert_file is not None and tls.key_file is not None:
                 options["sslcert"] = str(tls.cert_file)
                 options["sslkey"] = str(tls.key_file)
+        self._watchdog: _Watchdog | None = None
         if config.statement_timeout is not None:  # the server cancels a longer statement
+            self._watchdog = _Watchdog(config.statement_timeout)
             limit = f"-c statement_timeout={round(config.statement_timeout * 1000)}"
             options["options"] = f"{options['options']} {limit}" if "options" in options else limit
         try:
@@ -205,4 +300,8 @@ class PostgreSQLBackend(Backend):
                 override=cls,
                 message=f"cannot connect to {self.url}: {text}",
             ) from exc
+        if self._watchdog is not None:
+            guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
+            guarded.watchdog = self._watchdog
+            return guarded
         return PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)

@@ -140,7 +140,8 @@ class PoolConfig(BaseModel):
     """The longest a statement may run (None: no limit). The server cancels it
     (PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``, MySQL
     ``max_execution_time``), and the client stops waiting one second later (MySQL
-    ``read_timeout``/``write_timeout``, Redis ``socket_timeout``) unless those are set."""
+    ``read_timeout``/``write_timeout``; PostgreSQL: a watchdog shuts the socket; Redis
+    ``socket_timeout``, at once) unless those are set."""
     echo: bool = False
     """Log every statement at INFO on the ``dbsystem.sql`` logger."""
     log_parameters: bool = False

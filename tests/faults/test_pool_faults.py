@@ -265,25 +265,26 @@ def test_t7_a_connection_cut_during_commit_is_commit_unknown(kind, request):
     default_port = 5432 if kind == "postgres" else 3306
     parts = urlsplit(url)
     proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or default_port)).start()
-    db = DatabaseManager()
-    # In clear text, so that the proxy can see the COMMIT go by.
-    plain = TLSConfig(mode="disable")
-    db.create_pool(db_type, PoolConfig(url=proxy.url(url), min_size=1, max_size=1, tls=plain))
-    table = f"t7_{uuid.uuid4().hex[:8]}"
-    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
-    with pytest.raises(CommitUnknownError, match="may or may not have committed"):
-        with db.transaction(db_type) as conn:
-            conn.execute(f"INSERT INTO {table} VALUES (1)")
-            proxy.cut_after(b"COMMIT")
-    assert proxy.cuts == 1
-    direct = DatabaseManager()
+    db, direct = DatabaseManager(), DatabaseManager()
     direct.create_pool(db_type, url)
-    # The server did commit: "unknown" was the honest answer, "rolled back" would be wrong.
-    assert direct.fetch_value(f"SELECT COUNT(*) FROM {table}") == 1
-    direct.execute(f"DROP TABLE {table}")
-    direct.close_all()
-    db.close_all()
-    proxy.down()
+    table = f"t7_{uuid.uuid4().hex[:8]}"
+    direct.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+    try:
+        # In clear text, so that the proxy can see the COMMIT go by.
+        plain = TLSConfig(mode="disable")
+        db.create_pool(db_type, PoolConfig(url=proxy.url(url), min_size=1, max_size=1, tls=plain))
+        with pytest.raises(CommitUnknownError, match="may or may not have committed"):
+            with db.transaction(db_type) as conn:
+                conn.execute(f"INSERT INTO {table} VALUES (1)")
+                proxy.cut_after(b"COMMIT")
+        assert proxy.cuts == 1
+        # The server did commit: "unknown" was the honest answer, "rolled back" would be wrong.
+        assert direct.fetch_value(f"SELECT COUNT(*) FROM {table}") == 1
+    finally:
+        db.close_all()
+        proxy.down()
+        direct.execute(f"DROP TABLE {table}")
+        direct.close_all()
 
 
 def test_a_session_killed_on_mariadb_is_replaced(mysql_url):
@@ -394,13 +395,14 @@ def test_statement_timeout_is_enforced_by_the_server(kind, sleep, request):
 @pytest.mark.parametrize(
     "kind",
     [
+        pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mysql", marks=pytest.mark.mysql),
         pytest.param("redis", marks=pytest.mark.redis),
     ],
 )
 def test_p14_a_statement_on_an_established_connection_is_bounded_in_a_blackhole(kind, request):
     url = request.getfixturevalue(f"{kind}_url")
-    db_type = MY if kind == "mysql" else DatabaseType.REDIS
+    db_type = {"postgres": PG, "mysql": MY}.get(kind, DatabaseType.REDIS)
     parts = urlsplit(url)
     proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 0)).start()
     db = DatabaseManager()
@@ -411,12 +413,13 @@ def test_p14_a_statement_on_an_established_connection_is_bounded_in_a_blackhole(
             min_size=1,
             max_size=1,
             statement_timeout=0.5,
-            tls=TLSConfig(mode="disable") if kind == "mysql" else None,
+            tls=TLSConfig(mode="disable") if kind != "redis" else None,
         ),
     )
-    command = (
-        (lambda c: c.fetch_value("SELECT 1")) if kind == "mysql" else (lambda c: c.execute("PING"))
-    )
+
+    def command(conn) -> object:
+        return conn.execute("PING") if kind == "redis" else conn.fetch_value("SELECT 1")
+
     with db.connection(db_type) as conn:
         command(conn)
         proxy.blackhole()
@@ -424,8 +427,9 @@ def test_p14_a_statement_on_an_established_connection_is_bounded_in_a_blackhole(
         with pytest.raises(OperationalError):
             command(conn)
         blocked = time.monotonic() - started
-    # MySQL: read_timeout = statement_timeout + 1 s; Redis: socket_timeout = statement_timeout.
-    assert blocked < (1.8 if kind == "mysql" else 0.8), blocked
+    # PostgreSQL: the watchdog shuts the socket at statement_timeout + 1 s (checked every
+    # 0.1 s); MySQL: read_timeout = statement_timeout + 1 s; Redis: socket_timeout.
+    assert blocked < (0.8 if kind == "redis" else 1.8), blocked
     proxy.forward()
     proxy.down()
     db.close_all()

@@ -29,6 +29,7 @@ from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolHolder, PoolStats
 from dbsystem.core.retry import retry
+from dbsystem.core.sharding import Route, ShardedPool
 from dbsystem.core.types import DatabaseType, ExecuteResult
 from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
@@ -104,8 +105,10 @@ __all__ = [
     "QueryBuildError",
     "RecoveryReport",
     "RetryableError",
+    "Route",
     "SchemaError",
     "SecurityError",
+    "ShardedPool",
     "Statement",
     "TLSConfig",
     "Transaction",

@@ -200,6 +200,8 @@ class _Query:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
         if factory.is_async:  # AsyncDatabaseManager.query(): a coroutine
             return self._execute_async(factory)
+        if factory.sharded:  # ShardedPool.query(): the router picks the shards
+            return factory.manager.run(self)  # type: ignore[attr-defined]
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return self._run_on(borrowed)
 
@@ -906,6 +908,7 @@ class QueryFactory:
 
     __slots__ = ("db_type", "dialect", "manager", "name")
     is_async = False  # AsyncQueryFactory: execute() returns a coroutine
+    sharded = False  # ShardedPool.query(): execute() goes through the router
 
     def __init__(self, manager: DatabaseManager, db_type: DatabaseType, name: str | None) -> None:
         self.manager, self.db_type, self.name = manager, db_type, name

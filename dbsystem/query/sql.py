@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.core.types import Row
-from dbsystem.errors import QueryBuildError
+from dbsystem.errors import NotSupportedError, QueryBuildError
 from dbsystem.query.expr import (
     Compare,
     Expr,
@@ -888,6 +888,8 @@ class RawQuery(_Query):
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
+        if factory.sharded:
+            raise NotSupportedError("raw SQL is not routed across shards: use the builders")
         if factory.is_async:
 
             async def run_async() -> Any:

@@ -110,6 +110,10 @@ def test_what_cannot_be_routed_is_refused(sharded):
         q.insert_into("orders").values({"id": 1, "total": 5}).execute()
     with pytest.raises(InterfaceError):
         ShardedPool(db, db_type, ["s0", "s1"], key="k", strategy="range", bounds=[])
+    with pytest.raises(NotSupportedError, match="raw SQL"):
+        q.raw_sql("SELECT * FROM orders").execute()
+    with pytest.raises(NotSupportedError):
+        q.select("id").from_("orders").union(q.select("id").from_("orders")).all()
     # An aggregate that names the key runs on its one shard.
     q.insert_into("orders").values(ROWS).execute()
     one = q.select(count().as_("n")).from_("orders").where(col("customer_id") == 5)

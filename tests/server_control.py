@@ -72,3 +72,96 @@ def restart_postgres() -> None:
         60,
         "PostgreSQL did not come back",
     )
+
+
+REPLICA_DIR = "/tmp/dbsystem-pg-replica"
+REPLICA_PORT = 5433
+
+
+def _as_postgres(*command: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, timeout=120)
+
+
+def start_postgres_replica() -> str:
+    """A streaming replica of the local PostgreSQL on port 5433 (pg_basebackup); its URL.
+
+    Allows replication connections from loopback in the primary's pg_hba.conf (trust, as
+    the rest of this machine's test setup), and reloads it.
+    """
+    import shutil
+
+    version, name = postgres_cluster()
+    hba = f"/etc/postgresql/{version}/{name}/pg_hba.conf"
+    line = "host replication all 127.0.0.1/32 trust"
+    with open(hba) as fh:
+        present = line in fh.read()
+    if not present:
+        with open(hba, "a") as fh:
+            fh.write(f"\n{line}\n")
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "root",
+                "-d",
+                "test",
+                "-c",
+                "SELECT pg_reload_conf()",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    stop_postgres_replica()
+    shutil.rmtree(REPLICA_DIR, ignore_errors=True)
+    os.makedirs(REPLICA_DIR, mode=0o700)
+    shutil.chown(REPLICA_DIR, "postgres", "postgres")
+    _as_postgres(
+        "pg_basebackup", "-h", "127.0.0.1", "-U", "root", "-D", REPLICA_DIR, "-R", "-X", "stream"
+    )
+    with open(f"{REPLICA_DIR}/postgresql.conf", "w") as fh:
+        fh.write(
+            f"port = {REPLICA_PORT}\nlisten_addresses = '127.0.0.1'\n"
+            "unix_socket_directories = '/tmp'\nhot_standby = on\n"
+            "max_prepared_transactions = 32\n"
+            f"hba_file = '{REPLICA_DIR}/pg_hba.conf'\n"
+        )
+    with open(f"{REPLICA_DIR}/pg_hba.conf", "w") as fh:
+        fh.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    for conf in ("postgresql.conf", "pg_hba.conf"):
+        shutil.chown(f"{REPLICA_DIR}/{conf}", "postgres", "postgres")
+    start_postgres_replica_process()
+    return f"postgresql://root@127.0.0.1:{REPLICA_PORT}/test"
+
+
+def _pg_ctl() -> str:
+    version, _ = postgres_cluster()
+    return f"/usr/lib/postgresql/{version}/bin/pg_ctl"
+
+
+def start_postgres_replica_process() -> None:
+    _as_postgres(_pg_ctl(), "-D", REPLICA_DIR, "-l", f"{REPLICA_DIR}.log", "-w", "start")
+
+
+def stop_postgres_replica() -> None:
+    if os.path.exists(f"{REPLICA_DIR}/postmaster.pid"):
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                _pg_ctl(),
+                "-D",
+                REPLICA_DIR,
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )

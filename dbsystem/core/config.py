@@ -150,6 +150,12 @@ class PoolConfig(BaseModel):
     """TLS for the connections; None keeps the driver's default (see ``TLSConfig``)."""
     credential: str | None = None
     """The name of a ``CredentialManager`` credential supplying the password (and user)."""
+    replicas: tuple[URLField, ...] = ()
+    """Read replicas of the database at ``url`` (see ``dbsystem.core.replicas``)."""
+    replica_policy: Literal["round_robin", "least_connections", "lowest_latency"] = "round_robin"
+    """How a read picks its replica."""
+    max_replica_lag: float | None = Field(default=None, gt=0)
+    """A replica further behind than this many seconds gets no reads until it catches up."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend-specific options (the URL's query options that are not pool settings)."""
 

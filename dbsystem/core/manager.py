@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.mock import MockBackend
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
+    from dbsystem.core.replicas import ReplicaSet
     from dbsystem.core.session import UserSession
     from dbsystem.query.mongo import MongoQuery
     from dbsystem.query.redis import RedisQuery
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["DatabaseManager", "PoolKey"]
 
 logger = get_logger("dbsystem")
+T = TypeVar("T")
 
 PoolKey = DatabaseType | tuple[DatabaseType, str]
 
@@ -67,6 +69,7 @@ class DatabaseManager:
         # Recomputed when pools or the mode change, so the hot path reads one attribute.
         self._default: DatabaseType | None = None
         self._hooks: list[ExecutionHook] = []
+        self._replicas: dict[tuple[DatabaseType, str | None], ReplicaSet] = {}
         self._access_control: Any = None
         self._health_monitor: Any = None  # set by HealthMonitor.start()
 
@@ -157,7 +160,47 @@ class DatabaseManager:
                 raise ConfigurationError(f"a pool for {_label(db_type, name)} already exists")
             self._pools[key] = pool
             self._update_default()
+        if config.replicas:
+            self._create_replicas(db_type, name, config)
         return pool  # type: ignore[no-any-return]
+
+    def _create_replicas(self, db_type: DatabaseType, name: str | None, config: PoolConfig) -> None:
+        from dbsystem.core.replicas import ReplicaSet
+
+        names = []
+        for number, url in enumerate(config.replicas, start=1):
+            replica = f"{name or ''}__replica{number}"
+            self.create_pool(
+                db_type, config.model_copy(update={"url": url, "replicas": ()}), name=replica
+            )
+            names.append(replica)
+        self._replicas[(db_type, name)] = ReplicaSet(
+            self,
+            db_type,
+            name,
+            names,
+            policy=config.replica_policy,
+            max_lag=config.max_replica_lag,
+        )
+
+    def read_your_writes(self, seconds: float = 2.0) -> None:
+        """After a write in a context (a thread, a task), send that context's reads to the
+        primary for ``seconds``, so that it reads what it wrote (pools with replicas)."""
+        from dbsystem.core.replicas import _WriteTracker
+
+        if not any(isinstance(h, _WriteTracker) for h in self._hooks):
+            self.add_hook(_WriteTracker())
+        for replicas in self._replicas.values():
+            replicas.read_your_writes = seconds
+
+    def _read(self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], T]) -> T:
+        """``call(conn)`` on a replica when ``sql`` (None: a select builder) only reads."""
+        chosen = db_type or self._default or self._default_type()
+        replicas = self._replicas.get((chosen, None))
+        if replicas is None:
+            with self.connection(chosen) as conn:
+                return call(conn)
+        return replicas.read(sql, call)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
@@ -520,6 +563,8 @@ class DatabaseManager:
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> list[Row]:
         """Run a query on the default (or given) database; every row as a dict."""
+        if self._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))
         with self.connection(db_type) as conn:
             return conn.fetch_all(sql, params)
 
@@ -527,6 +572,9 @@ class DatabaseManager:
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Row | None:
         """Run a query on the default (or given) database; the first row, or None."""
+        if self._replicas:
+            row: Row | None = self._read(db_type, sql, lambda conn: conn.fetch_one(sql, params))
+            return row
         with self.connection(db_type) as conn:
             return conn.fetch_one(sql, params)
 
@@ -534,6 +582,8 @@ class DatabaseManager:
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Any:
         """Run a query on the default (or given) database; the first value, or None."""
+        if self._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_value(sql, params))
         with self.connection(db_type) as conn:
             return conn.fetch_value(sql, params)
 

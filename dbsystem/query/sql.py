@@ -202,13 +202,18 @@ class _Query:
             return self._execute_async(factory)
         if factory.sharded:  # ShardedPool.query(): the router picks the shards
             return factory.manager.run(self)  # type: ignore[attr-defined]
-        with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
+        manager = factory.manager
+        if self._reads and factory.name is None and getattr(manager, "_replicas", None):
+            return manager._read(factory.db_type, None, self._run_on)  # a replica may answer
+        with manager.connection(factory.db_type, name=factory.name) as borrowed:
             return self._run_on(borrowed)
 
     async def _execute_async(self, factory: QueryFactory) -> Any:
         connection: Any = factory.manager.connection(factory.db_type, name=factory.name)
         async with connection as borrowed:
             return await self._run_on(borrowed)
+
+    _reads = False  # SelectQuery, SetQuery: replicas may serve them
 
     def _run_on(self, conn: Connection) -> Any:
         if conn._is_async:
@@ -355,6 +360,8 @@ class CTE:
 
 class SelectQuery(_Query):
     """SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]."""
+
+    _reads = True
 
     def __init__(self, factory: QueryFactory | None, columns: Sequence[Any]) -> None:
         self._factory = factory
@@ -558,6 +565,8 @@ def _and(current: Expr | None, new: Expr) -> Expr:
 
 class SetQuery(_Query):
     """UNION / UNION ALL / INTERSECT / EXCEPT of selects, with ORDER BY / LIMIT on the whole."""
+
+    _reads = True
 
     def __init__(self, factory: QueryFactory | None, op: str, queries: Sequence[_Query]) -> None:
         for query in queries:

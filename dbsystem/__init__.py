@@ -37,6 +37,7 @@ from dbsystem.errors import (
     ConfigurationError,
     ConflictError,
     ConnectionFailed,
+    CrossSlotError,
     DatabaseError,
     DataError,
     DBSystemError,
@@ -71,6 +72,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncDatabaseManager",
     "CommitUnknownError",
+    "CrossSlotError",
     "ConfigurationError",
     "ConflictError",
     "Connection",

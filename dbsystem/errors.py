@@ -10,6 +10,7 @@ The names follow PEP 249 so that code written against a DB-API driver reads the 
         ConflictError                   a row changed since it was read (optimistic locking)
         InternalError                   the database reported an internal inconsistency
         ProgrammingError                the statement is wrong (syntax, unknown table, parameters)
+          CrossSlotError                Redis Cluster: one command's keys are in different slots
         NotSupportedError               the backend cannot do what was asked
         OperationalError                the database or the connection to it failed
           ConnectionFailed              a connection could not be opened, or was lost
@@ -45,10 +46,12 @@ __all__ = [
     "AuthenticationError",
     "BackendNotAvailable",
     "BackendNotFound",
+    "CommitUnknownError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailed",
     "ConnectionTimeout",
+    "CrossSlotError",
     "DBSystemError",
     "DataError",
     "DatabaseError",
@@ -66,6 +69,7 @@ __all__ = [
     "PoolTimeout",
     "ProgrammingError",
     "QueryBuildError",
+    "RetryableError",
     "SchemaError",
     "SecurityError",
 ]
@@ -146,6 +150,11 @@ class InternalError(DatabaseError):
 
 class ProgrammingError(DatabaseError):
     """Raised when a statement is wrong: syntax, unknown table or column, bad parameters."""
+
+
+class CrossSlotError(ProgrammingError):
+    """Raised when a Redis Cluster command or MULTI/EXEC transaction names keys that hash
+    to different slots. The fix is a common hash tag: ``{user:1}:a`` and ``{user:1}:b``."""
 
 
 class NotSupportedError(DatabaseError):

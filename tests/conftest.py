@@ -69,6 +69,28 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url():
+    """A three-master Redis Cluster: DBSYSTEM_TEST_REDIS_CLUSTER_URL, or one started here
+    from redis-server processes on ports 7100-7102 (stopped at the end of the session)."""
+    import shutil
+
+    from tests.server_control import start_redis_cluster, stop_redis_cluster
+
+    given = os.environ.get("DBSYSTEM_TEST_REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        problem = "a Redis Cluster needs redis-server and redis-cli"
+        if servers_required():
+            pytest.fail(problem)
+        pytest.skip(problem)
+    url = start_redis_cluster()
+    yield url
+    stop_redis_cluster()
+
+
+@pytest.fixture(scope="session")
 def mongo_url() -> str:
     return server_url("mongodb")
 

@@ -165,3 +165,76 @@ def stop_postgres_replica() -> None:
             capture_output=True,
             timeout=60,
         )
+
+
+REDIS_CLUSTER_PORTS = (7100, 7101, 7102)
+REDIS_CLUSTER_DIR = "/tmp/dbsystem-redis-cluster"
+
+
+def start_redis_cluster() -> str:
+    """A three-master Redis Cluster of ``redis-server`` processes on loopback; its URL.
+
+    Made with ``redis-cli --cluster create`` (no replicas), as the Redis docs' tutorial
+    does; waits until every slot is served.
+    """
+    import shutil
+
+    stop_redis_cluster()
+    shutil.rmtree(REDIS_CLUSTER_DIR, ignore_errors=True)
+    for port in REDIS_CLUSTER_PORTS:
+        node_dir = f"{REDIS_CLUSTER_DIR}/{port}"
+        os.makedirs(node_dir)
+        subprocess.run(
+            [
+                "redis-server",
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"{node_dir}/nodes.conf",
+                "--cluster-node-timeout", "2000",
+                "--dir", node_dir,
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "yes",
+                "--logfile", f"{node_dir}/redis.log",
+            ],
+            check=True,
+            timeout=30,
+        )  # fmt: skip
+    for port in REDIS_CLUSTER_PORTS:
+        _wait(lambda p=port: _ok("redis-cli", "-p", str(p), "ping"), 30, f"node {port} not up")
+    subprocess.run(
+        [
+            "redis-cli", "--cluster", "create",
+            *(f"127.0.0.1:{port}" for port in REDIS_CLUSTER_PORTS),
+            "--cluster-replicas", "0", "--cluster-yes",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+
+    def serving() -> bool:
+        for port in REDIS_CLUSTER_PORTS:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(port), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            if "cluster_state:ok" not in info:
+                return False
+        return True
+
+    _wait(serving, 30, "the Redis Cluster did not reach cluster_state:ok")
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in REDIS_CLUSTER_PORTS)
+
+
+def stop_redis_cluster() -> None:
+    for port in REDIS_CLUSTER_PORTS:
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "shutdown", "nosave"],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )

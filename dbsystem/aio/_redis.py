@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from dbsystem.backends.redis import _error, _text, command_statement
-from dbsystem.errors import InterfaceError, PoolClosed
+from dbsystem.errors import InterfaceError, NotSupportedError, PoolClosed
 
 __all__ = ["AsyncRedisConnection", "async_redis_client"]
 
@@ -23,6 +23,12 @@ __all__ = ["AsyncRedisConnection", "async_redis_client"]
 def async_redis_client(pool: Any) -> Any:
     """A ``redis.asyncio`` client on the server and settings of a sync ``RedisPool``."""
     backend = pool.connector
+    if getattr(backend, "cluster", False):
+        raise NotSupportedError(
+            "Redis Cluster pools have no asyncio client in this release: use the sync "
+            "DatabaseManager's pool (from a coroutine, through asyncio.to_thread)",
+            backend=backend.label,
+        )
     shared = backend.pool
     kwargs = dict(shared.connection_kwargs)
     if backend.mock:

@@ -45,6 +45,16 @@ _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
     "redis": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
     "rediss": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
     "redis+mock": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
+    "redis+cluster": (
+        "dbsystem.backends.redis_cluster:RedisClusterBackend",
+        DatabaseType.REDIS,
+        "redis",
+    ),
+    "rediss+cluster": (
+        "dbsystem.backends.redis_cluster:RedisClusterBackend",
+        DatabaseType.REDIS,
+        "redis",
+    ),
     "mongodb": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
     "mongodb+srv": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
     "mongodb+mock": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mock"),

@@ -321,11 +321,15 @@ class MongoConnection(DriverHandle):
         command: dict[str, Any],
         call: Callable[[Any], Any],
         resources: tuple[str, ...] = (),
+        read_preference: Any = None,
     ) -> Any:
-        """Run ``call(collection_object)`` as ``operation``, through hooks and translation."""
+        """Run ``call(collection_object)`` as ``operation``, through hooks and translation;
+        a pymongo ``read_preference`` overrides the client's for this call."""
         if self._pool._closed:
             raise PoolClosed(f"pool {self._pool.name!r} is closed", backend=self._pool.backend_name)
         target = self.database[collection]
+        if read_preference is not None:
+            target = target.with_options(read_preference=read_preference)
         try:
             if not self._pool.hooks.hooks:
                 return call(target)

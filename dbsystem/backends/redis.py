@@ -35,6 +35,7 @@ from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
+    CrossSlotError,
     DataError,
     DBSystemError,
     InterfaceError,
@@ -147,14 +148,22 @@ def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
 
 
 def _error(
-    exc: BaseException, backend: str, command: str | None, secrets: Sequence[str]
+    exc: BaseException,
+    backend: str,
+    command: str | None,
+    secrets: Sequence[str],
+    commands: Sequence[Sequence[Any]] = (),
 ) -> DBSystemError:
     message = str(exc)
     override: type[DBSystemError]
+    if _is_cross_slot(exc):
+        return _cross_slot_error(exc, backend, command, secrets, commands)
     if isinstance(exc, redis_errors.ConnectionError) and "No connection available" in message:
         override = PoolTimeout
     elif isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
         override = ConnectionFailed
+    elif isinstance(exc, redis_errors.RedisClusterException) and "cannot be connected" in message:
+        override = ConnectionFailed  # no seed node of a cluster answered
     elif isinstance(exc, redis_errors.ResponseError):
         if backend.startswith("mock") and "unknown command" in message.lower():
             override = NotSupportedError
@@ -165,6 +174,40 @@ def _error(
     else:
         override = OperationalError
     return translate(exc, backend=backend, statement=command, secrets=secrets, override=override)
+
+
+def _is_cross_slot(exc: BaseException) -> bool:
+    # redis-py refuses such commands before sending them; the server says CROSSSLOT.
+    message = str(exc)
+    return isinstance(exc, redis_errors.CrossSlotTransactionError) or (
+        "CROSSSLOT" in message or "must map to the same key slot" in message
+    )
+
+
+def _cross_slot_error(
+    exc: BaseException,
+    backend: str,
+    command: str | None,
+    secrets: Sequence[str],
+    commands: Sequence[Sequence[Any]],
+) -> DBSystemError:
+    from redis.crc import key_slot
+
+    keys = dict.fromkeys(k for c in commands for k in classify_command(c)[1] if k != "*")
+    slots = ", ".join(f"{k!r} (slot {key_slot(k.encode())})" for k in keys)
+    return translate(
+        exc,
+        backend=backend,
+        statement=command,
+        secrets=secrets,
+        override=CrossSlotError,
+        message=(
+            f"keys in different hash slots of the Redis Cluster: {slots or 'see the command'}. "
+            "A multi-key command or a MULTI/EXEC transaction must keep its keys in one slot: "
+            "give them a common hash tag, such as '{user:1}:profile' and '{user:1}:orders' "
+            "(only the part in braces is hashed)"
+        ),
+    )
 
 
 def command_statement(
@@ -321,6 +364,40 @@ def _tls_kwargs(tls: TLSConfig | None, scheme: str) -> dict[str, Any]:
     return kwargs
 
 
+def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str, Any]:
+    """redis-py's client settings from a URL and pool config (a server's or a cluster's)."""
+    unknown = set(config.options) - _OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"unknown Redis URL option(s): {', '.join(sorted(unknown))}; "
+            f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
+            backend=label,
+        )
+    try:
+        database = int(url.database or 0)
+    except ValueError:
+        raise ConfigurationError(
+            f"the Redis database must be a number, not {url.database!r}", backend=label
+        ) from None
+    decode = config.options.get("decode_responses", "true").lower() not in ("false", "0")
+    kwargs: dict[str, Any] = {
+        "db": database,
+        "decode_responses": decode,
+        "socket_connect_timeout": config.connect_timeout,
+        "max_connections": config.max_size,
+        "timeout": config.acquire_timeout,
+    }
+    if "socket_timeout" in config.options:
+        kwargs["socket_timeout"] = float(config.options["socket_timeout"])
+    elif config.statement_timeout is not None:
+        kwargs["socket_timeout"] = config.statement_timeout
+    if "client_name" in config.options:
+        kwargs["client_name"] = config.options["client_name"]
+    if url.username is not None or url.password is not None:
+        kwargs.update(username=url.username, password=url.password)
+    return kwargs
+
+
 class RedisBackend:
     """Builds the redis-py pool for a ``redis://``, ``rediss://`` or ``redis+mock://`` URL."""
 
@@ -336,33 +413,7 @@ class RedisBackend:
         self.mock = url.scheme == "redis+mock"
         self.dialect = "redis"
         self.label = "mock:redis" if self.mock else "redis"
-        unknown = set(config.options) - _OPTIONS
-        if unknown:
-            raise ConfigurationError(
-                f"unknown Redis URL option(s): {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
-                backend=self.label,
-            )
-        try:
-            database = int(url.database or 0)
-        except ValueError:
-            raise ConfigurationError(
-                f"the Redis database must be a number, not {url.database!r}", backend=self.label
-            ) from None
-        decode = config.options.get("decode_responses", "true").lower() not in ("false", "0")
-        kwargs: dict[str, Any] = {
-            "db": database,
-            "decode_responses": decode,
-            "socket_connect_timeout": config.connect_timeout,
-            "max_connections": config.max_size,
-            "timeout": config.acquire_timeout,
-        }
-        if "socket_timeout" in config.options:
-            kwargs["socket_timeout"] = float(config.options["socket_timeout"])
-        elif config.statement_timeout is not None:
-            kwargs["socket_timeout"] = config.statement_timeout
-        if "client_name" in config.options:
-            kwargs["client_name"] = config.options["client_name"]
+        kwargs = _client_kwargs(url, config, self.label)
         if self.mock:
             import fakeredis
 
@@ -371,12 +422,7 @@ class RedisBackend:
             )
             kwargs["server"] = fakeredis.FakeServer()
         else:
-            kwargs.update(
-                host=url.host or "localhost",
-                port=url.port or 6379,
-                username=url.username,
-                password=url.password,
-            )
+            kwargs.update(host=url.host or "localhost", port=url.port or 6379)
             kwargs.update(_tls_kwargs(config.tls, url.scheme))
             if kwargs.get("ssl"):
                 kwargs["connection_class"] = redis.SSLConnection
@@ -433,7 +479,7 @@ class RedisPool(DriverPool["RedisConnection"]):
 class RedisConnection(DriverHandle):
     """Runs Redis commands through the pool, the hooks and error translation."""
 
-    def __init__(self, pool: RedisPool) -> None:
+    def __init__(self, pool: DriverPool[Any]) -> None:
         self._pool = pool
         self._backend = pool.connector
         self.client: redis.Redis = pool.connector.client
@@ -464,9 +510,9 @@ class RedisConnection(DriverHandle):
                 return call()
             statement = command_statement(self._pool, self._context, operation, commands)
             return self._pool.hooks.run(statement, call)
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             raise _error(
-                exc, self._pool.backend_name, _text(commands), self._backend.secrets
+                exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands
             ) from exc
 
     def execute(self, *args: Any) -> Any:
@@ -504,7 +550,7 @@ class RedisConnection(DriverHandle):
 
         def call() -> Any:
             for _ in range(retries):
-                with self.client.pipeline() as pipe:
+                with self.client.pipeline(transaction=True) as pipe:  # a cluster's too
                     try:
                         pipe.watch(*watch)
                         result = func(pipe)

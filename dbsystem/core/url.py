@@ -12,6 +12,10 @@ Forms understood::
     mongodb://host:27017/app     mongodb+srv://cluster.example.com/app   mongodb+mock://
     redis://:pw@host:6379/0      rediss://...   redis+mock://
     mock://postgresql            (the host names the SQL dialect the mock stands in for)
+    mongodb://h1:27017,h2:27017/app?replicaSet=rs0     redis+cluster://h1:7000,h2:7001
+
+A comma-separated host list (replica sets, cluster seed nodes) is kept whole in ``hosts``;
+``host`` and ``port`` are its first entry.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class DatabaseURL:
         "database",
         "driver",
         "host",
+        "hosts",
         "options",
         "port",
         "scheme",
@@ -59,6 +64,7 @@ class DatabaseURL:
     username: str | None
     host: str | None
     port: int | None
+    hosts: tuple[tuple[str, int | None], ...]
     database: str | None
     options: Mapping[str, str]
 
@@ -102,6 +108,9 @@ class DatabaseURL:
         if unknown:
             raise InvalidURL(f"unknown URL part(s): {', '.join(sorted(unknown))}")
         values.update(changes)
+        if ("host" in changes or "port" in changes) and "hosts" not in changes:
+            host, port = values["host"], values["port"]
+            values["hosts"] = ((host, port),) if host else ()
         new = object.__new__(DatabaseURL)
         for name in self.__slots__:
             value = values[name.lstrip("_")]
@@ -127,10 +136,9 @@ class DatabaseURL:
                 if self._password is not None:
                     netloc += ":" + (_MASK if hide_password else quote(self._password, safe=""))
                 netloc += "@"
-            if self.host:
-                netloc += f"[{self.host}]" if ":" in self.host else self.host
-            if self.port is not None:
-                netloc += f":{self.port}"
+            netloc += ",".join(_host_port(h, p) for h, p in self.hosts) or _host_port(
+                self.host, self.port
+            )
             text = f"{self.scheme}://{netloc}"
             if self.database is not None:
                 text += "/" + quote(self.database, safe="")
@@ -161,8 +169,13 @@ def _parse(url: str) -> dict[str, Any]:
     driver = scheme.split("+", 1)[1] if "+" in scheme else None
     if scheme == "sqlite":
         return _parse_sqlite(rest, driver)
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, hostlist = netloc.rpartition("@")
     try:
-        parts = urlsplit(url)
+        hosts = tuple(_split_host(h) for h in hostlist.split(",")) if "," in hostlist else ()
+        # urlsplit understands one host: give it the first and keep the list aside.
+        first = hostlist.split(",", 1)[0]
+        parts = urlsplit(f"{scheme}://{userinfo}{at}{first}{rest[len(netloc) :]}")
         port = parts.port
     except ValueError as exc:
         raise InvalidURL(f"invalid connection URL {redact(url)!r}: {exc}") from None
@@ -174,6 +187,7 @@ def _parse(url: str) -> dict[str, Any]:
         "_password": unquote(parts.password) if parts.password is not None else None,
         "host": parts.hostname,
         "port": port,
+        "hosts": hosts or (((parts.hostname, port),) if parts.hostname else ()),
         "database": database or None,
         "options": _options(parts.query, url),
     }
@@ -198,9 +212,23 @@ def _parse_sqlite(rest: str, driver: str | None) -> dict[str, Any]:
         "_password": None,
         "host": None,
         "port": None,
+        "hosts": (),
         "database": database,
         "options": _options(query, rest),
     }
+
+
+def _split_host(text: str) -> tuple[str, int | None]:
+    parts = urlsplit(f"//{text}")
+    host, port = parts.hostname, parts.port
+    if not host:
+        raise ValueError(f"empty host in the host list {text!r}")
+    return host, port
+
+
+def _host_port(host: str | None, port: int | None) -> str:
+    text = (f"[{host}]" if ":" in host else host) if host else ""
+    return text if port is None else f"{text}:{port}"
 
 
 def _options(query: str, url: str) -> dict[str, str]:

@@ -14,6 +14,10 @@ always compared with ``$eq``-style operators, so a value such as ``{"$gt": ""}``
 literally and never acts as an operator. Filter dicts written by the program are used as
 written, except that server-side JavaScript (``$where``, ``$function``, ``$accumulator``) is
 refused everywhere. ``build()`` returns the command document; ``execute()`` runs it.
+
+On a replica set or a sharded cluster, ``read_preference("secondaryPreferred")`` sends one
+read to the members the mode picks (the pool's default comes from the URL's
+``readPreference``): ``users.find(...).read_preference("nearest", tags=[{"dc": "east"}])``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ _UPDATE_OPERATORS = frozenset(
 )
 _COMPARE = {"=": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 _UNSET: Any = object()
+_READ_OPERATIONS = frozenset({"find", "count", "distinct"})
 
 
 # -- filters --------------------------------------------------------------------------------
@@ -270,6 +275,7 @@ class CollectionQuery:
         self._args: dict[str, Any] = {}
         self._all = False
         self._ids_as_str = False
+        self._read_preference: Any = None
 
     def _copy(self, **changes: Any) -> CollectionQuery:
         new = object.__new__(CollectionQuery)
@@ -289,6 +295,23 @@ class CollectionQuery:
         if op is None and not isinstance(left, e.Expr):
             raise QueryBuildError("where() takes an expression, or a field, operator and value")
         return self._copy(_filter=_and_filters(self._filter, _filter(left, op, value)))
+
+    def read_preference(
+        self,
+        mode: str,
+        *,
+        tags: Sequence[Mapping[str, str]] | None = None,
+        max_staleness: int = -1,
+    ) -> CollectionQuery:
+        """Run this read on the replica-set members ``mode`` picks, overriding the pool's
+        default: ``primary``, ``primaryPreferred``, ``secondary``, ``secondaryPreferred``
+        or ``nearest``; ``tags`` narrow the members (``[{"dc": "east"}, {}]``) and
+        ``max_staleness`` (seconds, 90 or more) skips secondaries that lag further.
+
+        Reads only (find, count, distinct, aggregate without $out/$merge); a transaction's
+        reads always go to the primary, so MongoDB refuses another mode inside one.
+        """
+        return self._copy(_read_preference=_read_preference(mode, tags, max_staleness))
 
     def project(self, *fields: str) -> CollectionQuery:
         """Return only these fields (and ``_id``)."""
@@ -403,6 +426,16 @@ class CollectionQuery:
 
     def build(self) -> dict[str, Any]:
         """The command document (the shape MongoDB's command of the same name has)."""
+        command = self._build()
+        if self._read_preference is not None:
+            if self._op not in _READ_OPERATIONS:
+                raise QueryBuildError(
+                    f"read_preference() applies to reads; {self._op} always goes to the primary"
+                )
+            command["$readPreference"] = self._read_preference.document
+        return command
+
+    def _build(self) -> dict[str, Any]:
         op, coll = self._op, self._collection
         if op == "find":
             command: dict[str, Any] = {"find": coll, "filter": self._filter}
@@ -521,7 +554,9 @@ class CollectionQuery:
                 "upserted": result.upserted_count,
             }
 
-        return connection.run(op, self._collection, command, call)
+        return connection.run(
+            op, self._collection, command, call, read_preference=self._read_preference
+        )
 
     def all(self, conn: MongoConnection | None = None) -> list[dict[str, Any]]:
         """Every matching document."""
@@ -593,7 +628,13 @@ class AggregateQuery:
 
     def build(self) -> dict[str, Any]:
         """The aggregate command document."""
-        return {"aggregate": self._base._collection, "pipeline": self._stages}
+        command: dict[str, Any] = {"aggregate": self._base._collection, "pipeline": self._stages}
+        preference = self._base._read_preference
+        if preference is not None:
+            if _pipeline_collections(self._stages)[1]:
+                raise QueryBuildError("read_preference() applies to reads; $out/$merge write")
+            command["$readPreference"] = preference.document
+        return command
 
     def execute(self, conn: MongoConnection | None = None) -> list[dict[str, Any]]:
         """Run the pipeline; the result documents."""
@@ -609,9 +650,35 @@ class AggregateQuery:
 
         operation = "aggregate_write" if writes else "aggregate"
         result: list[dict[str, Any]] = connection.run(
-            operation, self._base._collection, self.build(), call, resources=others
+            operation,
+            self._base._collection,
+            self.build(),
+            call,
+            resources=others,
+            read_preference=self._base._read_preference,
         )
         return result
+
+
+def _read_preference(
+    mode: str, tags: Sequence[Mapping[str, str]] | None, max_staleness: int
+) -> Any:
+    try:
+        from pymongo.errors import ConfigurationError as MongoConfigurationError
+        from pymongo.read_preferences import make_read_preference, read_pref_mode_from_name
+    except ImportError:  # pragma: no cover - mongomock brings pymongo
+        raise QueryBuildError("read_preference() needs pymongo: pip install dbsystem[mongodb]")
+    modes = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
+    if mode not in modes:
+        raise QueryBuildError(f"unknown read preference {mode!r}; use one of {', '.join(modes)}")
+    try:  # pymongo checks the rest: tags with primary, a max_staleness under 90 s ...
+        return make_read_preference(
+            read_pref_mode_from_name(mode),
+            [dict(t) for t in tags] if tags is not None else None,
+            max_staleness,
+        )
+    except (ValueError, TypeError, MongoConfigurationError) as exc:
+        raise QueryBuildError(f"invalid read preference {mode!r}: {exc}") from None
 
 
 def _check_fields(document: Mapping[str, Any]) -> None:

@@ -273,3 +273,83 @@ def test_configuration_errors_and_unreachable_server():
             PoolConfig(url="mongodb://app:Pw0rd123@127.0.0.1:1/app", connect_timeout=0.5),
         )
     assert "Pw0rd123" not in str(info.value)
+
+
+class _RecordingDatabase:
+    """A pymongo Database stand-in that records the options each collection is taken with."""
+
+    def __init__(self, database):
+        self._database = database
+        self.preferences = []
+
+    def __getitem__(self, name):
+        outer = self
+
+        class Collection:
+            def __init__(self, collection):
+                self._collection = collection
+
+            def with_options(self, **options):
+                outer.preferences.append(options["read_preference"].document)
+                return Collection(self._collection.with_options(**options))
+
+            def __getattr__(self, attribute):
+                return getattr(self._collection, attribute)
+
+        return Collection(self._database[name])
+
+
+def test_read_preference_per_query_reaches_the_driver(db):
+    load(db)
+    conn = db.connection(DatabaseType.MONGODB)
+    recording = conn.database = _RecordingDatabase(conn.database)
+    nearby = db.users.where("country", "=", "UK").read_preference(
+        "secondaryPreferred", tags=[{"dc": "east"}, {}], max_staleness=120
+    )
+    assert nearby.build()["$readPreference"] == {
+        "mode": "secondaryPreferred",
+        "tags": [{"dc": "east"}, {}],
+        "maxStalenessSeconds": 120,
+    }
+    assert sorted(names(nearby.all(conn))) == ["Ada", "alan"]
+    assert nearby.count().execute(conn) == 2
+    assert db.users.read_preference("nearest").aggregate().match({"age": 36}).execute(conn)
+    assert db.users.find({"age": 36}).execute(conn)  # no preference: the pool's default
+    assert [p["mode"] for p in recording.preferences] == [
+        "secondaryPreferred",
+        "secondaryPreferred",
+        "nearest",
+    ]
+
+
+def test_read_preference_is_checked_and_kept_to_reads(db):
+    with pytest.raises(QueryBuildError, match="unknown read preference 'sideways'"):
+        db.users.read_preference("sideways")
+    with pytest.raises(QueryBuildError, match="cannot be combined with tags"):
+        db.users.read_preference("primary", tags=[{"dc": "east"}])
+    with pytest.raises(QueryBuildError, match="applies to reads"):
+        db.users.read_preference("secondary").insert_one({"name": "x"}).execute()
+    with pytest.raises(QueryBuildError, match="applies to reads"):
+        db.users.read_preference("secondary").aggregate([{"$out": "elsewhere"}]).build()
+    assert db.users.count().execute() == 0  # nothing was written
+
+
+def test_a_replica_set_url_configures_the_driver():
+    # Two seeds that do not answer: the driver is configured, and the first read fails typed.
+    manager = DatabaseManager()
+    url = (
+        "mongodb://app:Pw0rd123@127.0.0.1:1,127.0.0.1:2/shop"
+        "?replicaSet=rs0&readPreference=secondaryPreferred"
+    )
+    manager.create_pool(DatabaseType.MONGODB, PoolConfig(url=url, min_size=0, connect_timeout=0.5))
+    try:
+        client = manager.connection(DatabaseType.MONGODB).database.client
+        assert client.options.replica_set_name == "rs0"
+        assert client.read_preference.document == {"mode": "secondaryPreferred"}
+        seeds = set(client.topology_description.server_descriptions())
+        assert seeds == {("127.0.0.1", 1), ("127.0.0.1", 2)}
+        with pytest.raises(ConnectionFailed) as info:
+            manager.query(DatabaseType.MONGODB).collection("orders").count().execute()
+        assert "Pw0rd123" not in str(info.value)
+    finally:
+        manager.close_all()

@@ -69,3 +69,19 @@ def test_redact_scrubs_known_secrets_userinfo_and_password_pairs():
     assert "abc123" not in cleaned
     assert redact("dsn='user=x password=zzz host=y'") == "dsn='user=x password=*** host=y'"
     assert "p4ss" not in redact("mongodb://me:p4ss@host/db")
+
+
+def test_host_list_kept_whole_for_replica_sets_and_clusters():
+    url = DatabaseURL("mongodb://app:s3cret@a.local:27017,b.local:27018,[::1]/shop?replicaSet=rs0")
+    assert url.hosts == (("a.local", 27017), ("b.local", 27018), ("::1", None))
+    assert (url.host, url.port) == ("a.local", 27017)  # the first entry
+    assert str(url) == "mongodb://app:***@a.local:27017,b.local:27018,[::1]/shop?replicaSet=rs0"
+    assert "s3cret" in url.render(hide_password=False)
+    assert DatabaseURL(url.render(hide_password=False)) == url
+    # Changing the host replaces the list: the URL names one server again.
+    assert url.replace(host="c.local").hosts == (("c.local", 27017),)
+
+
+def test_empty_entry_in_a_host_list_is_refused():
+    with pytest.raises(InvalidURL, match="empty host"):
+        DatabaseURL("redis+cluster://a:7000,,b:7001")

@@ -72,12 +72,12 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncDatabaseManager",
     "CommitUnknownError",
-    "CrossSlotError",
     "ConfigurationError",
     "ConflictError",
     "Connection",
     "ConnectionFailed",
     "ConnectionPool",
+    "CrossSlotError",
     "DBSystemError",
     "DataError",
     "DatabaseError",

@@ -33,7 +33,7 @@ from dbsystem.core.hooks import ExecutionHook
 from dbsystem.core.manager import DatabaseManager, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
-from dbsystem.errors import ConfigurationError, InterfaceError
+from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
 from dbsystem.query.sql import QueryFactory
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
@@ -206,6 +206,12 @@ class AsyncDatabaseManager(_Calls):
         ``DatabaseManager.create_pool``."""
         db_type, config = resolve_pool_config(db_type, config, name)
         key = (db_type, name)
+        if config.replicas:  # refused, not silently ignored: every read would hit the primary
+            raise NotSupportedError(
+                "the async manager does not route reads to replicas yet: create the pool "
+                "without replicas=, or use the sync DatabaseManager for a replicated pool",
+                backend=db_type.value,
+            )
         if key in self._pools or key in self.sync.pools():
             raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
         backend = get_backend_class(config.url.scheme)(config.url, config)

@@ -193,14 +193,22 @@ class DatabaseManager:
         for replicas in self._replicas.values():
             replicas.read_your_writes = seconds
 
-    def _read(self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], T]) -> T:
-        """``call(conn)`` on a replica when ``sql`` (None: a select builder) only reads."""
+    def _read(
+        self,
+        db_type: DatabaseType | None,
+        sql: str | None,
+        call: Callable[[Any], T],
+        context: Any = None,
+    ) -> T:
+        """``call(conn)`` on a replica when ``sql`` (None: a select builder) only reads;
+        ``context`` is the user session's the statements run for (None: the manager's)."""
         chosen = db_type or self._default or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
             with self.connection(chosen) as conn:
+                conn._context = context
                 return call(conn)
-        return replicas.read(sql, call)
+        return replicas.read(sql, call, context)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""

@@ -162,8 +162,9 @@ class ReplicaSet:
 
     # -- running ---------------------------------------------------------------------------
 
-    def read(self, sql: str | None, call: Callable[[Any], T]) -> T:
-        """Run ``call(conn)`` on a replica if ``sql`` only reads (None: a select builder)."""
+    def read(self, sql: str | None, call: Callable[[Any], T], context: Any = None) -> T:
+        """Run ``call(conn)`` on a replica if ``sql`` only reads (None: a select builder);
+        ``context`` is a user session's, carried by the connection for its checks."""
         replica = None
         if sql is None or classify_sql(sql, self._dialect)[0] == "select":
             replica = None if self.pinned() else self.choose()
@@ -172,6 +173,7 @@ class ReplicaSet:
             started = time.perf_counter() if timed else 0.0
             try:
                 with self.db.connection(self.db_type, name=replica) as conn:
+                    conn._context = context
                     result = call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._out_until[replica] = time.monotonic() + _RETRY_AFTER
@@ -184,4 +186,5 @@ class ReplicaSet:
                     self._latency[replica] = 0.8 * self._latency.get(replica, took) + 0.2 * took
                 return result
         with self.db.connection(self.db_type, name=self.primary) as conn:
+            conn._context = context
             return call(conn)

@@ -8,15 +8,17 @@ every statement it runs reaches the hooks (access control, audit) with the user 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager
+
+T = TypeVar("T")
 
 __all__ = ["SessionContext", "UserSession"]
 
@@ -57,6 +59,15 @@ class UserSession:
         conn = self.manager.connection(db_type, name=name, timeout=timeout)
         conn._context = self.context
         return conn
+
+    @property
+    def _replicas(self) -> Any:
+        # The manager's read replicas serve this session's reads too (see ``_read``).
+        return self.manager._replicas
+
+    def _read(self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], T]) -> T:
+        """``call(conn)`` on a replica when ``sql`` only reads, as this session's user."""
+        return self.manager._read(db_type, sql, call, self.context)
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of this session's open ``transaction()`` block, or None."""
@@ -121,7 +132,9 @@ class UserSession:
     def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> list[Row]:
-        """Run a query as this user; every row."""
+        """Run a query as this user; every row (on a replica when the pool has them)."""
+        if self.manager._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))
         with self.connection(db_type) as conn:
             rows: list[Row] = conn.fetch_all(sql, params)
             return rows
@@ -129,15 +142,20 @@ class UserSession:
     def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Row | None:
-        """Run a query as this user; the first row."""
-        with self.connection(db_type) as conn:
-            row: Row | None = conn.fetch_one(sql, params)
+        """Run a query as this user; the first row (on a replica when the pool has them)."""
+        if self.manager._replicas:
+            row: Row | None = self._read(db_type, sql, lambda conn: conn.fetch_one(sql, params))
             return row
+        with self.connection(db_type) as conn:
+            first: Row | None = conn.fetch_one(sql, params)
+            return first
 
     def fetch_value(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Any:
-        """Run a query as this user; the first value."""
+        """Run a query as this user; the first value (on a replica when the pool has them)."""
+        if self.manager._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_value(sql, params))
         with self.connection(db_type) as conn:
             return conn.fetch_value(sql, params)
 

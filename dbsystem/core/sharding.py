@@ -110,12 +110,59 @@ class ShardedPool:
             raise InterfaceError(f"the sharding function gave {index} for {value!r}")
         return self.names[index]
 
-    def query(self) -> Any:
-        """The query builders, routed by the key."""
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        """The query builders, routed by the key (the arguments are the manager's, for the
+        ORM; a sharded pool has one type and routes by itself)."""
         return _ShardedFactory(self, self.db_type, self.names[0])  # type: ignore[arg-type]
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend of the shards (they share one type)."""
         return self.db.backend(self.db_type, self.names[0])
+
+    # -- what the ORM asks of a database: entities persist to a sharded pool ---------------
+
+    @property
+    def mode(self) -> DatabaseType:
+        """The shards' database type."""
+        return self.db_type
+
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> None:
+        """None: no transaction spans the shards, so every statement is routed."""
+        return None
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a transaction cannot span shards (``TransactionCoordinator`` can, with
+        two-phase commit, on the pools themselves)."""
+        raise NotSupportedError(
+            "transactions spanning shards are not supported; run one per shard "
+            "(db.transaction(type, name=shard)) or use TransactionCoordinator"
+        )
+
+    def connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: a connection is one shard's; borrow it from the manager by name."""
+        raise NotSupportedError(
+            "a sharded pool lends no connection: use db.connection(type, name=shard_of(key))"
+        )
+
+    def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the entities' tables on every shard (idempotent)."""
+        from dbsystem.orm.schema import create_tables
+
+        for name in self.names:
+            create_tables(_OneShard(self.db, self.db_type, name), entities)  # type: ignore[arg-type]
+
+    def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the entities' tables on every shard, if they exist."""
+        from dbsystem.orm.schema import drop_tables
+
+        for name in self.names:
+            drop_tables(_OneShard(self.db, self.db_type, name), entities)  # type: ignore[arg-type]
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -171,6 +218,10 @@ class ShardedPool:
         return sum(int(result) for result in results)
 
     def _select_everywhere(self, query: SelectQuery, names: Sequence[str | None]) -> list[Any]:
+        if _lone_count(query):  # COUNT(*) or COUNT(column): each shard's count, summed
+            counts = [row for name in names for row in self._on(name, query)]
+            label = next(iter(counts[0]))
+            return [{label: sum(int(row[label] or 0) for row in counts)}]
         if query._group or query._having is not None or query._distinct or _aggregates(query):
             raise NotSupportedError(
                 "aggregates, GROUP BY and DISTINCT across shards are not supported: "
@@ -208,6 +259,37 @@ def _count(node: Any) -> int | None:
     if isinstance(node, e.Value) and isinstance(node.value, int):
         return node.value
     raise NotSupportedError("across shards, LIMIT and OFFSET must be plain numbers")
+
+
+class _OneShard:
+    """One shard's pool seen as a database, for the schema functions."""
+
+    def __init__(self, db: DatabaseManager, db_type: DatabaseType, name: str | None) -> None:
+        self.db, self.mode, self.name = db, db_type, name
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        return self.db.backend(self.mode, self.name)
+
+    def connection(self, db_type: DatabaseType | None = None, **kwargs: Any) -> Any:
+        return self.db.connection(self.mode, name=self.name)
+
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        return self.db.query(self.mode, name=self.name)
+
+
+def _lone_count(query: SelectQuery) -> bool:
+    """True for a select of one COUNT (not DISTINCT) and nothing else to merge."""
+    if len(query._columns) != 1 or query._group or query._having is not None:
+        return False
+    column = query._columns[0]
+    func = column.expr if isinstance(column, e.Label) else column
+    return (
+        isinstance(func, e.Func)
+        and func.name.lower() == "count"
+        and not func.distinct
+        and not query._distinct
+        and query._offset is None
+    )
 
 
 def _aggregates(query: SelectQuery) -> bool:

@@ -667,7 +667,9 @@ def _read_preference(
         from pymongo.errors import ConfigurationError as MongoConfigurationError
         from pymongo.read_preferences import make_read_preference, read_pref_mode_from_name
     except ImportError:  # pragma: no cover - mongomock brings pymongo
-        raise QueryBuildError("read_preference() needs pymongo: pip install dbsystem[mongodb]")
+        raise QueryBuildError(
+            "read_preference() needs pymongo: pip install dbsystem[mongodb]"
+        ) from None
     modes = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
     if mode not in modes:
         raise QueryBuildError(f"unknown read preference {mode!r}; use one of {', '.join(modes)}")

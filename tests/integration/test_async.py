@@ -16,6 +16,7 @@ from dbsystem import (
     DatabaseType,
     IntegrityError,
     InterfaceError,
+    NotSupportedError,
     PermissionDenied,
     PoolConfig,
     PoolTimeout,
@@ -484,3 +485,17 @@ def test_the_orm_from_async_code(kind, request, tmp_path):
             await adb.close_all()
 
     run(main())
+
+
+def test_a_pool_with_replicas_is_refused_not_half_served(tmp_path):
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        config = PoolConfig(
+            url=f"sqlite:///{tmp_path}/p.db", replicas=[f"sqlite:///{tmp_path}/r.db"]
+        )
+        with pytest.raises(NotSupportedError, match="does not route reads to replicas"):
+            await adb.create_pool(DatabaseType.SQLITE, config)
+        assert adb.pools() == {}
+        await adb.close_all()
+
+    asyncio.run(main())

@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PermissionDenied, PoolConfig
+from dbsystem.orm import Entity, Field
 from dbsystem.query import col
+from dbsystem.security import AccessControl, Permission, Role
 from tests.conftest import servers_required
 from tests.server_control import (
     start_postgres_replica,
@@ -125,3 +127,44 @@ def test_a_lagging_replica_gets_no_reads(postgres_url, replica_url):
         time.sleep(0.2)
     db.execute(f"DROP TABLE {table}")
     db.close_all()
+
+
+class _Pools(ExecutionHook):
+    """Records which pool ran each statement."""
+
+    def __init__(self) -> None:
+        self.pools: list[str] = []
+
+    def after_execute(self, statement) -> None:
+        self.pools.append(statement.pool)
+
+
+def test_orm_reads_go_to_the_replica_and_its_writes_to_the_primary(db):
+    class Note(Entity, table=db.t):
+        id: int = Field(primary_key=True)
+        note: str = ""
+
+    pools = db.add_hook(_Pools())
+    Note(id=7, note="seven").save(db)
+    assert pools.pools == ["postgres"]  # the primary pool
+    deadline = time.monotonic() + 5
+    while not Note.query(db).where(Note.id == 7).all():  # replication is asynchronous
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert set(pools.pools[1:]) == {"__replica1"}
+    assert Note.query(db).count() == 1 and pools.pools[-1] == "__replica1"
+
+
+def test_user_sessions_read_on_the_replica_and_are_still_checked(db):
+    acl = AccessControl()
+    acl.create_role(Role("reader", grants={"*": Permission.SELECT}))
+    acl.assign_role("analyst", "reader")
+    db.use_access_control(acl)
+    analyst = db.for_user("analyst")
+    assert int(analyst.fetch_value("SELECT inet_server_port()")) == 5433
+    assert analyst.query(PG).select(col("id")).from_(db.t).all() == []
+    with pytest.raises(PermissionDenied):  # a write: checked, and refused
+        analyst.execute(f"INSERT INTO {db.t} VALUES (5, 'x')")
+    with pytest.raises(PermissionDenied):  # a read by a user without a grant, on the replica
+        db.for_user("nobody").fetch_all(f"SELECT * FROM {db.t}")
+    assert db.fetch_value(f"SELECT COUNT(*) FROM {db.t}") == 0

@@ -102,7 +102,8 @@ class DBSystemError(Exception):
             preview = self.statement
             if len(preview) > _STATEMENT_PREVIEW:
                 preview = preview[:_STATEMENT_PREVIEW] + "..."
-            text += f"\n[SQL: {preview}]"
+            label = "command" if (self.backend or "").endswith(("redis", "mongodb")) else "SQL"
+            text += f"\n[{label}: {preview}]"
         if self.params is not None:
             text += f"\n[parameters: {self.params!r}]"
         return text

@@ -76,6 +76,13 @@ class SQLConnectionBase(ABC):
         self.base_depth = 0
         self._readonly = False
 
+    @property
+    def driver_connection(self) -> Any:
+        """The driver's own connection underneath (sqlite3, psycopg, pymysql; None for the
+        mock), for what dbsystem does not wrap. What runs on it bypasses the hooks: access
+        control, audit and metrics do not see it."""
+        return getattr(self, "_conn", None)
+
     # -- statements ------------------------------------------------------------------------
 
     @abstractmethod

@@ -1,8 +1,13 @@
-"""The ``dbsystem`` command line: ``ping``, ``sql``, ``demo``, ``migrate``, ``audit``,
-``metrics serve``, ``pools`` and ``version``.
+"""The ``dbsystem`` command line: ``demo``, ``ping``, ``sql``, ``shell``, ``load``,
+``bench``, ``migrate``, ``audit verify``, ``metrics serve``, ``pools`` and ``version``.
+
+Where a command takes a database, TARGET is a connection URL or the name of a pool: a
+``[databases.NAME]`` table of the TOML file given by ``--config`` (or ``$DBSYSTEM_CONFIG``),
+else ``$DBSYSTEM_<NAME>_URL``; the same files and variables the library reads.
 
 Exit codes scripts can rely on: 0 success, 1 a database or connection error, 2 bad usage or
 configuration. Errors print one line on stderr, never a traceback and never a password.
+Commands that print rows print a table, or JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from rich.text import Text
 
 from dbsystem._version import __version__
 from dbsystem.backends import database_type_for_url
-from dbsystem.core.config import PoolConfig
+from dbsystem.core.config import PoolConfig, config_path_from_env, load_toml
 from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.types import DatabaseType
 from dbsystem.errors import ConfigurationError, DBSystemError, InterfaceError, MigrationError
@@ -37,13 +42,48 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console()
-_err = Console(stderr=True)
+_out = Console(soft_wrap=True)  # a long line stays one line, for scripts that read it
+_err = Console(stderr=True, soft_wrap=True)
 
 EXIT_DATABASE = 1
 EXIT_USAGE = 2
 
-UrlArg = Annotated[str, typer.Argument(help="Connection URL, e.g. sqlite:///app.db")]
+UrlArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="TARGET",
+        help="A connection URL (sqlite:///app.db), or a pool name from --config or "
+        "$DBSYSTEM_<NAME>_URL.",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", envvar="DBSYSTEM_CONFIG", help="TOML file of pools ([databases.NAME])."
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the server.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _pool_config(target: str, config: Path | None) -> PoolConfig:
+    """A URL's config, or the pool named ``target`` in the TOML file or the environment."""
+    if "://" in target:
+        return PoolConfig(url=target)
+    path = config or config_path_from_env()
+    if path is not None:
+        for spec in load_toml(path):
+            names = {spec.name} if spec.name else {spec.db_type.value, "default"}
+            if target in names or (target == "default" and spec.default):
+                return spec.config
+    try:
+        return PoolConfig.from_env(target)
+    except ConfigurationError:
+        where = f"in {path}, " if path is not None else ""
+        raise ConfigurationError(
+            f"{target!r} is neither a URL nor a known pool: define [databases.{target}] "
+            f"{where}in --config or $DBSYSTEM_CONFIG, or set DBSYSTEM_{target.upper()}_URL"
+        ) from None
 
 
 @contextmanager
@@ -59,10 +99,18 @@ def _errors_to_exit() -> Iterator[None]:
 
 
 @contextmanager
-def _one_connection_manager(url: str, timeout: float) -> Iterator[DatabaseManager]:
+def _one_connection_manager(
+    target: str, timeout: float, config_file: Path | None = None, *, size: int = 1
+) -> Iterator[DatabaseManager]:
     manager = DatabaseManager()
-    config = PoolConfig(
-        url=url, min_size=1, max_size=1, connect_timeout=timeout, acquire_timeout=timeout
+    config = _pool_config(target, config_file).model_copy(
+        update={
+            "min_size": 1,
+            "max_size": size,
+            "connect_timeout": timeout,
+            "acquire_timeout": timeout,
+            "replicas": (),
+        }
     )
     try:
         manager.create_pool(DatabaseType.NONE, config)
@@ -74,18 +122,23 @@ def _one_connection_manager(url: str, timeout: float) -> Iterator[DatabaseManage
 @app.command()
 def ping(
     url: UrlArg,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
+    timeout: TimeoutOpt = 5.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Connect to URL and check the connection answers."""
+    """Connect to TARGET and check the connection answers."""
     import time as _time
 
-    with _errors_to_exit(), _one_connection_manager(url, timeout) as manager:
+    with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
         start = _time.perf_counter()
         with manager.connection() as conn:
             conn.ping()
         elapsed = (_time.perf_counter() - start) * 1000
         label = manager.backend().url
-        _out.print(f"ok: {label} answered in {elapsed:.2f} ms", highlight=False)
+        if as_json:
+            _json_out({"ok": True, "url": str(label), "ms": round(elapsed, 3)})
+        else:
+            _out.print(f"ok: {label} answered in {elapsed:.2f} ms", highlight=False)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -118,12 +171,13 @@ def sql(
             "--param", "-p", help="A parameter as NAME=VALUE (VALUE as JSON if it parses)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
+    as_json: JsonOpt = False,
+    timeout: TimeoutOpt = 5.0,
+    config: ConfigOpt = None,
 ) -> None:
-    """Run STATEMENT on URL and print the rows (or the affected row count)."""
+    """Run STATEMENT on TARGET and print the rows (or the affected row count)."""
     params = dict(_parse_param(p) for p in param or [])
-    with _errors_to_exit(), _one_connection_manager(url, timeout) as manager:
+    with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
         if getattr(manager.backend(), "kind", "sql") != "sql":
             raise InterfaceError(
                 f"'dbsystem sql' runs SQL; {manager.backend().url} is not a SQL database"
@@ -131,25 +185,47 @@ def sql(
         with manager.connection() as conn:
             if not _returns_rows(statement):
                 count = conn.execute(statement, params or None)
-                if as_json:
-                    sys.stdout.write(json.dumps({"rowcount": int(count)}) + "\n")
-                else:
-                    _out.print(f"ok: {int(count)} row(s) affected")
+                _print_result({"rowcount": int(count)}, as_json)
                 return
             rows = conn.fetch_all(statement, params or None)
+    _print_result(rows, as_json)
+
+
+def _json_out(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=_json_default, indent=2) + "\n")
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    """Rows as a table (or JSON); a row count as ``ok: N row(s) affected``; anything else
+    (a Redis reply, a count) as itself."""
     if as_json:
-        sys.stdout.write(json.dumps(rows, default=_json_default, indent=2) + "\n")
+        _json_out(result)
         return
-    if not rows:
-        _out.print("(no rows)")
+    if isinstance(result, dict) and set(result) == {"rowcount"}:
+        _out.print(f"ok: {result['rowcount']} row(s) affected")
         return
-    table = Table(show_lines=False)
-    for column in rows[0]:
-        table.add_column(str(column))
-    for row in rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
-    _out.print(table)
-    _out.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    if isinstance(result, list) and all(isinstance(row, dict) for row in result):
+        if not result:
+            _out.print("(no rows)")
+            return
+        table = Table(show_lines=False)
+        columns = list(dict.fromkeys(key for row in result for key in row))
+        for column in columns:
+            table.add_column(str(column))
+        for row in result:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        _out.print(table)
+        _out.print(f"({len(result)} row{'s' if len(result) != 1 else ''})")
+        return
+    _out.print(Text(_cell(result)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (dict, list, set, tuple)):
+        return json.dumps(sorted(value) if isinstance(value, set) else value, default=_json_default)
+    return str(value)
 
 
 def _returns_rows(statement: str) -> bool:
@@ -181,7 +257,12 @@ migrate_app = typer.Typer(
 app.add_typer(migrate_app, name="migrate")
 
 MigrateUrl = Annotated[
-    str, typer.Option("--url", envvar="DBSYSTEM_URL", help="The database (or $DBSYSTEM_URL).")
+    str,
+    typer.Option(
+        "--url",
+        envvar="DBSYSTEM_URL",
+        help="The database: a URL or a pool name (or $DBSYSTEM_URL).",
+    ),
 ]
 MigrateDir = Annotated[Path, typer.Option("--dir", help="The migrations directory.")]
 
@@ -190,7 +271,7 @@ MigrateDir = Annotated[Path, typer.Option("--dir", help="The migrations director
 def _runner(url: str, directory: Path) -> Iterator[Any]:
     from dbsystem.orm.migrations import MigrationRunner
 
-    with _errors_to_exit(), _one_connection_manager(url, 10.0) as manager:
+    with _errors_to_exit(), _one_connection_manager(url, 10.0, None) as manager:
         yield MigrationRunner(manager, directory)
 
 
@@ -405,6 +486,117 @@ def pools(
         _out.print(holders)
     else:
         _out.print("no connection is lent out")
+
+
+@app.command()
+def shell(
+    url: UrlArg,
+    timeout: TimeoutOpt = 5.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An interactive prompt on TARGET (SQL, Redis commands or MongoDB), with history.
+
+    Piped input runs as a script: exit code 1 if any statement failed."""
+    from dbsystem.cli._shell import Shell
+
+    with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
+        status = Shell(manager, _out, _err, _print_result, as_json=as_json).run(
+            interactive=sys.stdin.isatty()
+        )
+    if status:
+        raise typer.Exit(EXIT_DATABASE)
+
+
+@app.command()
+def load(
+    url: UrlArg,
+    file: Annotated[Path, typer.Argument(help="A .json, .jsonl or .csv file of rows.")],
+    table: Annotated[
+        str | None,
+        typer.Option(
+            help="Table, collection or key prefix (default: the file's name, or "
+            "one per key of a JSON object of arrays)."
+        ),
+    ] = None,
+    create: Annotated[
+        bool, typer.Option(help="Create missing SQL tables, typed from the values.")
+    ] = True,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per insert.")] = 1000,
+    key: Annotated[
+        str | None, typer.Option(help="Redis: the field naming each hash (default: the first).")
+    ] = None,
+    timeout: TimeoutOpt = 10.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bulk-load FILE into TARGET: SQL rows (in one transaction), MongoDB documents or Redis
+    hashes, with a progress bar."""
+    import time as _time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from dbsystem.cli._load import load_rows, read_tables
+
+    with _errors_to_exit():
+        tables = read_tables(file, table)
+        total = sum(len(rows) for rows in tables.values())
+        with _one_connection_manager(url, timeout, config) as manager:
+            started = _time.perf_counter()
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=_err,
+                transient=True,
+                disable=as_json or not _err.is_terminal,
+            ) as progress:
+                task = progress.add_task(f"loading {file.name}", total=total)
+                loaded = load_rows(
+                    manager,
+                    tables,
+                    create=create,
+                    batch=batch,
+                    key=key,
+                    advance=lambda n: progress.advance(task, n),
+                )
+            seconds = _time.perf_counter() - started
+    if as_json:
+        _json_out({"tables": loaded, "rows": total, "seconds": round(seconds, 3)})
+        return
+    for name, count in loaded.items():
+        _out.print(f"{name}: {count} row(s)", highlight=False)
+    rate = total / seconds if seconds else 0.0
+    _out.print(f"loaded {total} row(s) in {seconds:.2f} s ({rate:,.0f} rows/s)", highlight=False)
+
+
+@app.command()
+def bench(
+    url: UrlArg,
+    seconds: Annotated[float, typer.Option(help="Seconds per case.")] = 2.0,
+    timeout: TimeoutOpt = 5.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time the hot paths on TARGET (acquire, build, execute, fetch) against the raw driver
+    and SQLAlchemy in the same run; the time ratio is dbsystem's over each contender's."""
+    from dbsystem.cli._bench import run_bench
+
+    # Two connections: one held for the execute cases, one for acquire+release.
+    with _errors_to_exit(), _one_connection_manager(url, timeout, config, size=2) as manager:
+        with _err.status("measuring…", spinner="dots"):
+            results = run_bench(manager, seconds)
+    if as_json:
+        _json_out(results)
+        return
+    table = Table(title=f"dbsystem bench ({seconds:g} s per case, median of 5 rounds)")
+    for column in ("case", "contender", "µs per call", "dbsystem time / this"):
+        table.add_column(column, justify="right" if column[0] in "µd" else "left")
+    for row in results:
+        ratio = "" if row["contender"] == "dbsystem" else f"{row['time_ratio']:.2f}x"
+        table.add_row(row["case"], row["contender"], f"{row['us_per_call']:.2f}", ratio)
+    _out.print(table)
 
 
 @app.command()

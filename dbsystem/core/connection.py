@@ -58,6 +58,12 @@ class Connection(PooledConnection[SQLConnectionBase]):
         return self._pool.connector  # type: ignore[return-value]
 
     @property
+    def driver_connection(self) -> Any:
+        """The driver's own connection underneath (see ``SQLConnectionBase``); statements
+        run on it bypass the hooks."""
+        return self.raw.driver_connection
+
+    @property
     def in_transaction(self) -> bool:
         """True inside ``transaction()``."""
         return self.raw.tx_depth > 0

@@ -1,54 +1,49 @@
 """Basic usage: a pool, statements with :name parameters, a transaction, errors, statistics.
 
-Run: ``python -m samples.basic_usage`` (SQLite file in a temporary directory), or with
-``--url sqlite:///path/to/file.db``.
+Run: ``python -m samples.basic_usage`` (a SQLite file in a temporary directory), or on
+another database with ``--sql-url postgresql://app@127.0.0.1/app`` (or $DBSYSTEM_SQL_URL).
 """
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from dbsystem import DatabaseManager, DatabaseType, IntegrityError, PoolConfig
+from dbsystem import DatabaseManager, IntegrityError, PoolConfig
+from samples._common import database_type, sample_urls
 
 
 def main(url: str) -> None:
     db = DatabaseManager()
-    db.create_pool(DatabaseType.SQLITE, PoolConfig(url=url, min_size=1, max_size=4))
+    sql = database_type(url)
+    db.create_pool(sql, PoolConfig(url=url, min_size=1, max_size=4))
     try:
-        with db.connection(DatabaseType.SQLITE) as conn:
+        with db.connection(sql) as conn:
+            conn.execute("DROP TABLE IF EXISTS sample_notes")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, "
-                "title TEXT NOT NULL UNIQUE, body TEXT)"
+                "CREATE TABLE sample_notes (id INTEGER PRIMARY KEY, "
+                "title VARCHAR(100) NOT NULL UNIQUE, body TEXT)"
             )
             created = conn.execute(
-                "INSERT INTO notes (title, body) VALUES (:title, :body)",
-                {"title": "first", "body": "hello"},
+                "INSERT INTO sample_notes (id, title, body) VALUES (:id, :title, :body)",
+                {"id": 1, "title": "first", "body": "hello"},
             )
-            print(f"inserted note {created.lastrowid}")
-            with conn.transaction():
+            print(f"inserted {int(created)} note")
+            with conn.transaction():  # all three, or none
                 conn.executemany(
-                    "INSERT INTO notes (title, body) VALUES (:title, :body)",
-                    [{"title": f"note {i}", "body": "..."} for i in range(3)],
+                    "INSERT INTO sample_notes (id, title, body) VALUES (:id, :title, :body)",
+                    [{"id": i, "title": f"note {i}", "body": "..."} for i in range(2, 5)],
                 )
             try:
-                conn.execute("INSERT INTO notes (title) VALUES (:t)", {"t": "first"})
+                conn.execute(
+                    "INSERT INTO sample_notes (id, title) VALUES (:id, :t)", {"id": 9, "t": "first"}
+                )
             except IntegrityError as exc:
-                print(f"refused duplicate: {exc.message}")
-            for row in conn.fetch_all("SELECT id, title FROM notes ORDER BY id"):
+                print(f"refused duplicate title ({type(exc).__name__} from {exc.backend})")
+            for row in conn.fetch_all("SELECT id, title FROM sample_notes ORDER BY id"):
                 print(row)
-        print(db.pool_stats()[DatabaseType.SQLITE])
+        print(db.pool_stats()[sql])
     finally:
         db.close_all()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="a SQLite URL (default: a temporary file)")
-    args = parser.parse_args()
-    if args.url:
-        main(args.url)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(f"sqlite:///{Path(tmp) / 'notes.db'}")
+    with sample_urls(__doc__, "sql") as urls:
+        main(urls["sql"])

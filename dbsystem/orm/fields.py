@@ -193,7 +193,8 @@ def portable_type(spec: ColumnSpec) -> str:
     if kind is bool:
         return "boolean"
     if kind is int:
-        return "integer" if spec.options.primary_key and spec.options.auto_increment else "bigint"
+        # Keys too: a foreign key column (bigint) must have its target's type on MySQL.
+        return "bigint"
     if kind is float:
         return "float"
     if kind is decimal.Decimal:

@@ -344,7 +344,14 @@ class MigrationContext:
         if self.kind == "document":
             self.conn.database.create_collection(table)
             return
-        self._ddl(SACreateTable(sa.Table(table, sa.MetaData(), *[c.to_sa() for c in columns])))
+        metadata = sa.MetaData()
+        for column in columns:  # SQLAlchemy resolves a foreign key's target in its MetaData
+            target, _, target_column = (column.foreign_key or "").rpartition(".")
+            if target and target != table:
+                stub = metadata.tables.get(target) or sa.Table(target, metadata)
+                if target_column not in stub.c:
+                    stub.append_column(sa.Column(target_column, sa_type(column.type)))
+        self._ddl(SACreateTable(sa.Table(table, metadata, *[c.to_sa() for c in columns])))
 
     def drop_table(self, table: str) -> None:
         if self.kind == "document":
@@ -536,9 +543,17 @@ class MigrationRunner:
             module = by_revision.get(revision)
             if module is None:
                 raise MigrationError(f"applied migration {revision} has no file")
-            self._run(module, [op.reverse() for op in reversed(module.operations)], applying=False)
+            self._run(module, _reversal(module.operations), applying=False)
             reverted.append(revision)
         return reverted
+
+
+def _reversal(operations: Sequence[Any]) -> list[Any]:
+    """The reverse operations, last first, without index drops on tables the same reversal
+    drops: MySQL refuses to drop an index a foreign key needs, and the table takes it along."""
+    reverse = [op.reverse() for op in reversed(operations)]
+    dropped = {op.table for op in reverse if isinstance(op, DropTable)}
+    return [op for op in reverse if not (isinstance(op, DropIndex) and op.table in dropped)]
 
 
 def _now() -> str:

@@ -137,3 +137,29 @@ def test_versioned_entities_get_their_history_table(db, tmp_path):
         assert [v[0].amount for v in Ledger.history(db, 1)] == [5, 7]
     finally:
         runner.down()
+
+
+class Team(Entity, table="mig_teams"):
+    id: int | None = Field(default=None, primary_key=True, auto_increment=True)
+    name: str = Field(max_length=40)
+
+
+class Player(Entity, table="mig_players"):
+    id: int | None = Field(default=None, primary_key=True, auto_increment=True)
+    team_id: int = Field(foreign_key="mig_teams.id", index=True)
+
+
+def test_a_table_with_a_foreign_key_is_created_by_a_migration(db, tmp_path):
+    # Each CreateTable compiles alone: the table it references must still resolve
+    # (this failed with NoReferencedTableError before the fix).
+    db.drop_tables([Player, Team])
+    runner = MigrationRunner(db, tmp_path / "migrations")
+    runner.new("teams and players", entities=[Team, Player])
+    try:
+        assert runner.up() == ["0001"]
+        team = Team(name="reds").save(db)
+        Player(team_id=team.id).save(db)
+        assert Player.query(db).where(Player.team_id == team.id).count() == 1
+        assert runner.down() == ["0001"]
+    finally:
+        db.drop_tables([Player, Team])

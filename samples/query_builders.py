@@ -71,7 +71,7 @@ def mongo_side(db: DatabaseManager) -> None:
 
 def redis_side(db: DatabaseManager) -> None:
     r = db.query(DatabaseType.REDIS)
-    r.delete("sample:salaries", "sample:dept:engineering").execute()
+    r.delete("sample:salaries", "sample:raises").execute()  # a clean start on a real server
     for person in PEOPLE:
         r = r.hset(
             f"sample:person:{person['id']}", {"name": person["name"], "dept": person["dept"]}

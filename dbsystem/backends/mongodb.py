@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from bson import errors as bson_errors
 from pymongo import errors as mongo_errors
@@ -333,22 +333,40 @@ class MongoConnection(DriverHandle):
         try:
             if not self._pool.hooks.hooks:
                 return call(target)
-            statement = Statement(
-                backend=self._pool.backend_name,
-                dialect="mongodb",
-                pool=self._pool.name,
-                operation=operation,
-                text=_describe(command),
-                params=None,
-                action=operation_action(operation),
-                resources=tuple(dict.fromkeys((collection, *resources))),
-                context=self._context,
-            )
+            statement = self._statement(operation, collection, command, resources)
             return self._pool.hooks.run(statement, lambda: call(target))
         except (mongo_errors.PyMongoError, NotImplementedError) as exc:
             raise translate_mongo(
                 exc, self._pool.backend_name, _describe(command), self._backend.secrets
             ) from exc
+
+    def _statement(
+        self,
+        operation: str,
+        collection: str,
+        command: dict[str, Any],
+        resources: tuple[str, ...] = (),
+    ) -> Statement:
+        return Statement(
+            backend=self._pool.backend_name,
+            dialect="mongodb",
+            pool=self._pool.name,
+            operation=operation,
+            text=_describe(command),
+            params=None,
+            action=operation_action(operation),
+            resources=tuple(dict.fromkeys((collection, *resources))),
+            context=self._context,
+        )
+
+    def refuse(
+        self, operation: str, collection: str, command: dict[str, Any], error: BaseException
+    ) -> NoReturn:
+        """Raise ``error`` for an operation refused before it ran (a row policy), through
+        the hooks, so that the audit log records it as denied."""
+        if self._pool.hooks.hooks:
+            self._pool.hooks.refuse(self._statement(operation, collection, command), error)
+        raise error
 
     @property
     def session(self) -> Any:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import lru_cache
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 __all__ = ["ExecutionHook", "HookChain", "Statement"]
 
@@ -211,6 +211,15 @@ class HookChain:
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
+
+    def refuse(self, statement: Statement, error: BaseException) -> NoReturn:
+        """Report ``statement`` as refused before it ran (``executed`` false), as a hook's
+        refusal is reported, then raise ``error``: for checks made outside the hooks, such
+        as a row policy's, so that the audit log and the metrics still see the statement."""
+        statement.error = error
+        for hook in self._after:
+            hook(statement)
+        raise error
 
     def run(self, statement: Statement, call: Callable[[], T]) -> T:
         """Run ``call`` for ``statement`` through every hook, timing it."""

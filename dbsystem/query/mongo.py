@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbsystem.errors import QueryBuildError
+from dbsystem.errors import PermissionDenied, QueryBuildError
 from dbsystem.query import expr as e
 from dbsystem.query.sql import _MISSING, condition
 
@@ -497,7 +497,10 @@ class CollectionQuery:
         if connection._context is not None:  # a user session: its row policies, if any
             from dbsystem.security.policies import policed, restrict_mongo
 
-            query, applied = restrict_mongo(self, connection)
+            try:
+                query, applied = restrict_mongo(self, connection)
+            except PermissionDenied as denied:  # through the hooks: audited as denied
+                connection.refuse(self._op, self._collection, self._build(), denied)
             if applied:
                 with policed():
                     return query._execute(connection)

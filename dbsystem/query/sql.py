@@ -16,10 +16,10 @@ shape with other values reuses the cached SQL, so only the values are collected 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dbsystem.core.types import Row
-from dbsystem.errors import NotSupportedError, QueryBuildError
+from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
 from dbsystem.query.expr import (
     Compare,
     Expr,
@@ -222,7 +222,10 @@ class _Query:
         if conn._context is not None:  # a user session: its row policies, if any
             from dbsystem.security.policies import policed, restrict_sql
 
-            query, applied = restrict_sql(self, conn)
+            try:
+                query, applied = restrict_sql(self, conn)
+            except PermissionDenied as denied:
+                _refused(conn, self, denied)
             if applied:
                 compiled = query.compiled(conn.backend.dialect)
                 with policed():
@@ -237,7 +240,10 @@ class _Query:
         if conn._context is not None:
             from dbsystem.security.policies import restrict_sql
 
-            query, applied = restrict_sql(self, conn)
+            try:
+                query, applied = restrict_sql(self, conn)
+            except PermissionDenied as denied:
+                _refused(conn, self, denied)
         compiled = query.compiled(conn.backend.dialect)
         params = compiled.bind(query.bound_values())
         if applied:
@@ -259,6 +265,19 @@ async def _first_async(rows: Any) -> Row | None:
 async def _scalar_async(row: Any) -> Any:
     found = await row
     return None if found is None else next(iter(found.values()), None)
+
+
+def _refused(conn: Any, query: _Query, denied: PermissionDenied) -> NoReturn:
+    """Raise ``denied`` (a row policy's refusal) through the hooks, so that the audit log
+    records the statement as denied and the metrics count it, as for a missing grant."""
+    if conn._pool.hooks.hooks:
+        compiled = query.compiled(conn.backend.dialect)
+        operation = "fetch_all" if compiled.returns_rows else "execute"
+        statement = conn._statement(
+            operation, compiled.sql, None, compiled.action, compiled.resources
+        )
+        conn._pool.hooks.refuse(statement, denied)
+    raise denied
 
 
 def _run(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Any:

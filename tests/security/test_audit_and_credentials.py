@@ -369,3 +369,45 @@ def test_l8_a_burst_of_logins_is_bounded_in_memory():
     assert growth < (MAX_CONCURRENT_HASHES + 2) * 64, f"peak grew {growth:.0f} MiB"
     latencies.sort()
     assert latencies[48] < 30  # the p99 a login waits in the burst (about 2-4 s here)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongo"])
+def test_a_row_policy_refusal_is_recorded_as_denied(kind):
+    # A row policy refuses in the builder, before any hook would run the statement: the
+    # refusal still reaches the audit log (it was missing from it before).
+    from dbsystem.query import col
+
+    acl = AccessControl()
+    acl.create_role(
+        Role(
+            "tenant",
+            grants={"orders": Permission.SELECT | Permission.INSERT},
+            policies={"orders": lambda ctx: col("tenant") == ctx.attrs["tenant"]},
+        )
+    )
+    acl.assign_role("tess", "tenant")
+    db = DatabaseManager()
+    db_type = DatabaseType.SQLITE if kind == "sqlite" else DatabaseType.MONGODB
+    db.create_pool(db_type, "sqlite://" if kind == "sqlite" else "mongodb+mock://audit")
+    if kind == "sqlite":
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant INTEGER)")
+    db.use_access_control(acl)
+    memory = MemoryAuditSink()
+    db.add_hook(AuditLog([memory]))
+    try:
+        tess = db.for_user("tess", session_id="s-9", attrs={"tenant": 1})
+        with pytest.raises(PermissionDenied, match="row policy"):
+            if kind == "sqlite":
+                tess.query(db_type).insert_into("orders").values({"id": 1, "tenant": 2}).execute()
+            else:
+                tess.query(db_type).collection("orders").insert_one({"tenant": 2}).execute()
+        (event,) = memory.events
+        assert (event.user, event.session, event.action, event.outcome) == (
+            "tess",
+            "s-9",
+            "insert",
+            "denied",
+        )
+        assert event.resources == ("orders",) and event.error == "PermissionDenied"
+    finally:
+        db.close_all()

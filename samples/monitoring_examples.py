@@ -50,7 +50,7 @@ def main(url: str) -> None:
         firing = [a for a in alerts if a.state == "firing"]
         print(f"alert: {firing[0].name} {firing[0].state}: {firing[0].message}")
         monitor.reset()  # the window clears; the next evaluation resolves the alert
-        for n in range(20):
+        for _ in range(20):
             db.fetch_value("SELECT COUNT(*) FROM sample_metrics")
         monitor.evaluate_alerts()
         print(f"alert: {alerts[-1].name} {alerts[-1].state}")

@@ -77,7 +77,7 @@ class RedisQuery:
         nx: bool = False,
         xx: bool = False,
     ) -> RedisQuery:
-        """SET key value [EX seconds | PX ms] [NX | XX]."""
+        """``SET key value [EX seconds | PX ms] [NX | XX]``."""
         words: list[Any] = ["SET", _key(key), value]
         if ex is not None:
             words += ["EX", _positive(ex, "ex")]

@@ -378,7 +378,7 @@ class CTE:
 
 
 class SelectQuery(_Query):
-    """SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]."""
+    """``SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]``."""
 
     _reads = True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,6 +36,13 @@ def _reachable(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def skip_or_fail(problem: str) -> NoReturn:
+    """Skip a test whose tool or server is missing; fail it where they are required (CI)."""
+    if servers_required():
+        pytest.fail(problem)
+    pytest.skip(problem)
 
 
 def server_url(kind: str) -> str:
@@ -81,10 +89,7 @@ def redis_cluster_url():
         yield given
         return
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        problem = "a Redis Cluster needs redis-server and redis-cli"
-        if servers_required():
-            pytest.fail(problem)
-        pytest.skip(problem)
+        skip_or_fail("a Redis Cluster needs redis-server and redis-cli")
     url = start_redis_cluster()
     yield url
     stop_redis_cluster()

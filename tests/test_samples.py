@@ -138,20 +138,17 @@ def test_sample__embedded(name):
 SQL_SAMPLES = EMBEDDED
 
 
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.parametrize("name", SQL_SAMPLES)
-def test_sample__on_postgres(name, postgres_url, redis_url):
-    out = run_sample(name, *_flags(name, postgres_url, redis_url))
-    globals()[f"check_{name}"](out)
+SERVERS = [
+    pytest.param("postgres_url", marks=[pytest.mark.postgres, pytest.mark.redis], id="postgres"),
+    pytest.param("mysql_url", marks=[pytest.mark.mysql, pytest.mark.redis], id="mysql"),
+]
 
 
-@pytest.mark.mysql
-@pytest.mark.redis
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("name", SQL_SAMPLES)
-def test_sample__on_mysql(name, mysql_url, redis_url):
-    out = run_sample(name, *_flags(name, mysql_url, redis_url))
-    globals()[f"check_{name}"](out)
+def test_sample__on_servers(name, server, request, redis_url):
+    sql_url = request.getfixturevalue(server)
+    globals()[f"check_{name}"](run_sample(name, *_flags(name, sql_url, redis_url)))
 
 
 def _flags(name: str, sql_url: str, redis_url: str) -> list[str]:

@@ -27,6 +27,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from dbsystem.backends._driver_pool import DriverPool
 from dbsystem.backends.base import Capabilities
 from dbsystem.backends.redis import (
+    RedisBackend,
     RedisConnection,
     _client_kwargs,
     _CountingPool,
@@ -53,11 +54,9 @@ def _host(host: str) -> str:
 class RedisClusterBackend:
     """Builds redis-py's cluster client for a ``redis+cluster://`` URL."""
 
-    name: ClassVar[str] = "redis"
-    kind: ClassVar[str] = "kv"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
-    )
+    name: ClassVar[str] = RedisBackend.name
+    kind: ClassVar[str] = RedisBackend.kind
+    capabilities: ClassVar[Capabilities] = RedisBackend.capabilities
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         self.url = url

@@ -91,6 +91,11 @@ def _typed(row: Mapping[str, str]) -> dict[str, Any]:
     return typed
 
 
+def _batches(rows: Rows, size: int) -> Iterator[Rows]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 def _columns(rows: Rows) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row))
 
@@ -157,11 +162,8 @@ def _load_sql(
         with conn.transaction():  # every row of every table, or none
             for name, rows in tables.items():
                 columns = _columns(rows)
-                for start in range(0, len(rows), batch):
-                    chunk = [
-                        {c: _flat(row.get(c)) for c in columns}
-                        for row in rows[start : start + batch]
-                    ]
+                for part in _batches(rows, batch):
+                    chunk = [{c: _flat(row.get(c)) for c in columns} for row in part]
                     conn.insert_many(name, chunk)
                     advance(len(chunk))
                 loaded[name] = len(rows)
@@ -177,8 +179,8 @@ def _load_documents(
     query: Any = manager.query()
     loaded = {}
     for name, rows in tables.items():
-        for start in range(0, len(rows), batch):
-            chunk = [dict(row) for row in rows[start : start + batch]]
+        for part in _batches(rows, batch):
+            chunk = [dict(row) for row in part]
             query.collection(name).insert_many(chunk).execute()
             advance(len(chunk))
         loaded[name] = len(rows)
@@ -197,9 +199,9 @@ def _load_hashes(
     with redis as conn:
         for name, rows in tables.items():
             field = key or _columns(rows)[0]
-            for start in range(0, len(rows), batch):
+            for part in _batches(rows, batch):
                 commands: list[Sequence[Any]] = []
-                for row in rows[start : start + batch]:
+                for row in part:
                     if row.get(field) is None:
                         raise ConfigurationError(f"a {name} row has no {field!r}: pass --key")
                     pairs = [p for k, v in row.items() for p in (k, _text(v))]

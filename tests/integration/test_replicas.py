@@ -15,7 +15,7 @@ from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PermissionDen
 from dbsystem.orm import Entity, Field
 from dbsystem.query import col
 from dbsystem.security import AccessControl, Permission, Role
-from tests.conftest import servers_required
+from tests.conftest import skip_or_fail
 from tests.server_control import (
     start_postgres_replica,
     start_postgres_replica_process,
@@ -34,9 +34,7 @@ def replica_url(postgres_url):
     elif shutil.which("pg_basebackup") is None:
         missing = "pg_basebackup is missing"
     if missing:
-        if servers_required():
-            pytest.fail(missing)
-        pytest.skip(missing)
+        skip_or_fail(missing)
     url = start_postgres_replica()
     yield url
     stop_postgres_replica()

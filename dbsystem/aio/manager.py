@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -33,8 +33,11 @@ from dbsystem.core.hooks import ExecutionHook
 from dbsystem.core.manager import DatabaseManager, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
-from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
+from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.query.sql import QueryFactory
+
+if TYPE_CHECKING:
+    from dbsystem.aio.replicas import AsyncReplicaSet
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
@@ -117,6 +120,8 @@ class _Calls:
     """The one-statement calls of a manager or a session, each on a connection of its own."""
 
     connection: Callable[..., Any]  # the manager's, or the session's (with its user)
+    _replicas: Mapping[Key, Any]  # the manager's read replicas
+    _aread: Callable[..., Awaitable[Any]]  # a read on a replica (the session's: with its user)
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -140,7 +145,10 @@ class _Calls:
     async def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> list[Row]:
-        """Every row of a query."""
+        """Every row of a query (on a replica when the pool has them and it only reads)."""
+        if self._replicas:
+            rows_: list[Row] = await self._aread(db_type, sql, lambda c: c.fetch_all(sql, params))
+            return rows_
         async with self.connection(db_type) as conn:
             rows: list[Row] = await conn.fetch_all(sql, params)
             return rows
@@ -148,7 +156,10 @@ class _Calls:
     async def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Row | None:
-        """The first row of a query, or None."""
+        """The first row of a query, or None (on a replica, as ``fetch_all``)."""
+        if self._replicas:
+            first: Row | None = await self._aread(db_type, sql, lambda c: c.fetch_one(sql, params))
+            return first
         async with self.connection(db_type) as conn:
             row: Row | None = await conn.fetch_one(sql, params)
             return row
@@ -156,7 +167,9 @@ class _Calls:
     async def fetch_value(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Any:
-        """The first column of the first row, or None."""
+        """The first column of the first row, or None (on a replica, as ``fetch_all``)."""
+        if self._replicas:
+            return await self._aread(db_type, sql, lambda c: c.fetch_value(sql, params))
         async with self.connection(db_type) as conn:
             return await conn.fetch_value(sql, params)
 
@@ -181,6 +194,7 @@ class AsyncDatabaseManager(_Calls):
         self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
         self._redis_clients: dict[Key, Any] = {}  # redis.asyncio clients, made on first use
         self._mode: DatabaseType | None = None
+        self._replicas: dict[Key, AsyncReplicaSet] = {}
 
     @classmethod
     def instance(cls) -> AsyncDatabaseManager:
@@ -206,12 +220,6 @@ class AsyncDatabaseManager(_Calls):
         ``DatabaseManager.create_pool``."""
         db_type, config = resolve_pool_config(db_type, config, name)
         key = (db_type, name)
-        if config.replicas:  # refused, not silently ignored: every read would hit the primary
-            raise NotSupportedError(
-                "the async manager does not route reads to replicas yet: create the pool "
-                "without replicas=, or use the sync DatabaseManager for a replicated pool",
-                backend=db_type.value,
-            )
         if key in self._pools or key in self.sync.pools():
             raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
         backend = get_backend_class(config.url.scheme)(config.url, config)
@@ -242,7 +250,55 @@ class AsyncDatabaseManager(_Calls):
         )
         await pool.open()
         self._pools[key] = pool
+        if config.replicas:
+            await self._create_replicas(db_type, name, config)
         return pool
+
+    async def _create_replicas(
+        self, db_type: DatabaseType, name: str | None, config: PoolConfig
+    ) -> None:
+        from dbsystem.aio.replicas import AsyncReplicaSet
+
+        names = []
+        for number, url in enumerate(config.replicas, start=1):
+            replica = f"{name or ''}__replica{number}"
+            replica_config = config.model_copy(update={"url": url, "replicas": ()})
+            await self.create_pool(db_type, replica_config, name=replica)
+            names.append(replica)
+        self._replicas[(db_type, name)] = AsyncReplicaSet(
+            self,  # type: ignore[arg-type]  # the async manager has the calls it makes
+            db_type,
+            name,
+            names,
+            policy=config.replica_policy,
+            max_lag=config.max_replica_lag,
+        )
+
+    def read_your_writes(self, seconds: float = 2.0) -> None:
+        """After a write in a task, send that task's reads to the primary for ``seconds``
+        (pools with replicas), as ``DatabaseManager.read_your_writes``."""
+        from dbsystem.core.replicas import _WriteTracker
+
+        if not any(isinstance(h, _WriteTracker) for h in self.hooks):
+            self.add_hook(_WriteTracker())
+        for replicas in self._replicas.values():
+            replicas.read_your_writes = seconds
+
+    async def _aread(
+        self,
+        db_type: DatabaseType | None,
+        sql: str | None,
+        call: Callable[[Any], Awaitable[T]],
+        context: Any = None,
+    ) -> T:
+        """``await call(conn)`` on a replica when ``sql`` (None: a select builder) only
+        reads; ``context`` is the user session's the statements run for."""
+        chosen = db_type or self._default_type()
+        replicas = self._replicas.get((chosen, None))
+        if replicas is None:
+            async with _Acquire(self, (chosen, None), None, context) as conn:
+                return await call(conn)
+        return await replicas.aread(sql, call, context)
 
     def get_pool(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The pool for ``db_type`` (default: the mode) and ``name``."""
@@ -403,6 +459,16 @@ class AsyncUserSession(_Calls):
         """A connection whose statements carry the session's user."""
         manager = self.manager
         return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
+
+    @property
+    def _replicas(self) -> Mapping[Key, Any]:  # type: ignore[override]
+        return self.manager._replicas
+
+    async def _aread(
+        self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """A read on a replica (see ``AsyncDatabaseManager._aread``), as this user."""
+        return await self.manager._aread(db_type, sql, call, self.context)
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders, run as the session's user."""

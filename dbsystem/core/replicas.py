@@ -76,6 +76,14 @@ _LAG_SQL = {
 }
 
 
+def _lag_of(row: Any) -> float:
+    """Seconds behind, from the row of ``_LAG_SQL`` (none: not a replica, so no lag)."""
+    if row is None:
+        return 0.0
+    value = row.get("lag", row.get("Seconds_Behind_Master"))
+    return float("inf") if value is None else float(value)
+
+
 class ReplicaSet:
     """The replicas of one primary pool, and the choice among them."""
 
@@ -145,20 +153,14 @@ class ReplicaSet:
         return checked[1] <= self.max_lag
 
     def _measure_lag(self, replica: str) -> float:
-        pool = self.db.get_pool(self.db_type, replica)
-        dialect = getattr(pool.connector, "dialect", "")
-        sql = _LAG_SQL.get(dialect)
+        sql = _LAG_SQL.get(self._dialect)
         if sql is None:
             return 0.0
         try:
             with self.db.connection(self.db_type, name=replica, timeout=1.0) as conn:
-                row = conn.fetch_one(sql)
+                return _lag_of(conn.fetch_one(sql))
         except DBSystemError:
             return float("inf")
-        if row is None:
-            return 0.0
-        value = row.get("lag", row.get("Seconds_Behind_Master"))
-        return float("inf") if value is None else float(value)
 
     # -- running ---------------------------------------------------------------------------
 

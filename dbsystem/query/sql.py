@@ -209,6 +209,9 @@ class _Query:
             return self._run_on(borrowed)
 
     async def _execute_async(self, factory: QueryFactory) -> Any:
+        manager: Any = factory.manager
+        if self._reads and factory.name is None and getattr(manager, "_replicas", None):
+            return await manager._aread(factory.db_type, None, self._run_on)  # maybe a replica
         connection: Any = factory.manager.connection(factory.db_type, name=factory.name)
         async with connection as borrowed:
             return await self._run_on(borrowed)

@@ -13,10 +13,10 @@ import pytest
 
 from dbsystem import (
     AsyncDatabaseManager,
+    DatabaseManager,
     DatabaseType,
     IntegrityError,
     InterfaceError,
-    NotSupportedError,
     PermissionDenied,
     PoolConfig,
     PoolTimeout,
@@ -487,15 +487,48 @@ def test_the_orm_from_async_code(kind, request, tmp_path):
     run(main())
 
 
-def test_a_pool_with_replicas_is_refused_not_half_served(tmp_path):
+def test_reads_go_to_a_replica_and_writes_to_the_primary(tmp_path):
+    # Two SQLite files stand in for a primary and its replica: a row says which one answered.
+    for role in ("primary", "replica"):
+        setup = DatabaseManager()
+        setup.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/{role}.db")
+        setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        setup.execute("INSERT INTO t VALUES (1, :v)", {"v": role})
+        setup.close_all()
+
     async def main() -> None:
         adb = AsyncDatabaseManager()
         config = PoolConfig(
-            url=f"sqlite:///{tmp_path}/p.db", replicas=[f"sqlite:///{tmp_path}/r.db"]
+            url=f"sqlite:///{tmp_path}/primary.db", replicas=[f"sqlite:///{tmp_path}/replica.db"]
         )
-        with pytest.raises(NotSupportedError, match="does not route reads to replicas"):
-            await adb.create_pool(DatabaseType.SQLITE, config)
-        assert adb.pools() == {}
-        await adb.close_all()
+        await adb.create_pool(DatabaseType.SQLITE, config)
+        try:
+            assert await adb.fetch_value("SELECT v FROM t") == "replica"
+            assert await adb.fetch_one("SELECT v FROM t") == {"v": "replica"}
+            q = adb.query(DatabaseType.SQLITE)
+            assert await q.select("v").from_("t").scalar_value() == "replica"
+            await adb.execute("INSERT INTO t VALUES (2, 'written')")  # a write: the primary
+            rows = await adb.fetch_all("INSERT INTO t VALUES (3, 'x') RETURNING id")
+            assert rows == [{"id": 3}]  # a write through fetch_all: the primary too
+            async with adb.transaction(DatabaseType.SQLITE) as conn:
+                assert await conn.fetch_value("SELECT COUNT(*) FROM t") == 3
+            adb.read_your_writes(0.3)
+            await adb.execute("UPDATE t SET v = 'again' WHERE id = 2")
+            assert await adb.fetch_value("SELECT v FROM t WHERE id = 1") == "primary"
+            await asyncio.sleep(0.35)
+            assert await adb.fetch_value("SELECT v FROM t WHERE id = 1") == "replica"
+            acl = AccessControl()
+            acl.create_role(Role("reader", grants={"t": Permission.SELECT}))
+            acl.assign_role("ann", "reader")
+            adb.use_access_control(acl)
+            ann = adb.for_user("ann")
+            assert await ann.fetch_value("SELECT v FROM t WHERE id = 1") == "replica"
+            assert await ann.query(DatabaseType.SQLITE).select("v").from_("t").all() == [
+                {"v": "replica"}
+            ]
+            with pytest.raises(PermissionDenied):  # checked on the replica as on the primary
+                await adb.for_user("nobody").fetch_all("SELECT v FROM t")
+        finally:
+            await adb.close_all()
 
     asyncio.run(main())

@@ -13,7 +13,7 @@ import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PermissionDenied, PoolConfig
 from dbsystem.orm import Entity, Field
-from dbsystem.query import col
+from dbsystem.query import col, func
 from dbsystem.security import AccessControl, Permission, Role
 from tests.conftest import skip_or_fail
 from tests.server_control import (
@@ -166,3 +166,32 @@ def test_user_sessions_read_on_the_replica_and_are_still_checked(db):
     with pytest.raises(PermissionDenied):  # a read by a user without a grant, on the replica
         db.for_user("nobody").fetch_all(f"SELECT * FROM {db.t}")
     assert db.fetch_value(f"SELECT COUNT(*) FROM {db.t}") == 0
+
+
+def test_the_async_manager_reads_from_the_replica_and_falls_back(postgres_url, replica_url):
+    import asyncio
+
+    from dbsystem import AsyncDatabaseManager
+
+    async def port(adb) -> int:
+        return int(await adb.fetch_value("SELECT inet_server_port()"))
+
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        config = PoolConfig(url=postgres_url, replicas=[replica_url], max_replica_lag=5.0)
+        await adb.create_pool(PG, config)
+        try:
+            assert await port(adb) == 5433  # a read, on the streaming replica
+            q = adb.query(PG).select(func.inet_server_port().as_("port"))
+            assert await q.scalar_value() == 5433  # a select builder, on the replica too
+            async with adb.transaction(PG) as conn:
+                assert await conn.fetch_value("SELECT inet_server_port()") == 5432
+            stop_postgres_replica()
+            try:
+                assert [await port(adb) for _ in range(3)] == [5432] * 3  # no caller error
+            finally:
+                start_postgres_replica_process()
+        finally:
+            await adb.close_all()
+
+    asyncio.run(main())

@@ -93,6 +93,8 @@ def test_migrate_commands(tmp_path, monkeypatch):
     assert (tmp_path / "migrations" / "0001_things.py").exists()
     assert "applied: 0001" in runner.invoke(app, ["migrate", "up", "--url", url]).output
     assert "yes" in runner.invoke(app, ["migrate", "status", "--url", url]).output
+    status = runner.invoke(app, ["migrate", "status", "--url", url, "--json"]).output
+    assert json.loads(status) == [{"revision": "0001", "description": "things", "applied": True}]
     assert "reverted: 0001" in runner.invoke(app, ["migrate", "down", "--url", url]).output
     result = runner.invoke(app, ["migrate", "new", "x", "--url", url, "--auto"])
     assert result.exit_code == 2 and "--models" in result.output

@@ -81,12 +81,14 @@ def test_load_refuses_bad_files_with_exit_2(tmp_path):
         "c.json": ('{"rows": 5}', "array of objects"),
         "d.json": ("[1, 2]", "row 1 is not an object"),
         "my table.json": ('[{"a": 1}]', "not a table name"),
+        "evil.json": ('[{"a\\" ); DROP TABLE t; --": 1}]', "is not a column name"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
         path.write_text(text)
         result = runner.invoke(app, ["load", url, str(path)])
         assert result.exit_code == 2 and message in result.output, (name, result.output)
+    assert _count(url, "sqlite_master") == 0  # nothing was created
     result = runner.invoke(app, ["load", url, str(tmp_path / "missing.csv")])
     assert result.exit_code == 2 and "cannot read" in result.output
 

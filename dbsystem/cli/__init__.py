@@ -202,7 +202,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         _json_out(result)
         return
     if isinstance(result, dict) and set(result) == {"rowcount"}:
-        _out.print(f"ok: {result['rowcount']} row(s) affected")
+        count = result["rowcount"]  # -1: the driver does not count (DDL on SQLite)
+        _out.print(f"ok: {count} row(s) affected" if count >= 0 else "ok")
         return
     if isinstance(result, list) and all(isinstance(row, dict) for row in result):
         if not result:
@@ -344,10 +345,15 @@ def migrate_down(
 
 
 @migrate_app.command("status")
-def migrate_status(url: MigrateUrl, directory: MigrateDir = Path("migrations")) -> None:
+def migrate_status(
+    url: MigrateUrl, directory: MigrateDir = Path("migrations"), as_json: JsonOpt = False
+) -> None:
     """List the migrations and whether each is applied."""
     with _runner(url, directory) as runner:
         rows = runner.status()
+    if as_json:
+        _json_out([{"revision": r, "description": d, "applied": a} for r, d, a in rows])
+        return
     table = Table()
     for column in ("revision", "description", "applied"):
         table.add_column(column)
@@ -363,6 +369,7 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(
     path: Annotated[Path, typer.Argument(help="A JSON-lines audit file.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain; exit 1 at the first altered, removed or moved record."""
     from dbsystem.security.audit import verify_audit_file
@@ -371,6 +378,11 @@ def audit_verify(
         _err.print(Text(f"error: no such file: {path}", style="red"))
         raise typer.Exit(EXIT_USAGE)
     ok, line, reason = verify_audit_file(path)
+    if as_json:
+        _json_out({"ok": ok, "line": line, "reason": reason})
+        if not ok:
+            raise typer.Exit(EXIT_DATABASE)
+        return
     if ok:
         _out.print(f"ok: {path}: {reason}", highlight=False)
         return

@@ -59,6 +59,12 @@ def read_tables(path: Path, table: str | None) -> dict[str, Rows]:
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, dict) or not row:
                 raise ConfigurationError(f"{path}: {name} row {number} is not an object")
+        for column in _columns(rows):  # before anything is created: names become SQL
+            if not _NAME.match(column):
+                raise ConfigurationError(
+                    f"{path}: {column!r} in {name} is not a column name "
+                    "(letters, digits and _, not starting with a digit)"
+                )
     return tables
 
 

@@ -99,6 +99,8 @@ def test_the_chain_detects_alteration_removal_and_reordering(audited, tmp_path):
     assert runner.invoke(app, ["audit", "verify", str(path)]).exit_code == 0
     result = runner.invoke(app, ["audit", "verify", str(altered)])
     assert result.exit_code == 1 and "line 3" in " ".join(result.output.split())
+    result = runner.invoke(app, ["audit", "verify", str(altered), "--json"])
+    assert result.exit_code == 1 and json.loads(result.output)["line"] == 3
 
 
 def test_the_chain_continues_across_reopening(tmp_path):

@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dbsystem import DatabaseType, DatabaseURL
+from dbsystem.backends import database_type_for_url
+
 _FLAGS = {
     "sql": ("--sql-url", "DBSYSTEM_SQL_URL", "a SQL database (default: a temporary SQLite file)"),
     "postgres": ("--postgres-url", "DBSYSTEM_POSTGRES_URL", "a PostgreSQL database"),
@@ -58,11 +61,8 @@ def sample_urls(
         yield {kind: args.get(kind) or defaults.get(kind, "") for kind in kinds}
 
 
-def database_type(url: str):  # -> DatabaseType
+def database_type(url: str) -> DatabaseType:
     """The database type a URL creates a pool for (``sqlite:///x.db`` -> SQLITE)."""
-    from dbsystem import DatabaseURL
-    from dbsystem.backends import database_type_for_url
-
     return database_type_for_url(DatabaseURL(url))
 
 

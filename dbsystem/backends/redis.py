@@ -393,8 +393,6 @@ def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str
         kwargs["socket_timeout"] = config.statement_timeout
     if "client_name" in config.options:
         kwargs["client_name"] = config.options["client_name"]
-    if url.username is not None or url.password is not None:
-        kwargs.update(username=url.username, password=url.password)
     return kwargs
 
 
@@ -422,7 +420,12 @@ class RedisBackend:
             )
             kwargs["server"] = fakeredis.FakeServer()
         else:
-            kwargs.update(host=url.host or "localhost", port=url.port or 6379)
+            kwargs.update(
+                host=url.host or "localhost",
+                port=url.port or 6379,
+                username=url.username,
+                password=url.password,
+            )
             kwargs.update(_tls_kwargs(config.tls, url.scheme))
             if kwargs.get("ssl"):
                 kwargs["connection_class"] = redis.SSLConnection

@@ -76,6 +76,7 @@ class RedisClusterBackend:
             raise ConfigurationError(
                 "name the seed nodes: redis+cluster://host:7000,host:7001", backend=self.label
             )
+        kwargs.update(username=url.username, password=url.password)
         tls = _tls_kwargs(config.tls, "rediss" if url.scheme == "rediss+cluster" else "redis")
         self.startup_nodes = [
             ClusterNode(host, port or 6379)  # type: ignore[no-untyped-call]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dbsystem.core.hooks import classify_sql
-from dbsystem.core.replicas import _LAG_EVERY, _LAG_SQL, _RETRY_AFTER, ReplicaSet, _lag_of, logger
+from dbsystem.core.replicas import _LAG_EVERY, _LAG_SQL, ReplicaSet, _lag_of
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
 
 __all__ = ["AsyncReplicaSet"]
@@ -59,21 +59,15 @@ class AsyncReplicaSet(ReplicaSet):
             await self._refresh_lags()
             replica = self.choose()
         if replica is not None:
-            timed = self.policy == "lowest_latency"
-            started = time.perf_counter() if timed else 0.0
+            started = time.perf_counter()
             try:
                 async with self.db.connection(self.db_type, name=replica) as conn:
                     conn._context = context
                     result = await call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
-                self._out_until[replica] = time.monotonic() + _RETRY_AFTER
-                logger.warning(
-                    "replica %r out of rotation for %g s: %s", replica, _RETRY_AFTER, exc
-                )
+                self._failed(replica, exc)
             else:
-                if timed:
-                    took = time.perf_counter() - started
-                    self._latency[replica] = 0.8 * self._latency.get(replica, took) + 0.2 * took
+                self._served(replica, started)
                 return result
         async with self.db.connection(self.db_type, name=self.primary) as conn:
             conn._context = context

@@ -162,6 +162,17 @@ class ReplicaSet:
         except DBSystemError:
             return float("inf")
 
+    def _failed(self, replica: str, exc: BaseException) -> None:
+        """Out of rotation for a while: its read runs again on the primary."""
+        self._out_until[replica] = time.monotonic() + _RETRY_AFTER
+        logger.warning("replica %r out of rotation for %g s: %s", replica, _RETRY_AFTER, exc)
+
+    def _served(self, replica: str, started: float) -> None:
+        """A read's time, for the lowest-latency policy's moving average."""
+        if self.policy == "lowest_latency":
+            took = time.perf_counter() - started
+            self._latency[replica] = 0.8 * self._latency.get(replica, took) + 0.2 * took
+
     # -- running ---------------------------------------------------------------------------
 
     def read(self, sql: str | None, call: Callable[[Any], T], context: Any = None) -> T:
@@ -171,21 +182,15 @@ class ReplicaSet:
         if sql is None or classify_sql(sql, self._dialect)[0] == "select":
             replica = None if self.pinned() else self.choose()
         if replica is not None:
-            timed = self.policy == "lowest_latency"
-            started = time.perf_counter() if timed else 0.0
+            started = time.perf_counter()
             try:
                 with self.db.connection(self.db_type, name=replica) as conn:
                     conn._context = context
                     result = call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
-                self._out_until[replica] = time.monotonic() + _RETRY_AFTER
-                logger.warning(
-                    "replica %r out of rotation for %g s: %s", replica, _RETRY_AFTER, exc
-                )
+                self._failed(replica, exc)
             else:
-                if timed:
-                    took = time.perf_counter() - started
-                    self._latency[replica] = 0.8 * self._latency.get(replica, took) + 0.2 * took
+                self._served(replica, started)
                 return result
         with self.db.connection(self.db_type, name=self.primary) as conn:
             conn._context = context

@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from sqlalchemy import create_engine, text
 
 from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PoolConfig
-from dbsystem.core.hooks import Statement
+from dbsystem.kernel.hooks import Statement
 from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
 
 SQL = "SELECT id, name FROM bench_monitor WHERE id = :id"

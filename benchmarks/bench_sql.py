@@ -153,7 +153,7 @@ def raw_side(kind: str, url: str) -> Side:
 
 
 def _mysql_kwargs(url: str) -> dict[str, Any]:
-    from dbsystem.core.url import DatabaseURL
+    from dbsystem.kernel.url import DatabaseURL
 
     parsed = DatabaseURL(url)
     return {

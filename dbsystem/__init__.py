@@ -17,7 +17,7 @@ import logging
 from dbsystem import errors
 from dbsystem._version import __version__
 from dbsystem.backends import available_schemes, register_backend
-from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, load_toml
+from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, Transaction
 from dbsystem.core.coordinator import (
     DistributedTransaction,
@@ -25,13 +25,10 @@ from dbsystem.core.coordinator import (
     RecoveryReport,
     TransactionCoordinator,
 )
-from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.core.manager import DatabaseManager
-from dbsystem.core.pool import ConnectionPool, PooledConnection, PoolHolder, PoolStats
+from dbsystem.core.pool import ConnectionPool, PooledConnection
 from dbsystem.core.retry import retry
 from dbsystem.core.sharding import Route, ShardedPool
-from dbsystem.core.types import DatabaseType, ExecuteResult
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     CommitUnknownError,
     ConfigurationError,
@@ -56,6 +53,11 @@ from dbsystem.errors import (
     SchemaError,
     SecurityError,
 )
+from dbsystem.kernel.config import PoolConfig, TLSConfig
+from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement
+from dbsystem.kernel.stats import PoolHolder, PoolStats
+from dbsystem.kernel.types import DatabaseType, ExecuteResult
+from dbsystem.kernel.url import DatabaseURL
 
 logging.getLogger("dbsystem").addHandler(logging.NullHandler())
 

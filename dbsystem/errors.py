@@ -35,7 +35,7 @@ The names follow PEP 249 so that code written against a DB-API driver reads the 
 Errors raised on behalf of a database carry the backend name (``backend``), the statement
 that failed (``statement``), its parameters (``params``, ``None`` unless the pool was
 configured with ``log_parameters=True``) and the driver's exception as ``__cause__`` (also
-``orig``). Their text never contains a password: see ``dbsystem.core.url.redact``.
+``orig``). Their text never contains a password: see ``dbsystem.kernel.url.redact``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import dbsystem
 PUBLIC_MODULES = [
     "dbsystem",
     "dbsystem.errors",
+    "dbsystem.kernel",
     "dbsystem.core",
     "dbsystem.backends",
     "dbsystem.testing",
@@ -51,6 +52,7 @@ def test_public_names_are_exported():
     public = {n for n in vars(dbsystem) if not n.startswith(("_", "@"))}
     submodules = {
         "backends",
+        "kernel",
         "core",
         "errors",
         "testing",

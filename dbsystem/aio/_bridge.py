@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbsystem.core.types import DatabaseType
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.sql import QueryFactory
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ from psycopg.rows import dict_row
 from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import SQLConnectionBase, normalize_isolation
-from dbsystem.core.types import ExecuteResult, Row
 from dbsystem.errors import (
     CommitUnknownError,
     ConnectionFailed,
@@ -24,6 +23,7 @@ from dbsystem.errors import (
     InterfaceError,
     ProgrammingError,
 )
+from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
 

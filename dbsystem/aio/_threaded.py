@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dbsystem.backends.base import Backend, SQLConnectionBase
-from dbsystem.core.types import ExecuteResult, Row
+from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["ThreadedConnector", "ThreadedSQLConnection"]
 

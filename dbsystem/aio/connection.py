@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from dbsystem.aio.pool import AsyncPooledConnection
 from dbsystem.core.connection import _check_params, _check_row_keys
-from dbsystem.core.hooks import Statement
-from dbsystem.core.types import ExecuteResult, Params, Row
 from dbsystem.errors import InterfaceError, QueryBuildError
+from dbsystem.kernel.hooks import Statement
+from dbsystem.kernel.types import ExecuteResult, Params, Row
 
 __all__ = ["AsyncConnection", "AsyncTransaction"]
 

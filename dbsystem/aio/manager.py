@@ -28,12 +28,12 @@ from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.hooks import ExecutionHook
 from dbsystem.core.manager import DatabaseManager, resolve_pool_config
 from dbsystem.core.session import SessionContext
-from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.errors import ConfigurationError, InterfaceError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import ExecutionHook
+from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.sql import QueryFactory
 
 if TYPE_CHECKING:

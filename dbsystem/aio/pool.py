@@ -23,9 +23,9 @@ from time import monotonic
 from typing import Any, Generic, Protocol, TypeVar
 
 from dbsystem._log import get_logger
-from dbsystem.core.hooks import HookChain
-from dbsystem.core.pool import WAIT_BUCKETS, PoolStats
 from dbsystem.errors import InterfaceError, PoolClosed, PoolExhausted, PoolTimeout
+from dbsystem.kernel.hooks import HookChain
+from dbsystem.kernel.stats import WAIT_BUCKETS, PoolStats
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 

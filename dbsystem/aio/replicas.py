@@ -12,9 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from dbsystem.core.hooks import classify_sql
 from dbsystem.core.replicas import _LAG_EVERY, _LAG_SQL, ReplicaSet, _lag_of
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
+from dbsystem.kernel.hooks import classify_sql
 
 __all__ = ["AsyncReplicaSet"]
 

@@ -9,8 +9,8 @@ from dbsystem.backends._registry import (
     scheme_database_type,
 )
 from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
-from dbsystem.core.types import DatabaseType
-from dbsystem.core.url import DatabaseURL
+from dbsystem.kernel.types import DatabaseType
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = [
     "Backend",

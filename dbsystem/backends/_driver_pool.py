@@ -10,9 +10,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
-from dbsystem.core.hooks import HookChain
-from dbsystem.core.pool import PoolStats
 from dbsystem.errors import PoolClosed
+from dbsystem.kernel.hooks import HookChain
+from dbsystem.kernel.stats import PoolStats
 
 __all__ = ["DriverHandle", "DriverPool"]
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import SQLConnectionBase
-from dbsystem.core.types import ExecuteResult, Row
 from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
+from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["PyformatConnection"]
 

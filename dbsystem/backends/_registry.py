@@ -12,8 +12,8 @@ import threading
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import BackendNotAvailable, BackendNotFound, NotSupportedError
+from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend

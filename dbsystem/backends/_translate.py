@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dbsystem import errors
-from dbsystem.core.url import redact
+from dbsystem import errors  # the module, not the package
+from dbsystem.kernel.url import redact
 
 __all__ = ["translate"]
 

@@ -20,10 +20,10 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.types import ExecuteResult, Row
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import CommitUnknownError, ConnectionFailed, InterfaceError, QueryBuildError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import ExecuteResult, Row
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
 

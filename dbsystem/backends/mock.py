@@ -35,15 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.types import ExecuteResult, Row
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
     DBSystemError,
     NotSupportedError,
 )
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import ExecuteResult, Row
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["Expectation", "MockBackend", "MockCall", "MockConnection"]
 

@@ -30,10 +30,6 @@ from pymongo import monitoring
 from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Capabilities
-from dbsystem.core.config import PoolConfig, TLSConfig
-from dbsystem.core.hooks import HookChain, Statement
-from dbsystem.core.pool import PoolStats
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -47,6 +43,10 @@ from dbsystem.errors import (
     PoolTimeout,
     ProgrammingError,
 )
+from dbsystem.kernel.config import PoolConfig, TLSConfig
+from dbsystem.kernel.hooks import HookChain, Statement
+from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["MongoBackend", "MongoConnection", "MongoPool"]
 

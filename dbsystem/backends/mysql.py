@@ -41,15 +41,15 @@ from pymysql.converters import (
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
-from dbsystem.core.config import PoolConfig, TLSConfig
-from dbsystem.core.types import Row
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
     DBSystemError,
     ProgrammingError,
 )
+from dbsystem.kernel.config import PoolConfig, TLSConfig
+from dbsystem.kernel.types import Row
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["MySQLBackend", "MySQLConnection"]
 

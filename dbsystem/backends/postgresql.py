@@ -34,10 +34,10 @@ from psycopg.types.json import JsonbDumper
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.types import Row
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import ConfigurationError, ConnectionFailed, ConnectionTimeout
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import Row
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
 

@@ -34,11 +34,11 @@ from dbsystem.backends.redis import (
     _error,
     _tls_kwargs,
 )
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.hooks import HookChain
-from dbsystem.core.pool import PoolStats
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import ConfigurationError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import HookChain
+from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["RedisClusterBackend", "RedisClusterConnection", "RedisClusterPool"]
 

@@ -33,9 +33,6 @@ from urllib.parse import quote
 
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
-from dbsystem.core.config import PoolConfig
-from dbsystem.core.types import ExecuteResult, Row
-from dbsystem.core.url import DatabaseURL
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -44,6 +41,9 @@ from dbsystem.errors import (
     OperationalError,
     ProgrammingError,
 )
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import ExecuteResult, Row
+from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["SQLiteBackend", "SQLiteConnection"]
 

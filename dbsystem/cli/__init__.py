@@ -28,10 +28,11 @@ from rich.text import Text
 
 from dbsystem._version import __version__
 from dbsystem.backends import database_type_for_url
-from dbsystem.core.config import PoolConfig, config_path_from_env, load_toml
+from dbsystem.core.configfile import config_path_from_env, load_toml
 from dbsystem.core.manager import DatabaseManager
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import ConfigurationError, DBSystemError, InterfaceError, MigrationError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["app", "main"]
 

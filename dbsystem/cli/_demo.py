@@ -18,10 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from dbsystem.core.config import PoolConfig
 from dbsystem.core.manager import DatabaseManager
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import IntegrityError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query import col
 
 DEPARTMENTS = ("engineering", "sales", "support", "finance", "research")

@@ -4,12 +4,14 @@
 not re-exported here because it depends on ``dbsystem.backends``, which depends on this package.
 """
 
-from dbsystem.core.config import PoolConfig, PoolSpec, TLSConfig, TLSMode, load_toml
+from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, Transaction
-from dbsystem.core.hooks import ExecutionHook, HookChain, Statement
-from dbsystem.core.pool import ConnectionPool, Connector, PooledConnection, PoolStats
-from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
-from dbsystem.core.url import DatabaseURL, redact
+from dbsystem.core.pool import ConnectionPool, Connector, PooledConnection
+from dbsystem.kernel.config import PoolConfig, TLSConfig, TLSMode
+from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement
+from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.kernel.url import DatabaseURL, redact
 
 __all__ = [
     "Connection",

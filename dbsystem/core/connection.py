@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.backends.base import SQLConnectionBase
-from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.core.pool import PooledConnection
-from dbsystem.core.types import ExecuteResult, Params, Row
 from dbsystem.errors import DatabaseError, InterfaceError, QueryBuildError
+from dbsystem.kernel.hooks import ExecutionHook, Statement
+from dbsystem.kernel.types import ExecuteResult, Params, Row
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError
+from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager

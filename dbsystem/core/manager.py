@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overloa
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
-from dbsystem.core.config import PoolConfig, PoolSpec, load_toml
+from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
-from dbsystem.core.hooks import ExecutionHook, HookChain
-from dbsystem.core.pool import ConnectionPool, PoolStats
-from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import ExecutionHook, HookChain
+from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
@@ -218,7 +220,7 @@ class DatabaseManager:
                 self.set_mode(spec.db_type)
 
     def configure(self, path: str | os.PathLike[str]) -> None:
-        """Create the pools a TOML file defines (see ``dbsystem.core.config.load_toml``)."""
+        """Create the pools a TOML file defines (see ``dbsystem.kernel.config.load_toml``)."""
         self.create_pools(load_toml(path))
 
     def get_pool(

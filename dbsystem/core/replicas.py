@@ -36,9 +36,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
-from dbsystem.core.hooks import ExecutionHook, Statement, classify_sql
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
+from dbsystem.kernel.hooks import ExecutionHook, Statement, classify_sql
+from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbsystem.core.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager

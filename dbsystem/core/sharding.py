@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import InterfaceError, NotSupportedError, QueryBuildError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query import expr as e
 from dbsystem.query.sql import (
     DeleteQuery,

@@ -22,7 +22,7 @@ from dbsystem.monitoring._local import health_check
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import DatabaseManager
-    from dbsystem.core.types import DatabaseType
+    from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "pool_label"]
 

@@ -29,7 +29,7 @@ from math import log as _log
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbsystem._log import get_logger
-from dbsystem.core.hooks import ExecutionHook, Statement
+from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
 from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
 from dbsystem.monitoring.alerts import Alert, AlertEvaluator, AlertThresholds

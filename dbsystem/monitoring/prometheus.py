@@ -49,7 +49,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from dbsystem.core.pool import WAIT_BUCKETS
+from dbsystem.kernel.stats import WAIT_BUCKETS
 from dbsystem.monitoring.health import HealthStatus, pool_label
 from dbsystem.monitoring.monitor import DURATION_BUCKETS, PerformanceMonitor
 

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 import pydantic
 from pydantic._internal._model_construction import ModelMetaclass
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import ConflictError, InterfaceError, NotSupportedError, SchemaError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relation_options
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 

@@ -38,8 +38,8 @@ from sqlalchemy.schema import CreateIndex as SACreateIndex
 from sqlalchemy.schema import CreateTable as SACreateTable
 from sqlalchemy.schema import DropIndex as SADropIndex
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import MigrationError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.fields import ColumnSpec, portable_type, sa_type
 from dbsystem.query._compile import _DIALECTS
 

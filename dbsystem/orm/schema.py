@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import SchemaError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.fields import sa_type, sql_type
 from dbsystem.query._compile import _DIALECTS
 

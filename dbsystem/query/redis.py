@@ -22,7 +22,7 @@ from dbsystem.errors import QueryBuildError
 if TYPE_CHECKING:
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.manager import DatabaseManager
-    from dbsystem.core.types import DatabaseType
+    from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["RedisQuery"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from dbsystem.core.types import Row
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
+from dbsystem.kernel.types import Row
 from dbsystem.query.expr import (
     Compare,
     Expr,
@@ -35,7 +35,7 @@ from dbsystem.query.expr import (
 if TYPE_CHECKING:
     from dbsystem.core.connection import Connection
     from dbsystem.core.manager import DatabaseManager
-    from dbsystem.core.types import DatabaseType
+    from dbsystem.kernel.types import DatabaseType
     from dbsystem.query._compile import Compiled
 
 __all__ = [
@@ -903,7 +903,7 @@ class RawQuery(_Query):
 
     def execute(self, conn: Connection | None = None) -> Any:
         """Rows if the statement reads, else the affected row count."""
-        from dbsystem.core.hooks import classify_sql
+        from dbsystem.kernel.hooks import classify_sql
 
         dialect = conn.backend.dialect if conn is not None else self._dialect(None)
         action, resources = classify_sql(self._text, dialect)

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dbsystem._log import get_logger
-from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.errors import SecurityError
+from dbsystem.kernel.hooks import ExecutionHook, Statement
 
 __all__ = [
     "AuditEvent",

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dbsystem.core.hooks import ExecutionHook, Statement
 from dbsystem.errors import ConfigurationError, PermissionDenied
+from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.query.expr import check_identifier
 
 __all__ = ["AccessControl", "Permission", "Role"]

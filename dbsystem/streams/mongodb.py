@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbsystem.core.types import DatabaseType
 from dbsystem.errors import NotSupportedError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.streams._base import ChangeEvent, Subscription
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbsystem.core.types import DatabaseType
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
 from dbsystem.streams._base import ChangeEvent, Subscription
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import exceptions as redis_errors
 
-from dbsystem.core.types import DatabaseType
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.streams._base import ChangeEvent, Subscription
 
 if TYPE_CHECKING:

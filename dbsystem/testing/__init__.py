@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from dbsystem.core.hooks import ExecutionHook, Statement
+from dbsystem.kernel.hooks import ExecutionHook, Statement
 
 __all__ = ["QueryCounter"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from dbsystem.backends.mock import MockBackend
-from dbsystem.core.config import PoolConfig
 from dbsystem.core.manager import DatabaseManager
-from dbsystem.core.types import DatabaseType
+from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.testing import QueryCounter
 
 _MOCK_URLS = {

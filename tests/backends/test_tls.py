@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from dbsystem import ConfigurationError, ConnectionFailed, DatabaseManager, DatabaseType
-from dbsystem.core.config import PoolConfig, TLSConfig
+from dbsystem.kernel.config import PoolConfig, TLSConfig
 
 
 class FakeServer:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
-from dbsystem.core.hooks import Statement
+from dbsystem.kernel.hooks import Statement
 from dbsystem.monitoring import HealthMonitor, HealthStatus, PerformanceMonitor
 from tests.faults.proxy import TcpProxy
 

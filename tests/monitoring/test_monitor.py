@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
-from dbsystem.core.hooks import Statement
 from dbsystem.errors import PermissionDenied, ProgrammingError
+from dbsystem.kernel.hooks import Statement
 from dbsystem.monitoring import PerformanceMonitor
 from dbsystem.security import AccessControl, Permission, Role
 

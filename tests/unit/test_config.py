@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbsystem import ConfigurationError, DatabaseType, PoolConfig
-from dbsystem.core.config import load_toml
+from dbsystem.core.configfile import load_toml
 
 
 def test_defaults_and_url_query_options():

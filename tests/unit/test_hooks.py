@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbsystem.core.hooks import ExecutionHook, HookChain, Statement, classify_sql
 from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement, classify_sql
 
 
 class Recorder(ExecutionHook):

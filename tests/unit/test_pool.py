@@ -358,7 +358,7 @@ def test_holders_name_the_label_or_the_callers_code_longest_held_first():
 
 
 def test_wait_histogram_counts_every_acquire_by_how_long_it_waited():
-    from dbsystem.core.pool import WAIT_BUCKETS
+    from dbsystem.kernel.stats import WAIT_BUCKETS
 
     with make_pool(min_size=1, max_size=1) as pool:
         lease = pool.acquire()

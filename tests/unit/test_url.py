@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbsystem.core.url import DatabaseURL, redact
 from dbsystem.errors import ConfigurationError, InvalidURL
+from dbsystem.kernel.url import DatabaseURL, redact
 
 
 def test_full_url_parts():

@@ -11,9 +11,7 @@ Precedence: keyword arguments win over options in the URL's query string
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from dbsystem.core.types import DatabaseType
-from dbsystem.core.url import DatabaseURL
-from dbsystem.errors import ConfigurationError, DBSystemError
+from dbsystem.errors import ConfigurationError
+from dbsystem.kernel.types import DatabaseType
+from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PoolConfig", "PoolSpec", "TLSConfig", "TLSMode", "load_toml"]
+__all__ = ["PoolConfig", "TLSConfig", "TLSMode"]
 
 
 def _to_url(value: Any) -> DatabaseURL:
@@ -277,67 +275,3 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError:
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{field}: {message}")
     return ConfigurationError("invalid pool configuration: " + "; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSpec:
-    """One pool to create: its database type, optional name and settings (see ``load_toml``)."""
-
-    db_type: DatabaseType
-    config: PoolConfig
-    name: str | None = None
-    default: bool = False
-
-
-def load_toml(path: str | os.PathLike[str]) -> list[PoolSpec]:
-    """Read pool definitions from a TOML file.
-
-    Each table under ``[databases]`` defines one pool. ``url`` is required; ``type`` is
-    optional (taken from the URL's scheme); ``default = true`` makes it the manager's default;
-    every other key is a ``PoolConfig`` field. A table named ``default`` or after its type
-    (``[databases.sqlite]``) defines that type's unnamed pool; any other name a named pool::
-
-        [databases.sqlite]
-        url = "sqlite:///app.db"
-        max_size = 5
-
-        [databases.analytics]
-        type = "postgres"
-        url = "postgresql://app@127.0.0.1/analytics"
-    """
-    from dbsystem.backends import database_type_for_url
-
-    try:
-        with open(path, "rb") as fh:
-            document = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"invalid TOML in {os.fspath(path)!r}: {exc}") from None
-    databases = document.get("databases")
-    if not isinstance(databases, dict) or not databases:
-        raise ConfigurationError(f"{os.fspath(path)!r} has no [databases.<name>] tables")
-    specs = []
-    for key, table in databases.items():
-        if not isinstance(table, dict):
-            raise ConfigurationError(f"databases.{key} must be a table")
-        settings = dict(table)
-        type_value = settings.pop("type", None)
-        is_default = bool(settings.pop("default", False))
-        try:
-            config = PoolConfig(**settings)
-            db_type = (
-                DatabaseType.parse(type_value) if type_value else database_type_for_url(config.url)
-            )
-        except DBSystemError as exc:
-            raise ConfigurationError(f"databases.{key}: {exc.message}") from None
-        name = None if key in ("default", db_type.value) else key
-        specs.append(PoolSpec(db_type=db_type, config=config, name=name, default=is_default))
-    return specs
-
-
-def config_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The TOML file named by ``DBSYSTEM_CONFIG``, if set."""
-    env = os.environ if environ is None else environ
-    value = env.get("DBSYSTEM_CONFIG")
-    return Path(value) if value else None

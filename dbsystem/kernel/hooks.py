@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from time import perf_counter
 from typing import Any, NoReturn, TypeVar
 
-__all__ = ["ExecutionHook", "HookChain", "Statement"]
+__all__ = ["ExecutionHook", "HookChain", "Statement", "is_policed", "policed"]
 
 T = TypeVar("T")
 
@@ -152,14 +154,47 @@ class Statement:
         )
 
 
+# A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``
+# must not lend the mark to the tasks that run meanwhile on the same thread.
+_policed: ContextVar[int] = ContextVar("dbsystem_policed", default=0)
+
+
+@contextmanager
+def policed() -> Iterator[None]:
+    """Marks statements run in this block as having had their row policies applied."""
+    token = _policed.set(_policed.get() + 1)
+    try:
+        yield
+    finally:
+        _policed.reset(token)
+
+
+def is_policed() -> bool:
+    """True inside ``policed()``: a statement whose row policies a hook already applied."""
+    return _policed.get() > 0
+
+
 class ExecutionHook:
-    """Base class for hooks: override either method, or both. Both run on the calling thread."""
+    """Base class for hooks: override any method. All run on the calling thread.
+
+    ``before_execute`` and ``after_execute`` see every statement. ``restrict`` is the
+    extension point for builders of a user session (row policies): a builder hands itself
+    to the chain before it compiles, and gets back the builder to run instead.
+    """
 
     def before_execute(self, statement: Statement) -> None:
         """Called before the statement runs; raise to refuse it."""
 
     def after_execute(self, statement: Statement) -> None:
         """Called after the statement ran, failed, or was refused."""
+
+    def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
+        """The builder ``query`` as ``conn``'s user may run it, and whether it changed.
+
+        Called only for connections lent to a user session. Raise ``PermissionDenied`` to
+        refuse it (the builder reports the refusal through ``HookChain.refuse``).
+        """
+        return query, False
 
 
 class HookChain:
@@ -211,6 +246,15 @@ class HookChain:
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
+
+    def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
+        """``query`` passed through every hook's ``restrict`` (a user session's builders)."""
+        applied = False
+        for hook in self.hooks:
+            if type(hook).restrict is not ExecutionHook.restrict:
+                query, changed = hook.restrict(query, conn)
+                applied = applied or changed
+        return query, applied
 
     def refuse(self, statement: Statement, error: BaseException) -> NoReturn:
         """Report ``statement`` as refused before it ran (``executed`` false), as a hook's

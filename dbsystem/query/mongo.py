@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import PermissionDenied, QueryBuildError
+from dbsystem.kernel.hooks import policed
 from dbsystem.query import expr as e
 from dbsystem.query.sql import _MISSING, condition
 
@@ -495,10 +496,8 @@ class CollectionQuery:
         """Run the operation (see the methods for what each returns)."""
         connection = self._root._connection(conn)
         if connection._context is not None:  # a user session: its row policies, if any
-            from dbsystem.security.policies import policed, restrict_mongo
-
             try:
-                query, applied = restrict_mongo(self, connection)
+                query, applied = connection._pool.hooks.restrict(self, connection)
             except PermissionDenied as denied:  # through the hooks: audited as denied
                 connection.refuse(self._op, self._collection, self._build(), denied)
             if applied:

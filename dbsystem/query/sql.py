@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
+from dbsystem.kernel.hooks import policed
 from dbsystem.kernel.types import Row
 from dbsystem.query.expr import (
     Compare,
@@ -223,10 +224,8 @@ class _Query:
             return self._run_on_async(conn)
         query: _Query = self
         if conn._context is not None:  # a user session: its row policies, if any
-            from dbsystem.security.policies import policed, restrict_sql
-
             try:
-                query, applied = restrict_sql(self, conn)
+                query, applied = conn._pool.hooks.restrict(self, conn)
             except PermissionDenied as denied:
                 _refused(conn, self, denied)
             if applied:
@@ -241,17 +240,13 @@ class _Query:
         query: _Query = self
         applied = False
         if conn._context is not None:
-            from dbsystem.security.policies import restrict_sql
-
             try:
-                query, applied = restrict_sql(self, conn)
+                query, applied = conn._pool.hooks.restrict(self, conn)
             except PermissionDenied as denied:
                 _refused(conn, self, denied)
         compiled = query.compiled(conn.backend.dialect)
         params = compiled.bind(query.bound_values())
         if applied:
-            from dbsystem.security.policies import policed
-
             with policed():
                 return await _run(conn, compiled, params)
         return await _run(conn, compiled, params)

@@ -21,36 +21,15 @@ unrestricted on it; two roles with policies give the rows either allows (OR).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from functools import reduce
 from typing import Any
 
 from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.hooks import is_policed, policed
 from dbsystem.query import expr as e
 
-__all__ = ["restrict_mongo", "restrict_sql"]
-
-
-# A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``
-# must not lend the mark to the tasks that run meanwhile on the same thread.
-_policed: ContextVar[int] = ContextVar("dbsystem_policed", default=0)
-
-
-@contextmanager
-def policed() -> Iterator[None]:
-    """Marks statements run in this block as having had their row policies applied."""
-    token = _policed.set(_policed.get() + 1)
-    try:
-        yield
-    finally:
-        _policed.reset(token)
-
-
-def is_policed() -> bool:
-    """True inside ``policed()``: AccessControl lets policy tables through."""
-    return _policed.get() > 0
+__all__ = ["is_policed", "policed", "restrict_mongo", "restrict_query", "restrict_sql"]
 
 
 def _access_control(conn: Any) -> Any:
@@ -78,6 +57,16 @@ def _deny(conn: Any, table: str, why: str) -> PermissionDenied:
     return PermissionDenied(
         f"a row policy applies to {table!r}: {why}", backend=getattr(backend, "name", None)
     )
+
+
+def restrict_query(query: Any, conn: Any) -> tuple[Any, bool]:
+    """A SQL or MongoDB builder with the session's row policies applied, and whether any
+    applied: ``AccessControl.restrict``, which the builders reach through the hook chain."""
+    from dbsystem.query.mongo import CollectionQuery
+
+    if isinstance(query, CollectionQuery):
+        return restrict_mongo(query, conn)
+    return restrict_sql(query, conn)
 
 
 def restrict_sql(query: Any, conn: Any) -> tuple[Any, bool]:

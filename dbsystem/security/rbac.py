@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
-from dbsystem.kernel.hooks import ExecutionHook, Statement
+from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
 from dbsystem.query.expr import check_identifier
 
 __all__ = ["AccessControl", "Permission", "Role"]
@@ -288,8 +288,6 @@ class AccessControl(ExecutionHook):
                         backend=statement.backend,
                     )
         if self.has_policies(user):
-            from dbsystem.security.policies import is_policed
-
             if is_policed():
                 return
             for action, resource in accesses:
@@ -299,6 +297,12 @@ class AccessControl(ExecutionHook):
                         "query builder or the ORM, which apply it (raw statements cannot)",
                         backend=statement.backend,
                     )
+
+    def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
+        """A user session's builder with its row policies applied (``ExecutionHook.restrict``)."""
+        from dbsystem.security.policies import restrict_query
+
+        return restrict_query(query, conn)
 
     def before_execute(self, statement: Statement) -> None:
         context = statement.context

@@ -15,6 +15,7 @@ Errors are in ``dbsystem.errors`` (also exported here); backends in ``dbsystem.b
 import logging
 
 from dbsystem import errors
+from dbsystem._facade import DatabaseManager, UserSession
 from dbsystem._version import __version__
 from dbsystem.backends import available_schemes, register_backend
 from dbsystem.core.configfile import PoolSpec, load_toml
@@ -25,10 +26,8 @@ from dbsystem.core.coordinator import (
     RecoveryReport,
     TransactionCoordinator,
 )
-from dbsystem.core.manager import DatabaseManager
 from dbsystem.core.pool import ConnectionPool, PooledConnection
 from dbsystem.core.retry import retry
-from dbsystem.core.sharding import Route, ShardedPool
 from dbsystem.errors import (
     CommitUnknownError,
     ConfigurationError,
@@ -58,6 +57,7 @@ from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement
 from dbsystem.kernel.stats import PoolHolder, PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult
 from dbsystem.kernel.url import DatabaseURL
+from dbsystem.scaling.sharding import Route, ShardedPool
 
 logging.getLogger("dbsystem").addHandler(logging.NullHandler())
 
@@ -117,6 +117,7 @@ __all__ = [
     "TLSConfig",
     "Transaction",
     "TransactionCoordinator",
+    "UserSession",
     "__version__",
     "available_schemes",
     "errors",

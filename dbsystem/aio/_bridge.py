@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.query.sql import QueryFactory
+from dbsystem.orm.schema import SchemaMixin
+from dbsystem.query._mixin import QueryMixin
 
 if TYPE_CHECKING:
     from dbsystem.aio.manager import AsyncDatabaseManager
@@ -35,7 +36,7 @@ _BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Any]] = ContextVar
 )
 
 
-class SyncBridge:
+class SyncBridge(QueryMixin, SchemaMixin):
     """A synchronous manager over an async one (see the module docstring)."""
 
     def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, context: Any) -> None:
@@ -54,8 +55,8 @@ class SyncBridge:
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         return self._async.backend(db_type, name)
 
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        return QueryFactory(self, db_type or self._async._default_type(), name)  # type: ignore[arg-type]
+    def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
+        return db_type or self._async._default_type()
 
     @contextmanager
     def connection(
@@ -102,20 +103,6 @@ class SyncBridge:
         if chosen is None:
             return None
         return _BOUND.get().get((id(self), chosen, name))
-
-    def create_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        from dbsystem.orm.schema import create_tables
-
-        create_tables(self, entities, db_type=db_type)  # type: ignore[arg-type]
-
-    def drop_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        from dbsystem.orm.schema import drop_tables
-
-        drop_tables(self, entities, db_type=db_type)  # type: ignore[arg-type]
 
 
 class _SyncConnection:

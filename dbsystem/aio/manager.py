@@ -28,7 +28,7 @@ from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
-from dbsystem.core.manager import DatabaseManager, resolve_pool_config
+from dbsystem.core.manager import Engine, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel.config import PoolConfig
@@ -189,7 +189,7 @@ class AsyncDatabaseManager(_Calls):
     _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self) -> None:
-        self.sync = DatabaseManager()
+        self.sync = Engine()
         """The synchronous manager underneath: Redis and MongoDB pools, hooks, access control."""
         self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
         self._redis_clients: dict[Key, Any] = {}  # redis.asyncio clients, made on first use

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from dbsystem.errors import CommitUnknownError, ConnectionFailed, InterfaceError, QueryBuildError
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.types import ExecuteResult, Row
 from dbsystem.kernel.url import DatabaseURL
 
@@ -270,6 +271,8 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = "backend"
+    kind: ClassVar[BackendKind] = "sql"
+    """The backend kind (``dbsystem.kernel.protocols``): SQL backends are this ABC."""
     capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:

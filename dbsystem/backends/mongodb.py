@@ -45,6 +45,7 @@ from dbsystem.errors import (
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
 from dbsystem.kernel.hooks import HookChain, Statement
+from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
@@ -178,7 +179,7 @@ class MongoBackend:
     """Builds the pymongo (or mongomock) client for a ``mongodb://`` URL."""
 
     name: ClassVar[str] = "mongodb"
-    kind: ClassVar[str] = "document"
+    kind: ClassVar[BackendKind] = "document"
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
     )

@@ -43,6 +43,7 @@ from dbsystem.errors import (
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
 from dbsystem.kernel.hooks import HookChain, Statement
+from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
@@ -400,7 +401,7 @@ class RedisBackend:
     """Builds the redis-py pool for a ``redis://``, ``rediss://`` or ``redis+mock://`` URL."""
 
     name: ClassVar[str] = "redis"
-    kind: ClassVar[str] = "kv"
+    kind: ClassVar[BackendKind] = "kv"
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
     )

@@ -37,6 +37,7 @@ from dbsystem.backends.redis import (
 from dbsystem.errors import ConfigurationError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import HookChain
+from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
@@ -55,7 +56,7 @@ class RedisClusterBackend:
     """Builds redis-py's cluster client for a ``redis+cluster://`` URL."""
 
     name: ClassVar[str] = RedisBackend.name
-    kind: ClassVar[str] = RedisBackend.kind
+    kind: ClassVar[BackendKind] = RedisBackend.kind
     capabilities: ClassVar[Capabilities] = RedisBackend.capabilities
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:

@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dbsystem._facade import DatabaseManager
 from dbsystem._version import __version__
 from dbsystem.backends import database_type_for_url
 from dbsystem.core.configfile import config_path_from_env, load_toml
-from dbsystem.core.manager import DatabaseManager
 from dbsystem.errors import ConfigurationError, DBSystemError, InterfaceError, MigrationError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import DatabaseType

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dbsystem.core.manager import DatabaseManager
+from dbsystem._facade import DatabaseManager
 from dbsystem.errors import NotSupportedError
 
 __all__ = ["Case", "run_bench"]

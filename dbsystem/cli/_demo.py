@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from dbsystem.core.manager import DatabaseManager
+from dbsystem._facade import DatabaseManager
 from dbsystem.errors import IntegrityError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import DatabaseType

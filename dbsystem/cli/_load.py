@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from dbsystem.core.manager import DatabaseManager
+from dbsystem._facade import DatabaseManager
 from dbsystem.errors import ConfigurationError
 
 __all__ = ["load_rows", "read_tables"]

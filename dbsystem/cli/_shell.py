@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from dbsystem.core.manager import DatabaseManager
+from dbsystem._facade import DatabaseManager
 from dbsystem.errors import DBSystemError, InterfaceError
 
 __all__ = ["Shell"]

@@ -49,7 +49,7 @@ from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["DistributedTransaction", "InDoubt", "RecoveryReport", "TransactionCoordinator"]
 

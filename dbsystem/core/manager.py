@@ -1,4 +1,10 @@
-"""``DatabaseManager``: the application's entry point, holding one pool per database.
+"""The engine's manager: one pool per database, the hooks, and the calls that lend and run.
+
+``Engine`` is the part of ``DatabaseManager`` that needs no feature package: pools, hooks,
+access-control installation, transactions and the one-statement calls. The public
+``dbsystem.DatabaseManager`` (``dbsystem._facade``) adds what features contribute (the
+builders' ``query()``, the ORM's ``create_tables``, ``for_user`` and ``health``), so this
+module imports nothing above the engine, not even for typing.
 
 Pools are keyed by database type and an optional name (several pools of one type:
 ``create_pool(DatabaseType.POSTGRES, cfg, name="analytics")``). The manager builds each
@@ -17,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
@@ -28,6 +34,7 @@ from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
+from dbsystem.kernel.protocols import DriverPoolBackend, lookup_credential
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
@@ -37,12 +44,8 @@ if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
-    from dbsystem.core.session import UserSession
-    from dbsystem.query.mongo import MongoQuery
-    from dbsystem.query.redis import RedisQuery
-    from dbsystem.query.sql import QueryFactory
 
-__all__ = ["DatabaseManager", "PoolKey"]
+__all__ = ["Engine", "PoolKey", "resolve_pool_config"]
 
 logger = get_logger("dbsystem")
 T = TypeVar("T")
@@ -57,11 +60,16 @@ _BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Connection]] = Con
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
-class DatabaseManager:
-    """Holds the pools of an application and lends their connections. Thread-safe."""
+class Engine:
+    """Holds the pools of an application and lends their connections. Thread-safe.
 
-    _instance: ClassVar[DatabaseManager | None] = None
+    Use it through ``dbsystem.DatabaseManager``, which adds the feature methods.
+    """
+
+    _instance: ClassVar[Engine | None] = None
     _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+    _default_class: ClassVar[type[Engine] | None] = None
+    """The class ``instance()`` makes: set by the facade to ``dbsystem.DatabaseManager``."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -78,24 +86,24 @@ class DatabaseManager:
     # -- the process-wide instance ---------------------------------------------------------
 
     @classmethod
-    def instance(cls) -> DatabaseManager:
+    def instance(cls) -> Self:
         """The process-wide manager, created on first call; always the same object."""
-        manager = cls._instance
+        manager = Engine._instance
         if manager is None:
-            with cls._instance_lock:
-                manager = cls._instance
+            with Engine._instance_lock:
+                manager = Engine._instance
                 if manager is None:
-                    manager = cls._instance = cls()
-        return manager
+                    manager = Engine._instance = (Engine._default_class or cls)()
+        return cast("Self", manager)
 
     handle = instance
     """Alias of ``instance()``."""
 
     @classmethod
-    def _replace_instance(cls, manager: DatabaseManager | None) -> DatabaseManager | None:
+    def _replace_instance(cls, manager: Engine | None) -> Engine | None:
         """Swap the process-wide manager (the pytest plugin isolates tests this way)."""
-        with cls._instance_lock:
-            previous, cls._instance = cls._instance, manager
+        with Engine._instance_lock:
+            previous, Engine._instance = Engine._instance, manager
         return previous
 
     # -- pools -----------------------------------------------------------------------------
@@ -123,10 +131,12 @@ class DatabaseManager:
         backend = backend_cls(config.url, config)
         label = getattr(backend, "label", backend.name)
         pool: Any
-        open_pool = getattr(backend, "open_pool", None)
-        if open_pool is not None:  # Redis, MongoDB: their drivers pool for themselves
+        if backend.kind != "sql":  # Redis, MongoDB: their drivers pool for themselves
             try:
-                pool = open_pool(name=name or db_type.value, hooks=self._chain_for(config))
+                driver_backend = cast("DriverPoolBackend", backend)
+                pool = driver_backend.open_pool(
+                    name=name or db_type.value, hooks=self._chain_for(config)
+                )
             except BaseException:
                 backend.dispose()
                 raise
@@ -274,21 +284,6 @@ class DatabaseManager:
         with self._lock:
             return dict(self._pools)
 
-    def health(self, *, check: bool = False) -> dict[str, Any]:
-        """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...
-
-        With a health monitor running (``dbsystem.monitoring.HealthMonitor(db).start()``)
-        its latest results are returned at once, whatever the pools are doing; otherwise,
-        or with ``check=True``, every pool is checked now. A check never queues behind
-        waiters: a pool with no connection to spare is reported ``degraded``, not pinged.
-        """
-        from dbsystem.monitoring.health import HealthMonitor
-
-        monitor = self._health_monitor
-        if monitor is None or check or not monitor.running:
-            return dict(HealthMonitor(self).check())
-        return dict(monitor.statuses())
-
     def pool_stats(self) -> dict[PoolKey, PoolStats]:
         """A snapshot of every pool: ``{DatabaseType.SQLITE: PoolStats(...), ...}``.
 
@@ -320,6 +315,10 @@ class DatabaseManager:
             return
         types = {db_type for db_type, _ in self._pools}
         self._default = next(iter(types)) if len(types) == 1 else None
+
+    def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
+        """``db_type``, or the default type when None (an error naming why there is none)."""
+        return db_type or self._default or self._default_type()
 
     def _default_type(self) -> DatabaseType:
         mode = self._default
@@ -363,23 +362,6 @@ class DatabaseManager:
             self._access_control = acl
         self.add_hook(acl)
 
-    def for_user(
-        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
-    ) -> UserSession:
-        """A session whose every statement is checked for ``user`` and audited.
-
-        Installs ``AccessControl.instance()`` on first use, unless ``use_access_control``
-        chose another. Calls on the manager itself stay the application's own, unchecked
-        (``AccessControl(require_user=True)`` makes them an error instead).
-        """
-        from dbsystem.core.session import SessionContext, UserSession
-
-        if self._access_control is None:
-            from dbsystem.security.rbac import AccessControl
-
-            self.use_access_control(AccessControl.instance())
-        return UserSession(self, SessionContext(user, session_id, dict(attrs or {})))
-
     def _chain_for(self, config: PoolConfig) -> HookChain:
         chain = HookChain()
         if config.echo:
@@ -389,65 +371,6 @@ class DatabaseManager:
         for hook in self._hooks:
             chain.add(hook)
         return chain
-
-    # -- query builders --------------------------------------------------------------------
-
-    def create_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Create the tables (or MongoDB collections and indexes) of entity classes.
-
-        Idempotent: what exists already is left alone.
-        """
-        from dbsystem.orm.schema import create_tables
-
-        create_tables(self, entities, db_type=db_type)
-
-    def drop_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Drop the tables (or collections) of entity classes, if they exist."""
-        from dbsystem.orm.schema import drop_tables
-
-        drop_tables(self, entities, db_type=db_type)
-
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
-    ) -> RedisQuery: ...
-
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
-    ) -> MongoQuery: ...
-
-    @overload
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> QueryFactory: ...
-
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> QueryFactory | RedisQuery | MongoQuery:
-        """Query builders bound to a pool: ``db.query(DatabaseType.POSTGRES).select(...)``.
-
-        SQL pools give a ``QueryFactory`` (builders compiled for the pool's dialect), Redis
-        pools a ``RedisQuery``; ``execute()`` runs through that pool.
-        """
-        if db_type is None:
-            db_type = self._default or self._default_type()
-        kind = getattr(self.backend(db_type, name), "kind", "sql")
-        if kind == "kv":
-            from dbsystem.query.redis import RedisQuery
-
-            return RedisQuery(self, db_type, name)
-        if kind == "document":
-            from dbsystem.query.mongo import MongoQuery
-
-            return MongoQuery(self, db_type, name)
-        from dbsystem.query.sql import QueryFactory
-
-        return QueryFactory(self, db_type, name)
 
     # -- lending connections ---------------------------------------------------------------
 
@@ -597,7 +520,7 @@ class DatabaseManager:
         with self.connection(db_type) as conn:
             return conn.fetch_value(sql, params)
 
-    def __enter__(self) -> DatabaseManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -605,7 +528,7 @@ class DatabaseManager:
 
     def __repr__(self) -> str:
         pools = ", ".join(_label(t, n) for t, n in self._pools)
-        return f"<DatabaseManager pools=[{pools}]>"
+        return f"<{type(self).__name__} pools=[{pools}]>"
 
 
 def _label(db_type: DatabaseType | None, name: str | None) -> str:
@@ -635,12 +558,10 @@ def resolve_pool_config(
     elif not isinstance(config, PoolConfig):
         raise ConfigurationError("config must be a PoolConfig, a URL string, or None")
     if config.credential is not None:
-        from dbsystem.security.credentials import CredentialManager
-
-        credential = CredentialManager.instance().get(config.credential)
-        url = config.url.replace(password=credential.password.get_secret_value())
-        if credential.username is not None:
-            url = url.replace(username=credential.username)
+        username, password = lookup_credential(config.credential)
+        url = config.url.replace(password=password)
+        if username is not None:
+            url = url.replace(username=username)
         config = config.model_copy(update={"url": url})
     if db_type is DatabaseType.NONE:
         db_type = database_type_for_url(config.url)

@@ -41,7 +41,7 @@ from dbsystem.kernel.hooks import ExecutionHook, Statement, classify_sql
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["ReplicaSet"]
 

@@ -1,4 +1,7 @@
-"""``UserSession``: the manager as seen by one user, every statement checked and audited.
+"""The engine's user session: the manager as seen by one user, every statement checked.
+
+``EngineSession`` is the part of ``dbsystem.UserSession`` that needs no feature package;
+the facade (``dbsystem._facade``) adds the builders' ``query()`` and the ORM's calls.
 
 ``db.for_user("analyst", session_id="s-42")`` returns a session with the manager's API
 (``connection``, ``query``, ``transaction``, ``fetch_all``, ``execute``...; the ORM takes
@@ -16,11 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine
 
 T = TypeVar("T")
 
-__all__ = ["SessionContext", "UserSession"]
+__all__ = ["EngineSession", "SessionContext"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,10 @@ class SessionContext:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
-class UserSession:
-    """A user's view of a ``DatabaseManager``; see the module docstring."""
+class EngineSession:
+    """A user's view of a manager; see the module docstring."""
 
-    def __init__(self, manager: DatabaseManager, context: SessionContext) -> None:
+    def __init__(self, manager: Engine, context: SessionContext) -> None:
         self.manager = manager
         self.context = context
 
@@ -92,22 +95,8 @@ class UserSession:
                 conn._context = self.context
             yield conn
 
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        """Query builders whose statements carry this session's user."""
-        if db_type is None:
-            db_type = self.manager.mode
-        kind = getattr(self.manager.backend(db_type, name), "kind", "sql")
-        if kind == "kv":
-            from dbsystem.query.redis import RedisQuery
-
-            return RedisQuery(self, db_type, name)  # type: ignore[arg-type]
-        if kind == "document":
-            from dbsystem.query.mongo import MongoQuery
-
-            return MongoQuery(self, db_type, name)  # type: ignore[arg-type]
-        from dbsystem.query.sql import QueryFactory
-
-        return QueryFactory(self, db_type, name)  # type: ignore[arg-type]
+    def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
+        return self.manager._resolve_type(db_type)
 
     def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -168,4 +157,5 @@ class UserSession:
             return count
 
     def __repr__(self) -> str:
-        return f"<UserSession user={self.context.user!r} session={self.context.session_id!r}>"
+        context = self.context
+        return f"<{type(self).__name__} user={context.user!r} session={context.session_id!r}>"

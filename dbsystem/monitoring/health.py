@@ -21,10 +21,10 @@ from dbsystem._log import get_logger
 from dbsystem.monitoring._local import health_check
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "pool_label"]
+__all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "manager_health", "pool_label"]
 
 logger = get_logger("dbsystem.health")
 
@@ -184,3 +184,15 @@ class HealthMonitor:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<HealthMonitor {state} interval={self.interval:g}s>"
+
+
+def manager_health(db: DatabaseManager, *, check: bool = False) -> dict[str, BackendHealth]:
+    """Each pool's health, keyed ``"postgres"``, ``"redis/cache"``... (``db.health()``).
+
+    With a health monitor running its latest results are returned at once; otherwise, or
+    with ``check=True``, every pool is checked now.
+    """
+    monitor = db._health_monitor
+    if monitor is None or check or not monitor.running:
+        return dict(HealthMonitor(db).check())
+    return dict(monitor.statuses())

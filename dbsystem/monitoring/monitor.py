@@ -36,7 +36,7 @@ from dbsystem.monitoring.alerts import Alert, AlertEvaluator, AlertThresholds
 from dbsystem.security.audit import fingerprint, statement_shape
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -143,10 +143,10 @@ class PerformanceMonitor(ExecutionHook):
             with cls._instance_lock:
                 monitor = cls._instance
                 if monitor is None:
-                    from dbsystem.core.manager import DatabaseManager
+                    from dbsystem.core.manager import Engine
 
                     monitor = cls()
-                    monitor.attach(DatabaseManager.instance())
+                    monitor.attach(Engine.instance())
                     cls._instance = monitor
         return monitor
 

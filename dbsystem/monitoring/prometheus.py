@@ -50,7 +50,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from dbsystem.kernel.stats import WAIT_BUCKETS
-from dbsystem.monitoring.health import HealthStatus, pool_label
+from dbsystem.monitoring.health import HealthStatus, manager_health, pool_label
 from dbsystem.monitoring.monitor import DURATION_BUCKETS, PerformanceMonitor
 
 __all__ = [
@@ -141,7 +141,7 @@ class DbsystemCollector(Collector):
             "dbsystem_backend_up", "1 if the pool's backend answers (up or degraded)", labels=labels
         )
         for db in self.monitor.managers:
-            health = db.health()
+            health = manager_health(db)
             for (db_type, name), pool in sorted(
                 db.pools().items(), key=lambda item: pool_label(*item[0])
             ):
@@ -221,7 +221,7 @@ def pools_report(monitor: PerformanceMonitor) -> dict[str, Any]:
 def _health_report(monitor: PerformanceMonitor) -> tuple[bool, dict[str, Any]]:
     results: dict[str, Any] = {}
     for number, db in enumerate(monitor.managers, start=1):
-        for label, health in db.health().items():
+        for label, health in manager_health(db).items():
             record = asdict(health)
             record["status"] = health.status.value
             # Two managers may both have, say, a "sqlite" pool: keep both.

@@ -41,7 +41,7 @@ from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relati
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["Entity", "EntityQuery", "Metadata"]
 
@@ -454,11 +454,16 @@ class _Target:
 
     # -- SQL and MongoDB, side by side -----------------------------------------------------
 
+    def _builders(self) -> Any:
+        # The runner's own query(): a manager's, a session's, or a ShardedPool's (routed).
+        runner: Any = self.db
+        return runner.query(self.db_type)
+
     def _sql(self) -> Any:
-        return self.db.query(self.db_type)
+        return self._builders()
 
     def _collection(self, meta: Metadata) -> Any:
-        factory: Any = self.db.query(self.db_type)
+        factory: Any = self._builders()
         return factory.collection(meta.table)
 
     def _conn(self) -> Any:
@@ -593,7 +598,7 @@ class _Target:
                     }
                     copy[VALID_TO] = moment
                     documents.append(copy)
-                history: Any = self.db.query(self.db_type)
+                history: Any = self._builders()
                 history.collection(meta.history_table).insert_many(documents).execute(self._conn())
             return
         from dbsystem.query import literal, select
@@ -649,7 +654,7 @@ class _Target:
         key = meta.primary_key.column
         if self.kind == "document":
             current = self._collection(meta)
-            past: Any = self.db.query(self.db_type)
+            past: Any = self._builders()
             past = past.collection(meta.history_table)
             if where is not None:
                 current = current.where(_document_filter(where, key))

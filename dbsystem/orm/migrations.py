@@ -44,7 +44,7 @@ from dbsystem.orm.fields import ColumnSpec, portable_type, sa_type
 from dbsystem.query._compile import _DIALECTS
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = [
     "AddColumn",

@@ -18,10 +18,10 @@ from dbsystem.orm.fields import sa_type, sql_type
 from dbsystem.query._compile import _DIALECTS
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.orm.entity import Entity, Metadata
 
-__all__ = ["create_tables", "drop_tables", "sql_tables"]
+__all__ = ["SchemaMixin", "create_tables", "drop_tables", "sql_tables"]
 
 VALID_FROM = "valid_from"
 VALID_TO = "valid_to"
@@ -121,3 +121,26 @@ def drop_tables(
     with db.connection(chosen) as conn:
         for table in reversed(sql_tables(entities)):
             conn.execute(f"DROP TABLE IF EXISTS {quote(table.name)}")
+
+
+class SchemaMixin:
+    """Adds ``create_tables``/``drop_tables`` to a manager or a user session (the facade)."""
+
+    __slots__ = ()
+
+    def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the tables (or MongoDB collections and indexes) of entity classes.
+
+        Idempotent: what exists already is left alone.
+        """
+        runner: Any = self
+        create_tables(runner, entities, db_type=db_type)
+
+    def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the tables (or collections) of entity classes, if they exist."""
+        runner: Any = self
+        drop_tables(runner, entities, db_type=db_type)

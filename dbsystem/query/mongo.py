@@ -33,7 +33,7 @@ from dbsystem.query.sql import _MISSING, condition
 
 if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["AggregateQuery", "CollectionQuery", "MongoQuery", "compile_filter"]

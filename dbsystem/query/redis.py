@@ -21,7 +21,7 @@ from dbsystem.errors import QueryBuildError
 
 if TYPE_CHECKING:
     from dbsystem.backends.redis import RedisConnection
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["RedisQuery"]

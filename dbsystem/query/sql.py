@@ -35,7 +35,7 @@ from dbsystem.query.expr import (
 
 if TYPE_CHECKING:
     from dbsystem.core.connection import Connection
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
     from dbsystem.query._compile import Compiled
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from dbsystem.errors import ConfigurationError, SecurityError
+from dbsystem.kernel.protocols import set_credential_source
 
 __all__ = [
     "Credential",
@@ -187,3 +188,12 @@ def password_needs_rehash(hashed: str) -> bool:
         return bool(_hasher().check_needs_rehash(hashed))
     except InvalidHashError:
         return True
+
+
+def _credential_source(name: str) -> tuple[str | None, str]:
+    credential = CredentialManager.instance().get(name)
+    return credential.username, credential.password.get_secret_value()
+
+
+# ``PoolConfig(credential=name)``: the engine finds the secret here without importing us.
+set_credential_source(_credential_source)

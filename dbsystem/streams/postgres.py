@@ -11,7 +11,7 @@ from dbsystem.query.expr import check_identifier
 from dbsystem.streams._base import ChangeEvent, Subscription
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["PostgresListener", "install_change_trigger"]
 

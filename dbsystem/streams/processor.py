@@ -12,7 +12,7 @@ from dbsystem.streams.postgres import PostgresListener, install_change_trigger
 from dbsystem.streams.redis import RedisChannelListener, RedisStreamConsumer
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["StreamProcessor"]
 

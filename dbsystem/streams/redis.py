@@ -13,7 +13,7 @@ from dbsystem.kernel.types import DatabaseType
 from dbsystem.streams._base import ChangeEvent, Subscription
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["RedisChannelListener", "RedisStreamConsumer"]
 

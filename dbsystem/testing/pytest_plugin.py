@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from dbsystem._facade import DatabaseManager
 from dbsystem.backends.mock import MockBackend
-from dbsystem.core.manager import DatabaseManager
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.testing import QueryCounter

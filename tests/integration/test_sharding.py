@@ -14,9 +14,9 @@ from dbsystem import (
     NotSupportedError,
     QueryBuildError,
 )
-from dbsystem.core.sharding import ShardedPool, stable_hash
 from dbsystem.orm import Entity, Field
 from dbsystem.query import col, count, sum_
+from dbsystem.scaling.sharding import ShardedPool, stable_hash
 
 ROWS = [{"id": i, "customer_id": i % 17, "total": i * 10} for i in range(1, 61)]
 

@@ -43,7 +43,7 @@ from dbsystem.query.sql import (
 )
 
 if TYPE_CHECKING:
-    from dbsystem.core.manager import DatabaseManager
+    from dbsystem.core.manager import Engine as DatabaseManager
 
 __all__ = ["Route", "ShardedPool"]
 
@@ -274,7 +274,8 @@ class _OneShard:
         return self.db.connection(self.mode, name=self.name)
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        return self.db.query(self.mode, name=self.name)
+        manager: Any = self.db  # the public manager, whose query() the builders add
+        return manager.query(self.mode, name=self.name)
 
 
 def _lone_count(query: SelectQuery) -> bool:

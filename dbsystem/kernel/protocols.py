@@ -1,0 +1,135 @@
+"""The declared interfaces: what a backend of each kind offers, and what runs statements.
+
+Every backend class declares ``kind`` (``"sql"``, ``"kv"`` or ``"document"``) and ``name``;
+the engine and the features dispatch on ``kind``, never by probing attributes. The SQL
+kind is the ``Backend`` ABC (``dbsystem.backends.base``), whose connections the engine's
+pool lends; the key-value (Redis) and document (MongoDB) kinds keep their drivers' own
+pools and open them with ``open_pool``.
+
+``StatementRunner`` is what the builders, the ORM and the sessions are typed against: the
+manager, a user session and the synchronous bridge of the async manager all satisfy it.
+
+Two registries live here too, filled in by the layers above when they are imported, so the
+engine calls them without importing them: where a named credential's secret comes from
+(``dbsystem.security.credentials``), and which class ``DatabaseManager.instance()`` makes
+(the public facade, ``dbsystem.DatabaseManager``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from dbsystem.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from dbsystem.kernel.config import PoolConfig
+    from dbsystem.kernel.hooks import HookChain
+    from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
+    from dbsystem.kernel.url import DatabaseURL
+
+__all__ = [
+    "BackendKind",
+    "BackendLike",
+    "DriverPoolBackend",
+    "StatementRunner",
+    "lookup_credential",
+    "set_credential_source",
+]
+
+BackendKind = Literal["sql", "kv", "document"]
+
+
+@runtime_checkable
+class BackendLike(Protocol):
+    """What every backend declares, whatever its kind."""
+
+    name: ClassVar[str]
+    kind: ClassVar[BackendKind]
+    url: DatabaseURL
+    config: PoolConfig
+
+    def dispose(self) -> None:
+        """Release what the backend holds beyond its connections."""
+
+    def secrets(self) -> Iterable[str]:
+        """Strings never to show in a message (passwords)."""
+
+
+class DriverPoolBackend(BackendLike, Protocol):
+    """A key-value or document backend: its driver pools for itself (Redis, MongoDB)."""
+
+    def open_pool(self, *, name: str, hooks: HookChain) -> Any:
+        """Open the driver's pool, its statements passing through ``hooks``."""
+
+
+class StatementRunner(Protocol):
+    """Something that runs statements: a manager, a user session, the async bridge."""
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The default database type."""
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend behind a pool."""
+
+    def connection(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Borrow a connection (a context manager)."""
+
+    def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> AbstractContextManager[Any]:
+        """A connection inside a transaction."""
+
+    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The connection of the open ``transaction()`` block, or None."""
+
+
+class SQLRunner(StatementRunner, Protocol):
+    """A ``StatementRunner`` with the one-statement calls of the manager."""
+
+    def execute(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> ExecuteResult: ...
+
+    def fetch_all(
+        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
+    ) -> list[Row]: ...
+
+    def executemany(
+        self,
+        sql: str,
+        seq_params: Sequence[Mapping[str, Any]],
+        *,
+        db_type: DatabaseType | None = None,
+    ) -> ExecuteResult: ...
+
+
+# -- registries filled in from above --------------------------------------------------------
+
+CredentialSource = Callable[[str], tuple[str | None, str]]
+_credential_source: CredentialSource | None = None
+
+
+def set_credential_source(source: CredentialSource) -> None:
+    """Where ``PoolConfig(credential=name)`` finds ``(username or None, password)``."""
+    global _credential_source
+    _credential_source = source
+
+
+def lookup_credential(name: str) -> tuple[str | None, str]:
+    """The ``(username, password)`` of a named credential, from the registered source."""
+    if _credential_source is None:
+        raise ConfigurationError(
+            f"no credential store is loaded to resolve credential {name!r} "
+            "(import dbsystem.security.credentials)"
+        )
+    return _credential_source(name)

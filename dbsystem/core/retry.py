@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dbsystem._log import get_logger
-from dbsystem.errors import RetryableError
+from dbsystem.errors import ConfigurationError, RetryableError
 
 __all__ = ["retry"]
 
@@ -35,16 +35,15 @@ def retry(
     exponentially from ``backoff`` up to ``max_backoff``, with full jitter, so that the
     transactions that collided do not collide again. The last error is raised as it is.
     ``CommitUnknownError`` is never retried by default: the work may have committed.
+    ``attempts`` below 1 raises ``ConfigurationError``.
     """
     if attempts < 1:
-        raise ValueError("attempts must be at least 1")
+        raise ConfigurationError(f"retry: attempts must be at least 1 (got {attempts!r})")
     delay = backoff
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, attempts):
         try:
             return work()
         except retry_on as exc:
-            if attempt == attempts:
-                raise
             logger.log(
                 logging.INFO,
                 "retrying after %s (attempt %d of %d)",
@@ -54,4 +53,4 @@ def retry(
             )
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, max_backoff)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return work()  # the last attempt: whatever it raises reaches the caller as it is

@@ -77,7 +77,7 @@ class TLSConfig(BaseModel):
     certificate must chain to ``ca_file``), ``verify-full`` (that, and the host name must
     match it; the default). Without ``ca_file`` the verifying modes use the system's CAs.
     A requiring mode never falls back to plaintext. ``cert_file``/``key_file`` give a client
-    certificate.
+    certificate. Invalid settings raise ``ConfigurationError`` naming the field.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,6 +86,12 @@ class TLSConfig(BaseModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc, "TLS configuration") from None
 
     @model_validator(mode="after")
     def _check_files(self) -> TLSConfig:
@@ -161,7 +167,7 @@ class PoolConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _configuration_error(exc) from None
+            raise _configuration_error(exc, "pool configuration") from None
 
     @model_validator(mode="before")
     @classmethod
@@ -267,11 +273,11 @@ def _url_from_classic_env(key: str, env: Mapping[str, str]) -> str | None:
     return None
 
 
-def _configuration_error(exc: ValidationError) -> ConfigurationError:
+def _configuration_error(exc: ValidationError, what: str) -> ConfigurationError:
     # Name each bad field and say why, but never echo the input: a URL may carry a password.
     problems = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "config"
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{field}: {message}")
-    return ConfigurationError("invalid pool configuration: " + "; ".join(problems))
+    return ConfigurationError(f"invalid {what}: " + "; ".join(problems))

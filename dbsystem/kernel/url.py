@@ -222,7 +222,7 @@ def _split_host(text: str) -> tuple[str, int | None]:
     parts = urlsplit(f"//{text}")
     host, port = parts.hostname, parts.port
     if not host:
-        raise ValueError(f"empty host in the host list {text!r}")
+        raise InvalidURL(f"empty host in the host list {text!r}")
     return host, port
 
 

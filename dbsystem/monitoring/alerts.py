@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
+from dbsystem.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from dbsystem.monitoring.monitor import PerformanceMonitor
@@ -84,7 +85,9 @@ class AlertEvaluator:
 
     def configure(self, thresholds: AlertThresholds) -> None:
         if thresholds.interval <= 0:
-            raise ValueError("the alert interval must be positive")
+            raise ConfigurationError(
+                f"alert thresholds: interval must be positive (got {thresholds.interval!r})"
+            )
         self.thresholds = thresholds
         if self._handlers:
             self._start()

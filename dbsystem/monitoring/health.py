@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
+from dbsystem.errors import ConfigurationError
 from dbsystem.monitoring._local import health_check
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class HealthMonitor:
         self, db: DatabaseManager, *, interval: float = 5.0, degraded_latency: float = 0.5
     ) -> None:
         if interval <= 0:
-            raise ValueError("the health-check interval must be positive")
+            raise ConfigurationError(f"HealthMonitor: interval must be positive (got {interval!r})")
         self.db = db
         self.interval = interval
         self.degraded_latency = degraded_latency

@@ -29,6 +29,7 @@ from math import log as _log
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbsystem._log import get_logger
+from dbsystem.errors import ConfigurationError
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
 from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
@@ -116,7 +117,9 @@ class PerformanceMonitor(ExecutionHook):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if window < 1:
-            raise ValueError("the window must be at least 1 second")
+            raise ConfigurationError(
+                f"PerformanceMonitor: window must be at least 1 second (got {window!r})"
+            )
         self.window = window
         self.slow_query_threshold = slow_query_threshold
         self.slow_queries: deque[SlowQuery] = deque(maxlen=slow_query_log_size)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dbsystem._log import get_logger
-from dbsystem.errors import SecurityError
+from dbsystem.errors import ConfigurationError, InterfaceError, SecurityError
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 
 __all__ = [
@@ -137,7 +137,10 @@ class JsonLinesAuditSink:
 
     def __init__(self, path: str | Path, *, checkpoint_every: int = 100) -> None:
         if checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be at least 1")
+            raise ConfigurationError(
+                "JsonLinesAuditSink: checkpoint_every must be at least 1 "
+                f"(got {checkpoint_every!r})"
+            )
         self.path = Path(path)
         self.checkpoint_path = _checkpoint_path(self.path)
         self.checkpoint_every = checkpoint_every
@@ -235,7 +238,10 @@ def _json(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else json.dumps(value)
-    raise TypeError(f"an audit field cannot hold {type(value).__name__}")
+    raise InterfaceError(
+        f"an audit record field cannot hold a {type(value).__name__} "
+        "(str, int, float, bool, None or a sequence of str)"
+    )
 
 
 def _chain(record: dict[str, Any], seq: int, previous: str) -> tuple[str, str]:
@@ -342,7 +348,9 @@ class DatabaseAuditSink:
         from dbsystem.query.expr import check_identifier
 
         if checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be at least 1")
+            raise ConfigurationError(
+                f"DatabaseAuditSink: checkpoint_every must be at least 1 (got {checkpoint_every!r})"
+            )
         self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
 
@@ -557,8 +565,14 @@ class AuditLog(ExecutionHook):
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         if background:
-            if flush_interval <= 0 or max_pending < 1:
-                raise ValueError("flush_interval must be positive and max_pending at least 1")
+            if flush_interval <= 0:
+                raise ConfigurationError(
+                    f"AuditLog: flush_interval must be positive (got {flush_interval!r})"
+                )
+            if max_pending < 1:
+                raise ConfigurationError(
+                    f"AuditLog: max_pending must be at least 1 (got {max_pending!r})"
+                )
             self._writer = threading.Thread(
                 target=self._write_behind, name="dbsystem-audit-writer", daemon=True
             )

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dbsystem.errors import InterfaceError
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
 from dbsystem.streams._base import ChangeEvent, Subscription
@@ -38,7 +39,7 @@ class PostgresListener(Subscription):
     ) -> None:
         super().__init__(callback=callback, **options)
         if not channels:
-            raise ValueError("listen to at least one channel")
+            raise InterfaceError("PostgresListener: channels is empty; LISTEN needs at least one")
         self.channels = [check_identifier(c, "channel") for c in channels]
         self._backend = db.backend(DatabaseType.POSTGRES, name)
         self._json = json

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import exceptions as redis_errors
 
+from dbsystem.errors import InterfaceError
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.streams._base import ChangeEvent, Subscription
 
@@ -50,7 +51,9 @@ class RedisChannelListener(Subscription):
     ) -> None:
         super().__init__(callback=callback, **options)
         if not channels:
-            raise ValueError("subscribe to at least one channel")
+            raise InterfaceError(
+                "RedisChannelListener: channels is empty; SUBSCRIBE needs at least one"
+            )
         self.channels = list(channels)
         self.patterns = patterns
         self._client = _own_client(db, name)

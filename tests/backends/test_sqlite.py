@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from dbsystem import (
+    ConfigurationError,
     ConnectionFailed,
     DatabaseManager,
     DatabaseType,
@@ -92,7 +93,7 @@ def test_url_options_set_pragmas(tmp_path):
 
 
 def test_unknown_sqlite_option_is_a_configuration_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown SQLite URL option"):
+    with pytest.raises(ConfigurationError, match="unknown SQLite URL option"):
         DatabaseManager().create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/x.db?colour=1")
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
-from dbsystem.errors import PermissionDenied, ProgrammingError
+from dbsystem.errors import ConfigurationError, PermissionDenied, ProgrammingError
 from dbsystem.kernel.hooks import Statement
 from dbsystem.monitoring import PerformanceMonitor
 from dbsystem.security import AccessControl, Permission, Role
@@ -158,7 +158,7 @@ def test_instance_is_one_monitor_attached_to_the_process_manager():
 
 
 def test_a_window_under_a_second_is_refused():
-    with pytest.raises(ValueError, match="at least 1 second"):
+    with pytest.raises(ConfigurationError, match="at least 1 second"):
         PerformanceMonitor(window=0.5)
 
 

@@ -12,7 +12,13 @@ import time
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, PermissionDenied, SecurityError
+from dbsystem import (
+    ConfigurationError,
+    DatabaseManager,
+    DatabaseType,
+    PermissionDenied,
+    SecurityError,
+)
 from dbsystem.security import (
     AccessControl,
     AuditEvent,
@@ -150,9 +156,9 @@ def test_queued_records_are_written_at_interpreter_exit(tmp_path):
 
 
 def test_bad_background_settings_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="flush_interval"):
         AuditLog([], background=True, flush_interval=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="max_pending"):
         AuditLog([], background=True, max_pending=0)
 
 

@@ -10,7 +10,13 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, PermissionDenied, PoolConfig
+from dbsystem import (
+    ConfigurationError,
+    DatabaseManager,
+    DatabaseType,
+    PermissionDenied,
+    PoolConfig,
+)
 from dbsystem.security import (
     AccessControl,
     AuditLog,
@@ -104,7 +110,7 @@ def test_database_sink_checkpoint_catches_a_cut_tail(kind, request, tmp_path):
             10,
             "records at the end were removed (the checkpoint is at 12)",
         )
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigurationError, match="checkpoint_every"):
             DatabaseAuditSink(db, db_type=TYPES[kind], table=table, checkpoint_every=0)
     finally:
         db.execute(f"DROP TABLE IF EXISTS {table}")
@@ -226,5 +232,5 @@ def test_checkpoint_every_n_records_and_what_a_crash_leaves(tmp_path):
     sink.checkpoint_path.write_text("not json")
     assert verify_audit_file(path)[0] is False
     assert verify_audit_file(path, checkpoint=tmp_path / "elsewhere")[0] is False
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="checkpoint_every"):
         JsonLinesAuditSink(tmp_path / "b.jsonl", checkpoint_every=0)

@@ -1,7 +1,7 @@
 """Redis on ``redis.asyncio``: the async twin of ``RedisConnection``.
 
 Commands are classified and checked by the same code as the synchronous connection
-(``command_statement``) and run through the same hooks; errors are translated the same
+(``describe_commands``) and run through the same hooks; errors are translated the same
 way. The client has a connection pool of its own, with the pool's settings, made on first
 use in the running event loop.
 """
@@ -14,14 +14,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from dbsystem.backends.redis import _error, _text, command_statement
-from dbsystem.errors import InterfaceError, NotSupportedError, PoolClosed
+from dbsystem.backends.redis import _error, _text, describe_commands
+from dbsystem.errors import InterfaceError, NotSupportedError
 
 __all__ = ["AsyncRedisConnection", "async_redis_client"]
 
 
 def async_redis_client(pool: Any) -> Any:
-    """A ``redis.asyncio`` client on the server and settings of a sync ``RedisPool``."""
+    """A ``redis.asyncio`` client on the server and settings of a sync Redis ``DriverPool``."""
     backend = pool.connector
     if getattr(backend, "cluster", False):
         raise NotSupportedError(
@@ -62,13 +62,9 @@ class AsyncRedisConnection:
         self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Awaitable[Any]]
     ) -> Any:
         pool = self._pool
-        if pool._closed:
-            raise PoolClosed(f"pool {pool.name!r} is closed", backend=pool.backend_name)
         try:
-            if not pool.hooks.hooks:
-                return await call()
-            statement = command_statement(pool, self._context, operation, commands)
-            return await pool.hooks.arun(statement, call)
+            describe = lambda: describe_commands(commands)  # noqa: E731 - only when hooked
+            return await pool.arun(self._context, operation, describe, call)
         except redis_errors.RedisError as exc:
             raise _error(exc, pool.backend_name, _text(commands), pool.connector.secrets) from exc
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from dbsystem.aio.pool import AsyncPooledConnection
 from dbsystem.core.connection import _check_params, _check_row_keys
+from dbsystem.core.execution import statement
 from dbsystem.errors import InterfaceError, QueryBuildError
 from dbsystem.kernel.hooks import Statement
 from dbsystem.kernel.types import ExecuteResult, Params, Row
@@ -65,16 +66,15 @@ class AsyncConnection(AsyncPooledConnection[Any]):
         resources: tuple[str, ...] | None = None,
     ) -> Statement:
         pool = self._pool
-        return Statement(
-            backend=pool.backend_name,
+        return statement(
+            pool,
+            self._context,
+            operation,
+            text,
+            params,
             dialect=pool.backend.dialect,
-            pool=pool.name,
-            operation=operation,
-            text=text,
-            params=params,
             action=action,
             resources=resources,
-            context=self._context,
         )
 
     async def _hooked(

@@ -223,7 +223,7 @@ class AsyncDatabaseManager(_Calls):
         if key in self._pools or key in self.sync.pools():
             raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
         backend = get_backend_class(config.url.scheme)(config.url, config)
-        if getattr(backend, "open_pool", None) is not None:  # Redis, MongoDB
+        if backend.kind != "sql":  # Redis, MongoDB
             backend.dispose()
             return await asyncio.to_thread(self.sync.create_pool, db_type, config, name=name)
         connector: Any

@@ -21,13 +21,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, Self
 
 from bson import errors as bson_errors
 from pymongo import errors as mongo_errors
 from pymongo import monitoring
 
-from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Capabilities
 from dbsystem.errors import (
@@ -39,17 +38,15 @@ from dbsystem.errors import (
     IntegrityError,
     NotSupportedError,
     OperationalError,
-    PoolClosed,
     PoolTimeout,
     ProgrammingError,
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
-from dbsystem.kernel.hooks import HookChain, Statement
+from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
-from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["MongoBackend", "MongoConnection", "MongoPool"]
+__all__ = ["MongoBackend", "MongoConnection"]
 
 _OPTIONS = frozenset(
     {
@@ -236,45 +233,38 @@ class MongoBackend:
         """The pymongo (or mongomock) Database of the URL."""
         return self.client[self.database_name]
 
-    def open_pool(self, *, name: str, hooks: HookChain) -> MongoPool:
-        """The manager's pool object for this backend (checks the server answers)."""
-        return MongoPool(self, name=name, hooks=hooks)
+    def open(self, min_size: int) -> None:
+        """Check the server answers now (as the SQL pools do), unless ``min_size`` is 0."""
+        if not self.mock and min_size > 0:
+            try:
+                self.client.admin.command("ping")
+            except mongo_errors.PyMongoError as exc:
+                self.client.close()
+                raise translate_mongo(exc, self.label, "ping", self.secrets) from exc
+
+    def handle(self, pool: Any) -> MongoConnection:
+        """A connection handle lent by the engine's ``DriverPool``."""
+        return MongoConnection(pool)
+
+    def pool_counters(self) -> dict[str, Any]:
+        """pymongo's pool events, counted as ``PoolStats`` reports them (zero for the mock)."""
+        s = self.listener
+        with s.lock:
+            return {
+                "total": s.open,
+                "active": s.active,
+                "waiting": s.waiting,
+                "acquired": s.acquired,
+                "timeouts": s.timeouts,
+                "created": s.created,
+                "closed": s.closed,
+                "wait_total": s.wait_total,
+                "wait_max": s.wait_max,
+            }
 
     def dispose(self) -> None:
         """Close the client and its pool."""
         self.client.close()
-
-
-class MongoPool(DriverPool["MongoConnection"]):
-    """What the manager holds for a MongoDB database: lends ``MongoConnection`` handles."""
-
-    def __init__(self, backend: MongoBackend, *, name: str, hooks: HookChain) -> None:
-        super().__init__(backend, name=name, hooks=hooks)
-        if not backend.mock and self._min_size > 0:
-            try:  # fail fast, as the SQL pools do
-                backend.client.admin.command("ping")
-            except mongo_errors.PyMongoError as exc:
-                backend.client.close()
-                raise translate_mongo(exc, backend.label, "ping", backend.secrets) from exc
-
-    def _handle(self) -> MongoConnection:
-        return MongoConnection(self)
-
-    def stats(self) -> PoolStats:
-        """The same fields as the SQL pools, from pymongo's pool events (zero for the mock)."""
-        s = self.connector.listener
-        with s.lock:
-            return self._stats(
-                total=s.open,
-                active=s.active,
-                waiting=s.waiting,
-                acquired=s.acquired,
-                timeouts=s.timeouts,
-                created=s.created,
-                closed=s.closed,
-                wait_total=s.wait_total,
-                wait_max=s.wait_max,
-            )
 
 
 _ACTIONS = {
@@ -304,10 +294,10 @@ def operation_action(operation: str) -> str:
     return _ACTIONS.get(operation, "other")
 
 
-class MongoConnection(DriverHandle):
-    """Runs MongoDB operations through the hooks and error translation."""
+class MongoConnection:
+    """Runs MongoDB operations through the engine's pool (the hooks) and error translation."""
 
-    def __init__(self, pool: MongoPool) -> None:
+    def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._backend = pool.connector
         self.database: Any = pool.connector.database
@@ -326,48 +316,38 @@ class MongoConnection(DriverHandle):
     ) -> Any:
         """Run ``call(collection_object)`` as ``operation``, through hooks and translation;
         a pymongo ``read_preference`` overrides the client's for this call."""
-        if self._pool._closed:
-            raise PoolClosed(f"pool {self._pool.name!r} is closed", backend=self._pool.backend_name)
         target = self.database[collection]
         if read_preference is not None:
             target = target.with_options(read_preference=read_preference)
         try:
-            if not self._pool.hooks.hooks:
-                return call(target)
-            statement = self._statement(operation, collection, command, resources)
-            return self._pool.hooks.run(statement, lambda: call(target))
+            return self._pool.run(
+                self._context,
+                operation,
+                lambda: _description(operation, collection, command, resources),
+                lambda: call(target),
+            )
         except (mongo_errors.PyMongoError, NotImplementedError) as exc:
             raise translate_mongo(
                 exc, self._pool.backend_name, _describe(command), self._backend.secrets
             ) from exc
 
-    def _statement(
-        self,
-        operation: str,
-        collection: str,
-        command: dict[str, Any],
-        resources: tuple[str, ...] = (),
-    ) -> Statement:
-        return Statement(
-            backend=self._pool.backend_name,
-            dialect="mongodb",
-            pool=self._pool.name,
-            operation=operation,
-            text=_describe(command),
-            params=None,
-            action=operation_action(operation),
-            resources=tuple(dict.fromkeys((collection, *resources))),
-            context=self._context,
-        )
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def release(self) -> None:
+        """Nothing to return (the driver returns its connection after each operation)."""
 
     def refuse(
         self, operation: str, collection: str, command: dict[str, Any], error: BaseException
     ) -> NoReturn:
         """Raise ``error`` for an operation refused before it ran (a row policy), through
         the hooks, so that the audit log records it as denied."""
-        if self._pool.hooks.hooks:
-            self._pool.hooks.refuse(self._statement(operation, collection, command), error)
-        raise error
+        describe = lambda: _description(operation, collection, command)  # noqa: E731
+        self._pool.refuse(self._context, operation, describe, error)
+        raise error  # (refuse raised it already: this line only tells the type checker)
 
     @property
     def session(self) -> Any:
@@ -416,6 +396,17 @@ class MongoConnection(DriverHandle):
             self._backend.client.admin.command("ping")
         except mongo_errors.PyMongoError as exc:
             raise translate_mongo(exc, self._backend.label, "ping", self._backend.secrets) from exc
+
+
+def _description(
+    operation: str, collection: str, command: dict[str, Any], resources: tuple[str, ...] = ()
+) -> Description:
+    """What a MongoDB operation touches, as the engine's ``Statement`` tells the hooks."""
+    return Description(
+        text=_describe(command),
+        action=operation_action(operation),
+        resources=tuple(dict.fromkeys((collection, *resources))),
+    )
 
 
 def _describe(command: dict[str, Any]) -> str:

@@ -20,12 +20,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import redis
 import redis.exceptions as redis_errors
 
-from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Capabilities
 from dbsystem.errors import (
@@ -37,17 +36,15 @@ from dbsystem.errors import (
     InterfaceError,
     NotSupportedError,
     OperationalError,
-    PoolClosed,
     PoolTimeout,
     ProgrammingError,
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
-from dbsystem.kernel.hooks import HookChain, Statement
+from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
-from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisBackend", "RedisConnection", "RedisPool", "Subscription"]
+__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands"]
 
 # Command name -> the action access control and audit see.
 _READ = frozenset(
@@ -211,10 +208,9 @@ def _cross_slot_error(
     )
 
 
-def command_statement(
-    pool: Any, context: Any, operation: str, commands: Sequence[Sequence[Any]]
-) -> Statement:
-    """The ``Statement`` hooks see for Redis commands (the sync and the async connection's).
+def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
+    """What Redis commands touch, as the engine's ``Statement`` tells the hooks (the sync
+    and the async connection's).
 
     Each command is checked for itself: a keyless admin command must not borrow the keys
     of its neighbours in a pipeline.
@@ -227,18 +223,12 @@ def command_statement(
         actions.add(action)
         keys.extend(command_keys)
         accesses.extend((action, key) for key in command_keys or ("*",))
-    statement = Statement(
-        backend=pool.backend_name,
-        dialect="redis",
-        pool=pool.name,
-        operation=operation,
+    return Description(
         text=_text(commands),
         action=actions.pop() if len(actions) == 1 else "multiple",
         resources=tuple(dict.fromkeys(keys)),
-        context=context,
+        accesses=tuple(dict.fromkeys(accesses)),
     )
-    statement._accesses = tuple(dict.fromkeys(accesses))
-    return statement
 
 
 def _text(commands: Sequence[Sequence[Any]]) -> str:
@@ -435,85 +425,76 @@ class RedisBackend:
         self.client = redis.Redis(connection_pool=self.pool)
         self.secrets = tuple(url.secrets())
 
-    def open_pool(self, *, name: str, hooks: HookChain) -> RedisPool:
-        """The manager's pool object for this backend (opens ``min_size`` connections)."""
-        return RedisPool(self, name=name, hooks=hooks)
+    def open(self, min_size: int) -> None:
+        """Open ``min_size`` connections now, so that a wrong URL fails at ``create_pool``."""
+        _open_connections(self.pool, min_size, self)
+
+    def handle(self, pool: Any) -> RedisConnection:
+        """A connection handle lent by the engine's ``DriverPool``."""
+        return RedisConnection(pool)
+
+    def pool_counters(self) -> dict[str, Any]:
+        """redis-py's pool, counted as ``PoolStats`` reports it."""
+        return _counters([self.pool])
 
     def dispose(self) -> None:
         """Close every connection."""
         self.pool.disconnect()
 
 
-class RedisPool(DriverPool["RedisConnection"]):
-    """What the manager holds for a Redis database: lends ``RedisConnection`` handles."""
+def _open_connections(pool: _CountingPool, count: int, backend: Any) -> None:
+    opened = []
+    try:
+        for _ in range(count):
+            opened.append(pool.get_connection())
+    except redis_errors.RedisError as exc:
+        raise _error(exc, backend.label, None, backend.secrets) from exc
+    finally:
+        for connection in opened:
+            pool.release(connection)
 
-    def __init__(self, backend: RedisBackend, *, name: str, hooks: HookChain) -> None:
-        super().__init__(backend, name=name, hooks=hooks)
-        opened = []
-        try:  # open min_size connections now: a wrong URL fails at create_pool
-            for _ in range(self._min_size):
-                opened.append(backend.pool.get_connection())
-        except redis_errors.RedisError as exc:
-            raise _error(exc, backend.label, None, backend.secrets) from exc
-        finally:
-            for connection in opened:
-                backend.pool.release(connection)
 
-    def _handle(self) -> RedisConnection:
-        return RedisConnection(self)
-
-    def stats(self) -> PoolStats:
-        """The same fields as the SQL pools, from redis-py's pool."""
-        pool = self.connector.pool
+def _counters(pools: Sequence[_CountingPool]) -> dict[str, Any]:
+    """The counters of one or more (a cluster's nodes) redis-py pools, summed."""
+    counters = dict.fromkeys(("total", "active", "acquired", "timeouts", "created"), 0)
+    wait_total = wait_max = 0.0
+    for pool in pools:
         with pool._stats_lock:
-            total = pool.n_open
-            return self._stats(
-                total=total,
-                active=pool.n_active,
-                waiting=0,
-                acquired=pool.n_acquired,
-                timeouts=pool.n_timeouts,
-                created=pool.n_created,
-                closed=max(0, pool.n_created - total),
-                wait_total=pool.wait_total,
-                wait_max=pool.wait_max,
-            )
+            counters["total"] += pool.n_open
+            counters["active"] += pool.n_active
+            counters["acquired"] += pool.n_acquired
+            counters["timeouts"] += pool.n_timeouts
+            counters["created"] += pool.n_created
+            wait_total += pool.wait_total
+            wait_max = max(wait_max, pool.wait_max)
+    return {**counters, "wait_total": wait_total, "wait_max": wait_max}
 
 
-class RedisConnection(DriverHandle):
-    """Runs Redis commands through the pool, the hooks and error translation."""
+class RedisConnection:
+    """Runs Redis commands through the engine's pool (the hooks) and error translation."""
 
-    def __init__(self, pool: DriverPool[Any]) -> None:
+    def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._backend = pool.connector
         self.client: redis.Redis = pool.connector.client
         """The redis-py client underneath, for what dbsystem does not wrap."""
         self._context: Any = None
 
-    def _statement(
-        self, operation: str, text: str, action: str, resources: tuple[str, ...]
-    ) -> Statement:
-        return Statement(
-            backend=self._pool.backend_name,
-            dialect="redis",
-            pool=self._pool.name,
-            operation=operation,
-            text=text,
-            action=action,
-            resources=resources,
-            context=self._context,
-        )
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def release(self) -> None:
+        """Nothing to return (the driver returns its connection after each command)."""
 
     def _run(
         self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Any]
     ) -> Any:
-        if self._pool._closed:
-            raise PoolClosed(f"pool {self._pool.name!r} is closed", backend=self._pool.backend_name)
         try:
-            if not self._pool.hooks.hooks:
-                return call()
-            statement = command_statement(self._pool, self._context, operation, commands)
-            return self._pool.hooks.run(statement, call)
+            describe = lambda: describe_commands(commands)  # noqa: E731 - only when hooked
+            return self._pool.run(self._context, operation, describe, call)
         except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             raise _error(
                 exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands
@@ -574,12 +555,11 @@ class RedisConnection(DriverHandle):
 
         ``match`` is a glob pattern (``*``, ``?``, ``[...]``; escape them with ``\\``).
         """
-        words: list[Any] = ["SCAN", "0"] + (["MATCH", match] if match else [])
-        keys = self._scan(match, count, " ".join(words))
-        if self._pool.hooks.hooks:
-            statement = self._statement("scan", " ".join(words), "select", ())
-            return self._pool.hooks.run_stream(statement, keys)
-        return keys
+        text = " ".join(["SCAN", "0"] + (["MATCH", match] if match else []))
+        keys = self._scan(match, count, text)
+        return self._pool.run_stream(  # type: ignore[no-any-return]
+            self._context, "scan", lambda: Description(text, "select", ()), keys
+        )
 
     def _scan(self, match: str | None, count: int | None, text: str) -> Iterator[str]:
         try:
@@ -611,9 +591,18 @@ class Subscription:
     def __init__(self, conn: RedisConnection, channels: Sequence[str]) -> None:
         self._conn = conn
         self._stopped = threading.Event()
+        text = " ".join(["SUBSCRIBE", *channels])
+        described = Description(
+            text, "select", tuple(channels), tuple(("select", c) for c in channels)
+        )
         try:
             self._pubsub = conn.client.pubsub(ignore_subscribe_messages=True)
-            self._pubsub.subscribe(*channels)
+            conn._pool.run(
+                conn._context,
+                "subscribe",
+                lambda: described,
+                lambda: self._pubsub.subscribe(*channels),
+            )
         except redis_errors.RedisError as exc:
             raise _error(exc, conn._pool.backend_name, "SUBSCRIBE", conn._backend.secrets) from exc
 

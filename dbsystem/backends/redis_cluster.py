@@ -24,24 +24,23 @@ from typing import Any, ClassVar
 import redis.exceptions as redis_errors
 from redis.cluster import ClusterNode, RedisCluster
 
-from dbsystem.backends._driver_pool import DriverPool
 from dbsystem.backends.base import Capabilities
 from dbsystem.backends.redis import (
     RedisBackend,
     RedisConnection,
     _client_kwargs,
+    _counters,
     _CountingPool,
     _error,
+    _open_connections,
     _tls_kwargs,
 )
 from dbsystem.errors import ConfigurationError
 from dbsystem.kernel.config import PoolConfig
-from dbsystem.kernel.hooks import HookChain
 from dbsystem.kernel.protocols import BackendKind
-from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisClusterBackend", "RedisClusterConnection", "RedisClusterPool"]
+__all__ = ["RedisClusterBackend", "RedisClusterConnection"]
 
 # Keyless commands whose answer is about the whole keyspace: redis-py sends them to one
 # node, which would count or list a third of a three-node cluster's keys.
@@ -114,9 +113,18 @@ class RedisClusterBackend:
         callbacks: dict[str, Any] = node.redis_connection.response_callbacks
         return callbacks
 
-    def open_pool(self, *, name: str, hooks: HookChain) -> RedisClusterPool:
-        """The manager's pool object for this cluster (opens ``min_size`` per node)."""
-        return RedisClusterPool(self, name=name, hooks=hooks)
+    def open(self, min_size: int) -> None:
+        """Open ``min_size`` connections on every node now (a wrong URL fails early)."""
+        for pool in self.node_pools():
+            _open_connections(pool, min_size, self)
+
+    def handle(self, pool: Any) -> RedisClusterConnection:
+        """A connection handle lent by the engine's ``DriverPool``."""
+        return RedisClusterConnection(pool)
+
+    def pool_counters(self) -> dict[str, Any]:
+        """The nodes' pools summed; ``min_size`` and ``max_size`` are per node."""
+        return _counters(self.node_pools())
 
     def dispose(self) -> None:
         """Close every node's connections."""
@@ -152,52 +160,3 @@ class RedisClusterConnection(RedisConnection):
                 result = callback(result, **options)
             parsed.append(result)
         return parsed
-
-
-class RedisClusterPool(DriverPool[RedisClusterConnection]):
-    """What the manager holds for a Redis Cluster: lends ``RedisConnection`` handles whose
-    commands the cluster client routes by slot."""
-
-    def __init__(self, backend: RedisClusterBackend, *, name: str, hooks: HookChain) -> None:
-        super().__init__(backend, name=name, hooks=hooks)
-        for pool in backend.node_pools():
-            opened = []
-            try:
-                for _ in range(self._min_size):
-                    opened.append(pool.get_connection())
-            except redis_errors.RedisError as exc:
-                raise _error(exc, backend.label, None, backend.secrets) from exc
-            finally:
-                for connection in opened:
-                    pool.release(connection)
-
-    def _handle(self) -> RedisClusterConnection:
-        return RedisClusterConnection(self)
-
-    def stats(self) -> PoolStats:
-        """The nodes' pools summed; ``min_size`` and ``max_size`` are per node."""
-        totals = dict.fromkeys(
-            ("total", "active", "acquired", "timeouts", "created", "wait_total"), 0.0
-        )
-        wait_max = 0.0
-        for pool in self.connector.node_pools():
-            with pool._stats_lock:
-                totals["total"] += pool.n_open
-                totals["active"] += pool.n_active
-                totals["acquired"] += pool.n_acquired
-                totals["timeouts"] += pool.n_timeouts
-                totals["created"] += pool.n_created
-                totals["wait_total"] += pool.wait_total
-                wait_max = max(wait_max, pool.wait_max)
-        total = int(totals["total"])
-        return self._stats(
-            total=total,
-            active=int(totals["active"]),
-            waiting=0,
-            acquired=int(totals["acquired"]),
-            timeouts=int(totals["timeouts"]),
-            created=int(totals["created"]),
-            closed=max(0, int(totals["created"]) - total),
-            wait_total=totals["wait_total"],
-            wait_max=wait_max,
-        )

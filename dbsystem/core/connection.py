@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.backends.base import SQLConnectionBase
+from dbsystem.core.execution import statement
 from dbsystem.core.pool import PooledConnection
 from dbsystem.errors import DatabaseError, InterfaceError, QueryBuildError
 from dbsystem.kernel.hooks import ExecutionHook, Statement
@@ -246,16 +247,16 @@ class Connection(PooledConnection[SQLConnectionBase]):
     ) -> Statement:
         pool = self._pool
         backend: Backend = pool.connector  # type: ignore[assignment]
-        return Statement(
-            backend=pool.backend_name or backend.name,
+        return statement(
+            pool,
+            self._context,
+            operation,
+            text,
+            params,
             dialect=backend.dialect,
-            pool=pool.name,
-            operation=operation,
-            text=text,
-            params=params,
+            backend=pool.backend_name or backend.name,
             action=action,
             resources=resources,
-            context=self._context,
         )
 
     def _hooked(self, operation: str, sql: str, params: Any, call: Callable[[str, Any], T]) -> T:

@@ -30,11 +30,12 @@ from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
+from dbsystem.core.execution import DriverPool
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
-from dbsystem.kernel.protocols import DriverPoolBackend, lookup_credential
+from dbsystem.kernel.protocols import lookup_credential
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
@@ -133,9 +134,8 @@ class Engine:
         pool: Any
         if backend.kind != "sql":  # Redis, MongoDB: their drivers pool for themselves
             try:
-                driver_backend = cast("DriverPoolBackend", backend)
-                pool = driver_backend.open_pool(
-                    name=name or db_type.value, hooks=self._chain_for(config)
+                pool = DriverPool(
+                    backend, name=name or db_type.value, hooks=self._chain_for(config)
                 )
             except BaseException:
                 backend.dispose()

@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from time import perf_counter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
-__all__ = ["ExecutionHook", "HookChain", "Statement", "is_policed", "policed"]
+__all__ = ["Description", "ExecutionHook", "HookChain", "Statement", "is_policed", "policed"]
 
 T = TypeVar("T")
 
@@ -152,6 +152,16 @@ class Statement:
             f"Statement(backend={self.backend!r}, operation={self.operation!r}, "
             f"text={self.text[:80]!r}, outcome={self.outcome!r})"
         )
+
+
+class Description(NamedTuple):
+    """What a driver operation touches, as a backend describes it to the engine, which
+    makes the ``Statement`` from it (``dbsystem.core.execution``)."""
+
+    text: str
+    action: str
+    resources: tuple[str, ...]
+    accesses: tuple[tuple[str, str], ...] | None = None
 
 
 # A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``

@@ -4,7 +4,10 @@ Every backend class declares ``kind`` (``"sql"``, ``"kv"`` or ``"document"``) an
 the engine and the features dispatch on ``kind``, never by probing attributes. The SQL
 kind is the ``Backend`` ABC (``dbsystem.backends.base``), whose connections the engine's
 pool lends; the key-value (Redis) and document (MongoDB) kinds keep their drivers' own
-pools and open them with ``open_pool``.
+pools, which the engine wraps in a ``DriverPool`` (``dbsystem.core.execution``): the
+backend opens them (``open``), makes the handles the pool lends (``handle``) and counts
+(``pool_counters``). A handle runs each operation through its pool's ``run``, never
+through the hooks itself.
 
 ``StatementRunner`` is what the builders, the ORM and the sessions are typed against: the
 manager, a user session and the synchronous bridge of the async manager all satisfy it.
@@ -25,7 +28,6 @@ from dbsystem.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from dbsystem.kernel.config import PoolConfig
-    from dbsystem.kernel.hooks import HookChain
     from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
     from dbsystem.kernel.url import DatabaseURL
 
@@ -60,8 +62,18 @@ class BackendLike(Protocol):
 class DriverPoolBackend(BackendLike, Protocol):
     """A key-value or document backend: its driver pools for itself (Redis, MongoDB)."""
 
-    def open_pool(self, *, name: str, hooks: HookChain) -> Any:
-        """Open the driver's pool, its statements passing through ``hooks``."""
+    label: str
+    dialect: str
+
+    def open(self, min_size: int) -> None:
+        """Open ``min_size`` connections (or check the server answers) at pool creation."""
+
+    def handle(self, pool: Any) -> Any:
+        """A handle for ``pool`` (the engine's ``DriverPool``) to lend."""
+
+    def pool_counters(self) -> dict[str, Any]:
+        """total, active, acquired, timeouts, created, wait_total, wait_max (and optionally
+        waiting, closed) of the driver's pool."""
 
 
 class StatementRunner(Protocol):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
 from dbsystem.kernel.hooks import policed
 from dbsystem.kernel.types import Row
@@ -268,14 +269,9 @@ async def _scalar_async(row: Any) -> Any:
 def _refused(conn: Any, query: _Query, denied: PermissionDenied) -> NoReturn:
     """Raise ``denied`` (a row policy's refusal) through the hooks, so that the audit log
     records the statement as denied and the metrics count it, as for a missing grant."""
-    if conn._pool.hooks.hooks:
-        compiled = query.compiled(conn.backend.dialect)
-        operation = "fetch_all" if compiled.returns_rows else "execute"
-        statement = conn._statement(
-            operation, compiled.sql, None, compiled.action, compiled.resources
-        )
-        conn._pool.hooks.refuse(statement, denied)
-    raise denied
+    compiled = query.compiled(conn.backend.dialect)
+    operation = "fetch_all" if compiled.returns_rows else "execute"
+    refuse_sql(conn, operation, compiled.sql, compiled.action, compiled.resources, denied)
 
 
 def _run(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Any:

@@ -205,3 +205,64 @@ def test_the_checker_sees_cycles_and_function_level_imports(tmp_path):
     graph = import_graph(root)
     assert graph["dbsystem.kernel.a"] == {"dbsystem.core.b"}
     assert cycles(group_graph(graph)) == [["core", "kernel"]]
+
+
+# -- the one path ------------------------------------------------------------------------
+
+STATEMENT_BUILDERS = {"dbsystem.core.execution"}
+HOOK_RUNNERS = {"dbsystem.core.execution", "dbsystem.core.connection", "dbsystem.aio.connection"}
+HOOK_CALLS = {"run", "arun", "run_stream", "refuse"}
+
+
+def _calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node
+
+
+def _is_hook_chain(node: ast.AST) -> bool:
+    # ``hooks.run(...)``, ``pool.hooks.run(...)``, ``self._pool.hooks.refuse(...)``
+    return (isinstance(node, ast.Name) and node.id == "hooks") or (
+        isinstance(node, ast.Attribute) and node.attr == "hooks"
+    )
+
+
+def one_path_violations(root: pathlib.Path = PACKAGE) -> list[str]:
+    found = []
+    for module, path in _modules(root).items():
+        for call in _calls(ast.parse(path.read_text())):
+            func = call.func
+            if (
+                isinstance(func, ast.Name)
+                and func.id == "Statement"
+                and module not in STATEMENT_BUILDERS
+            ):
+                found.append(f"{module}:{call.lineno} builds a Statement")
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr in HOOK_CALLS
+                and _is_hook_chain(func.value)
+                and module not in HOOK_RUNNERS
+            ):
+                found.append(f"{module}:{call.lineno} runs the hook chain")
+    return sorted(found)
+
+
+def test_statements_are_built_and_hooked_in_the_engine_only():
+    # Backends, builders and features describe what they run; the engine builds the
+    # Statement (dbsystem.core.execution.statement) and runs the hooks.
+    assert one_path_violations() == []
+
+
+def test_the_one_path_check_sees_a_backend_calling_hooks(tmp_path):
+    root = tmp_path / "dbsystem"
+    (root / "backends").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "backends" / "__init__.py").write_text("")
+    (root / "backends" / "x.py").write_text(
+        "def f(pool, s):\n    st = Statement(text='x')\n    return pool.hooks.run(st, s)\n"
+    )
+    assert one_path_violations(root) == [
+        "dbsystem.backends.x:2 builds a Statement",
+        "dbsystem.backends.x:3 runs the hook chain",
+    ]

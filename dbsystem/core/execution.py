@@ -1,0 +1,223 @@
+"""The one path of a statement: where a ``Statement`` is built and the hooks are run.
+
+Every statement of every kind reaches the hooks from here or from the engine's connection
+classes (``dbsystem.core.connection``, ``dbsystem.aio.connection``), which build theirs
+with ``statement()`` below. Backends never see hooks: a Redis or MongoDB handle (lent by a
+``DriverPool``, below) hands each operation to its pool as a ``Description`` of what it
+touches and a call that does it; the pool builds the ``Statement`` and runs the hooks,
+only when a hook is installed (the hot path tests one tuple and calls).
+
+``DriverPool`` is what the manager holds for a backend whose driver pools for itself
+(Redis, MongoDB): the same ``acquire``/``stats``/``close``/``hooks`` surface as the SQL
+``ConnectionPool``, lending light handles that the backend makes (``backend.handle``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+from dbsystem.errors import PoolClosed
+from dbsystem.kernel.hooks import Description, HookChain, Statement
+from dbsystem.kernel.stats import PoolStats
+
+__all__ = ["DriverPool", "refuse_sql", "statement"]
+
+T = TypeVar("T")
+
+
+def statement(
+    pool: Any,
+    context: Any,
+    operation: str,
+    text: str,
+    params: Any = None,
+    *,
+    dialect: str,
+    backend: str | None = None,
+    action: str | None = None,
+    resources: tuple[str, ...] | None = None,
+    accesses: tuple[tuple[str, str], ...] | None = None,
+) -> Statement:
+    """The ``Statement`` the hooks see: the one place one is built, for every kind.
+
+    ``pool`` gives the backend's label and the pool's name; ``context`` is the user
+    session's (None: the application's). ``action``/``resources`` None: raw SQL, classified
+    lazily when a hook asks. ``backend`` overrides the pool's backend label.
+    """
+    return Statement(
+        backend=backend or pool.backend_name,
+        dialect=dialect,
+        pool=pool.name,
+        operation=operation,
+        text=text,
+        params=params,
+        action=action,
+        resources=resources,
+        context=context,
+        accesses=accesses,
+    )
+
+
+def refuse_sql(
+    conn: Any,
+    operation: str,
+    text: str,
+    action: str | None,
+    resources: tuple[str, ...] | None,
+    error: BaseException,
+) -> NoReturn:
+    """Raise ``error`` for a SQL statement refused before it ran (a row policy's refusal),
+    through the hooks of ``conn``'s pool (a sync or an async connection), so that the audit
+    log records it as denied and the metrics count it, as for a missing grant."""
+    hooks: HookChain = conn._pool.hooks
+    if hooks.hooks:
+        hooks.refuse(conn._statement(operation, text, None, action, resources), error)
+    raise error
+
+
+class DriverPool:
+    """The manager's pool object for a backend whose driver pools for itself."""
+
+    def __init__(self, backend: Any, *, name: str, hooks: HookChain) -> None:
+        self.connector = backend
+        self.name = name
+        self.hooks = hooks
+        self.backend_name: str = backend.label
+        self._closed = False
+        self._min_size: int = backend.config.min_size
+        self._max_size: int = backend.config.max_size
+        backend.open(self._min_size)  # a wrong URL fails at create_pool
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        """Connections the driver opens up front (or keeps open)."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """The most connections the driver's pool holds."""
+        return self._max_size
+
+    def acquire(self, timeout: float | None = None, *, label: str | None = None) -> Any:
+        """A handle running operations through the driver's pool.
+
+        The driver lends its connections per command, so there is no holder to label.
+        """
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+        return self.connector.handle(self)
+
+    def try_acquire(self, *, label: str | None = None) -> Any:
+        """A handle, or None at once when every driver connection is in use."""
+        stats = self.stats()
+        if stats.active >= stats.max_size:
+            return None
+        return self.acquire(label=label)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the driver pool's counters, as the SQL pools report them."""
+        counters: dict[str, Any] = self.connector.pool_counters()
+        acquired = counters["acquired"]
+        total = counters["total"]
+        return PoolStats(
+            name=self.name,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            total=total,
+            active=counters["active"],
+            idle=max(0, total - counters["active"]),
+            waiting=counters.get("waiting", 0),
+            acquired=acquired,
+            timeouts=counters["timeouts"],
+            created=counters["created"],
+            closed=counters.get("closed", max(0, counters["created"] - total)),
+            discarded=0,
+            connect_errors=0,
+            leaks=0,
+            wait_mean=counters["wait_total"] / acquired if acquired else 0.0,
+            wait_max=counters["wait_max"],
+        )
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Close the driver's connections; later use raises ``PoolClosed``."""
+        self._closed = True
+        self.connector.dispose()
+
+    # -- the one path for driver operations ---------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+
+    def _statement(self, context: Any, operation: str, described: Description) -> Statement:
+        return statement(
+            self,
+            context,
+            operation,
+            described.text,
+            dialect=self.connector.dialect,
+            action=described.action,
+            resources=described.resources,
+            accesses=described.accesses,
+        )
+
+    def run(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        call: Callable[[], T],
+    ) -> T:
+        """``call()`` as ``operation`` through the hooks (``describe`` only when any)."""
+        self._check_open()
+        hooks = self.hooks
+        if not hooks.hooks:
+            return call()
+        return hooks.run(self._statement(context, operation, describe()), call)
+
+    async def arun(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        call: Callable[[], Awaitable[T]],
+    ) -> T:
+        """``run`` for a coroutine (the asyncio handles)."""
+        self._check_open()
+        hooks = self.hooks
+        if not hooks.hooks:
+            return await call()
+        return await hooks.arun(self._statement(context, operation, describe()), call)
+
+    def run_stream(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        items: Iterator[T],
+    ) -> Iterator[T]:
+        """``items`` as ``operation`` through the hooks, timed until exhausted."""
+        self._check_open()
+        hooks = self.hooks
+        if not hooks.hooks:
+            return items
+        return hooks.run_stream(self._statement(context, operation, describe()), items)
+
+    def refuse(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        error: BaseException,
+    ) -> NoReturn:
+        """Raise ``error`` for an operation refused before it ran (a row policy), through
+        the hooks, so that the audit log records it as denied."""
+        if self.hooks.hooks:
+            self.hooks.refuse(self._statement(context, operation, describe()), error)
+        raise error

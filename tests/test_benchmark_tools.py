@@ -104,6 +104,9 @@ def test_summarize_flags_cpu_first_then_wall_and_leaves_controls_alone(tmp_path:
     assert rows["slower"]["cpu_ratio"] == pytest.approx(1.06)
     assert rows["wall"]["verdict"] == "wall only"
     assert rows["same"]["verdict"] == "ok"
+    # The controls of the same case are set beside it; a case without any has none.
+    assert rows["same"]["controls_cpu_ratio"] == pytest.approx(1.8)
+    assert rows["slower"]["controls_cpu_ratio"] is None
     control = next(r for r in compare.summarize(runs, sides, 0.05) if not r["subject"])
     assert control["verdict"] == "control"
     assert compare.control_noise([control]) == pytest.approx({"median": 0.8, "max": 0.8})

@@ -13,7 +13,8 @@ Cases, interleaved over rounds, median throughput reported (selects per second):
 
 The issue's target: dbsystem at least 90 % of the raw driver's throughput.
 
-Run: ``python benchmarks/bench_async.py`` (``--quick``; ``DBSYSTEM_TEST_POSTGRES_URL``).
+Run: ``python benchmarks/bench_async.py`` (``--quick``; ``DBSYSTEM_TEST_POSTGRES_URL``;
+``--json PATH`` also writes every timed round as JSON, see ``_timing.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import argparse
 import asyncio
 import os
 import statistics
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from _timing import Lap, Recorder, Stopwatch, add_json_argument  # benchmarks/_timing.py
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -37,22 +38,24 @@ from dbsystem.query import col
 TASKS, POOL = 50, 10
 
 
-async def throughput(select: Callable[[int], Awaitable[object]], per_task: int) -> float:
-    """Selects per second with ``TASKS`` tasks each running ``per_task`` selects."""
+async def throughput(select: Callable[[int], Awaitable[object]], per_task: int) -> Lap:
+    """``TASKS`` tasks each running ``per_task`` selects: the time they take together."""
 
     async def task(offset: int) -> None:
         for i in range(per_task):
             await select((offset * per_task + i) % 1000 + 1)
 
-    start = time.perf_counter()
+    sw = Stopwatch()
     await asyncio.gather(*(task(t) for t in range(TASKS)))
-    return TASKS * per_task / (time.perf_counter() - start)
+    return sw.stop()
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
+    rec = Recorder("bench_async", args.json)
     url = os.environ.get("DBSYSTEM_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
     per_task, rounds = (20, 3) if args.quick else (100, 7)
 
@@ -113,7 +116,9 @@ async def main() -> None:
         await throughput(select, 5)
     for _ in range(rounds):
         for name, select in cases.items():
-            results[name].append(await throughput(select, per_task))
+            lap = await throughput(select, per_task)
+            rec.add("pk select, 50 tasks", name, TASKS * per_task, lap)
+            results[name].append(TASKS * per_task / lap.wall)
     floor = statistics.median(results["psycopg async + psycopg_pool"])
     print(
         f"PostgreSQL PK select, {TASKS} tasks on a pool of {POOL}, "
@@ -128,6 +133,7 @@ async def main() -> None:
         await free.get_nowait().close()
     await engine.dispose()
     await adb.close_all()
+    rec.write()
 
 
 if __name__ == "__main__":

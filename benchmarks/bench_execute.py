@@ -14,7 +14,8 @@ case returns dict rows, the way an application would use them:
 Runs are interleaved over several rounds and the median is reported, in microseconds per
 call, with the microseconds added over the raw driver and the ratio.
 
-Run: ``python benchmarks/bench_execute.py`` (``--quick`` for a short run).
+Run: ``python benchmarks/bench_execute.py`` (``--quick`` for a short run; ``--json PATH``
+also writes every timed round as JSON, see ``_timing.py`` and ``compare_revisions.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
+from _timing import Recorder, add_json_argument  # benchmarks/_timing.py
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import StaticPool
 
@@ -79,7 +80,9 @@ class NoOpHook(ExecutionHook):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
+    rec = Recorder("bench_execute", args.json)
     n_pk, n_fetch, rounds = (5_000, 50, 3) if args.quick else (30_000, 300, 7)
 
     raw = setup_raw()
@@ -168,9 +171,8 @@ def main() -> None:
     for _ in range(rounds):
         for case, impls in cases.items():
             for name, (fn, n) in impls.items():
-                start = time.perf_counter()
-                fn(n)
-                results[case][name].append((time.perf_counter() - start) / n * 1e6)
+                lap = rec.timed(case, name, n, lambda fn=fn, n=n: fn(n))
+                results[case][name].append(lap.wall / n * 1e6)
 
     print(f"SQLite :memory:, dict rows, median of {rounds} interleaved rounds (us per call)")
     print(f"{'case':<20}{'library':<12}{'us/call':>10}{'added us':>10}{'vs raw':>8}")
@@ -184,6 +186,7 @@ def main() -> None:
     sa_held.close()
     db.close_all()
     hooked_db.close_all()
+    rec.write()
 
 
 if __name__ == "__main__":

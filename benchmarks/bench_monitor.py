@@ -32,8 +32,7 @@ from _timing import measure  # benchmarks/_timing.py
 from psycopg.rows import dict_row
 from sqlalchemy import create_engine, text
 
-from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PoolConfig
-from dbsystem.kernel.hooks import Statement
+from dbsystem import DatabaseManager, DatabaseType, ExecutionHook, PoolConfig, Statement
 from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
 
 SQL = "SELECT id, name FROM bench_monitor WHERE id = :id"

@@ -11,7 +11,8 @@ Two measurements, interleaved over several rounds (the median is reported):
 * contention: 8 threads sharing 4 connections, total round trips per second.
 
 Run: ``python benchmarks/bench_pool.py`` (``--url`` or ``DBSYSTEM_TEST_POSTGRES_URL`` to
-point at another server; ``--quick`` for a short run).
+point at another server; ``--quick`` for a short run; ``--json PATH`` also writes every timed
+round as JSON, see ``_timing.py`` and ``compare_revisions.py``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ import argparse
 import os
 import statistics
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from _timing import Lap, Recorder, Stopwatch, add_json_argument  # benchmarks/_timing.py
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool as PsycopgPool
 from sqlalchemy.pool import QueuePool
 
-from dbsystem.core.pool import ConnectionPool
+from dbsystem import ConnectionPool
 
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
 POOL_SIZE = 4
@@ -130,17 +131,18 @@ def make_pools(url: str) -> dict[str, tuple[Callable[[], Any], Callable[[], None
     }
 
 
-def single(borrow: Callable[[], Any], n: int) -> float:
-    """Microseconds per acquire + release on one thread."""
-    start = time.perf_counter()
+def single(borrow: Callable[[], Any], n: int) -> Lap:
+    """Acquire + release ``n`` times on one thread."""
+    sw = Stopwatch()
     for _ in range(n):
         with borrow():
             pass
-    return (time.perf_counter() - start) / n * 1e6
+    return sw.stop()
 
 
-def contended(borrow: Callable[[], Any], n_per_thread: int) -> float:
-    """Acquire + release round trips per second, THREADS threads sharing POOL_SIZE connections."""
+def contended(borrow: Callable[[], Any], n_per_thread: int) -> Lap:
+    """``n_per_thread`` acquire + release round trips in each of THREADS threads sharing
+    POOL_SIZE connections (the clock starts when they are all ready)."""
     barrier = threading.Barrier(THREADS + 1)
 
     def work() -> None:
@@ -153,10 +155,10 @@ def contended(borrow: Callable[[], Any], n_per_thread: int) -> float:
     for t in threads:
         t.start()
     barrier.wait()
-    start = time.perf_counter()
+    sw = Stopwatch()
     for t in threads:
         t.join()
-    return THREADS * n_per_thread / (time.perf_counter() - start)
+    return sw.stop()
 
 
 def main() -> None:
@@ -164,7 +166,9 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("DBSYSTEM_TEST_POSTGRES_URL", DEFAULT_URL))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
+    rec = Recorder("bench_pool", args.json)
     n_single, n_threaded, rounds = (
         (20_000, 5_000, 5) if args.quick else (100_000, 20_000, args.rounds)
     )
@@ -177,9 +181,13 @@ def main() -> None:
         single(pools[name][0], 2_000)
     for _ in range(rounds):  # interleaved, so machine noise hits every pool alike
         for name in names:
-            single_us[name].append(single(pools[name][0], n_single))
+            lap = single(pools[name][0], n_single)
+            rec.add("1 thread", name, n_single, lap)
+            single_us[name].append(lap.wall / n_single * 1e6)
         for name in names:
-            ops[name].append(contended(pools[name][0], n_threaded))
+            lap = contended(pools[name][0], n_threaded)
+            rec.add(f"{THREADS} threads / {POOL_SIZE} conns", name, THREADS * n_threaded, lap)
+            ops[name].append(THREADS * n_threaded / lap.wall)
     for _, close in pools.values():
         close()
 
@@ -210,6 +218,7 @@ def main() -> None:
         f"  throughput dbsystem / psycopg_pool:  {tput['dbsystem'] / tput['psycopg_pool']:.2f}"
         "  (target >= 1.3)"
     )
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -14,27 +14,27 @@ Three measurements per backend, each returning dict rows, interleaved over sever
 
 Run: ``python benchmarks/bench_sql.py`` (PostgreSQL and MySQL from
 ``DBSYSTEM_TEST_POSTGRES_URL`` / ``DBSYSTEM_TEST_MYSQL_URL``, defaulting to the local
-servers; ``--backends sqlite`` to skip the servers; ``--quick`` for a short run).
+servers; ``--backends sqlite`` to skip the servers; ``--quick`` for a short run; ``--json PATH``
+also writes every timed round as JSON, see ``_timing.py`` and ``compare_revisions.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sqlite3
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pymysql
+from _timing import Recorder, Stopwatch, add_json_argument  # benchmarks/_timing.py
 from psycopg.rows import dict_row
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import StaticPool
 
-from dbsystem import DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import DatabaseManager, DatabaseType, DatabaseURL, PoolConfig
 
 ROWS = 1000
 BULK = 10_000
@@ -153,8 +153,6 @@ def raw_side(kind: str, url: str) -> Side:
 
 
 def _mysql_kwargs(url: str) -> dict[str, Any]:
-    from dbsystem.kernel.url import DatabaseURL
-
     parsed = DatabaseURL(url)
     return {
         "host": parsed.host,
@@ -260,7 +258,7 @@ def prepare_server(kind: str, url: str) -> None:
 
 
 def measure(
-    kind: str, url: str, quick: bool
+    kind: str, url: str, quick: bool, rec: Recorder
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     if kind != "sqlite":
         prepare_server(kind, url)
@@ -277,10 +275,13 @@ def measure(
     cpu: dict[str, dict[str, list[float]]] = {c: {name: [] for name in sides} for c in cases}
 
     def timed(case: str, name: str, call: Callable[[], None], per: int) -> None:
-        start, start_cpu = time.perf_counter(), _user_cpu()
+        sw = Stopwatch()
         call()
-        wall[case][name].append((time.perf_counter() - start) / per * 1e6)
-        cpu[case][name].append((_user_cpu() - start_cpu) / per * 1e6)
+        lap = sw.stop()
+        rec.add(f"{kind} {case}", name, per, lap)
+        wall[case][name].append(lap.wall / per * 1e6)
+        # The client's own CPU time: immune to how long the server and the loopback take.
+        cpu[case][name].append(lap.user / per * 1e6)
 
     for side in sides.values():  # warm-up
         side.pk(50)
@@ -303,16 +304,13 @@ def measure(
     return medians(wall), medians(cpu)
 
 
-def _user_cpu() -> float:
-    # The client's own CPU time: immune to how long the server and the loopback take.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgres,mysql")
     parser.add_argument("--quick", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
+    rec = Recorder("bench_sql", args.json)
     urls = {
         "sqlite": "sqlite://",
         "postgres": os.environ.get(
@@ -328,7 +326,7 @@ def main() -> None:
     )
     print(header)
     for kind in args.backends.split(","):
-        wall, cpu = measure(kind, urls[kind], args.quick)
+        wall, cpu = measure(kind, urls[kind], args.quick, rec)
         for case in wall:
             for label, table in (("wall", wall), ("cpu", cpu)):
                 raw, ours, sa = (table[case][n] for n in ("raw", "dbsystem", "sqlalchemy"))
@@ -336,6 +334,7 @@ def main() -> None:
                     f"{kind:<9}{case:<14}{label:<5}{raw:>10.1f}{ours:>10.1f}"
                     f"{ours - raw:>9.1f}{ours / raw:>6.2f}x{sa:>12.1f}{sa / ours:>8.2f}x"
                 )
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Start with ``DatabaseManager.instance()``, ``create_pool`` and ``connection``::
     with db.connection(DatabaseType.SQLITE) as conn:
         rows = conn.fetch_all("SELECT * FROM users WHERE name = :name", {"name": "ada"})
 
-Errors are in ``dbsystem.errors`` (also exported here); backends in ``dbsystem.backends``.
+Errors are in ``dbsystem.errors`` (also exported here); what extensions (backends, hooks)
+are written against is in ``dbsystem.extend``.
 """
 
 import logging
@@ -26,7 +27,7 @@ from dbsystem.core.coordinator import (
     RecoveryReport,
     TransactionCoordinator,
 )
-from dbsystem.core.pool import ConnectionPool, PooledConnection
+from dbsystem.core.pool import ConnectionPool
 from dbsystem.core.retry import retry
 from dbsystem.errors import (
     CommitUnknownError,
@@ -53,7 +54,7 @@ from dbsystem.errors import (
     SecurityError,
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
-from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement
+from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.kernel.stats import PoolHolder, PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult
 from dbsystem.kernel.url import DatabaseURL
@@ -89,7 +90,6 @@ __all__ = [
     "DistributedTransaction",
     "ExecuteResult",
     "ExecutionHook",
-    "HookChain",
     "InDoubt",
     "IntegrityError",
     "InterfaceError",
@@ -104,7 +104,6 @@ __all__ = [
     "PoolSpec",
     "PoolStats",
     "PoolTimeout",
-    "PooledConnection",
     "ProgrammingError",
     "QueryBuildError",
     "RecoveryReport",

@@ -11,6 +11,7 @@ import dbsystem
 PUBLIC_MODULES = [
     "dbsystem",
     "dbsystem.errors",
+    "dbsystem.extend",
     "dbsystem.kernel",
     "dbsystem.core",
     "dbsystem.scaling",
@@ -57,6 +58,7 @@ def test_public_names_are_exported():
         "core",
         "scaling",
         "errors",
+        "extend",
         "testing",
         "cli",
         "logging",

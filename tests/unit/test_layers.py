@@ -29,7 +29,7 @@ import dbsystem
 
 PACKAGE = pathlib.Path(dbsystem.__file__).parent
 KERNEL_MODULES = {"dbsystem.errors", "dbsystem._log", "dbsystem._version"}
-FACADE_MODULES = {"dbsystem", "dbsystem._facade"}
+FACADE_MODULES = {"dbsystem", "dbsystem._facade", "dbsystem.extend"}
 
 # What each group may import besides itself. Features may import each other, but never in
 # a cycle (the cycle check below), and never the async layer, the facade or a leaf.

@@ -1,0 +1,1 @@
+"""A backend written the way docs/ARCHITECTURE.md says a newcomer writes one."""

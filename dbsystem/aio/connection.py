@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from dbsystem.aio.pool import AsyncPooledConnection
-from dbsystem.core.connection import _check_params, _check_row_keys
+from dbsystem.core._flows import TransactionFlow
+from dbsystem.core.connection import _check_params, _check_row_keys, _rollback_failed
 from dbsystem.core.execution import statement
 from dbsystem.errors import InterfaceError, QueryBuildError
 from dbsystem.kernel.hooks import Statement
@@ -180,16 +181,14 @@ class AsyncConnection(AsyncPooledConnection[Any]):
 
 
 class AsyncTransaction:
-    """The async context manager ``AsyncConnection.transaction()`` returns."""
+    """The async context manager ``AsyncConnection.transaction()`` returns: the async
+    driver of the shared ``TransactionFlow`` (``core._flows``)."""
 
-    __slots__ = ("_active", "_conn", "_isolation", "_readonly", "_savepoint")
+    __slots__ = ("_conn", "_flow")
 
     def __init__(self, conn: AsyncConnection, isolation: str | None, readonly: bool) -> None:
         self._conn = conn
-        self._isolation = isolation
-        self._readonly = readonly
-        self._savepoint: str | None = None
-        self._active = False
+        self._flow = TransactionFlow(conn.raw, isolation, readonly)
 
     async def _step(self, operation: str, text: str, call: Callable[[], Awaitable[T]]) -> T:
         conn = self._conn
@@ -201,14 +200,8 @@ class AsyncTransaction:
         return await hooks.arun(statement, lambda: conn._guarded(raw, call()))
 
     async def __aenter__(self) -> AsyncTransaction:
-        if self._active:
-            raise InterfaceError("this transaction block is already open")
-        raw = self._conn.raw
-        text = "BEGIN" if raw.tx_depth == 0 else f"SAVEPOINT dbsystem_sp_{raw.tx_depth}"
-        self._savepoint = await self._step(
-            "begin", text, lambda: raw.begin(self._isolation, self._readonly)
-        )
-        self._active = True
+        step = self._flow.begin()
+        self._flow.begun(await self._step(*step))
         return self
 
     async def __aexit__(
@@ -217,14 +210,14 @@ class AsyncTransaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._active = False
-        raw = self._conn.raw
-        savepoint = self._savepoint
-        if exc_type is None:
-            text = "COMMIT" if savepoint is None else f"RELEASE SAVEPOINT {savepoint}"
-            await self._step("commit", text, lambda: raw.commit(savepoint))
+        step = self._flow.end(failed=exc_type is not None)
+        if step is None:
             return
-        if raw.broken:
-            return  # the connection is gone (or a cancelled statement): the pool drops it
-        text = "ROLLBACK" if savepoint is None else f"ROLLBACK TO SAVEPOINT {savepoint}"
-        await self._step("rollback", text, lambda: raw.rollback(savepoint))
+        if exc_type is None:
+            await self._step(*step)
+            return
+        try:
+            await self._step(*step)
+        except Exception:
+            # The original error matters more; the pool discards a connection it cannot reset.
+            _rollback_failed(exc_type)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.backends.base import SQLConnectionBase
+from dbsystem.core._flows import TransactionFlow
 from dbsystem.core.execution import statement
 from dbsystem.core.pool import PooledConnection
 from dbsystem.errors import DatabaseError, InterfaceError, QueryBuildError
@@ -341,26 +342,18 @@ def _first_failing_row(
 
 
 class Transaction:
-    """The context manager ``Connection.transaction()`` returns."""
+    """The context manager ``Connection.transaction()`` returns: the sync driver of the
+    shared ``TransactionFlow`` (``core._flows``)."""
 
-    __slots__ = ("_conn", "_isolation", "_readonly", "_savepoint", "_active")
+    __slots__ = ("_conn", "_flow")
 
     def __init__(self, conn: Connection, isolation: str | None, readonly: bool) -> None:
         self._conn = conn
-        self._isolation = isolation
-        self._readonly = readonly
-        self._savepoint: str | None = None
-        self._active = False
+        self._flow = TransactionFlow(conn.raw, isolation, readonly)
 
     def __enter__(self) -> Transaction:
-        if self._active:
-            raise InterfaceError("this transaction block is already open")
-        raw = self._conn.raw
-        text = "BEGIN" if raw.tx_depth == 0 else f"SAVEPOINT dbsystem_sp_{raw.tx_depth}"
-        self._savepoint = self._conn._transaction_step(
-            "begin", text, lambda: raw.begin(self._isolation, self._readonly)
-        )
-        self._active = True
+        step = self._flow.begin()
+        self._flow.begun(self._conn._transaction_step(*step))
         return self
 
     def __exit__(
@@ -369,21 +362,21 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._active = False
-        raw = self._conn.raw
-        savepoint = self._savepoint
-        if exc_type is None:
-            text = "COMMIT" if savepoint is None else f"RELEASE SAVEPOINT {savepoint}"
-            self._conn._transaction_step("commit", text, lambda: raw.commit(savepoint))
+        step = self._flow.end(failed=exc_type is not None)
+        if step is None:
             return
-        text = "ROLLBACK" if savepoint is None else f"ROLLBACK TO SAVEPOINT {savepoint}"
+        if exc_type is None:
+            self._conn._transaction_step(*step)
+            return
         try:
-            self._conn._transaction_step("rollback", text, lambda: raw.rollback(savepoint))
+            self._conn._transaction_step(*step)
         except Exception:
             # The original error matters more; the pool discards a connection it cannot reset.
-            get_logger("dbsystem").warning(
-                "rollback after %s failed", exc_type.__name__, exc_info=True
-            )
+            _rollback_failed(exc_type)
+
+
+def _rollback_failed(exc_type: type[BaseException]) -> None:
+    get_logger("dbsystem").warning("rollback after %s failed", exc_type.__name__, exc_info=True)
 
 
 class StatementLogger(ExecutionHook):

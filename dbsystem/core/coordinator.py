@@ -323,7 +323,7 @@ class TransactionCoordinator:
     def _run(
         self, gid: str, keys: list[tuple[DatabaseType, str | None]]
     ) -> Iterator[DistributedTransaction]:
-        from dbsystem.core.manager import _BOUND
+        from dbsystem.core._calls import BOUND as _BOUND
 
         tx = DistributedTransaction(gid)
         xa: list[tuple[tuple[DatabaseType, str | None], Any, Any]] = []

@@ -20,14 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
+from dbsystem.core._calls import BOUND, Calls, bound_connection, bound_transaction
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
 from dbsystem.core.execution import DriverPool
@@ -37,7 +37,7 @@ from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
 from dbsystem.kernel.protocols import lookup_credential
 from dbsystem.kernel.stats import PoolStats
-from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
@@ -53,15 +53,10 @@ T = TypeVar("T")
 
 PoolKey = DatabaseType | tuple[DatabaseType, str]
 
-# The connections of open db.transaction() blocks, per task/thread context.
-_BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Connection]] = ContextVar(
-    "dbsystem_bound_connections",
-    default={},  # noqa: B039 - never mutated, only replaced
-)
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
-class Engine:
+class Engine(Calls):
     """Holds the pools of an application and lends their connections. Thread-safe.
 
     Use it through ``dbsystem.DatabaseManager``, which adds the feature methods.
@@ -316,6 +311,9 @@ class Engine:
         types = {db_type for db_type, _ in self._pools}
         self._default = next(iter(types)) if len(types) == 1 else None
 
+    def _replicated(self) -> bool:
+        return bool(self._replicas)
+
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
         """``db_type``, or the default type when None (an error naming why there is none)."""
         return db_type or self._default or self._default_type()
@@ -435,90 +433,17 @@ class Engine:
         connection, so their work is part of the transaction. Nested calls for the same
         pool reuse it as a savepoint.
         """
-        if db_type is None:
-            db_type = self._default or self._default_type()
-        key = (id(self), db_type, name)
-        bound = _BOUND.get()
-        outer = bound.get(key)
-        if outer is not None:
-            with outer.transaction(isolation, readonly):
-                yield outer
-            return
-        with self.connection(db_type, name=name) as conn, conn.transaction(isolation, readonly):
-            token = _BOUND.set({**bound, key: conn})
-            try:
-                yield conn
-            finally:
-                _BOUND.reset(token)
+        with bound_transaction(
+            self, BOUND, self._resolve_type(db_type), name, isolation, readonly
+        ) as conn:
+            yield conn
 
     def bound_connection(
         self, db_type: DatabaseType | None = None, name: str | None = None
     ) -> Connection | None:
         """The connection of the ``transaction()`` block open in this context, or None."""
-        bound = _BOUND.get()
-        if not bound:
-            return None
-        chosen = db_type or self._default
-        if chosen is None:
-            return None
-        return bound.get((id(self), chosen, name))
-
-    def execute(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> ExecuteResult:
-        """Run one statement on the default (or given) database, autocommitted."""
-        with self.connection(db_type) as conn:
-            return conn.execute(sql, params)
-
-    def executemany(
-        self,
-        sql: str,
-        seq_params: Sequence[Mapping[str, Any]],
-        *,
-        db_type: DatabaseType | None = None,
-    ) -> ExecuteResult:
-        """Run one statement per parameter mapping on the default (or given) database."""
-        with self.connection(db_type) as conn:
-            return conn.executemany(sql, seq_params)
-
-    def insert_many(
-        self,
-        table: str,
-        rows: Sequence[Mapping[str, Any]],
-        *,
-        db_type: DatabaseType | None = None,
-    ) -> int:
-        """Bulk-insert rows, all or nothing, on the default (or given) database."""
-        with self.connection(db_type) as conn:
-            return conn.insert_many(table, rows)
-
-    def fetch_all(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Run a query on the default (or given) database; every row as a dict."""
-        if self._replicas:
-            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))
-        with self.connection(db_type) as conn:
-            return conn.fetch_all(sql, params)
-
-    def fetch_one(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Row | None:
-        """Run a query on the default (or given) database; the first row, or None."""
-        if self._replicas:
-            row: Row | None = self._read(db_type, sql, lambda conn: conn.fetch_one(sql, params))
-            return row
-        with self.connection(db_type) as conn:
-            return conn.fetch_one(sql, params)
-
-    def fetch_value(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Any:
-        """Run a query on the default (or given) database; the first value, or None."""
-        if self._replicas:
-            return self._read(db_type, sql, lambda conn: conn.fetch_value(sql, params))
-        with self.connection(db_type) as conn:
-            return conn.fetch_value(sql, params)
+        conn: Connection | None = bound_connection(BOUND, self, db_type or self._default, name)
+        return conn
 
     def __enter__(self) -> Self:
         return self

@@ -114,7 +114,7 @@ class ReplicaSet:
 
     def pinned(self) -> str | None:
         """Why reads must go to the primary now, or None."""
-        from dbsystem.core.manager import _BOUND
+        from dbsystem.core._calls import BOUND as _BOUND
 
         if any(key[1] == self.db_type for key in _BOUND.get()):
             return "a transaction is open"

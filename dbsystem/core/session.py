@@ -11,12 +11,13 @@ every statement it runs reaches the hooks (access control, audit) with the user 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.core._calls import Calls
+from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine
@@ -35,7 +36,7 @@ class SessionContext:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
-class EngineSession:
+class EngineSession(Calls):
     """A user's view of a manager; see the module docstring."""
 
     def __init__(self, manager: Engine, context: SessionContext) -> None:
@@ -62,6 +63,9 @@ class EngineSession:
         conn = self.manager.connection(db_type, name=name, timeout=timeout)
         conn._context = self.context
         return conn
+
+    def _replicated(self) -> bool:
+        return bool(self.manager._replicas)
 
     @property
     def _replicas(self) -> Any:
@@ -97,64 +101,6 @@ class EngineSession:
 
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
         return self.manager._resolve_type(db_type)
-
-    def execute(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> ExecuteResult:
-        """Run one statement as this user."""
-        with self.connection(db_type) as conn:
-            result: ExecuteResult = conn.execute(sql, params)
-            return result
-
-    def executemany(
-        self,
-        sql: str,
-        seq_params: Sequence[Mapping[str, Any]],
-        *,
-        db_type: DatabaseType | None = None,
-    ) -> ExecuteResult:
-        """Run one statement per parameter mapping as this user."""
-        with self.connection(db_type) as conn:
-            result: ExecuteResult = conn.executemany(sql, seq_params)
-            return result
-
-    def fetch_all(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Run a query as this user; every row (on a replica when the pool has them)."""
-        if self.manager._replicas:
-            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))
-        with self.connection(db_type) as conn:
-            rows: list[Row] = conn.fetch_all(sql, params)
-            return rows
-
-    def fetch_one(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Row | None:
-        """Run a query as this user; the first row (on a replica when the pool has them)."""
-        if self.manager._replicas:
-            row: Row | None = self._read(db_type, sql, lambda conn: conn.fetch_one(sql, params))
-            return row
-        with self.connection(db_type) as conn:
-            first: Row | None = conn.fetch_one(sql, params)
-            return first
-
-    def fetch_value(
-        self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> Any:
-        """Run a query as this user; the first value (on a replica when the pool has them)."""
-        if self.manager._replicas:
-            return self._read(db_type, sql, lambda conn: conn.fetch_value(sql, params))
-        with self.connection(db_type) as conn:
-            return conn.fetch_value(sql, params)
-
-    def insert_many(
-        self, table: str, rows: Sequence[Mapping[str, Any]], *, db_type: DatabaseType | None = None
-    ) -> int:
-        """Bulk-insert as this user."""
-        with self.connection(db_type) as conn:
-            count: int = conn.insert_many(table, rows)
-            return count
 
     def __repr__(self) -> str:
         context = self.context

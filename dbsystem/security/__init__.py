@@ -19,8 +19,10 @@ from dbsystem.security.credentials import (
     MAX_PASSWORD_LENGTH,
     Credential,
     CredentialManager,
+    HashCostCeiling,
     hash_password,
     password_needs_rehash,
+    set_hash_cost_ceiling,
     verify_password,
 )
 from dbsystem.security.rbac import AccessControl, Permission, Role
@@ -33,6 +35,7 @@ __all__ = [
     "Credential",
     "CredentialManager",
     "DatabaseAuditSink",
+    "HashCostCeiling",
     "JsonLinesAuditSink",
     "LoggingAuditSink",
     "MAX_CONCURRENT_HASHES",
@@ -42,6 +45,7 @@ __all__ = [
     "Role",
     "hash_password",
     "password_needs_rehash",
+    "set_hash_cost_ceiling",
     "verify_audit_file",
     "verify_password",
 ]

@@ -6,6 +6,7 @@ See ``dbsystem.security.rbac``, ``dbsystem.security.audit`` and
 
 from dbsystem.security.audit import (
     AuditEvent,
+    AuditKey,
     AuditLog,
     AuditSink,
     DatabaseAuditSink,
@@ -30,6 +31,7 @@ from dbsystem.security.rbac import AccessControl, Permission, Role
 __all__ = [
     "AccessControl",
     "AuditEvent",
+    "AuditKey",
     "AuditLog",
     "AuditSink",
     "Credential",

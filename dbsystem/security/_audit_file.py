@@ -127,17 +127,18 @@ class _Writer:
                     f"the audit file {path} is signed (key {self.last_key_id}): give the sink "
                     "its key to continue it"
                 )
-            allowed = {self.last_key_id, self.announced_key_id}
-            if key is not None and key.id not in allowed:
+            # After a rotation record only the key it names may continue the chain.
+            allowed = self.announced_key_id or self.last_key_id
+            if key is not None and key.id != allowed:
                 if self.last_key_id is None:
                     raise ConfigurationError(
                         f"the audit file {path} is not signed: a signed chain cannot continue "
                         "it; start a new file for the key"
                     )
                 raise ConfigurationError(
-                    f"the audit file {path} is signed with key {self.last_key_id}, not with "
-                    f"this key ({key.id}): open it with that key (and rotate_key), or start "
-                    "a new file"
+                    f"the audit file {path} continues under key {allowed}, not under this "
+                    f"key ({key.id}): open it with that key (and rotate_key), or start a new "
+                    "file"
                 )
         found = self.found
         if found is not None and key is not None and found.key_id == key.id:

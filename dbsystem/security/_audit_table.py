@@ -191,11 +191,15 @@ class DatabaseAuditSink:
             )
             key = self._key
             body = chain_body(record, int(last["seq"]), str(last["prev"]), key)
-            if digest(body, key) != last["hash"] and (key is None or key.id != announced):
+            if announced is not None:  # after a rotation only the key it names continues
+                fits = key is not None and key.id == announced
+            else:
+                fits = digest(body, key) == last["hash"]
+            if not fits:
+                what = "is not signed with this key" if key else "is signed: give the sink its key"
                 raise ConfigurationError(
-                    f"the last record of the audit table {self.table} is not signed with "
-                    f"{'this key' if key else 'no key'}: open it with the key it was written "
-                    "with (then rotate_key), or use a new table"
+                    f"the last record of the audit table {self.table} {what} (open it with the "
+                    "key the chain is under, then rotate_key, or use a new table)"
                 )
         self._write_checkpoint()
         self._started = True

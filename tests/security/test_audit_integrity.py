@@ -384,10 +384,26 @@ def test_a_key_rotation_is_a_record_and_verify_follows_it(tmp_path, key, new_key
     assert (ok, line) == (False, 9)
     assert reason == f"the chain ends under key {new_id}, not under the current key ({old_id})"
     # A restart continues under the new key; the old one is refused.
-    with pytest.raises(ConfigurationError, match=f"signed with key {new_id}"):
+    with pytest.raises(ConfigurationError, match=f"continues under key {new_id}"):
         JsonLinesAuditSink(path, key=key)
     _log(path, 1, key=new_key)[1].close()
     assert verify_audit_file(path, key=new_key, previous_keys=[key])[0] is True
+
+
+def test_after_a_rotation_record_only_the_new_key_may_continue(tmp_path, key, new_key):
+    path = tmp_path / "a.jsonl"
+    log, sink = _log(path, 2, key=key)
+    log.rotate_key(new_key)  # the rotation is the last record when the process stops
+    new_id = sink.key_id
+    log.close()
+    with pytest.raises(ConfigurationError, match=f"continues under key {new_id}"):
+        JsonLinesAuditSink(path, key=key)
+    _log(path, 1, key=new_key)[1].close()
+    assert verify_audit_file(path, key=new_key, previous_keys=[key]) == (
+        True,
+        None,
+        "the chain is intact and ends at its checkpoint (4)",
+    )
 
 
 def test_a_rewrite_with_a_retired_key_is_detected(tmp_path, key, new_key):
@@ -645,6 +661,13 @@ def test_the_table_sink_signs_rotates_and_detects_a_rewrite(tmp_path, key, new_k
         assert sink.verify(previous_keys=[key]) == (False, 2, "the record was altered")
         mark.unlink()
         assert sink.verify(previous_keys=[key])[:2] == (False, None)
+        log.close()
+        # A restart must continue with the key the chain is under.
+        with pytest.raises(ConfigurationError, match="is not signed with this key"):
+            DatabaseAuditSink(db, db_type=DatabaseType.SQLITE, key=key)
+        with pytest.raises(ConfigurationError, match="is signed: give the sink its key"):
+            AuditLog([DatabaseAuditSink(db, db_type=DatabaseType.SQLITE)])
+        DatabaseAuditSink(db, db_type=DatabaseType.SQLITE, key=new_key).close()
     finally:
         log.close()
         db.close_all()
@@ -692,3 +715,20 @@ def test_the_precomputed_hmac_is_rfc_2104_hmac(size):
     signer = signing_key(secret)
     for data in (b"", b"abc", b"x" * 5000):
         assert signer.sign(data) == hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+
+def test_the_table_after_a_rotation_record_continues_only_under_the_new_key(tmp_path, key, new_key):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path}/audit.db")
+    try:
+        log = AuditLog([DatabaseAuditSink(db, db_type=DatabaseType.SQLITE)], key=key)
+        log.log_access("ann", "s", "read", "r")
+        log.rotate_key(new_key)
+        log.close()
+        with pytest.raises(ConfigurationError, match="is not signed with this key"):
+            DatabaseAuditSink(db, db_type=DatabaseType.SQLITE, key=key)
+        sink = DatabaseAuditSink(db, db_type=DatabaseType.SQLITE, key=new_key)
+        AuditLog([sink]).log_access("ann", "s", "read", "after")
+        assert sink.verify(previous_keys=[key]) == (True, None, "the chain is intact")
+    finally:
+        db.close_all()

@@ -234,6 +234,16 @@ class _GuardedConnection(PostgreSQLConnection):
         return row
 
 
+# The URL part that libpq's query parameter of the same name would duplicate.
+_URL_PART = {
+    "host": "host part",
+    "port": "host part",
+    "dbname": "path",
+    "user": "user-info part",
+    "password": "user-info part",
+}
+
+
 class PostgreSQLBackend(Backend):
     """Opens psycopg connections to one PostgreSQL database."""
 
@@ -265,14 +275,28 @@ class PostgreSQLBackend(Backend):
             self._watchdog = _Watchdog(config.statement_timeout)
             limit = f"-c statement_timeout={round(config.statement_timeout * 1000)}"
             options["options"] = f"{options['options']} {limit}" if "options" in options else limit
+        # libpq also reads these from a URL's query (postgresql://h/db?password=...): take
+        # them from there when the URL's own parts leave them out, refuse them twice.
+        parts: dict[str, Any] = {
+            "host": url.host or None,
+            "port": url.port,
+            "dbname": url.database,
+            "user": url.username,
+            "password": url.password,
+        }
+        for name in parts:
+            if name in options:
+                if parts[name] is not None:
+                    raise ConfigurationError(
+                        f"the URL gives {name} twice: in its {_URL_PART[name]} and as "
+                        f"?{name}=; keep one",
+                        backend=self.name,
+                    )
+                parts[name] = options.pop(name)
         try:
             self._conninfo = psycopg.conninfo.make_conninfo(
-                host=url.host or None,
-                port=url.port,
-                dbname=url.database,
-                user=url.username,
-                password=url.password,
                 connect_timeout=max(1, round(config.connect_timeout)),
+                **parts,
                 **options,
             )
             # Validate the option names now, not at the first connect.

@@ -371,14 +371,41 @@ app.add_typer(audit_app, name="audit")
 def audit_verify(
     path: Annotated[Path, typer.Argument(help="A JSON-lines audit file.")],
     as_json: JsonOpt = False,
+    key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the key (or VAR_FILE naming a file)."),
+    ] = None,
+    previous_key_env: Annotated[
+        list[str] | None,
+        typer.Option(help="Variable holding a key the chain rotated from (repeatable)."),
+    ] = None,
+    no_checkpoint: Annotated[
+        bool, typer.Option("--no-checkpoint", help="The file never had a checkpoint.")
+    ] = False,
 ) -> None:
-    """Check the hash chain; exit 1 at the first altered, removed or moved record."""
+    """Check the chain, its signatures and its checkpoint; exit 1 at the first altered,
+    removed or moved record, a cut tail, a missing checkpoint or a record not signed."""
     from dbsystem.security.audit import verify_audit_file
+    from dbsystem.security.credentials import CredentialManager
 
     if not path.is_file():
         _err.print(Text(f"error: no such file: {path}", style="red"))
         raise typer.Exit(EXIT_USAGE)
-    ok, line, reason = verify_audit_file(path)
+    store = CredentialManager()
+    names = [key_env] if key_env else []
+    names += previous_key_env or []
+    try:
+        for name in names:
+            store.load_env(name, password_var=name)
+        ok, line, reason = verify_audit_file(
+            path,
+            key=store.get(key_env) if key_env else None,
+            previous_keys=[store.get(name) for name in previous_key_env or []],
+            expect_checkpoint=not no_checkpoint,
+        )
+    except ConfigurationError as exc:
+        _err.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(EXIT_USAGE) from None
     if as_json:
         _json_out({"ok": ok, "line": line, "reason": reason})
         if not ok:

@@ -11,7 +11,7 @@ Precedence: keyword arguments win over options in the URL's query string
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +27,7 @@ from pydantic import (
 
 from dbsystem.errors import ConfigurationError
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.kernel.url import DatabaseURL
+from dbsystem.kernel.url import DatabaseURL, is_secret_option
 
 __all__ = ["PoolConfig", "TLSConfig", "TLSMode"]
 
@@ -44,6 +44,17 @@ URLField = Annotated[
     DatabaseURL,
     BeforeValidator(_to_url),
     PlainSerializer(lambda url: url.render(), return_type=str),
+]
+
+
+def _masked_options(options: Mapping[str, str]) -> dict[str, str]:
+    """The options with the values of secret ones (``?sslpassword=``...) hidden."""
+    return {k: "***" if is_secret_option(k) else v for k, v in options.items()}
+
+
+OptionsField = Annotated[
+    dict[str, str],
+    PlainSerializer(_masked_options, return_type=dict[str, str]),
 ]
 
 # URL query options that are pool settings; every other option goes to the backend.
@@ -160,8 +171,14 @@ class PoolConfig(BaseModel):
     """How a read picks its replica."""
     max_replica_lag: float | None = Field(default=None, gt=0)
     """A replica further behind than this many seconds gets no reads until it catches up."""
-    options: dict[str, str] = Field(default_factory=dict)
-    """Backend-specific options (the URL's query options that are not pool settings)."""
+    options: OptionsField = Field(default_factory=dict)
+    """Backend-specific options (the URL's query options that are not pool settings).
+    Secret ones (``is_secret_option``: ``sslpassword``...) show as ``***`` in ``repr``,
+    ``str`` and dumps, as the URL's password does."""
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _masked_options(value) if name == "options" else value
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -233,7 +250,8 @@ class PoolConfig(BaseModel):
         return cls(url=url, **fields)
 
     def describe(self) -> str:
-        """A one-line summary with the password hidden, for logs and error messages."""
+        """A one-line summary with the password and secret options hidden, for logs and
+        error messages (the pool's INFO "opened" line)."""
         return f"{self.url} (min_size={self.min_size}, max_size={self.max_size})"
 
 

@@ -1,8 +1,12 @@
 """Connection URLs: parsing, rendering with the password hidden, and scrubbing secrets from text.
 
 ``DatabaseURL`` is immutable. ``str()`` and ``repr()`` never show the password (as in
-SQLAlchemy 2); ``render(hide_password=False)`` gives the full URL for a driver. ``redact``
-removes known secrets from any text (driver messages, log lines) before it leaves the library.
+SQLAlchemy 2), nor the value of any query option whose name says it is a secret
+(``?sslpassword=``, ``?token=``: see ``is_secret_option``); ``render(hide_password=False)``
+gives the full URL for a driver. ``redact`` removes known secrets from any text (driver
+messages, log lines) before it leaves the library. A URL that cannot be parsed is quoted in
+the error with everything up to its last ``@`` (the user-info part, whatever characters the
+password holds) replaced by ``***``.
 
 Forms understood::
 
@@ -27,13 +31,49 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dbsystem.errors import InvalidURL
 
-__all__ = ["DatabaseURL", "redact"]
+__all__ = ["DatabaseURL", "is_secret_option", "redact"]
 
 _MASK = "***"
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 # user:password@ inside any URL-looking text, for scrubbing messages we did not write.
 _USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
-_PASSWORD_KV_RE = re.compile(r"(?i)(password\s*=\s*)('[^']*'|\"[^\"]*\"|\S+)")
+# name=value pairs whose name says secret (libpq conninfo, query strings in messages).
+_PASSWORD_KV_RE = re.compile(
+    r"(?i)(\b[\w.-]*(?:password|passwd|pwd|secret|token|passphrase)\s*=\s*)"
+    r"('[^']*'|\"[^\"]*\"|[^\s&]+)"
+)
+# Words of an option name that make it a secret (``api_key``, ``sslPassword``, ``pwd``)...
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey", "passphrase"}
+)
+# ...and endings of a one-word name that do (``sslpassword``, ``authtoken``, ``clientsecret``).
+_SECRET_ENDINGS = ("password", "passwd", "secret", "token", "passphrase", "apikey")
+# Names that look secret but hold a file's path: libpq's ``sslkey`` (and pymysql's
+# ``ssl_key``) name the client's private key file; its passphrase is ``sslpassword``.
+_NOT_SECRET = frozenset({"sslkey", "ssl_key"})
+_PATH_WORDS = frozenset({"file", "path", "dir", "filename"})
+_CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
+_WORD_SPLIT_RE = re.compile(r"[^a-z0-9]+")
+
+
+def is_secret_option(name: str) -> bool:
+    """True if a URL query option called ``name`` holds a secret, judged by its name.
+
+    Secret: a word of the name (split at ``_``, ``-``, ``.`` and camelCase) is ``password``,
+    ``passwd``, ``pass``, ``pwd``, ``secret``, ``token``, ``key``, ``apikey`` or
+    ``passphrase``, or the name ends with ``password``, ``passwd``, ``secret``, ``token``,
+    ``passphrase`` or ``apikey`` (``sslpassword``). Not secret: names whose last word is
+    ``file``, ``path``, ``dir`` or ``filename`` (``tlsCertificateKeyFile`` is a path), and
+    ``sslkey``/``ssl_key``, which name the client key's *file* (its passphrase is
+    ``sslpassword``, which is secret). A false positive only hides a value from logs.
+    """
+    lower = name.lower()
+    if lower in _NOT_SECRET:
+        return False
+    words = [w for w in _WORD_SPLIT_RE.split(_CAMEL_RE.sub(r"\1_\2", name).lower()) if w]
+    if words and words[-1] in _PATH_WORDS:
+        return False
+    return any(w in _SECRET_WORDS for w in words) or lower.endswith(_SECRET_ENDINGS)
 
 
 class DatabaseURL:
@@ -98,8 +138,11 @@ class DatabaseURL:
         return self.scheme == "sqlite" and self.database in (None, "", ":memory:")
 
     def secrets(self) -> tuple[str, ...]:
-        """The secret strings in this URL (its password), for ``redact``."""
-        return (self._password,) if self._password else ()
+        """The secret strings in this URL (its password and the values of its secret query
+        options, ``is_secret_option``), for ``redact``."""
+        found = [self._password] if self._password else []
+        found += [v for k, v in self.options.items() if v and is_secret_option(k)]
+        return tuple(found)
 
     def replace(self, **changes: Any) -> DatabaseURL:
         """Return a copy with some parts changed (``host=``, ``database=``, ``options=`` ...)."""
@@ -125,7 +168,8 @@ class DatabaseURL:
         return self.replace(options={k: v for k, v in self.options.items() if k not in drop})
 
     def render(self, *, hide_password: bool = True) -> str:
-        """Return the URL as text; the password is shown only with ``hide_password=False``."""
+        """Return the URL as text; the password and the values of secret query options
+        (``is_secret_option``) are shown only with ``hide_password=False``."""
         if self.scheme == "sqlite":
             memory = self.database in (None, "", ":memory:")
             text = "sqlite://:memory:" if memory else f"sqlite:///{self.database}"
@@ -143,7 +187,10 @@ class DatabaseURL:
             if self.database is not None:
                 text += "/" + quote(self.database, safe="")
         if self.options:
-            text += "?" + urlencode(dict(self.options))
+            options = dict(self.options)
+            if hide_password:
+                options = {k: _MASK if is_secret_option(k) else v for k, v in options.items()}
+            text += "?" + urlencode(options, safe="*")
         return text
 
     def __str__(self) -> str:
@@ -164,12 +211,19 @@ class DatabaseURL:
 def _parse(url: str) -> dict[str, Any]:
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME_RE.match(scheme):
-        raise InvalidURL(f"not a connection URL (expected scheme://...): {redact(url)!r}")
+        raise InvalidURL(f"not a connection URL (expected scheme://...): {_echo(url)!r}")
     scheme = scheme.lower()
     driver = scheme.split("+", 1)[1] if "+" in scheme else None
     if scheme == "sqlite":
         return _parse_sqlite(rest, driver)
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest[len(netloc) :]:
+        # A '/', '?' or '#' in an unencoded password cuts the host part short, and the rest
+        # of the password would be read as a port, a database or options (and shown).
+        raise InvalidURL(
+            f"invalid connection URL {_echo(url)!r}: '@' after the host; percent-encode "
+            "'@', '/', '?' and '#' in the user name and password (%40, %2F, %3F, %23)"
+        )
     userinfo, at, hostlist = netloc.rpartition("@")
     try:
         hosts = tuple(_split_host(h) for h in hostlist.split(",")) if "," in hostlist else ()
@@ -178,7 +232,12 @@ def _parse(url: str) -> dict[str, Any]:
         parts = urlsplit(f"{scheme}://{userinfo}{at}{first}{rest[len(netloc) :]}")
         port = parts.port
     except ValueError as exc:
-        raise InvalidURL(f"invalid connection URL {redact(url)!r}: {exc}") from None
+        # The parser's own message may quote a piece of the host part; with user-info in
+        # the URL that piece can be a piece of the password, so it is not repeated then.
+        reason = str(exc) if not at else "cannot parse the host part"
+        if "Port" in str(exc):
+            reason = "the port must be a number from 0 to 65535"
+        raise InvalidURL(f"invalid connection URL {_echo(url)!r}: {reason}") from None
     database = unquote(parts.path[1:]) if parts.path.startswith("/") else None
     return {
         "scheme": scheme,
@@ -202,7 +261,7 @@ def _parse_sqlite(rest: str, driver: str | None) -> dict[str, Any]:
         database = unquote(path[1:]) or ":memory:"
     else:
         raise InvalidURL(
-            f"invalid SQLite URL 'sqlite://{path}': use sqlite:///relative.db, "
+            f"invalid SQLite URL {_echo('sqlite://' + path)!r}: use sqlite:///relative.db, "
             "sqlite:////absolute/path.db or sqlite://:memory:"
         )
     return {
@@ -235,7 +294,20 @@ def _options(query: str, url: str) -> dict[str, str]:
     try:
         return dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
-        raise InvalidURL(f"invalid query string in URL {redact(url)!r}") from None
+        raise InvalidURL(f"invalid query string in URL {_echo(url)!r}") from None
+
+
+def _echo(text: str) -> str:
+    """``text`` (a URL that failed to parse, or a parser's message about it) safe to quote
+    in an error: everything up to the last ``@`` is user-info and becomes ``***``, whatever
+    it holds (``@``, ``:``, ``/``, ``#`` in an unencoded password), and the values of secret
+    query options are masked."""
+    head, at, tail = text.rpartition("@")
+    if at:
+        scheme, sep, _ = head.partition("://")
+        prefix = f"{scheme}://" if sep and _SCHEME_RE.match(scheme) else ""
+        text = f"{prefix}{_MASK}@{tail}"
+    return redact(text)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:

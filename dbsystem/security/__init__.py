@@ -6,6 +6,7 @@ See ``dbsystem.security.rbac``, ``dbsystem.security.audit`` and
 
 from dbsystem.security.audit import (
     AuditEvent,
+    AuditKey,
     AuditLog,
     AuditSink,
     DatabaseAuditSink,
@@ -19,8 +20,10 @@ from dbsystem.security.credentials import (
     MAX_PASSWORD_LENGTH,
     Credential,
     CredentialManager,
+    HashCostCeiling,
     hash_password,
     password_needs_rehash,
+    set_hash_cost_ceiling,
     verify_password,
 )
 from dbsystem.security.rbac import AccessControl, Permission, Role
@@ -28,11 +31,13 @@ from dbsystem.security.rbac import AccessControl, Permission, Role
 __all__ = [
     "AccessControl",
     "AuditEvent",
+    "AuditKey",
     "AuditLog",
     "AuditSink",
     "Credential",
     "CredentialManager",
     "DatabaseAuditSink",
+    "HashCostCeiling",
     "JsonLinesAuditSink",
     "LoggingAuditSink",
     "MAX_CONCURRENT_HASHES",
@@ -42,6 +47,7 @@ __all__ = [
     "Role",
     "hash_password",
     "password_needs_rehash",
+    "set_hash_cost_ceiling",
     "verify_audit_file",
     "verify_password",
 ]

@@ -9,7 +9,9 @@
 
 Passwords are held as pydantic ``SecretStr``: ``repr``, ``str`` and logs show ``**********``.
 ``hash_password``/``verify_password`` use argon2 (argon2-cffi): the verification is
-constant-time and says whether the hash should be upgraded.
+constant-time and says whether the hash should be upgraded. A stored hash whose parameters ask
+for more work than ``HashCostCeiling`` allows is refused before any hashing is done, so a
+planted hash with huge costs cannot stall every login.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from dbsystem.errors import ConfigurationError, SecurityError
+from dbsystem.errors import AuthenticationError, ConfigurationError, SecurityError
 from dbsystem.kernel.protocols import set_credential_source
 
 __all__ = [
     "Credential",
     "CredentialManager",
+    "HashCostCeiling",
     "MAX_CONCURRENT_HASHES",
     "MAX_PASSWORD_LENGTH",
     "hash_password",
     "password_needs_rehash",
+    "set_hash_cost_ceiling",
     "verify_password",
 ]
 
@@ -166,12 +170,80 @@ def hash_password(password: str) -> str:
         return str(_hasher().hash(password))
 
 
-def verify_password(hashed: str, password: str) -> bool:
-    """True if ``password`` matches ``hashed``; constant-time, never raises on a mismatch."""
+@dataclass(frozen=True)
+class HashCostCeiling:
+    """The most work a stored argon2 hash may ask of ``verify_password``.
+
+    A hash carries its own parameters (``$argon2id$v=19$m=65536,t=3,p=4$...``), and
+    verification does what they say: a hash planted with ``m=4000000000`` would make one
+    login allocate 4 TiB, and ``t=100000`` would hold a hashing slot for hours. The defaults
+    allow four times ``hash_password``'s memory (256 MiB), more than three times its
+    passes and four times its lanes, so hashes made with stronger settings than today's
+    still verify.
+    """
+
+    memory_cost: int = 262_144
+    """KiB of memory (argon2's ``m``)."""
+    time_cost: int = 10
+    """Passes over the memory (argon2's ``t``)."""
+    parallelism: int = 16
+    """Lanes, each run on a thread (argon2's ``p``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("memory_cost", "time_cost", "parallelism"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"HashCostCeiling.{name} must be a positive integer")
+
+
+_ceiling = HashCostCeiling()
+
+
+def set_hash_cost_ceiling(ceiling: HashCostCeiling) -> HashCostCeiling:
+    """Make ``ceiling`` the process-wide default of ``verify_password``; returns the old one."""
+    global _ceiling
+    if not isinstance(ceiling, HashCostCeiling):
+        raise ConfigurationError("set_hash_cost_ceiling takes a HashCostCeiling")
+    previous, _ceiling = _ceiling, ceiling
+    return previous
+
+
+def _check_cost(hashed: str, ceiling: HashCostCeiling) -> None:
+    """Refuse a hash whose parameters exceed ``ceiling`` (parsing only: no hashing)."""
+    from argon2 import extract_parameters
+    from argon2.exceptions import InvalidHashError
+
+    try:
+        parameters = extract_parameters(hashed)
+    except (InvalidHashError, ValueError):
+        return  # not an argon2 hash: verify() refuses it without hashing
+    over = [
+        f"{name}={getattr(parameters, name)} (ceiling {getattr(ceiling, name)})"
+        for name in ("memory_cost", "time_cost", "parallelism")
+        if getattr(parameters, name) > getattr(ceiling, name)
+    ]
+    if over:
+        raise AuthenticationError(
+            "the stored password hash asks for more work than the ceiling allows: "
+            + ", ".join(over)
+            + "; refused without verifying (store a hash_password() hash in its place, "
+            "or raise the ceiling with HashCostCeiling)"
+        )
+
+
+def verify_password(hashed: str, password: str, *, ceiling: HashCostCeiling | None = None) -> bool:
+    """True if ``password`` matches ``hashed``; constant-time, never raises on a mismatch.
+
+    A stored hash whose parameters exceed ``ceiling`` (default: the process-wide
+    ``set_hash_cost_ceiling``, ``HashCostCeiling()`` unless changed) raises
+    ``AuthenticationError`` before any hashing is done: the login is refused, and the
+    stored hash is the thing to fix.
+    """
     from argon2.exceptions import InvalidHashError, VerificationError
 
     if len(password) > MAX_PASSWORD_LENGTH:
         return False
+    _check_cost(hashed, _ceiling if ceiling is None else ceiling)
     try:
         with _hash_slots:
             return bool(_hasher().verify(hashed, password))

@@ -84,7 +84,11 @@ def test_the_chain_detects_alteration_removal_and_reordering(audited, tmp_path):
     session = db.for_user("ann")
     for _ in range(4):
         session.fetch_all("SELECT * FROM t")
-    assert verify_audit_file(path) == (True, None, "the chain is intact")
+    assert verify_audit_file(path) == (
+        True,
+        None,
+        "the chain is intact and ends at its checkpoint (4)",
+    )
     lines = path.read_text().splitlines(keepends=True)
     altered = tmp_path / "altered.jsonl"
     altered.write_text("".join(lines[:2] + [lines[2].replace('"ok"', '"denied"')] + lines[3:]))

@@ -102,7 +102,7 @@ def test_database_sink_checkpoint_catches_a_cut_tail(kind, request, tmp_path):
         assert sink.verify() == (
             True,
             None,
-            "the chain is intact up to the checkpoint at 12 and beyond",
+            "the chain is intact and ends at its checkpoint (12)",
         )
         db.execute(f"DELETE FROM {table} WHERE seq > 9")  # a cut tail: the chain alone is intact
         assert sink.verify() == (
@@ -203,11 +203,15 @@ def test_s13_every_random_mutation_is_detected(tmp_path):
         if kind == "truncate":
             truncations += 1
             assert line == len(mutated) + 1  # the first missing record
-            # Without the checkpoint a cut tail is a valid chain: that is what it is for.
+            # The checkpoint deleted too: reported missing. Told there is none, a cut
+            # tail is a valid chain: that is what the checkpoint is for.
             (tmp_path / "m.jsonl.checkpoint").unlink()
-            cut_unseen_without_checkpoint += verify_audit_file(target)[0]
+            assert verify_audit_file(target)[0] is False
+            told = verify_audit_file(target, expect_checkpoint=False)
+            cut_unseen_without_checkpoint += told[0]
     assert detected == 1000
-    assert truncations > 100 and cut_unseen_without_checkpoint == truncations
+    assert truncations > 100
+    assert cut_unseen_without_checkpoint == truncations
 
 
 def test_checkpoint_every_n_records_and_what_a_crash_leaves(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbsystem.errors import ConfigurationError, InvalidURL
-from dbsystem.kernel.url import DatabaseURL, redact
+from dbsystem.kernel.url import DatabaseURL, is_secret_option, redact
 
 
 def test_full_url_parts():
@@ -85,3 +85,94 @@ def test_host_list_kept_whole_for_replica_sets_and_clusters():
 def test_empty_entry_in_a_host_list_is_refused():
     with pytest.raises(InvalidURL, match="empty host"):
         DatabaseURL("redis+cluster://a:7000,,b:7001")
+
+
+SECRET_OPTIONS = [
+    "password",
+    "pass",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "sslpassword",
+    "api_key",
+    "apiKey",
+    "access-token",
+    "client_secret",
+    "authtoken",
+    "tlsCertificateKeyFilePassword",
+]
+NOT_SECRET_OPTIONS = [
+    "sslkey",  # libpq: the client key's file path (its passphrase is sslpassword)
+    "ssl_key",
+    "sslcert",
+    "sslrootcert",
+    "passfile",  # libpq: the path of the password file, not a password
+    "tlsCertificateKeyFile",
+    "keepalives",
+    "application_name",
+    "sslmode",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_OPTIONS)
+def test_secret_options_are_hidden_in_str_repr_and_reported_as_secrets(name):
+    url = DatabaseURL(f"postgresql://app@db.local/shop?{name}=Hush-7x%40&sslmode=require")
+    assert is_secret_option(name)
+    for text in (str(url), repr(url), url.render()):
+        assert "Hush-7x" not in text and f"{name}=***" in text
+    assert "sslmode=require" in str(url)
+    assert "Hush-7x@" in url.secrets()
+    assert url.options[name] == "Hush-7x@"  # the driver still gets it
+    assert f"{name}=Hush-7x%40" in url.render(hide_password=False)
+
+
+@pytest.mark.parametrize("name", NOT_SECRET_OPTIONS)
+def test_options_naming_files_and_settings_are_not_secrets(name):
+    assert not is_secret_option(name)
+    assert "value" in str(DatabaseURL(f"postgresql://h/db?{name}=value"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://u:p@ss:w0rd@host:notaport/db",
+        "postgresql://u:p@ss:w0rd@host:99999/db",
+        "postgresql://u:pa/ss:w0rd@host/db",
+        "postgresql://u:123/ss:w0rd@host/db",  # would parse as port 123, database 'ss:w0rd@...'
+        "mysql://u:pa?ss:w0rd@host/db",
+        "mysql://u:12?x=ss:w0rd@host/db",
+        "postgresql://u:pa#ss:w0rd@host/db",
+        "redis+cluster://u:p,ss:w0rd@a:7000,b:x",
+        "sqlite://u:p@ss:w0rd@x",
+        "u:p@ss:w0rd@host/db",
+        "postgresql://u@h/db?password=ss:w0rd&bad",
+    ],
+)
+def test_a_malformed_url_never_echoes_the_user_info(text):
+    with pytest.raises(InvalidURL) as info:
+        DatabaseURL(text)
+    message = str(info.value)
+    for piece in ("ss:w0rd", "w0rd", "u:p", "pa/ss", "pa?ss", "pa#ss", "123/ss"):
+        assert piece not in message, message
+    assert "***" in message or "scheme" in message
+
+
+def test_a_malformed_url_error_still_says_where_the_problem_is():
+    with pytest.raises(InvalidURL) as info:
+        DatabaseURL("postgresql://u:p@ss:w0rd@host:notaport/db")
+    assert str(info.value) == (
+        "invalid connection URL 'postgresql://***@host:notaport/db': "
+        "the port must be a number from 0 to 65535"
+    )
+    with pytest.raises(InvalidURL, match="percent-encode"):
+        DatabaseURL("postgresql://u:pa/ss@host/db")
+    # Encoded, the same password is fine.
+    assert DatabaseURL("postgresql://u:pa%2Fss%40x@host/db").password == "pa/ss@x"
+
+
+def test_redact_hides_secret_pairs_in_driver_messages():
+    text = "connection to h failed: sslpassword=abc api_token='x y' passfile=/p host=h"
+    cleaned = "connection to h failed: sslpassword=*** api_token=*** passfile=/p host=h"
+    assert redact(text) == cleaned

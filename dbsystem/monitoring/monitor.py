@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import floor as _floor
 from math import log as _log
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
 from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
@@ -98,14 +99,12 @@ class SlowQuery:
     ok: bool
 
 
-class PerformanceMonitor(ExecutionHook):
+class PerformanceMonitor(ProcessWide, ExecutionHook):
     """Times every statement of the managers it is attached to; see the module docstring.
 
-    ``clock`` (monotonic seconds) is for tests.
+    ``PerformanceMonitor.instance()`` is the process-wide monitor, attached to
+    ``DatabaseManager.instance()`` on creation. ``clock`` (monotonic seconds) is for tests.
     """
-
-    _instance: ClassVar[PerformanceMonitor | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -136,19 +135,11 @@ class PerformanceMonitor(ExecutionHook):
     # -- the process-wide instance ---------------------------------------------------------
 
     @classmethod
-    def instance(cls) -> PerformanceMonitor:
-        """The process-wide monitor, attached to ``DatabaseManager.instance()`` on creation."""
-        monitor = cls._instance
-        if monitor is None:
-            with cls._instance_lock:
-                monitor = cls._instance
-                if monitor is None:
-                    from dbsystem.core.manager import DatabaseManager
+    def _create_instance(cls) -> PerformanceMonitor:
+        """``PerformanceMonitor.instance()`` is attached to ``DatabaseManager.instance()``."""
+        from dbsystem.core.manager import DatabaseManager
 
-                    monitor = cls()
-                    monitor.attach(DatabaseManager.instance())
-                    cls._instance = monitor
-        return monitor
+        return cls().attach(DatabaseManager.instance())
 
     def attach(self, db: DatabaseManager) -> PerformanceMonitor:
         """Time every statement of ``db`` (every pool, present and future); return self."""

@@ -29,7 +29,7 @@ from pymongo import monitoring
 
 from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities
+from dbsystem.backends.base import Capabilities, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -190,13 +190,7 @@ class MongoBackend:
         self.dialect = "mongodb"
         self.label = "mock:mongodb" if self.mock else "mongodb"
         self.secrets = tuple(url.secrets())
-        unknown = set(config.options) - _OPTIONS
-        if unknown:
-            raise ConfigurationError(
-                f"unknown MongoDB URL option(s): {', '.join(sorted(unknown))}; valid: "
-                f"{', '.join(sorted(_OPTIONS))}, and the pool settings",
-                backend=self.label,
-            )
+        check_options(config.options, _OPTIONS, "MongoDB", self.label)
         self.database_name = url.database or ("test" if self.mock else "")
         if not self.database_name:
             raise ConfigurationError(

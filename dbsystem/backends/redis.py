@@ -27,7 +27,7 @@ import redis.exceptions as redis_errors
 
 from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities
+from dbsystem.backends.base import Capabilities, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -366,13 +366,7 @@ def _tls_kwargs(tls: TLSConfig | None, scheme: str) -> dict[str, Any]:
 
 def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str, Any]:
     """redis-py's client settings from a URL and pool config (a server's or a cluster's)."""
-    unknown = set(config.options) - _OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"unknown Redis URL option(s): {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
-            backend=label,
-        )
+    check_options(config.options, _OPTIONS, "Redis", label)
     try:
         database = int(url.database or 0)
     except ValueError:

@@ -36,6 +36,7 @@ from dbsystem.kernel.url import DatabaseURL
 __all__ = [
     "Backend",
     "Capabilities",
+    "DriverBackend",
     "SQLConnectionBase",
     "StandardSQLConnection",
     "check_options",
@@ -374,3 +375,27 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+class DriverBackend:
+    """A database whose driver pools its own connections (Redis, MongoDB).
+
+    What the manager and its ``DriverPool`` read from one: ``url``, ``config``, ``dialect``
+    (the backend's ``name``), ``secrets``, ``mock`` (a ``NAME+mock://`` URL: the in-process
+    fake) and ``label``, the name errors carry (``mock:NAME`` for the fake). Subclasses
+    set ``name`` and ``kind`` and build their client.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
+    )
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        self.url = url
+        self.config = config
+        self.mock = url.scheme == f"{self.name}+mock"
+        self.dialect = self.name
+        self.label = f"mock:{self.name}" if self.mock else self.name
+        self.secrets = tuple(url.secrets())

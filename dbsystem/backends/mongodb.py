@@ -29,7 +29,7 @@ from pymongo import monitoring
 
 from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities, check_options
+from dbsystem.backends.base import DriverBackend, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -174,22 +174,14 @@ def translate_mongo(
     return translate(exc, backend=backend, statement=statement, secrets=secrets, override=override)
 
 
-class MongoBackend:
+class MongoBackend(DriverBackend):
     """Builds the pymongo (or mongomock) client for a ``mongodb://`` URL."""
 
     name: ClassVar[str] = "mongodb"
     kind: ClassVar[str] = "document"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
-    )
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        self.url = url
-        self.config = config
-        self.mock = url.scheme == "mongodb+mock"
-        self.dialect = "mongodb"
-        self.label = "mock:mongodb" if self.mock else "mongodb"
-        self.secrets = tuple(url.secrets())
+        super().__init__(url, config)
         check_options(config.options, _OPTIONS, "MongoDB", self.label)
         self.database_name = url.database or ("test" if self.mock else "")
         if not self.database_name:

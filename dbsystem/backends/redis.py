@@ -27,7 +27,7 @@ import redis.exceptions as redis_errors
 
 from dbsystem.backends._driver_pool import DriverHandle, DriverPool
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities, check_options
+from dbsystem.backends.base import DriverBackend, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -390,21 +390,14 @@ def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str
     return kwargs
 
 
-class RedisBackend:
+class RedisBackend(DriverBackend):
     """Builds the redis-py pool for a ``redis://``, ``rediss://`` or ``redis+mock://`` URL."""
 
     name: ClassVar[str] = "redis"
     kind: ClassVar[str] = "kv"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
-    )
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        self.url = url
-        self.config = config
-        self.mock = url.scheme == "redis+mock"
-        self.dialect = "redis"
-        self.label = "mock:redis" if self.mock else "redis"
+        super().__init__(url, config)
         kwargs = _client_kwargs(url, config, self.label)
         if self.mock:
             import fakeredis
@@ -426,7 +419,6 @@ class RedisBackend:
             kwargs.pop("ssl", None)
         self.pool = _CountingPool(**kwargs)
         self.client = redis.Redis(connection_pool=self.pool)
-        self.secrets = tuple(url.secrets())
 
     def open_pool(self, *, name: str, hooks: HookChain) -> RedisPool:
         """The manager's pool object for this backend (opens ``min_size`` connections)."""

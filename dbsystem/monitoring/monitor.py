@@ -23,7 +23,7 @@ import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from math import floor as _floor
 from math import log as _log
 from typing import TYPE_CHECKING, Any
@@ -243,15 +243,8 @@ class PerformanceMonitor(ProcessWide, ExecutionHook):
                 by_backend.setdefault(backend, Group()).merge(group)
                 by_operation.setdefault(operation, Group()).merge(group)
         covered = max(min(span, now - self._started), 1e-9)
-        base = _stats(total, covered)
         return PerformanceSummary(
-            total_queries=base.total_queries,
-            errors=base.errors,
-            queries_per_second=base.queries_per_second,
-            avg_latency=base.avg_latency,
-            p50=base.p50,
-            p95=base.p95,
-            p99=base.p99,
+            **asdict(_stats(total, covered)),
             window=covered,
             by_backend={name: _stats(g, covered) for name, g in sorted(by_backend.items())},
             by_operation={name: _stats(g, covered) for name, g in sorted(by_operation.items())},

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 __all__ = ["Periodic"]
 
 
+@dataclass(eq=False)
 class Periodic:
     """A daemon thread named ``name`` running ``task()`` every ``interval()`` seconds.
 
@@ -23,24 +25,15 @@ class Periodic:
     the thread itself (a handler stopping its own monitor).
     """
 
-    def __init__(
-        self,
-        name: str,
-        task: Callable[[], object],
-        interval: Callable[[], float],
-        *,
-        logger: logging.Logger,
-        what: str,
-        join_timeout: float,
-    ) -> None:
-        self.name = name
-        self._task = task
-        self._interval = interval
-        self._logger = logger
-        self._what = what
-        self._join_timeout = join_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    name: str
+    task: Callable[[], object]
+    interval: Callable[[], float]
+    _: KW_ONLY
+    logger: logging.Logger
+    what: str
+    join_timeout: float
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def running(self) -> bool:
@@ -54,16 +47,16 @@ class Periodic:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval()):
+        while not self._stop.wait(self.interval()):
             try:
-                self._task()
+                self.task()
             except Exception:
-                self._logger.exception("%s failed", self._what)
+                self.logger.exception("%s failed", self.what)
 
     def stop(self) -> None:
         """Stop the thread; the round in progress, if any, finishes first."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self._join_timeout)
+            thread.join(timeout=self.join_timeout)
         self._thread = None

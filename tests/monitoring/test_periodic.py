@@ -5,8 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from dbsystem.monitoring._periodic import Periodic
+
+
+def _every_10ms(task: Callable[[], object], what: str) -> Periodic:
+    return Periodic(
+        "test-periodic",
+        task,
+        lambda: 0.01,
+        logger=logging.getLogger("test.periodic"),
+        what=what,
+        join_timeout=5.0,
+    )
 
 
 def test_a_failing_round_is_logged_and_the_thread_carries_on(caplog):
@@ -20,14 +32,7 @@ def test_a_failing_round_is_logged_and_the_thread_carries_on(caplog):
         if len(rounds) == 1:
             raise RuntimeError("boom")
 
-    worker = Periodic(
-        "test-periodic",
-        task,
-        lambda: 0.01,
-        logger=logging.getLogger("test.periodic"),
-        what="the test task",
-        join_timeout=5.0,
-    )
+    worker = _every_10ms(task, "the test task")
     with caplog.at_level(logging.ERROR, logger="test.periodic"):
         worker.start()
         assert worker.running
@@ -50,14 +55,7 @@ def test_stop_from_the_thread_itself_does_not_deadlock():
         worker.stop()  # would wait for itself forever if stop() joined its own thread
         stopped.set()
 
-    worker = Periodic(
-        "test-periodic-self",
-        task,
-        lambda: 0.01,
-        logger=logging.getLogger("test.periodic"),
-        what="self stop",
-        join_timeout=5.0,
-    )
+    worker = _every_10ms(task, "self stop")
     worker.start()
     assert stopped.wait(5.0)
     assert not worker.running

@@ -100,6 +100,39 @@ def test_load_into_mongodb_and_redis_mocks():
     assert result.exit_code == 0 and "Artist: 275 row(s)" in result.output
 
 
+def test_load_rows_writes_documents_and_hashes_in_batches():
+    from dbsystem.cli._load import load_rows
+    from dbsystem.errors import ConfigurationError
+
+    tables = {
+        "people": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Alan", "tags": ["x"]}],
+        "pets": [{"id": 7, "name": "Rex"}],
+    }
+    for url in ("mongodb+mock://", "redis+mock://"):
+        db = DatabaseManager()
+        db.create_pool(DatabaseType.NONE, url)
+        try:
+            steps: list[int] = []
+            loaded = load_rows(db, tables, create=True, batch=1, key=None, advance=steps.append)
+            assert loaded == {"people": 2, "pets": 1}
+            assert steps == [1, 1, 1]
+            if url.startswith("mongodb"):
+                people = db.query().collection("people").find().sort("id").execute()
+                assert [(p["id"], p["name"]) for p in people] == [(1, "Ada"), (2, "Alan")]
+            else:
+                with db.connection() as conn:
+                    assert conn.execute("HGETALL", "people:2") == {
+                        "id": "2",
+                        "name": "Alan",
+                        "tags": '["x"]',
+                    }
+                    assert conn.execute("HGET", "pets:7", "name") == "Rex"
+                with pytest.raises(ConfigurationError, match="no 'nick'"):
+                    load_rows(db, tables, create=True, batch=5, key="nick", advance=steps.append)
+        finally:
+            db.close_all()
+
+
 @pytest.mark.postgres
 def test_load_into_postgres_in_one_transaction(postgres_url, tmp_path):
     data = tmp_path / "cli_load_t.json"

@@ -10,19 +10,19 @@ with the driver's own row machinery for queries. Subclasses supply the rest.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import SQLConnectionBase
+from dbsystem.backends.base import StandardSQLConnection
 from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
 from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["PyformatConnection"]
 
 
-class PyformatConnection(SQLConnectionBase):
+class PyformatConnection(StandardSQLConnection):
     """A driver connection taking ``%(name)s`` parameters, with one reusable cursor."""
 
     dialect: ClassVar[str]
@@ -57,13 +57,17 @@ class PyformatConnection(SQLConnectionBase):
         """The error text to show, when the driver's own ``str()`` is not it."""
         return None
 
+    def _override(self, exc: BaseException) -> type[DBSystemError] | None:
+        """The error class for ``exc`` when its PEP 249 class is not the one to raise: a
+        lost connection is ``ConnectionFailed`` (and marks this one broken)."""
+        if self._connection_lost(exc):
+            self.broken = True
+            return ConnectionFailed
+        return None
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
-        override: type[DBSystemError] | None = None
-        if self._connection_lost(exc):
-            self.broken = True
-            override = ConnectionFailed
         return translate(
             exc,
             backend=self.backend_name,
@@ -71,7 +75,7 @@ class PyformatConnection(SQLConnectionBase):
             params=params,
             show_params=self._show_params,
             secrets=self._secrets,
-            override=override,
+            override=self._override(exc),
             message=self._message(exc),
         )
 
@@ -92,10 +96,14 @@ class PyformatConnection(SQLConnectionBase):
         except self.driver_errors as exc:
             raise self._error(exc, sql, None) from exc
 
-    def _plain(self, cur: Any, sql: str) -> None:
-        """Run ``sql`` without parameters, refusing stacked statements: without parameters
-        psycopg uses PostgreSQL's simple protocol, which would run them all (and return the
-        first result only); one statement per call is also how injected SQL is kept out."""
+    def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        """Execute ``sql`` on ``cur``. Without parameters, stacked statements are refused:
+        psycopg would then use PostgreSQL's simple protocol, which runs them all (and returns
+        the first result only); one statement per call is also how injected SQL is kept out.
+        """
+        if params is not None:
+            cur.execute(self._query(sql, params), params)
+            return
         if ";" in sql and is_stacked(sql, self.dialect):
             raise ProgrammingError(
                 "several statements in one call are refused: run them one at a time",
@@ -104,15 +112,24 @@ class PyformatConnection(SQLConnectionBase):
             )
         cur.execute(sql)
 
+    def _stream_from(
+        self, cur: Any, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> Generator[Row, None, None]:
+        """Run ``sql`` on ``cur`` (a server-side cursor) and yield its rows, ``batch_size``
+        at a time; closing ``cur`` is the caller's."""
+        try:
+            self._send(cur, sql, params)
+            while batch := cur.fetchmany(batch_size):
+                yield from batch
+        except self.driver_errors as exc:
+            raise self._error(exc, sql, params) from exc
+
     # -- statements ------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
         cur = self._cur
         try:
-            if params is None:
-                self._plain(cur, sql)
-            else:
-                cur.execute(self._query(sql, params), params)
+            self._send(cur, sql, params)
         except self.driver_errors as exc:
             raise self._error(exc, sql, params) from exc
         return ExecuteResult(cur.rowcount, self._lastrowid(cur))
@@ -133,13 +150,8 @@ class PyformatConnection(SQLConnectionBase):
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
         cur = self._dict_cur
         try:
-            if params is None:
-                self._plain(cur, sql)
-            else:
-                cur.execute(self._query(sql, params), params)
-            if not self._has_rows(cur):
-                return []
-            rows = cur.fetchall()
+            self._send(cur, sql, params)
+            rows = cur.fetchall() if self._has_rows(cur) else []
         except self.driver_errors as exc:
             raise self._error(exc, sql, params) from exc
         return rows if type(rows) is list else list(rows)  # pymysql answers () when empty
@@ -147,30 +159,17 @@ class PyformatConnection(SQLConnectionBase):
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
         cur = self._dict_cur
         try:
-            if params is None:
-                self._plain(cur, sql)
-            else:
-                cur.execute(self._query(sql, params), params)
-            if not self._has_rows(cur):
-                return None
-            row: Row | None = cur.fetchone()  # both drivers buffer: nothing left to drain
+            self._send(cur, sql, params)
+            # Both drivers buffer the result: nothing is left to drain after fetchone().
+            row: Row | None = cur.fetchone() if self._has_rows(cur) else None
         except self.driver_errors as exc:
             raise self._error(exc, sql, params) from exc
         return row
 
-    # -- transactions ----------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
 
-    def _savepoint(self, name: str) -> None:
-        self._run(f"SAVEPOINT {name}")
-
-    def _release_savepoint(self, name: str) -> None:
-        self._run(f"RELEASE SAVEPOINT {name}")
-
-    def _rollback_to_savepoint(self, name: str) -> None:
-        self._run(f"ROLLBACK TO SAVEPOINT {name}")
-        self._run(f"RELEASE SAVEPOINT {name}")
-
-    @property
-    def driver_connection(self) -> Any:
-        """The driver's connection underneath, for what dbsystem does not wrap."""
-        return self._conn
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except self.driver_errors:
+            pass

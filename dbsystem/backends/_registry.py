@@ -20,44 +20,31 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "dbsystem.backends"
 
+_PACKAGE = "dbsystem.backends."
 # scheme -> (target, database type, pip extra that brings the driver)
 _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
-    "sqlite": ("dbsystem.backends.sqlite:SQLiteBackend", DatabaseType.SQLITE, None),
-    "mock": ("dbsystem.backends.mock:MockBackend", None, None),
-    "postgresql": (
-        "dbsystem.backends.postgresql:PostgreSQLBackend",
-        DatabaseType.POSTGRES,
-        "postgresql",
-    ),
-    "postgres": (
-        "dbsystem.backends.postgresql:PostgreSQLBackend",
-        DatabaseType.POSTGRES,
-        "postgresql",
-    ),
-    "postgresql+psycopg": (
-        "dbsystem.backends.postgresql:PostgreSQLBackend",
-        DatabaseType.POSTGRES,
-        "postgresql",
-    ),
-    "mysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
-    "mysql+pymysql": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
-    "mariadb": ("dbsystem.backends.mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
-    "redis": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
-    "rediss": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
-    "redis+mock": ("dbsystem.backends.redis:RedisBackend", DatabaseType.REDIS, "redis"),
-    "redis+cluster": (
-        "dbsystem.backends.redis_cluster:RedisClusterBackend",
-        DatabaseType.REDIS,
-        "redis",
-    ),
-    "rediss+cluster": (
-        "dbsystem.backends.redis_cluster:RedisClusterBackend",
-        DatabaseType.REDIS,
-        "redis",
-    ),
-    "mongodb": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
-    "mongodb+srv": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
-    "mongodb+mock": ("dbsystem.backends.mongodb:MongoBackend", DatabaseType.MONGODB, "mock"),
+    scheme: (_PACKAGE + target, db_type, extra)
+    for schemes, target, db_type, extra in (
+        (("sqlite",), "sqlite:SQLiteBackend", DatabaseType.SQLITE, None),
+        (("mock",), "mock:MockBackend", None, None),
+        (
+            ("postgresql", "postgres", "postgresql+psycopg"),
+            "postgresql:PostgreSQLBackend",
+            DatabaseType.POSTGRES,
+            "postgresql",
+        ),
+        (("mysql", "mysql+pymysql", "mariadb"), "mysql:MySQLBackend", DatabaseType.MYSQL, "mysql"),
+        (("redis", "rediss", "redis+mock"), "redis:RedisBackend", DatabaseType.REDIS, "redis"),
+        (
+            ("redis+cluster", "rediss+cluster"),
+            "redis_cluster:RedisClusterBackend",
+            DatabaseType.REDIS,
+            "redis",
+        ),
+        (("mongodb", "mongodb+srv"), "mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
+        (("mongodb+mock",), "mongodb:MongoBackend", DatabaseType.MONGODB, "mock"),
+    )
+    for scheme in schemes
 }
 # Schemes whose backends are planned but not in this release: a clear error, not "unknown".
 _PLANNED: dict[str, DatabaseType] = {}

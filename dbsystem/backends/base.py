@@ -16,17 +16,33 @@ from __future__ import annotations
 import re
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dbsystem.errors import CommitUnknownError, ConnectionFailed, InterfaceError, QueryBuildError
+from dbsystem.backends._translate import translate
+from dbsystem.errors import (
+    CommitUnknownError,
+    ConfigurationError,
+    ConnectionFailed,
+    DBSystemError,
+    InterfaceError,
+    QueryBuildError,
+)
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.types import ExecuteResult, Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["Backend", "Capabilities", "SQLConnectionBase", "normalize_isolation"]
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "DriverBackend",
+    "SQLConnectionBase",
+    "StandardSQLConnection",
+    "check_options",
+    "normalize_isolation",
+]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(?:\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
 _ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -43,6 +59,20 @@ def normalize_isolation(level: str | None, backend: str) -> str | None:
             backend=backend,
         )
     return key
+
+
+def check_options(
+    given: Iterable[str], valid: Collection[str], product: str, backend: str | None = None
+) -> None:
+    """Refuse URL options a backend does not know: a ``ConfigurationError`` naming them
+    and listing the valid ones (pool settings are taken out of the options before)."""
+    unknown = set(given) - set(valid)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {product} URL option(s): {', '.join(sorted(unknown))}; "
+            f"valid: {', '.join(sorted(valid))}, and the pool settings",
+            backend=backend,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +293,32 @@ class SQLConnectionBase(ABC):
             self._end_transaction()
 
 
+class StandardSQLConnection(SQLConnectionBase):
+    """A ``SQLConnectionBase`` whose commit and savepoints are standard SQL run by ``_run``.
+
+    ``COMMIT``, ``SAVEPOINT name``, ``RELEASE SAVEPOINT name``, and ``ROLLBACK TO SAVEPOINT
+    name`` followed by its ``RELEASE`` (a rollback to a savepoint leaves it standing, and
+    the next level reuses its name). Subclasses implement ``_run`` and the rest.
+    """
+
+    @abstractmethod
+    def _run(self, sql: str) -> None:
+        """Run one transaction-control statement, raising dbsystem errors."""
+
+    def _commit(self) -> None:
+        self._run("COMMIT")
+
+    def _savepoint(self, name: str) -> None:
+        self._run(f"SAVEPOINT {name}")
+
+    def _release_savepoint(self, name: str) -> None:
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+    def _rollback_to_savepoint(self, name: str) -> None:
+        self._run(f"ROLLBACK TO SAVEPOINT {name}")
+        self._run(f"RELEASE SAVEPOINT {name}")
+
+
 class Backend(ABC):
     """A database behind one pool: opens connections and knows its dialect.
 
@@ -303,5 +359,46 @@ class Backend(ABC):
         """Strings that must never appear in an error or a log line (the password)."""
         return self.url.secrets()
 
+    def _cannot_connect(
+        self,
+        exc: BaseException,
+        reason: object = None,
+        override: type[DBSystemError] = ConnectionFailed,
+    ) -> DBSystemError:
+        """The error for a connection the driver could not open (raise it ``from exc``):
+        ``override`` naming the URL (password hidden) and ``reason`` (the driver's text
+        by default), with the password scrubbed."""
+        return translate(
+            exc,
+            backend=self.name,
+            secrets=tuple(self.secrets()),
+            override=override,
+            message=f"cannot connect to {self.url}: {reason or exc}",
+        )
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+class DriverBackend:
+    """A database whose driver pools its own connections (Redis, MongoDB).
+
+    What the manager and its ``DriverPool`` read from one: ``url``, ``config``, ``dialect``
+    (the backend's ``name``), ``secrets``, ``mock`` (a ``NAME+mock://`` URL: the in-process
+    fake) and ``label``, the name errors carry (``mock:NAME`` for the fake). Subclasses
+    set ``name`` and ``kind`` and build their client.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[BackendKind]
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
+    )
+
+    def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
+        self.url = url
+        self.config = config
+        self.mock = url.scheme == f"{self.name}+mock"
+        self.dialect = self.name
+        self.label = f"mock:{self.name}" if self.mock else self.name
+        self.secrets = tuple(url.secrets())

@@ -28,7 +28,7 @@ from pymongo import errors as mongo_errors
 from pymongo import monitoring
 
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities
+from dbsystem.backends.base import DriverBackend, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -172,29 +172,15 @@ def translate_mongo(
     return translate(exc, backend=backend, statement=statement, secrets=secrets, override=override)
 
 
-class MongoBackend:
+class MongoBackend(DriverBackend):
     """Builds the pymongo (or mongomock) client for a ``mongodb://`` URL."""
 
     name: ClassVar[str] = "mongodb"
     kind: ClassVar[BackendKind] = "document"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
-    )
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        self.url = url
-        self.config = config
-        self.mock = url.scheme == "mongodb+mock"
-        self.dialect = "mongodb"
-        self.label = "mock:mongodb" if self.mock else "mongodb"
-        self.secrets = tuple(url.secrets())
-        unknown = set(config.options) - _OPTIONS
-        if unknown:
-            raise ConfigurationError(
-                f"unknown MongoDB URL option(s): {', '.join(sorted(unknown))}; valid: "
-                f"{', '.join(sorted(_OPTIONS))}, and the pool settings",
-                backend=self.label,
-            )
+        super().__init__(url, config)
+        check_options(config.options, _OPTIONS, "MongoDB", self.label)
         self.database_name = url.database or ("test" if self.mock else "")
         if not self.database_name:
             raise ConfigurationError(

@@ -39,11 +39,9 @@ from pymysql.converters import (
 )
 
 from dbsystem.backends._pyformat import PyformatConnection
-from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Backend, Capabilities
+from dbsystem.backends.base import Backend, Capabilities, check_options
 from dbsystem.errors import (
     ConfigurationError,
-    ConnectionFailed,
     DBSystemError,
     ProgrammingError,
 )
@@ -123,19 +121,10 @@ class MySQLConnection(PyformatConnection):
     def _connection_lost(self, exc: BaseException) -> bool:
         return _code(exc) in _LOST or not self._conn.open
 
-    def _error(self, exc: BaseException, sql: str | None, params: object) -> DBSystemError:
-        if _code(exc) in _PROGRAMMING:
-            return translate(
-                exc,
-                backend=self.backend_name,
-                statement=sql,
-                params=params,
-                show_params=self._show_params,
-                secrets=self._secrets,
-                override=ProgrammingError,
-                message=self._message(exc),
-            )
-        return super()._error(exc, sql, params)
+    def _override(self, exc: BaseException) -> type[DBSystemError] | None:
+        if _code(exc) in _PROGRAMMING:  # pymysql files these under OperationalError
+            return ProgrammingError
+        return super()._override(exc)
 
     def _message(self, exc: BaseException) -> str | None:
         return _message(exc)
@@ -148,9 +137,6 @@ class MySQLConnection(PyformatConnection):
             self._run(f"SET TRANSACTION ISOLATION LEVEL {isolation.upper()}")
         self._run("START TRANSACTION READ ONLY" if readonly else "START TRANSACTION")
 
-    def _commit(self) -> None:
-        self._run("COMMIT")
-
     def _rollback(self) -> None:
         self._run("ROLLBACK")
 
@@ -160,14 +146,7 @@ class MySQLConnection(PyformatConnection):
         # An unbuffered cursor: rows come off the socket as they are read.
         cur = pymysql.cursors.SSDictCursor(self._conn)
         try:
-            if params is None:
-                cur.execute(sql)
-            else:
-                cur.execute(self._query(sql, params), params)
-            while batch := cur.fetchmany(batch_size):
-                yield from batch
-        except pymysql.Error as exc:
-            raise self._error(exc, sql, params) from exc
+            yield from self._stream_from(cur, sql, params, batch_size)
         finally:
             if not self.broken:
                 try:
@@ -184,12 +163,6 @@ class MySQLConnection(PyformatConnection):
             self._conn.ping(reconnect=False)
         except pymysql.Error as exc:
             raise self._error(exc, None, None) from exc
-
-    def close(self) -> None:
-        try:
-            self._conn.close()
-        except pymysql.Error:
-            pass
 
     @property
     def thread_id(self) -> int:
@@ -226,13 +199,7 @@ class MySQLBackend(Backend):
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         super().__init__(url, config)
-        unknown = set(config.options) - _OPTIONS
-        if unknown:
-            raise ConfigurationError(
-                f"unknown MySQL URL option(s): {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
-                backend=self.name,
-            )
+        check_options(config.options, _OPTIONS, "MySQL", self.name)
         options = config.options
         charset = str(options.get("charset", "utf8mb4")).lower()
         if charset in _UNSAFE_CHARSETS:
@@ -270,13 +237,7 @@ class MySQLBackend(Backend):
         try:
             conn = pymysql.connect(**self._kwargs)  # type: ignore[call-overload]
         except pymysql.Error as exc:
-            raise translate(
-                exc,
-                backend=self.name,
-                secrets=self._secrets,
-                override=ConnectionFailed,
-                message=f"cannot connect to {self.url}: {_message(exc) or exc}",
-            ) from exc
+            raise self._cannot_connect(exc, _message(exc)) from exc
         limit = self.config.statement_timeout
         if limit is not None:  # the server cancels a longer statement
             sql = (

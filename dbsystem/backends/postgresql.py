@@ -34,7 +34,12 @@ from psycopg.types.json import JsonbDumper
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
-from dbsystem.errors import ConfigurationError, ConnectionFailed, ConnectionTimeout
+from dbsystem.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    ConnectionTimeout,
+    DBSystemError,
+)
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
@@ -80,9 +85,6 @@ class PostgreSQLConnection(PyformatConnection):
             sql += " READ ONLY"
         self._run(sql)
 
-    def _commit(self) -> None:
-        self._run("COMMIT")
-
     def _rollback(self) -> None:
         if self._conn.pgconn.transaction_status != _IDLE:
             self._run("ROLLBACK")
@@ -97,15 +99,10 @@ class PostgreSQLConnection(PyformatConnection):
         cur = self._conn.cursor(name=f"dbsystem_stream_{next(_stream_ids)}", row_factory=dict_row)
         failed = False
         try:
-            if params is None:
-                cur.execute(sql)
-            else:
-                cur.execute(self._query(sql, params), params)
-            while batch := cur.fetchmany(batch_size):
-                yield from batch
-        except psycopg.Error as exc:
+            yield from self._stream_from(cur, sql, params, batch_size)
+        except DBSystemError:
             failed = True
-            raise self._error(exc, sql, params) from exc
+            raise
         finally:
             if not self.broken:
                 try:
@@ -138,12 +135,6 @@ class PostgreSQLConnection(PyformatConnection):
 
     def ping(self) -> None:
         self._run("SELECT 1")
-
-    def close(self) -> None:
-        try:
-            self._conn.close()
-        except psycopg.Error:
-            pass
 
     @property
     def backend_pid(self) -> int:
@@ -317,13 +308,7 @@ class PostgreSQLBackend(Backend):
                     exc, backend=self.name, secrets=self._secrets, override=ConfigurationError
                 ) from exc
             cls = ConnectionTimeout if "timeout expired" in text else ConnectionFailed
-            raise translate(
-                exc,
-                backend=self.name,
-                secrets=self._secrets,
-                override=cls,
-                message=f"cannot connect to {self.url}: {text}",
-            ) from exc
+            raise self._cannot_connect(exc, override=cls) from exc
         if self._watchdog is not None:
             guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
             guarded.watchdog = self._watchdog

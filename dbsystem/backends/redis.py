@@ -26,7 +26,7 @@ import redis
 import redis.exceptions as redis_errors
 
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Capabilities
+from dbsystem.backends.base import DriverBackend, check_options
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -357,13 +357,7 @@ def _tls_kwargs(tls: TLSConfig | None, scheme: str) -> dict[str, Any]:
 
 def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str, Any]:
     """redis-py's client settings from a URL and pool config (a server's or a cluster's)."""
-    unknown = set(config.options) - _OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"unknown Redis URL option(s): {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(_OPTIONS))}, and the pool settings",
-            backend=label,
-        )
+    check_options(config.options, _OPTIONS, "Redis", label)
     try:
         database = int(url.database or 0)
     except ValueError:
@@ -387,21 +381,14 @@ def _client_kwargs(url: DatabaseURL, config: PoolConfig, label: str) -> dict[str
     return kwargs
 
 
-class RedisBackend:
+class RedisBackend(DriverBackend):
     """Builds the redis-py pool for a ``redis://``, ``rediss://`` or ``redis+mock://`` URL."""
 
     name: ClassVar[str] = "redis"
     kind: ClassVar[BackendKind] = "kv"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, savepoints=False, lastrowid=False, isolation_levels=()
-    )
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        self.url = url
-        self.config = config
-        self.mock = url.scheme == "redis+mock"
-        self.dialect = "redis"
-        self.label = "mock:redis" if self.mock else "redis"
+        super().__init__(url, config)
         kwargs = _client_kwargs(url, config, self.label)
         if self.mock:
             import fakeredis
@@ -423,7 +410,6 @@ class RedisBackend:
             kwargs.pop("ssl", None)
         self.pool = _CountingPool(**kwargs)
         self.client = redis.Redis(connection_pool=self.pool)
-        self.secrets = tuple(url.secrets())
 
     def open(self, min_size: int) -> None:
         """Open ``min_size`` connections now, so that a wrong URL fails at ``create_pool``."""

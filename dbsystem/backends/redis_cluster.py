@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import redis.exceptions as redis_errors
 from redis.cluster import ClusterNode, RedisCluster
 
-from dbsystem.backends.base import Capabilities
+from dbsystem.backends.base import DriverBackend
 from dbsystem.backends.redis import (
     RedisBackend,
     RedisConnection,
@@ -51,21 +51,15 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class RedisClusterBackend:
+class RedisClusterBackend(DriverBackend):
     """Builds redis-py's cluster client for a ``redis+cluster://`` URL."""
 
     name: ClassVar[str] = RedisBackend.name
     kind: ClassVar[BackendKind] = RedisBackend.kind
-    capabilities: ClassVar[Capabilities] = RedisBackend.capabilities
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        self.url = url
-        self.config = config
-        self.mock = False
+        super().__init__(url, config)  # never a mock: redis+cluster:// URLs only
         self.cluster = True
-        self.dialect = "redis"
-        self.label = "redis"
-        self.secrets = tuple(url.secrets())
         kwargs = _client_kwargs(url, config, self.label)
         if kwargs.pop("db"):
             raise ConfigurationError(

@@ -32,7 +32,12 @@ from typing import Any
 from urllib.parse import quote
 
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
+from dbsystem.backends.base import (
+    Backend,
+    Capabilities,
+    StandardSQLConnection,
+    check_options,
+)
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -56,6 +61,8 @@ _SQLITE_CONSTRAINT = 19
 _SQLITE_MISMATCH = 20
 _SQLITE_RANGE = 25
 
+# What sqlite3 raises for a statement: its own errors, and these two for values it cannot bind.
+_ERRORS = (sqlite3.Error, ValueError, OverflowError)
 _JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
 
@@ -74,7 +81,7 @@ def _adapt(value: Any) -> Any:
     return value
 
 
-class SQLiteConnection(SQLConnectionBase):
+class SQLiteConnection(StandardSQLConnection):
     """One sqlite3 connection, rows as dicts, errors translated."""
 
     backend_name = "sqlite"
@@ -119,15 +126,19 @@ class SQLiteConnection(SQLConnectionBase):
             if any(adapted[key] is not value for key, value in params.items()):
                 try:
                     return self._conn.execute(sql, adapted)
-                except (sqlite3.Error, ValueError, OverflowError) as again:
+                except _ERRORS as again:
                     raise self._error(again, sql, params) from again
         raise self._error(exc, sql, params) from exc
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
+    def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
+        """Execute ``sql``; bind adapted values if sqlite3 refused one (or raise)."""
         try:
-            cur = self._conn.execute(sql, () if params is None else params)
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            cur = self._retry_adapted(exc, sql, params)
+            return self._conn.execute(sql, () if params is None else params)
+        except _ERRORS as exc:
+            return self._retry_adapted(exc, sql, params)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
+        cur = self._cursor(sql, params)
         return ExecuteResult(cur.rowcount, cur.lastrowid)
 
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
@@ -137,20 +148,17 @@ class SQLiteConnection(SQLConnectionBase):
             adapted = [{k: _adapt(v) for k, v in p.items()} for p in seq_params]
             try:
                 cur = self._conn.executemany(sql, adapted)
-            except (sqlite3.Error, ValueError, OverflowError) as exc:
+            except _ERRORS as exc:
                 raise self._error(exc, sql, None) from exc
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
+        except _ERRORS as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)
 
     def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
-        try:
-            cur = self._conn.execute(sql, () if params is None else params)
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            cur = self._retry_adapted(exc, sql, params)
+        cur = self._cursor(sql, params)
         try:
             rows = cur.fetchall()
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
+        except _ERRORS as exc:
             raise self._error(exc, sql, params) from exc
         description = cur.description
         if description is None:
@@ -159,13 +167,10 @@ class SQLiteConnection(SQLConnectionBase):
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
-        try:
-            cur = self._conn.execute(sql, () if params is None else params)
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            cur = self._retry_adapted(exc, sql, params)
+        cur = self._cursor(sql, params)
         try:
             row = cur.fetchone()
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
+        except _ERRORS as exc:
             raise self._error(exc, sql, params) from exc
         if row is None:
             return None
@@ -176,10 +181,7 @@ class SQLiteConnection(SQLConnectionBase):
     def stream(
         self, sql: str, params: Mapping[str, Any] | None, batch_size: int
     ) -> Generator[Row, None, None]:
-        try:
-            cur = self._conn.execute(sql, () if params is None else params)
-        except (sqlite3.Error, ValueError, OverflowError) as exc:
-            cur = self._retry_adapted(exc, sql, params)
+        cur = self._cursor(sql, params)
         try:
             description = cur.description
             if description is None:
@@ -216,22 +218,9 @@ class SQLiteConnection(SQLConnectionBase):
         except sqlite3.Error:
             pass
 
-    def _commit(self) -> None:
-        self._run("COMMIT")
-
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._run("ROLLBACK")
-
-    def _savepoint(self, name: str) -> None:
-        self._run(f"SAVEPOINT {name}")
-
-    def _release_savepoint(self, name: str) -> None:
-        self._run(f"RELEASE SAVEPOINT {name}")
-
-    def _rollback_to_savepoint(self, name: str) -> None:
-        self._run(f"ROLLBACK TO SAVEPOINT {name}")
-        self._run(f"RELEASE SAVEPOINT {name}")
 
     @property
     def in_transaction(self) -> bool:
@@ -264,12 +253,7 @@ class SQLiteBackend(Backend):
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         super().__init__(url, config)
         options = {k.lower(): v.lower() for k, v in config.options.items()}
-        unknown = set(options) - {"journal_mode", "synchronous"}
-        if unknown:
-            raise ConfigurationError(
-                f"unknown SQLite URL option(s): {', '.join(sorted(unknown))}; "
-                "valid: journal_mode, synchronous, and the pool settings"
-            )
+        check_options(options, ("journal_mode", "synchronous"), "SQLite")
         self._journal_mode = options.get("journal_mode")
         self._synchronous = options.get("synchronous")
         if self._journal_mode and self._journal_mode not in _JOURNAL_MODES:

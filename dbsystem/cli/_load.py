@@ -154,7 +154,6 @@ def _load_sql(
 ) -> dict[str, int]:
     from dbsystem.query._compile import _DIALECTS
 
-    loaded: dict[str, int] = {}
     with manager.connection() as conn:
         if create:  # first: DDL commits by itself on MySQL, and would split the load
             dialect = _DIALECTS[backend.dialect]
@@ -166,14 +165,14 @@ def _load_sql(
                 )
                 conn.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         with conn.transaction():  # every row of every table, or none
-            for name, rows in tables.items():
-                columns = _columns(rows)
-                for part in _batches(rows, batch):
-                    chunk = [{c: _flat(row.get(c)) for c in columns} for row in part]
-                    conn.insert_many(name, chunk)
-                    advance(len(chunk))
-                loaded[name] = len(rows)
-    return loaded
+            return _each_batch(
+                tables,
+                batch,
+                advance,
+                lambda name, columns, part: conn.insert_many(
+                    name, [{c: _flat(row.get(c)) for c in columns} for row in part]
+                ),
+            )
 
 
 def _load_documents(
@@ -183,14 +182,12 @@ def _load_documents(
     advance: Callable[[int], None],
 ) -> dict[str, int]:
     query: Any = manager.query()
-    loaded = {}
-    for name, rows in tables.items():
-        for part in _batches(rows, batch):
-            chunk = [dict(row) for row in part]
-            query.collection(name).insert_many(chunk).execute()
-            advance(len(chunk))
-        loaded[name] = len(rows)
-    return loaded
+    return _each_batch(
+        tables,
+        batch,
+        advance,
+        lambda name, _, part: query.collection(name).insert_many([dict(r) for r in part]).execute(),
+    )
 
 
 def _load_hashes(
@@ -200,19 +197,33 @@ def _load_hashes(
     key: str | None,
     advance: Callable[[int], None],
 ) -> dict[str, int]:
-    loaded = {}
     redis: Any = manager.connection()
     with redis as conn:
-        for name, rows in tables.items():
-            field = key or _columns(rows)[0]
-            for part in _batches(rows, batch):
-                commands: list[Sequence[Any]] = []
-                for row in part:
-                    if row.get(field) is None:
-                        raise ConfigurationError(f"a {name} row has no {field!r}: pass --key")
-                    pairs = [p for k, v in row.items() for p in (k, _text(v))]
-                    commands.append(("HSET", f"{name}:{row[field]}", *pairs))
-                conn.pipeline(commands)
-                advance(len(commands))
-            loaded[name] = len(rows)
-    return loaded
+
+        def write(name: str, columns: list[str], part: Rows) -> None:
+            field = key or columns[0]
+            commands: list[Sequence[Any]] = []
+            for row in part:
+                if row.get(field) is None:
+                    raise ConfigurationError(f"a {name} row has no {field!r}: pass --key")
+                pairs = [p for k, v in row.items() for p in (k, _text(v))]
+                commands.append(("HSET", f"{name}:{row[field]}", *pairs))
+            conn.pipeline(commands)
+
+        return _each_batch(tables, batch, advance, write)
+
+
+def _each_batch(
+    tables: Mapping[str, Rows],
+    batch: int,
+    advance: Callable[[int], None],
+    write: Callable[[str, list[str], Rows], object],
+) -> dict[str, int]:
+    """``write(name, columns, rows)`` each table's rows, ``batch`` at a time, in order;
+    ``advance(n)`` after each. Return the row count of every table."""
+    for name, rows in tables.items():
+        columns = _columns(rows)
+        for part in _batches(rows, batch):
+            write(name, columns, part)
+            advance(len(part))
+    return {name: len(rows) for name, rows in tables.items()}

@@ -2,8 +2,10 @@
 
 Types and enums (``types``), URLs (``url``), one pool's settings (``config``), the
 ``Statement`` and the hook chain every statement passes through (``hooks``), the pool
-statistics records (``stats``). Backends build on the kernel; the engine (``dbsystem.core``)
-on the kernel and the backends; features (query, orm, security, monitoring, streams) above.
+statistics records (``stats``), and ``_singleton.ProcessWide``: the process-wide
+``instance()`` of the managers and services (internal, not exported). Backends build on
+the kernel; the engine (``dbsystem.core``) on the kernel and the backends; features (query,
+orm, security, monitoring, streams) above.
 A test (``tests/unit/test_layers.py``) fails on any import cycle between subpackages.
 """
 

@@ -278,34 +278,32 @@ class HookChain:
     def run(self, statement: Statement, call: Callable[[], T]) -> T:
         """Run ``call`` for ``statement`` through every hook, timing it."""
         after = self._after
-        try:
-            for before in self._before:
-                before(statement)
-        except BaseException as exc:
-            statement.error = exc
-            for hook in after:
-                hook(statement)
-            raise
+        self._check(statement, after)
         start = perf_counter()
         try:
             result = call()
         except BaseException as exc:
-            statement.duration = perf_counter() - start
-            statement.executed = True
-            statement.error = exc
-            for hook in after:
-                hook(statement)
+            _report(statement, after, perf_counter() - start, exc)
             raise
-        statement.duration = perf_counter() - start
-        statement.executed = True
-        statement.rowcount = _rowcount(result)
-        for hook in after:
-            hook(statement)
+        _report(statement, after, perf_counter() - start, None, result)
         return result
 
     async def arun(self, statement: Statement, call: Callable[[], Awaitable[T]]) -> T:
         """``run`` for a coroutine (``AsyncConnection``): the same hooks, called the same way."""
         after = self._after
+        self._check(statement, after)
+        start = perf_counter()
+        try:
+            result = await call()
+        except BaseException as exc:
+            _report(statement, after, perf_counter() - start, exc)
+            raise
+        _report(statement, after, perf_counter() - start, None, result)
+        return result
+
+    def _check(self, statement: Statement, after: tuple[Callable[[Statement], None], ...]) -> None:
+        """The ``before`` hooks of ``run`` and ``arun``: a refusal is reported to the
+        ``after`` hooks (the statement not executed), then raised."""
         try:
             for before in self._before:
                 before(statement)
@@ -314,22 +312,6 @@ class HookChain:
             for hook in after:
                 hook(statement)
             raise
-        start = perf_counter()
-        try:
-            result = await call()
-        except BaseException as exc:
-            statement.duration = perf_counter() - start
-            statement.executed = True
-            statement.error = exc
-            for hook in after:
-                hook(statement)
-            raise
-        statement.duration = perf_counter() - start
-        statement.executed = True
-        statement.rowcount = _rowcount(result)
-        for hook in after:
-            hook(statement)
-        return result
 
     def run_stream(self, statement: Statement, rows: Iterator[T]) -> Iterator[T]:
         """Like ``run`` for a stream: ``before`` hooks now, ``after`` hooks when it ends.
@@ -369,6 +351,25 @@ class HookChain:
             statement.rowcount = count
             for hook in hooks:
                 hook.after_execute(statement)
+
+
+def _report(
+    statement: Statement,
+    after: tuple[Callable[[Statement], None], ...],
+    duration: float,
+    error: BaseException | None,
+    result: object = None,
+) -> None:
+    """Fill in how ``statement`` went (``error``, or ``result``'s row count), then run the
+    ``after`` hooks: the end of ``run`` and ``arun``."""
+    statement.duration = duration
+    statement.executed = True
+    if error is None:
+        statement.rowcount = _rowcount(result)
+    else:
+        statement.error = error
+    for hook in after:
+        hook(statement)
 
 
 def _rowcount(result: object) -> int:

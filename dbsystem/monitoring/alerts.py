@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
 from dbsystem.errors import ConfigurationError
+from dbsystem.monitoring._periodic import Periodic
 
 if TYPE_CHECKING:
     from dbsystem.monitoring.monitor import PerformanceMonitor
@@ -80,8 +81,14 @@ class AlertEvaluator:
         self._handlers: list[Callable[[Alert], Any]] = []
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Periodic(
+            "dbsystem-alerts",
+            self.evaluate,
+            lambda: self.thresholds.interval,
+            logger=logger,
+            what="alert evaluation",
+            join_timeout=5.0,
+        )
 
     def configure(self, thresholds: AlertThresholds) -> None:
         if thresholds.interval <= 0:
@@ -173,26 +180,12 @@ class AlertEvaluator:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="dbsystem-alerts", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.thresholds.interval):
-            try:
-                self.evaluate()
-            except Exception:
-                logger.exception("alert evaluation failed")
+            if not self._worker.running:
+                self._worker.start()
 
     def stop(self) -> None:
         """Stop the evaluation thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-        self._thread = None
+        self._worker.stop()
 
 
 def _message(name: str, pool: str | None, value: float, threshold: float) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dbsystem._log import get_logger
 from dbsystem.errors import ConfigurationError
 from dbsystem.monitoring._local import health_check
+from dbsystem.monitoring._periodic import Periodic
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
@@ -82,32 +83,32 @@ class HealthMonitor:
         self.degraded_latency = degraded_latency
         self._results: dict[str, BackendHealth] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Periodic(
+            "dbsystem-health",
+            self.check,
+            lambda: self.interval,
+            logger=logger,
+            what="health check",
+            join_timeout=10.0,
+        )
 
     @property
     def running(self) -> bool:
         """True while the background thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.running
 
     def start(self) -> HealthMonitor:
         """Check every pool now, then every ``interval`` seconds in the background."""
         if self.running:
             return self
         self.check()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="dbsystem-health", daemon=True)
-        self._thread.start()
+        self._worker.start()
         self.db._health_monitor = self
         return self
 
     def stop(self) -> None:
         """Stop the background checks."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10.0)
-        self._thread = None
+        self._worker.stop()
         if self.db._health_monitor is self:
             self.db._health_monitor = None
 
@@ -174,13 +175,6 @@ class HealthMonitor:
             health_check.checking = False
         result = BackendHealth(label, backend, status, latency, detail, now)
         return replace(result, last_error=last_error, last_error_at=last_error_at)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:
-                logger.exception("health check failed")
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -23,13 +23,14 @@ import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from math import floor as _floor
 from math import log as _log
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
 from dbsystem.errors import ConfigurationError
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.monitoring._local import health_check as _health_local
 from dbsystem.monitoring._window import FLOOR, LOG_GROWTH, Group, Second
@@ -99,14 +100,12 @@ class SlowQuery:
     ok: bool
 
 
-class PerformanceMonitor(ExecutionHook):
+class PerformanceMonitor(ProcessWide, ExecutionHook):
     """Times every statement of the managers it is attached to; see the module docstring.
 
-    ``clock`` (monotonic seconds) is for tests.
+    ``PerformanceMonitor.instance()`` is the process-wide monitor, attached to
+    ``DatabaseManager.instance()`` on creation. ``clock`` (monotonic seconds) is for tests.
     """
-
-    _instance: ClassVar[PerformanceMonitor | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -139,19 +138,11 @@ class PerformanceMonitor(ExecutionHook):
     # -- the process-wide instance ---------------------------------------------------------
 
     @classmethod
-    def instance(cls) -> PerformanceMonitor:
-        """The process-wide monitor, attached to ``DatabaseManager.instance()`` on creation."""
-        monitor = cls._instance
-        if monitor is None:
-            with cls._instance_lock:
-                monitor = cls._instance
-                if monitor is None:
-                    from dbsystem.core.manager import Engine
+    def _create_instance(cls) -> PerformanceMonitor:
+        """``PerformanceMonitor.instance()`` is attached to ``DatabaseManager.instance()``."""
+        from dbsystem.core.manager import Engine
 
-                    monitor = cls()
-                    monitor.attach(Engine.instance())
-                    cls._instance = monitor
-        return monitor
+        return cls().attach(Engine.instance())
 
     def attach(self, db: DatabaseManager) -> PerformanceMonitor:
         """Time every statement of ``db`` (every pool, present and future); return self."""
@@ -255,15 +246,8 @@ class PerformanceMonitor(ExecutionHook):
                 by_backend.setdefault(backend, Group()).merge(group)
                 by_operation.setdefault(operation, Group()).merge(group)
         covered = max(min(span, now - self._started), 1e-9)
-        base = _stats(total, covered)
         return PerformanceSummary(
-            total_queries=base.total_queries,
-            errors=base.errors,
-            queries_per_second=base.queries_per_second,
-            avg_latency=base.avg_latency,
-            p50=base.p50,
-            p95=base.p95,
-            p99=base.p99,
+            **asdict(_stats(total, covered)),
             window=covered,
             by_backend={name: _stats(g, covered) for name, g in sorted(by_backend.items())},
             by_operation={name: _stats(g, covered) for name, g in sorted(by_operation.items())},

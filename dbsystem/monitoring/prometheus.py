@@ -63,6 +63,32 @@ __all__ = [
 ]
 
 _ALERTS = ("error_rate", "latency", "pool_saturation")
+# Per pool, in exposition order: (family, name, help, labels after backend and pool).
+_POOL_METRICS: tuple[tuple[Any, str, str, tuple[str, ...]], ...] = (
+    (
+        GaugeMetricFamily,
+        "dbsystem_pool_connections",
+        "Pool connections by state (active: lent out, idle: ready)",
+        ("state",),
+    ),
+    (GaugeMetricFamily, "dbsystem_pool_max_connections", "Pool max_size", ()),
+    (GaugeMetricFamily, "dbsystem_pool_waiting", "Callers waiting for a connection", ()),
+    (HistogramMetricFamily, "dbsystem_pool_acquire_seconds", "Time an acquire waited", ()),
+    (CounterMetricFamily, "dbsystem_pool_timeouts", "Acquires that gave up after the timeout", ()),
+    (
+        CounterMetricFamily,
+        "dbsystem_pool_leaks",
+        "Connections held past leak_threshold or lost",
+        (),
+    ),
+    (CounterMetricFamily, "dbsystem_pool_connect_errors", "Failed attempts to connect", ()),
+    (
+        GaugeMetricFamily,
+        "dbsystem_backend_up",
+        "1 if the pool's backend answers (up or degraded)",
+        (),
+    ),
+)
 
 
 class DbsystemCollector(Collector):
@@ -115,31 +141,11 @@ class DbsystemCollector(Collector):
         yield slow
 
     def _pools(self) -> Iterator[Metric]:
-        labels = ["backend", "pool"]
-        conns = GaugeMetricFamily(
-            "dbsystem_pool_connections",
-            "Pool connections by state (active: lent out, idle: ready)",
-            labels=[*labels, "state"],
-        )
-        size = GaugeMetricFamily("dbsystem_pool_max_connections", "Pool max_size", labels=labels)
-        waiting = GaugeMetricFamily(
-            "dbsystem_pool_waiting", "Callers waiting for a connection", labels=labels
-        )
-        acquire = HistogramMetricFamily(
-            "dbsystem_pool_acquire_seconds", "Time an acquire waited", labels=labels
-        )
-        timeouts = CounterMetricFamily(
-            "dbsystem_pool_timeouts", "Acquires that gave up after the timeout", labels=labels
-        )
-        leaks = CounterMetricFamily(
-            "dbsystem_pool_leaks", "Connections held past leak_threshold or lost", labels=labels
-        )
-        errors = CounterMetricFamily(
-            "dbsystem_pool_connect_errors", "Failed attempts to connect", labels=labels
-        )
-        up = GaugeMetricFamily(
-            "dbsystem_backend_up", "1 if the pool's backend answers (up or degraded)", labels=labels
-        )
+        families: list[Any] = [
+            family(name, text, labels=["backend", "pool", *extra])
+            for family, name, text, extra in _POOL_METRICS
+        ]
+        conns, size, waiting, acquire, timeouts, leaks, errors, up = families
         for db in self.monitor.managers:
             health = manager_health(db)
             for (db_type, name), pool in sorted(
@@ -163,7 +169,7 @@ class DbsystemCollector(Collector):
                 result = health.get(pool_label(db_type, name))
                 if result is not None:
                     up.add_metric(values, 0 if result.status is HealthStatus.DOWN else 1)
-        yield from (conns, size, waiting, acquire, timeouts, leaks, errors, up)
+        yield from families
 
 
 def _cumulative(bounds: Iterable[float], counts: Iterable[int]) -> list[tuple[str, float]]:

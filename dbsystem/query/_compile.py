@@ -438,13 +438,7 @@ class _Context:
             statement = statement.group_by(*[self.expr(g) for g in query._group])
         if query._having is not None:
             statement = statement.having(self.expr(query._having))
-        for order in query._order:
-            statement = statement.order_by(*self.order(order))
-        if query._limit is not None:
-            statement = statement.limit(self.expr(query._limit))
-        if query._offset is not None:
-            statement = statement.offset(self.expr(query._offset))
-        return statement
+        return self._order_and_page(statement, query)
 
     def set_query(self, query: q.SetQuery) -> Any:
         parts = [self.child().any_select(part) for part in query._queries]
@@ -461,6 +455,10 @@ class _Context:
             "except": sa.except_,
         }[query._op]
         statement = combine(*parts)
+        return self._order_and_page(statement, query)
+
+    def _order_and_page(self, statement: Any, query: q.SelectQuery | q.SetQuery) -> Any:
+        """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result."""
         for order in query._order:
             statement = statement.order_by(*self.order(order))
         if query._limit is not None:

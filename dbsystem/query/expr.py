@@ -19,8 +19,8 @@ Names (tables, columns, aliases, functions) are validated identifiers, refused w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbsystem.errors import QueryBuildError
 
@@ -85,6 +85,22 @@ def check_identifier(name: object, what: str = "identifier") -> str:
     return name
 
 
+def _arith(op: str, *, reflected: bool = False) -> Callable[[Expr, object], Expr]:
+    """The method of an arithmetic operator: ``self OP other``, or ``other OP self`` for the
+    reflected one (``1 - col("x")``)."""
+    if reflected:
+
+        def method(self: Expr, other: object) -> Expr:
+            return Arith(op, coerce(other), self)
+
+    else:
+
+        def method(self: Expr, other: object) -> Expr:
+            return Arith(op, self, coerce(other))
+
+    return method
+
+
 class Expr:
     """Base of every expression node. Immutable; combine with operators and methods."""
 
@@ -135,33 +151,15 @@ class Expr:
 
     # -- arithmetic ------------------------------------------------------------------------
 
-    def __add__(self, other: object) -> Expr:
-        return Arith("+", self, coerce(other))
-
-    def __radd__(self, other: object) -> Expr:
-        return Arith("+", coerce(other), self)
-
-    def __sub__(self, other: object) -> Expr:
-        return Arith("-", self, coerce(other))
-
-    def __rsub__(self, other: object) -> Expr:
-        return Arith("-", coerce(other), self)
-
-    def __mul__(self, other: object) -> Expr:
-        return Arith("*", self, coerce(other))
-
-    def __rmul__(self, other: object) -> Expr:
-        return Arith("*", coerce(other), self)
-
-    def __truediv__(self, other: object) -> Expr:
-        """True division on every backend (3 / 2 is 1.5, never 1)."""
-        return Arith("/", self, coerce(other))
-
-    def __rtruediv__(self, other: object) -> Expr:
-        return Arith("/", coerce(other), self)
-
-    def __mod__(self, other: object) -> Expr:
-        return Arith("%", self, coerce(other))
+    __add__ = _arith("+")
+    __radd__ = _arith("+", reflected=True)
+    __sub__ = _arith("-")
+    __rsub__ = _arith("-", reflected=True)
+    __mul__ = _arith("*")
+    __rmul__ = _arith("*", reflected=True)
+    __truediv__ = _arith("/")  # true division on every backend (3 / 2 is 1.5, never 1)
+    __rtruediv__ = _arith("/", reflected=True)
+    __mod__ = _arith("%")
 
     def __neg__(self) -> Expr:
         return Unary("neg", self)
@@ -312,15 +310,23 @@ def coerce(value: object) -> Expr:
     return Value(value)
 
 
-class Compare(Expr):
-    """A comparison: = != < <= > >= is / is not (NULL)."""
+class _Binary(Expr):
+    """``left OP right``; its shape is tagged with the node kind (``_tag``)."""
 
     __slots__ = ("left", "op", "right")
+    _tag: ClassVar[str]
 
     def __init__(self, op: str, left: Expr, right: Expr) -> None:
         self.op, self.left, self.right = op, left, right
-        self._key = ("cmp", op, left._key, right._key)
+        self._key = (self._tag, op, left._key, right._key)
         self._values = left._values + right._values
+
+
+class Compare(_Binary):
+    """A comparison: = != < <= > >= is / is not (NULL)."""
+
+    __slots__ = ()
+    _tag = "cmp"
 
 
 class BoolOp(Expr):
@@ -358,15 +364,11 @@ def not_(condition: Expr) -> Expr:
     return Unary("not", condition)
 
 
-class Arith(Expr):
+class Arith(_Binary):
     """Arithmetic: + - * / %."""
 
-    __slots__ = ("left", "op", "right")
-
-    def __init__(self, op: str, left: Expr, right: Expr) -> None:
-        self.op, self.left, self.right = op, left, right
-        self._key = ("arith", op, left._key, right._key)
-        self._values = left._values + right._values
+    __slots__ = ()
+    _tag = "arith"
 
 
 class Concat(Expr):

@@ -56,7 +56,9 @@ __all__ = [
 ]
 
 Q = TypeVar("Q", bound="_Query")
-W = TypeVar("W", bound="_FilteredWrite")
+R = TypeVar("R", bound="_Rows")
+W = TypeVar("W", bound="_Write")
+F = TypeVar("F", bound="_FilteredWrite")
 
 _OPERATORS = {
     "=": "=",
@@ -137,12 +139,14 @@ class _Query:
     """What every builder shares: shape and values (cached), build, execute.
 
     Builders keep their parts in the instance ``__dict__`` (no ``__slots__``): a modified
-    copy is then one C-level dict copy, which keeps building a query cheap.
+    copy is then one C-level dict copy, which keeps building a query cheap. A part not set
+    yet reads its class default (every default is immutable), so a new builder stores only
+    what it was given.
     """
 
     _factory: QueryFactory | None
-    _shape_cache: tuple[Any, ...] | None
-    _values_cache: tuple[Any, ...] | None
+    _shape_cache: tuple[Any, ...] | None = None  # computed on first use
+    _values_cache: tuple[Any, ...] | None = None
 
     def _copy(self: Q, **changes: Any) -> Q:
         new = object.__new__(type(self))
@@ -371,26 +375,62 @@ class CTE:
         self._values = query.bound_values() + (step.bound_values() if step is not None else ())
 
 
-class SelectQuery(_Query):
-    """``SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]``."""
+class _Rows(_Query):
+    """What SELECT and set operations share: rows (replicas may serve them), ORDER BY,
+    LIMIT and OFFSET (over the combined result, for a set operation)."""
 
     _reads = True
+    _order: tuple[Order, ...] = ()
+    _limit: Expr | None = None
+    _offset: Expr | None = None
+
+    def order_by(self: R, column: Any, direction: str = "asc", *, nulls: str | None = None) -> R:
+        """ORDER BY column [asc|desc] (an output column name, for a set operation); NULLs
+        sort first ascending and last descending on every backend unless ``nulls="first"``
+        or ``"last"`` says otherwise."""
+        if not isinstance(direction, str):
+            raise QueryBuildError(f"sort direction must be 'asc' or 'desc', not {direction!r}")
+        item = column if isinstance(column, Order) else order_item(column, direction, nulls)
+        return self._copy(_order=self._order + (item,))
+
+    def limit(self: R, count: int) -> R:
+        """LIMIT count (a non-negative int)."""
+        return self._copy(_limit=Value(_check_count(count, "limit")))
+
+    def offset(self: R, count: int) -> R:
+        """OFFSET count (a non-negative int)."""
+        return self._copy(_offset=Value(_check_count(count, "offset")))
+
+    def all(self, conn: Connection | None = None) -> list[Row]:
+        """Every row (the same as ``execute``)."""
+        rows: list[Row] = self.execute(conn)
+        return rows
+
+    def _page_values(self) -> tuple[Any, ...]:
+        """The values of ORDER BY, LIMIT and OFFSET, in that order (they end the query)."""
+        values: tuple[Any, ...] = ()
+        for order in self._order:
+            values += order._values
+        for extra in (self._limit, self._offset):
+            if extra is not None:
+                values += extra._values
+        return values
+
+
+class SelectQuery(_Rows):
+    """``SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]``."""
+
+    _ctes: tuple[CTE, ...] = ()
+    _distinct = False
+    _from: tuple[FromItem, ...] = ()
+    _joins: tuple[Join, ...] = ()
+    _where: Expr | None = None
+    _group: tuple[Expr, ...] = ()
+    _having: Expr | None = None
 
     def __init__(self, factory: QueryFactory | None, columns: Sequence[Any]) -> None:
         self._factory = factory
         self._columns: tuple[Expr, ...] = tuple(_select_item(c) for c in columns)
-        self._ctes: tuple[CTE, ...] = ()
-        self._distinct = False
-        self._from: tuple[FromItem, ...] = ()
-        self._joins: tuple[Join, ...] = ()
-        self._where: Expr | None = None
-        self._group: tuple[Expr, ...] = ()
-        self._having: Expr | None = None
-        self._order: tuple[Order, ...] = ()
-        self._limit: Expr | None = None
-        self._offset: Expr | None = None
-        self._shape_cache = None
-        self._values_cache = None
 
     # -- clauses ---------------------------------------------------------------------------
 
@@ -434,24 +474,6 @@ class SelectQuery(_Query):
     def having(self, left: object, op: str | None = None, value: object = _MISSING) -> SelectQuery:
         """Add a HAVING condition: ``having(count(), ">", 50)`` or an expression."""
         return self._copy(_having=_and(self._having, condition(left, op, value)))
-
-    def order_by(
-        self, column: Any, direction: str = "asc", *, nulls: str | None = None
-    ) -> SelectQuery:
-        """ORDER BY column [asc|desc]; NULLs sort first ascending and last descending on
-        every backend unless ``nulls="first"`` or ``"last"`` says otherwise."""
-        if not isinstance(direction, str):
-            raise QueryBuildError(f"sort direction must be 'asc' or 'desc', not {direction!r}")
-        item = column if isinstance(column, Order) else order_item(column, direction, nulls)
-        return self._copy(_order=self._order + (item,))
-
-    def limit(self, count: int) -> SelectQuery:
-        """LIMIT count (a non-negative int)."""
-        return self._copy(_limit=Value(_check_count(count, "limit")))
-
-    def offset(self, count: int) -> SelectQuery:
-        """OFFSET count (a non-negative int)."""
-        return self._copy(_offset=Value(_check_count(count, "offset")))
 
     def with_(self, name: str, query: _Query, *, columns: Sequence[str] = ()) -> SelectQuery:
         """WITH name AS (query): a common table expression, usable by name in FROM/JOIN."""
@@ -507,11 +529,6 @@ class SelectQuery(_Query):
             return _first_async(rows)  # type: ignore[return-value]
         return rows[0] if rows else None
 
-    def all(self, conn: Connection | None = None) -> list[Row]:
-        """Every row (the same as ``execute``)."""
-        rows: list[Row] = self.execute(conn)
-        return rows
-
     def scalar_value(self, conn: Connection | None = None) -> Any:
         """The first column of the first row, or None."""
         row = self.first(conn)
@@ -550,13 +567,7 @@ class SelectQuery(_Query):
             values += part._values
         if self._having is not None:
             values += self._having._values
-        for order in self._order:
-            values += order._values
-        if self._limit is not None:
-            values += self._limit._values
-        if self._offset is not None:
-            values += self._offset._values
-        return values
+        return values + self._page_values()
 
 
 def _select_item(item: Any) -> Expr:
@@ -576,10 +587,8 @@ def _and(current: Expr | None, new: Expr) -> Expr:
     return new if current is None else current & new
 
 
-class SetQuery(_Query):
+class SetQuery(_Rows):
     """UNION / UNION ALL / INTERSECT / EXCEPT of selects, with ORDER BY / LIMIT on the whole."""
-
-    _reads = True
 
     def __init__(self, factory: QueryFactory | None, op: str, queries: Sequence[_Query]) -> None:
         for query in queries:
@@ -588,11 +597,6 @@ class SetQuery(_Query):
         self._factory = factory
         self._op = op
         self._queries = tuple(queries)
-        self._order: tuple[Order, ...] = ()
-        self._limit: Expr | None = None
-        self._offset: Expr | None = None
-        self._shape_cache = None
-        self._values_cache = None
 
     def union(self, other: _Query) -> SetQuery:
         """UNION with one more query."""
@@ -601,26 +605,6 @@ class SetQuery(_Query):
     def union_all(self, other: _Query) -> SetQuery:
         """UNION ALL with one more query."""
         return SetQuery(self._factory, "union_all", (self, other))
-
-    def order_by(
-        self, column: Any, direction: str = "asc", *, nulls: str | None = None
-    ) -> SetQuery:
-        """ORDER BY over the combined result (by output column name)."""
-        item = column if isinstance(column, Order) else order_item(column, direction, nulls)
-        return self._copy(_order=self._order + (item,))
-
-    def limit(self, count: int) -> SetQuery:
-        """LIMIT over the combined result."""
-        return self._copy(_limit=Value(_check_count(count, "limit")))
-
-    def offset(self, count: int) -> SetQuery:
-        """OFFSET over the combined result."""
-        return self._copy(_offset=Value(_check_count(count, "offset")))
-
-    def all(self, conn: Connection | None = None) -> list[Row]:
-        """Every row."""
-        rows: list[Row] = self.execute(conn)
-        return rows
 
     def _shape(self) -> tuple[Any, ...]:
         return (
@@ -636,31 +620,39 @@ class SetQuery(_Query):
         values: tuple[Any, ...] = ()
         for query in self._queries:
             values += query.bound_values()
-        for order in self._order:
-            values += order._values
-        for extra in (self._limit, self._offset):
-            if extra is not None:
-                values += extra._values
-        return values
+        return values + self._page_values()
 
 
 # -- writes ---------------------------------------------------------------------------------
 
 
-class InsertQuery(_Query):
-    """INSERT INTO table ... VALUES (one or many rows) or SELECT, with upsert and RETURNING."""
+class _Write(_Query):
+    """What INSERT, UPDATE and DELETE share: a table and RETURNING."""
+
+    _returning: tuple[Expr, ...] = ()
 
     def __init__(self, factory: QueryFactory | None, table: str) -> None:
         self._factory = factory
         self._table = check_identifier(table, "table name")
-        self._columns: tuple[str, ...] = ()
-        self._rows: tuple[tuple[Expr, ...], ...] = ()
-        self._from_select: _Query | None = None
-        self._upsert: tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...], bool] | None
-        self._upsert = None
-        self._returning: tuple[Expr, ...] = ()
-        self._shape_cache = None
-        self._values_cache = None
+
+    def returning(self: W, *columns: Any) -> W:
+        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError)."""
+        return self._copy(_returning=self._returning + tuple(_select_item(c) for c in columns))
+
+    def _returning_values(self) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = ()
+        for item in self._returning:
+            values += item._values
+        return values
+
+
+class InsertQuery(_Write):
+    """INSERT INTO table ... VALUES (one or many rows) or SELECT, with upsert and RETURNING."""
+
+    _columns: tuple[str, ...] = ()
+    _rows: tuple[tuple[Expr, ...], ...] = ()
+    _from_select: _Query | None = None
+    _upsert: tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...], bool] | None = None
 
     def values(
         self,
@@ -727,10 +719,6 @@ class InsertQuery(_Query):
             default = False
         return self._copy(_upsert=(keys, updates, default))
 
-    def returning(self, *columns: Any) -> InsertQuery:
-        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError)."""
-        return self._copy(_returning=self._returning + tuple(_select_item(c) for c in columns))
-
     def _resolved_upsert(self) -> tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...]]:
         assert self._upsert is not None
         keys, updates, default = self._upsert
@@ -764,31 +752,27 @@ class InsertQuery(_Query):
             for _, expr in self._resolved_upsert()[1]:
                 if expr is not None:
                     values += expr._values
-        for item in self._returning:
-            values += item._values
-        return values
+        return values + self._returning_values()
 
 
-class _FilteredWrite(_Query):
-    """What UPDATE and DELETE share: a table, WHERE, RETURNING, and the all-rows guard."""
+class _FilteredWrite(_Write):
+    """What UPDATE and DELETE share: WHERE and the all-rows guard."""
 
-    _all_rows: bool
-    _returning: tuple[Expr, ...]
-    _table: str
-    _where: Expr | None
+    _where: Expr | None = None
+    _all_rows = False
 
-    def where(self: W, left: object, op: str | None = None, value: object = _MISSING) -> W:
+    def where(self: F, left: object, op: str | None = None, value: object = _MISSING) -> F:
         """Add a condition (ANDed with earlier ones)."""
         return self._copy(_where=_and(self._where, condition(left, op, value)))
 
-    def all_rows(self: W) -> W:
+    def all_rows(self: F) -> F:
         """Allow this statement to touch every row (it has no WHERE on purpose)."""
         return self._copy(_all_rows=True)
 
-    def returning(self: W, *columns: Any) -> W:
-        """RETURNING columns (PostgreSQL, SQLite)."""
-        extra = tuple(_select_item(c) for c in columns)
-        return self._copy(_returning=self._returning + extra)
+    def _filter_values(self) -> tuple[Any, ...]:
+        """The values of WHERE and RETURNING, in that order (they close the statement)."""
+        values: tuple[Any, ...] = self._where._values if self._where is not None else ()
+        return values + self._returning_values()
 
     def _check_guard(self) -> None:
         if self._where is None and not self._all_rows:
@@ -801,15 +785,7 @@ class _FilteredWrite(_Query):
 class UpdateQuery(_FilteredWrite):
     """UPDATE table SET ... WHERE ... (refused without WHERE unless ``all_rows()``)."""
 
-    def __init__(self, factory: QueryFactory | None, table: str) -> None:
-        self._factory = factory
-        self._table = check_identifier(table, "table name")
-        self._set: tuple[tuple[str, Expr], ...] = ()
-        self._where: Expr | None = None
-        self._returning: tuple[Expr, ...] = ()
-        self._all_rows = False
-        self._shape_cache = None
-        self._values_cache = None
+    _set: tuple[tuple[str, Expr], ...] = ()
 
     def set(self, assignments: Mapping[str, Any] | None = None, /, **columns: Any) -> UpdateQuery:
         """Columns to set: values (bound) or expressions (``col("n") + 1``)."""
@@ -833,24 +809,11 @@ class UpdateQuery(_FilteredWrite):
         values: tuple[Any, ...] = ()
         for _, expr in self._set:
             values += expr._values
-        if self._where is not None:
-            values += self._where._values
-        for item in self._returning:
-            values += item._values
-        return values
+        return values + self._filter_values()
 
 
 class DeleteQuery(_FilteredWrite):
     """DELETE FROM table WHERE ... (refused without WHERE unless ``all_rows()``)."""
-
-    def __init__(self, factory: QueryFactory | None, table: str) -> None:
-        self._factory = factory
-        self._table = check_identifier(table, "table name")
-        self._where: Expr | None = None
-        self._returning: tuple[Expr, ...] = ()
-        self._all_rows = False
-        self._shape_cache = None
-        self._values_cache = None
 
     def _shape(self) -> tuple[Any, ...]:
         return (
@@ -862,10 +825,7 @@ class DeleteQuery(_FilteredWrite):
         )
 
     def _collect_values(self) -> tuple[Any, ...]:
-        values: tuple[Any, ...] = self._where._values if self._where is not None else ()
-        for item in self._returning:
-            values += item._values
-        return values
+        return self._filter_values()
 
 
 class RawQuery(_Query):
@@ -879,8 +839,6 @@ class RawQuery(_Query):
         self._factory = factory
         self._text = text
         self._params = dict(params or {})
-        self._shape_cache = None
-        self._values_cache = None
 
     def _shape(self) -> tuple[Any, ...]:
         return ("raw", self._text)

@@ -22,11 +22,12 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import SecretStr
 
 from dbsystem.errors import AuthenticationError, ConfigurationError, SecurityError
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.protocols import set_credential_source
 
 __all__ = [
@@ -53,26 +54,16 @@ class Credential:
         return f"Credential(username={self.username!r}, password=SecretStr('**********'))"
 
 
-class CredentialManager:
-    """Named credentials, for pools (``PoolConfig(credential=...)``) and applications."""
+class CredentialManager(ProcessWide):
+    """Named credentials, for pools (``PoolConfig(credential=...)``) and applications.
 
-    _instance: ClassVar[CredentialManager | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+    ``CredentialManager.instance()`` is the process-wide store; ``CredentialManager()`` an
+    isolated one.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._credentials: dict[str, Credential] = {}
-
-    @classmethod
-    def instance(cls) -> CredentialManager:
-        """The process-wide credential store."""
-        found = cls._instance
-        if found is None:
-            with cls._instance_lock:
-                found = cls._instance
-                if found is None:
-                    found = cls._instance = cls()
-        return found
 
     def set(self, name: str, *, password: str, username: str | None = None) -> None:
         """Store a credential given in code."""

@@ -29,9 +29,10 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
 from dbsystem.query.expr import check_identifier
 
@@ -111,7 +112,7 @@ class Role:
                 )
 
 
-class AccessControl(ExecutionHook):
+class AccessControl(ProcessWide, ExecutionHook):
     """Roles, user assignments, and the check of every statement that carries a user.
 
     Installed on a manager by ``db.for_user(...)`` (or ``db.use_access_control(acl)``).
@@ -122,10 +123,9 @@ class AccessControl(ExecutionHook):
     statement. ``raw_needs_grant=True`` also makes it need ``Permission.RAW`` on every
     table it touches (``"*"`` for none), so sessions can be held to the builders and the
     ORM, which carry row policies: the escape hatch is denied by default.
-    """
 
-    _instance: ClassVar[AccessControl | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+    ``AccessControl.instance()`` is the process-wide one.
+    """
 
     def __init__(self, *, require_user: bool = False, raw_needs_grant: bool = False) -> None:
         self.require_user = require_user
@@ -139,17 +139,6 @@ class AccessControl(ExecutionHook):
         # (user, action, resource) -> decision; cleared on every change
         self._decisions: dict[tuple[str, str, str], bool] = {}
         self._policed: dict[str, bool] = {}  # user -> has_policies; cleared on every change
-
-    @classmethod
-    def instance(cls) -> AccessControl:
-        """The process-wide access control."""
-        found = cls._instance
-        if found is None:
-            with cls._instance_lock:
-                found = cls._instance
-                if found is None:
-                    found = cls._instance = cls()
-        return found
 
     # -- administration -------------------------------------------------------------------
 

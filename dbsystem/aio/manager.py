@@ -242,11 +242,13 @@ class AsyncDatabaseManager(_Calls):
             idle_timeout=config.idle_timeout,
             max_lifetime=config.max_lifetime,
             health_check_interval=config.health_check_interval,
+            leak_threshold=config.leak_threshold,
             max_waiting=config.max_waiting,
+            reconnect_timeout=config.reconnect_timeout,
+            lease_class=AsyncConnection,
             backend_name=getattr(backend, "label", backend.name),
             hooks=self.sync._chain_for(config),
-            lease_class=AsyncConnection,
-            backend=backend,
+            describe=config.describe(),
         )
         await pool.open()
         self._pools[key] = pool

@@ -10,9 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
-from dbsystem.errors import PoolClosed
 from dbsystem.kernel.hooks import HookChain
-from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.stats import PoolLimits, PoolStats
 
 __all__ = ["DriverHandle", "DriverPool"]
 
@@ -33,7 +32,7 @@ class DriverHandle:
         """Nothing to return; kept for symmetry with SQL connections."""
 
 
-class DriverPool(ABC, Generic[H]):
+class DriverPool(PoolLimits, ABC, Generic[H]):
     """The manager's pool object for a backend whose driver pools for itself."""
 
     def __init__(self, backend: Any, *, name: str, hooks: HookChain) -> None:
@@ -45,28 +44,13 @@ class DriverPool(ABC, Generic[H]):
         self._min_size: int = backend.config.min_size
         self._max_size: int = backend.config.max_size
 
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._closed
-
-    @property
-    def min_size(self) -> int:
-        """Connections the driver opens up front (or keeps open)."""
-        return self._min_size
-
-    @property
-    def max_size(self) -> int:
-        """The most connections the driver's pool holds."""
-        return self._max_size
-
     def acquire(self, timeout: float | None = None, *, label: str | None = None) -> H:
         """A handle running operations through the driver's pool.
 
         The driver lends its connections per command, so there is no holder to label.
         """
         if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+            raise self._closed_error()
         return self._handle()
 
     def try_acquire(self, *, label: str | None = None) -> H | None:

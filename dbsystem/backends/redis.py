@@ -240,6 +240,22 @@ def command_statement(
     return statement
 
 
+def scan_statement(pool: Any, context: Any, match: str | None) -> Statement:
+    """The ``Statement`` hooks see for a SCAN over ``match`` (the sync and the async
+    connection's): a read of no key in particular."""
+    words = ["SCAN", "0"] + (["MATCH", match] if match else [])
+    return Statement(
+        backend=pool.backend_name,
+        dialect="redis",
+        pool=pool.name,
+        operation="scan",
+        text=" ".join(words),
+        action="select",
+        resources=(),
+        context=context,
+    )
+
+
 def _text(commands: Sequence[Sequence[Any]]) -> str:
     # The command words, for hooks and error messages (built only when one needs them).
     return "; ".join(" ".join(str(a) for a in command) for command in commands)
@@ -489,20 +505,6 @@ class RedisConnection(DriverHandle):
         """The redis-py client underneath, for what dbsystem does not wrap."""
         self._context: Any = None
 
-    def _statement(
-        self, operation: str, text: str, action: str, resources: tuple[str, ...]
-    ) -> Statement:
-        return Statement(
-            backend=self._pool.backend_name,
-            dialect="redis",
-            pool=self._pool.name,
-            operation=operation,
-            text=text,
-            action=action,
-            resources=resources,
-            context=self._context,
-        )
-
     def _run(
         self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Any]
     ) -> Any:
@@ -573,10 +575,9 @@ class RedisConnection(DriverHandle):
 
         ``match`` is a glob pattern (``*``, ``?``, ``[...]``; escape them with ``\\``).
         """
-        words: list[Any] = ["SCAN", "0"] + (["MATCH", match] if match else [])
-        keys = self._scan(match, count, " ".join(words))
+        statement = scan_statement(self._pool, self._context, match)
+        keys = self._scan(match, count, statement.text)
         if self._pool.hooks.hooks:
-            statement = self._statement("scan", " ".join(words), "select", ())
             return self._pool.hooks.run_stream(statement, keys)
         return keys
 

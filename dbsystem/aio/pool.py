@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from time import monotonic
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
@@ -79,7 +80,12 @@ class AsyncPooledConnection(Lease[C]):
     async def __aenter__(self: L) -> L:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
         if self._entry is not None:
             await self.release()
 

@@ -70,6 +70,9 @@ class SQLLeaseBase:
     _pool: Any
     _raw: Any
     _context: Any
+    # ``call(sql, params)`` through the pool's hooks as an operation (with the statement's
+    # action and tables, if known): a result, or on an async connection a coroutine.
+    _hooked: Callable[..., Any]
 
     @property
     def backend(self) -> Any:
@@ -110,19 +113,6 @@ class SQLLeaseBase:
 
     def _released_error(self) -> InterfaceError:
         raise NotImplementedError  # the lease's
-
-    def _hooked(
-        self,
-        operation: str,
-        sql: str,
-        params: Any,
-        call: Callable[[str, Any], Any],
-        action: str | None = None,
-        resources: tuple[str, ...] | None = None,
-    ) -> Any:
-        """``call(sql, params)`` through the pool's hooks as ``operation`` (a coroutine on
-        an async connection)."""
-        raise NotImplementedError
 
     def _run_built(
         self,

@@ -26,12 +26,12 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from time import monotonic
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import adrive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 
@@ -187,11 +187,13 @@ class AsyncConnectionPool(PoolBase[C]):
             self._count_wait(now - start)
         if self._needs_renewal(entry, now):
             entry = await adrive(self, self._renew_flow(entry, now))
-        return self._lend(entry, now, label)
+        return self._lend(entry, now, label, caller())
 
-    def _lend(self, entry: PoolEntry, now: float, label: str | None) -> AsyncPooledConnection[C]:
+    def _lend(
+        self, entry: PoolEntry, now: float, label: str | None, where: tuple[CodeType, int] | None
+    ) -> AsyncPooledConnection[C]:
         lease = self._lease_class(self, entry)
-        self._borrowed(entry, now, label, lease)
+        self._borrowed(entry, now, label, lease, where)
         if self._leak_threshold is not None:  # the awaiting coroutines' stack, while there
             lease._frame = traceback.extract_stack()
         return lease
@@ -213,7 +215,7 @@ class AsyncConnectionPool(PoolBase[C]):
             entry = taken
         if self._needs_renewal(entry, monotonic()):
             entry = await adrive(self, self._renew_flow(entry, monotonic()))
-        return self._lend(entry, monotonic(), label)
+        return self._lend(entry, monotonic(), label, caller())
 
     async def _get(self, timeout: float) -> PoolEntry:
         """An entry, lent (counted in ``_active``): idle, newly opened, or handed over."""

@@ -409,11 +409,19 @@ class PoolBase(PoolLimits, Generic[C]):
     def _needs_renewal(self, entry: PoolEntry, now: float) -> bool:
         return now - entry.last_used > self._check_after or now >= entry.expires_at
 
-    def _borrowed(self, entry: PoolEntry, now: float, label: str | None, lease: Lease[C]) -> None:
-        """Record who holds ``entry`` (the thread pool's ``acquire`` inlines this)."""
+    def _borrowed(
+        self,
+        entry: PoolEntry,
+        now: float,
+        label: str | None,
+        lease: Lease[C],
+        where: tuple[CodeType, int] | None,
+    ) -> None:
+        """Record who holds ``entry``: ``where`` is ``caller()`` in the acquiring method
+        (each frame it walks costs; the thread pool's ``acquire`` inlines all this)."""
         entry.borrowed_at = now
         entry.label = label
-        entry.where = caller()
+        entry.where = where
         if self._leak_threshold is not None:
             entry.leak_reported = False
             entry.lease = weakref.ref(lease)

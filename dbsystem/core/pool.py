@@ -277,7 +277,7 @@ class ConnectionPool(PoolBase[C]):
         if self._needs_renewal(entry, now):
             entry = drive(self, self._renew_flow(entry, now))
         lease = self._lease_class(self, entry)
-        self._borrowed(entry, now, label, lease)
+        self._borrowed(entry, now, label, lease, _caller())
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
         return lease

@@ -378,3 +378,28 @@ def test_query_errors_name_the_missing_pool():
         await adb.close_all()
 
     asyncio.run(main())
+
+
+def test_a_stream_cancelled_mid_fetch_drops_its_connection(postgres_url):
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(
+            DatabaseType.POSTGRES, PoolConfig(url=postgres_url, min_size=0, max_size=1)
+        )
+        sql = "SELECT i, pg_sleep(CASE WHEN i = 3 THEN 5 ELSE 0 END) FROM generate_series(1, 5) i"
+
+        async def read() -> list[int]:
+            async with adb.connection() as conn:
+                return [row["i"] async for row in conn.stream(sql, batch_size=1)]
+
+        task = asyncio.ensure_future(read())
+        await asyncio.sleep(0.3)  # rows 1 and 2 read; row 3 takes 5 s
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = adb.get_pool().stats()
+        assert (stats.active, stats.discarded, stats.total) == (0, 1, 0)
+        assert await adb.fetch_value("SELECT 3") == 3  # a fresh connection
+        await adb.close_all()
+
+    asyncio.run(main())

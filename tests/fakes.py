@@ -59,3 +59,35 @@ class FakeConnector:
     def open_count(self) -> int:
         with self.lock:
             return sum(1 for c in self.opened if not c.closed)
+
+
+class FakeAsyncConnector:
+    """``FakeConnector`` for ``AsyncConnectionPool``: the same connections and counters,
+    each call awaited (``delay`` seconds of ``asyncio.sleep`` in ``connect``)."""
+
+    def __init__(self) -> None:
+        self.sync = FakeConnector()
+        self.delay = 0.0
+
+    async def connect(self) -> FakeConn:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        return self.sync.connect()
+
+    async def check(self, conn: FakeConn) -> None:
+        self.sync.check(conn)
+
+    async def reset(self, conn: FakeConn) -> None:
+        self.sync.reset(conn)
+
+    async def close(self, conn: FakeConn) -> None:
+        self.sync.close(conn)
+
+    def is_clean(self, conn: FakeConn) -> bool:
+        return not conn.in_tx
+
+    @property
+    def open_count(self) -> int:
+        return self.sync.open_count

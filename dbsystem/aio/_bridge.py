@@ -15,7 +15,6 @@ import inspect
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.kernel.types import DatabaseType
@@ -106,8 +105,8 @@ class SyncBridge(QueryMixin, SchemaMixin):
 
 
 class _SyncConnection:
-    """An ``AsyncConnection`` used from the worker thread: each coroutine method is run on
-    the loop and waited for; attributes pass through."""
+    """An ``AsyncConnection`` used from the worker thread: each coroutine a method returns
+    is run on the loop and waited for; attributes pass through."""
 
     _is_async = False  # the builders take the synchronous path, through _run_built below
 
@@ -117,11 +116,15 @@ class _SyncConnection:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._lease, name)
-        if not inspect.iscoroutinefunction(attribute):
+        if not callable(attribute):
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._bridge._wait(attribute(*args, **kwargs))
+            # A coroutine, from an async method or a plain one (``_run_built``): waited for.
+            result = attribute(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                return self._bridge._wait(result)
+            return result
 
         return call
 
@@ -138,10 +141,5 @@ class _SyncTransaction:
         self._bridge._wait(self._transaction.__aenter__())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._bridge._wait(self._transaction.__aexit__(exc_type, exc, tb))
+    def __exit__(self, *exc_info: Any) -> None:
+        self._bridge._wait(self._transaction.__aexit__(*exc_info))

@@ -6,7 +6,9 @@ the transaction depth (savepoints when nested), like ``SQLConnectionBase``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import weakref
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -28,6 +30,7 @@ from dbsystem.kernel.types import ExecuteResult, Row
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
 
 _IDLE = int(TransactionStatus.IDLE)
+_stream_ids = itertools.count(1)
 
 
 class AsyncPostgresConnection:
@@ -48,6 +51,13 @@ class AsyncPostgresConnection:
         self._secrets = secrets
         self.tx_depth = 0
         self.broken = False
+        # Open streams, closed when the connection goes back to the pool (as the sync side).
+        self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
+
+    @property
+    def driver_connection(self) -> psycopg.AsyncConnection[Any]:
+        """psycopg's connection; statements run on it bypass the hooks."""
+        return self._conn
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
@@ -132,6 +142,41 @@ class AsyncPostgresConnection:
     async def fetch_value(self, sql: str, params: Mapping[str, Any] | None) -> Any:
         row = await self.fetch_one(sql, params)
         return None if row is None else next(iter(row.values()), None)
+
+    def open_stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> AsyncGenerator[Row, None]:
+        """``stream``, remembered so that returning the connection closes it."""
+        rows = self._stream(sql, params, batch_size)
+        self.streams.add(rows)
+        return rows
+
+    async def _stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> AsyncGenerator[Row, None]:
+        # A server-side (named) cursor lives in a transaction: open one if none is.
+        own = self.tx_depth == 0
+        if own:
+            await self.begin()
+        name = f"dbsystem_stream_{next(_stream_ids)}"
+        cur = self._conn.cursor(name=name, row_factory=dict_row)
+        failed = False
+        try:
+            await cur.execute(sql if params is None else self._query(sql, params), params)
+            while batch := await cur.fetchmany(batch_size):
+                for row in batch:
+                    yield row
+        except psycopg.Error as exc:
+            failed = True
+            raise self._error(exc, sql, params) from exc
+        finally:
+            if not self.broken:
+                try:
+                    await cur.close()
+                except psycopg.Error:
+                    failed = True
+                if own:
+                    await (self.rollback() if failed else self.commit())
 
     async def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
         quoted = ", ".join(self.quote_identifier(c) for c in columns)
@@ -241,13 +286,22 @@ class AsyncPostgresConnector:
         await conn._run("SELECT 1")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
+        for stream in list(conn.streams):
+            try:
+                await stream.aclose()
+            except RuntimeError:  # still being read by another task: drop the connection
+                conn.broken = True
         if conn.broken:
             raise ConnectionFailed("the connection was lost", backend="postgresql")
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
-        return conn.tx_depth == 0 and conn._conn.pgconn.transaction_status == _IDLE
+        return (
+            not conn.streams
+            and conn.tx_depth == 0
+            and conn._conn.pgconn.transaction_status == _IDLE
+        )
 
     async def close(self, conn: AsyncPostgresConnection) -> None:
         try:

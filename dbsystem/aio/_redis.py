@@ -8,13 +8,13 @@ use in the running event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from dbsystem.backends.redis import _error, _text, describe_commands
+from dbsystem.backends.redis import _error, _text, describe_commands, describe_scan
 from dbsystem.errors import InterfaceError, NotSupportedError
 
 __all__ = ["AsyncRedisConnection", "async_redis_client"]
@@ -72,21 +72,49 @@ class AsyncRedisConnection:
         """Run one command: ``await redis.execute("HSET", "user:1", "name", "ada")``."""
         if not args:
             raise InterfaceError("execute() needs a command")
-        return await self._run("command", [args], lambda: self.client.execute_command(*args))
+        return await self._command(args, {})
 
     async def pipeline(
         self, commands: Sequence[Sequence[Any]], *, transaction: bool = False
     ) -> list[Any]:
         """Several commands in one round trip (``transaction=True``: MULTI/EXEC)."""
+        return await self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
+    async def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        # (``options`` are redis-py's response options, such as ``withscores``.)
+        return await self._run(
+            "command", [args], lambda: self.client.execute_command(*args, **options)
+        )
+
+    async def _commands(
+        self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
+    ) -> list[Any]:
         async def call() -> list[Any]:
             pipe = self.client.pipeline(transaction=transaction)
-            for command in commands:
-                pipe.execute_command(*command)
+            for args, options in commands:
+                pipe.execute_command(*args, **options)
             return list(await pipe.execute())
 
-        result: list[Any] = await self._run("pipeline", [tuple(c) for c in commands], call)
+        result: list[Any] = await self._run("pipeline", [args for args, _ in commands], call)
         return result
+
+    def scan(self, match: str | None = None, count: int | None = None) -> AsyncIterator[str]:
+        """``async for key in redis.scan(match="user:*")``: SCAN (never KEYS), lazily."""
+        keys = self._scan(match, count, describe_scan(match).text)
+        observed: AsyncIterator[str] = self._pool.arun_stream(
+            self._context, "scan", lambda: describe_scan(match), keys
+        )
+        return observed
+
+    async def _scan(
+        self, match: str | None, count: int | None, text: str
+    ) -> AsyncGenerator[str, None]:
+        pool = self._pool
+        try:
+            async for key in self.client.scan_iter(match=match, count=count):
+                yield key
+        except redis_errors.RedisError as exc:
+            raise _error(exc, pool.backend_name, text, pool.connector.secrets) from exc
 
     async def publish(self, channel: str, message: Any) -> int:
         """PUBLISH; returns how many subscribers received it."""

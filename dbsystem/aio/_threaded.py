@@ -5,8 +5,9 @@ backend it wraps (its errors, transaction depth and savepoints are the backend's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 from dbsystem.backends.base import Backend, SQLConnectionBase
@@ -36,6 +37,11 @@ class ThreadedSQLConnection:
     def tx_depth(self) -> int:
         return self.sync.tx_depth
 
+    @property
+    def driver_connection(self) -> Any:
+        """The synchronous driver's connection (use it only from the worker thread)."""
+        return self.sync.driver_connection
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -58,6 +64,24 @@ class ThreadedSQLConnection:
     async def fetch_value(self, sql: str, params: Mapping[str, Any] | None) -> Any:
         return await self.call(self.sync.fetch_value, sql, params)
 
+    async def open_stream(
+        self, sql: str, params: Mapping[str, Any] | None, batch_size: int
+    ) -> AsyncGenerator[Row, None]:
+        """The backend's stream, read ``batch_size`` rows per trip to the worker thread."""
+        rows = self.sync.open_stream(sql, params, batch_size)
+        finished = False
+        try:
+            while batch := await self.call(_take, rows, batch_size):
+                for row in batch:
+                    yield row
+            finished = True
+        finally:
+            if not finished:  # stopped early: its cursor is closed where it was opened
+                try:
+                    await self.call(rows.close)
+                except RuntimeError:  # the worker is gone: the connection was closed
+                    pass
+
     async def bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> int:
         count: int = await self.call(self.sync.bulk_insert, table, columns, rows)
         return count
@@ -74,6 +98,10 @@ class ThreadedSQLConnection:
 
     def quote_identifier(self, name: str) -> str:
         return self.sync.quote_identifier(name)
+
+
+def _take(rows: Iterator[Row], count: int) -> list[Row]:
+    return list(islice(rows, count))
 
 
 class ThreadedConnector:

@@ -2,49 +2,60 @@
 
 Every statement goes through the pool's ``HookChain`` as the same ``Statement`` the
 synchronous path builds, so access control, audit and metrics behave the same in async
-code. A task cancelled in the middle of a statement marks the connection broken: the pool
-closes it instead of lending it again.
+code. What does not wait (argument checks, the ``Statement``, ``insert_many``'s steps and
+the search for its failing row, the text of transaction steps) is the synchronous
+connection's own code (``core/_connection_base.py``). A task cancelled in the middle of a
+statement marks the connection broken: the pool closes it instead of lending it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dbsystem.aio.pool import AsyncPooledConnection
-from dbsystem.core._flows import TransactionFlow
-from dbsystem.core.connection import _check_params, _check_row_keys, _rollback_failed
-from dbsystem.core.execution import statement
-from dbsystem.errors import InterfaceError, QueryBuildError
-from dbsystem.kernel.hooks import Statement
+from dbsystem.core._connection_base import (
+    SQLLeaseBase,
+    TransactionBase,
+    check_batch_size,
+    check_params,
+    insert_flow,
+)
+from dbsystem.core._flow import adrive
+from dbsystem.errors import InterfaceError
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 
 __all__ = ["AsyncConnection", "AsyncTransaction"]
 
 T = TypeVar("T")
+_END: Any = object()
 
 
-class AsyncConnection(AsyncPooledConnection[Any]):
+class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
     """A borrowed async SQL connection: ``async with adb.connection(t) as conn``.
 
     The same API as ``Connection``, awaited: ``await conn.fetch_all("SELECT ... WHERE id =
     :id", {"id": 1})``; rows are dicts; ``async with conn.transaction():`` (nested:
-    savepoints).
+    savepoints); ``async for row in conn.stream(sql)``.
     """
 
-    __slots__ = ("_context",)
+    __slots__ = ()
     _is_async = True
-
-    def __init__(self, pool: Any, entry: Any) -> None:
-        super().__init__(pool, entry)
-        self._context: Any = None
 
     @property
     def backend(self) -> Any:
-        """The backend of the pool (its dialect, capabilities, URL)."""
+        """The backend this connection belongs to (its dialect, capabilities, URL)."""
         return self._pool.backend
+
+    @property
+    def driver_connection(self) -> Any:
+        """The driver's own connection underneath (psycopg's ``AsyncConnection``; the
+        synchronous driver's for backends run on a worker thread); statements run on it
+        bypass the hooks."""
+        raw = self.raw
+        return getattr(raw, "driver_connection", None)
 
     @property
     def in_transaction(self) -> bool:
@@ -57,26 +68,6 @@ class AsyncConnection(AsyncPooledConnection[Any]):
         except asyncio.CancelledError:
             raw.broken = True  # the statement's state on the wire is unknown
             raise
-
-    def _statement(
-        self,
-        operation: str,
-        text: str,
-        params: Any,
-        action: str | None = None,
-        resources: tuple[str, ...] | None = None,
-    ) -> Statement:
-        pool = self._pool
-        return statement(
-            pool,
-            self._context,
-            operation,
-            text,
-            params,
-            dialect=pool.backend.dialect,
-            action=action,
-            resources=resources,
-        )
 
     async def _hooked(
         self,
@@ -101,74 +92,89 @@ class AsyncConnection(AsyncPooledConnection[Any]):
     async def execute(self, sql: str, params: Params = None) -> ExecuteResult:
         """Run a statement; return the affected row count."""
         if params is not None and type(params) is not dict:
-            params = _check_params(params)
+            params = check_params(params)
         return await self._hooked("execute", sql, params, self.raw.execute)
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         """Run a query; return every row as a dict."""
         if params is not None and type(params) is not dict:
-            params = _check_params(params)
+            params = check_params(params)
         return await self._hooked("fetch_all", sql, params, self.raw.fetch_all)
 
     async def fetch_one(self, sql: str, params: Params = None) -> Row | None:
         """Run a query; return its first row as a dict, or None."""
         if params is not None and type(params) is not dict:
-            params = _check_params(params)
+            params = check_params(params)
         return await self._hooked("fetch_one", sql, params, self.raw.fetch_one)
 
     async def fetch_value(self, sql: str, params: Params = None) -> Any:
         """Run a query; return the first column of its first row, or None."""
         if params is not None and type(params) is not dict:
-            params = _check_params(params)
+            params = check_params(params)
         return await self._hooked("fetch_value", sql, params, self.raw.fetch_value)
 
-    async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+    async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
         """Run a statement once per parameter mapping; return the total row count."""
         if isinstance(seq_params, (str, bytes, Mapping)):
             raise InterfaceError("executemany takes a sequence of parameter mappings")
-        checked = [p if type(p) is dict else _check_params(p) for p in seq_params]
+        checked = [p if type(p) is dict else check_params(p) for p in seq_params]
         return await self._hooked("executemany", sql, checked, self.raw.executemany)
 
-    async def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert many rows at once (COPY on PostgreSQL), all or nothing; return the count."""
-        if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Sequence):
-            raise InterfaceError("insert_many takes a sequence of row mappings")
-        if not rows:
-            return 0
-        if not isinstance(rows[0], Mapping):
-            raise QueryBuildError(f"row 0 is a {type(rows[0]).__name__}, not a mapping")
+    def stream(
+        self, sql: str, params: Params = None, *, batch_size: int = 1000
+    ) -> AsyncIterator[Row]:
+        """``async for row in conn.stream(sql, params)``: a query's rows without loading
+        them all, ``batch_size`` at a time, as ``Connection.stream`` (a server-side cursor
+        on PostgreSQL, inside a transaction it opens if none is open).
+
+        Finish the loop, or close the iterator (``contextlib.aclosing``), before running
+        another statement on this connection; returning the connection closes it, and a
+        stream read after its lease was returned raises ``InterfaceError``.
+        """
         raw = self.raw
-        names = list(rows[0])
-        raw.quote_identifier(table)
-        for name in names:
-            raw.quote_identifier(name)
-        _check_row_keys(rows, names)
-        text = f"INSERT INTO {table} ({', '.join(names)}) VALUES <{len(rows)} rows>"
+        if params is not None and type(params) is not dict:
+            params = check_params(params)
+        rows = self._checked(raw, raw.open_stream(sql, params, check_batch_size(batch_size)))
+        hooks = self._pool.hooks
+        if hooks.hooks:
+            return hooks.arun_stream(self._statement("stream", sql, params), rows)
+        return rows
+
+    async def _checked(
+        self, raw: Any, rows: AsyncGenerator[Row, None]
+    ) -> AsyncGenerator[Row, None]:
+        try:
+            while self._stream_alive(raw) and (row := await anext(rows, _END)) is not _END:
+                yield cast(Row, row)
+        except asyncio.CancelledError:
+            raw.broken = True  # a cursor left mid-fetch: the pool closes the connection
+            raise
+        finally:
+            if self._raw is raw:  # stopped early: close the backend's stream now (once
+                await rows.aclose()  # the lease is returned, the pool has closed it)
+
+    async def insert_many(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        """Insert many rows at once, all or nothing; return how many were inserted.
+
+        As ``Connection.insert_many``: COPY on PostgreSQL, ``columns`` to name them (default:
+        the first row's keys), and an error naming the first failing row (``row_index``).
+        """
+        raw = self.raw
+        names = self._insert_columns(raw, table, rows, columns)
+        if names is None:
+            return 0
 
         async def insert(_sql: str, _params: Any) -> int:
-            savepoint = await raw.begin()
-            try:
-                count: int = await raw.bulk_insert(table, names, rows)
-            except BaseException:
-                await raw.rollback(savepoint)
-                raise
-            await raw.commit(savepoint)
-            return count
+            return await adrive(raw, insert_flow(raw, table, names, rows))
 
+        text = self._insert_text(table, names, len(rows))
         return await self._hooked("insert_many", text, None, insert, "insert", (table,))
-
-    async def _run_built(
-        self,
-        operation: str,
-        sql: str,
-        params: Mapping[str, Any] | None,
-        action: str | None,
-        resources: tuple[str, ...] | None,
-    ) -> Any:
-        """Run a builder's statement (the query builders call this)."""
-        raw = self.raw
-        call = raw.fetch_all if operation == "fetch_all" else raw.execute
-        return await self._hooked(operation, sql, params, call, action, resources)
 
     def transaction(self, isolation: str | None = None, readonly: bool = False) -> AsyncTransaction:
         """``async with conn.transaction():`` commit on a clean exit, roll back on an
@@ -179,29 +185,26 @@ class AsyncConnection(AsyncPooledConnection[Any]):
         """Raise ``ConnectionFailed`` if the connection no longer works."""
         await self._pool.connector.check(self.raw)
 
-
-class AsyncTransaction:
-    """The async context manager ``AsyncConnection.transaction()`` returns: the async
-    driver of the shared ``TransactionFlow`` (``core._flows``)."""
-
-    __slots__ = ("_conn", "_flow")
-
-    def __init__(self, conn: AsyncConnection, isolation: str | None, readonly: bool) -> None:
-        self._conn = conn
-        self._flow = TransactionFlow(conn.raw, isolation, readonly)
-
-    async def _step(self, operation: str, text: str, call: Callable[[], Awaitable[T]]) -> T:
-        conn = self._conn
-        hooks = conn._pool.hooks
-        raw = conn.raw
+    async def _transaction_step(
+        self, operation: str, text: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        hooks = self._pool.hooks
+        raw = self.raw
         if not hooks.hooks:
-            return await conn._guarded(raw, call())
-        statement = conn._statement(operation, text, None, "transaction", ())
-        return await hooks.arun(statement, lambda: conn._guarded(raw, call()))
+            return await self._guarded(raw, call())
+        statement = self._statement(operation, text, None, "transaction", ())
+        return await hooks.arun(statement, lambda: self._guarded(raw, call()))
+
+
+class AsyncTransaction(TransactionBase):
+    """The async context manager ``AsyncConnection.transaction()`` returns."""
+
+    __slots__ = ()
 
     async def __aenter__(self) -> AsyncTransaction:
-        step = self._flow.begin()
-        self._flow.begun(await self._step(*step))
+        text, call = self._begin_step()
+        self._savepoint = await self._conn._transaction_step("begin", text, call)
+        self._active = True
         return self
 
     async def __aexit__(
@@ -210,14 +213,9 @@ class AsyncTransaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        step = self._flow.end(failed=exc_type is not None)
-        if step is None:
-            return
-        if exc_type is None:
-            await self._step(*step)
-            return
-        try:
-            await self._step(*step)
-        except Exception:
-            # The original error matters more; the pool discards a connection it cannot reset.
-            _rollback_failed(exc_type)
+        commit = exc_type is None
+        operation, text, call = self._end_step(commit)
+        # A broken connection (lost, or a statement cancelled) is not rolled back: the pool
+        # drops it.
+        if commit or not self._conn.raw.broken:
+            await self._conn._transaction_step(operation, text, call)

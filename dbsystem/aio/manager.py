@@ -5,22 +5,38 @@
     async with adb.connection(DatabaseType.POSTGRES) as conn:
         rows = await conn.fetch_all("SELECT ... WHERE id = :id", {"id": 1})
     rows = await adb.query(DatabaseType.POSTGRES).select("*").from_("users").limit(10).execute()
+    name = await adb.query(DatabaseType.REDIS).hget("user:1", "name").execute()
 
 SQL pools are ``AsyncConnectionPool``s: PostgreSQL on psycopg's ``AsyncConnection``,
 SQLite, MySQL and ``mock://`` on a worker thread per connection. Redis connections run on
 ``redis.asyncio`` (fakeredis' async client for ``redis+mock://``). MongoDB pools are the
-synchronous ones (pymongo's client is thread-safe), driven from a thread per call. Hooks
+synchronous ones (pymongo's client is thread-safe), driven from a thread per call.
+``adb.query()`` gives each kind its builders (``AsyncQueryFactory``, ``AsyncRedisQuery``,
+``AsyncMongoQuery``): the synchronous builders' code, whose ``execute()`` is awaited. Hooks
 (access control, audit, metrics) are shared with an internal ``DatabaseManager`` and see
 every statement of every kind.
+
+The methods are ``DatabaseManager``'s, name for name and parameter for parameter
+(``tests/unit/test_parity.py`` keeps it so), awaitable where they do I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dbsystem.aio._bridge import SyncBridge
@@ -28,21 +44,41 @@ from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
-from dbsystem.core.manager import Engine, resolve_pool_config
+from dbsystem.core.configfile import PoolSpec, load_toml
+from dbsystem.core.manager import Engine, PoolKey, _label, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
+from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
+from dbsystem.query.mongo import AsyncMongoQuery
+from dbsystem.query.redis import AsyncRedisQuery
 from dbsystem.query.sql import QueryFactory
 
 if TYPE_CHECKING:
     from dbsystem.aio.replicas import AsyncReplicaSet
+    from dbsystem.backends.mock import MockBackend
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
 Key = tuple[DatabaseType, str | None]
 T = TypeVar("T")
+
+# The connections of open adb.transaction() blocks, per task: (manager id, type, name) -> conn.
+_BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Any]] = ContextVar(
+    "dbsystem_async_bound_connections",
+    default={},  # noqa: B039 - never mutated, only replaced
+)
+
+
+@contextmanager
+def _bound(key: tuple[int, DatabaseType, str | None], conn: Any) -> Iterator[None]:
+    token = _BOUND.set({**_BOUND.get(), key: conn})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
 
 
 class AsyncQueryFactory(QueryFactory):
@@ -53,25 +89,43 @@ class AsyncQueryFactory(QueryFactory):
     is_async = True
 
 
+# adb.query(): the builders of a pool's kind of backend (its ``kind``; SQL by default).
+_BUILDERS: dict[str, Any] = {"kv": AsyncRedisQuery, "document": AsyncMongoQuery}
+
+
+def _builders(
+    owner: Any, manager: AsyncDatabaseManager, db_type: DatabaseType, name: str | None
+) -> Any:
+    kind = manager.backend(db_type, name).kind
+    return _BUILDERS.get(kind, AsyncQueryFactory)(owner, db_type, name)
+
+
 class _Acquire:
     """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release."""
 
-    __slots__ = ("_context", "_lease", "_manager", "_key", "_timeout")
+    __slots__ = ("_context", "_key", "_label", "_lease", "_manager", "_timeout")
 
     def __init__(
-        self, manager: AsyncDatabaseManager, key: Key, timeout: float | None, context: Any
+        self,
+        manager: AsyncDatabaseManager,
+        key: Key,
+        timeout: float | None,
+        context: Any,
+        label: str | None = None,
     ):
         self._manager, self._key, self._timeout = manager, key, timeout
         self._context = context
+        self._label = label
         self._lease: Any = None
 
     async def _get(self) -> Any:
         pool = self._manager._pools.get(self._key)
         if pool is not None:
-            lease: Any = await pool.acquire(self._timeout)
+            lease: Any = await pool.acquire(self._timeout, label=self._label)
             lease._context = self._context
             return lease
-        lease = await self._manager._acquire_threaded(self._key, self._timeout)  # Redis, MongoDB
+        manager = self._manager  # Redis, MongoDB
+        lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
         getattr(lease, "_lease", lease)._context = self._context
         return lease
 
@@ -109,6 +163,11 @@ class _ThreadedLease:
             return await asyncio.to_thread(functools.partial(attribute, *args, **kwargs))
 
         return call
+
+    async def in_thread(self, fn: Callable[[Any], T]) -> T:
+        """``fn(connection)`` on a worker thread, with the synchronous connection (the
+        MongoDB builders run their operation this way)."""
+        return await asyncio.to_thread(fn, self._lease)
 
     async def release(self) -> None:
         """Return the connection to its pool."""
@@ -207,6 +266,9 @@ class AsyncDatabaseManager(_Calls):
                     found = cls._instance = cls()
         return found
 
+    handle = instance
+    """Alias of ``instance()``."""
+
     # -- pools -----------------------------------------------------------------------------
 
     async def create_pool(
@@ -242,11 +304,13 @@ class AsyncDatabaseManager(_Calls):
             idle_timeout=config.idle_timeout,
             max_lifetime=config.max_lifetime,
             health_check_interval=config.health_check_interval,
+            leak_threshold=config.leak_threshold,
             max_waiting=config.max_waiting,
+            reconnect_timeout=config.reconnect_timeout,
+            lease_class=AsyncConnection,
             backend_name=getattr(backend, "label", backend.name),
             hooks=self.sync._chain_for(config),
-            lease_class=AsyncConnection,
-            backend=backend,
+            describe=config.describe(),
         )
         await pool.open()
         self._pools[key] = pool
@@ -300,24 +364,48 @@ class AsyncDatabaseManager(_Calls):
                 return await call(conn)
         return await replicas.aread(sql, call, context)
 
+    async def create_pools(self, specs: Sequence[PoolSpec]) -> None:
+        """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
+        for spec in specs:
+            await self.create_pool(spec.db_type, spec.config, name=spec.name)
+            if spec.default:
+                self.set_mode(spec.db_type)
+
+    async def configure(self, path: str | os.PathLike[str]) -> None:
+        """Create the pools a TOML file defines (see ``dbsystem.core.configfile.load_toml``)."""
+        await self.create_pools(await asyncio.to_thread(load_toml, path))
+
     def get_pool(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        """The pool for ``db_type`` (default: the mode) and ``name``."""
-        db_type = db_type or self.mode
-        if db_type is None:
-            raise InterfaceError("no default database: name the type, or call set_mode()")
-        pool = self._pools.get((db_type, name))
-        if pool is not None:
-            return pool
-        return self.sync.get_pool(db_type, name)
+        """The pool for ``db_type`` (default: the mode) and ``name``: an
+        ``AsyncConnectionPool`` for SQL, the synchronous driver pool for Redis and MongoDB."""
+        key = (db_type or self._default_type(), name)
+        pool = self.pools().get(key)
+        if pool is None:
+            existing = ", ".join(_label(t, n) for t, n in self.pools()) or "none"
+            raise InterfaceError(
+                f"no pool for {_label(*key)}; call create_pool() first (pools: {existing})"
+            )
+        return pool
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The backend behind a pool (its URL, dialect and capabilities)."""
         pool = self.get_pool(db_type, name)
         return pool.backend if isinstance(pool, AsyncConnectionPool) else pool.connector
 
+    def mock(self, db_type: DatabaseType | None = None, name: str | None = None) -> MockBackend:
+        """The ``MockBackend`` behind a ``mock://`` pool, to script answers and assert calls."""
+        return Engine.mock(self, db_type, name)  # type: ignore[arg-type]  # (the same code)
+
     def pools(self) -> dict[Key, Any]:
         """Every open pool, async SQL pools and Redis/MongoDB pools alike."""
         return {**self.sync.pools(), **self._pools}
+
+    def pool_stats(self) -> dict[PoolKey, PoolStats]:
+        """A snapshot of every pool, keyed as ``DatabaseManager.pool_stats`` keys them."""
+        return {
+            (db_type if name is None else (db_type, name)): pool.stats()
+            for (db_type, name), pool in self.pools().items()
+        }
 
     def set_mode(self, db_type: DatabaseType | str) -> None:
         """Make ``db_type`` the default for calls that name none."""
@@ -331,16 +419,33 @@ class AsyncDatabaseManager(_Calls):
         types = {db_type for db_type, _ in self.pools()}
         return next(iter(types)) if len(types) == 1 else None
 
+    async def close_pool(self, db_type: DatabaseType, name: str | None = None) -> None:
+        """Close one pool and forget it."""
+        key = (db_type, name)
+        pool = self._pools.pop(key, None)
+        if pool is not None:
+            await _close(pool)
+            return
+        client = self._redis_clients.pop(key, None)
+        if client is not None:
+            await _close_redis(client)
+        await asyncio.to_thread(self.sync.close_pool, db_type, name)
+
     async def close_all(self) -> None:
-        """Close every pool."""
+        """Close every pool. The manager stays usable: new pools may be created."""
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            await pool.close()
+            await _close(pool)
         clients, self._redis_clients = list(self._redis_clients.values()), {}
         for client in clients:
-            await client.aclose()
-            await client.connection_pool.disconnect()  # (a pool given to a client stays open)
+            await _close_redis(client)
         await asyncio.to_thread(self.sync.close_all)
+
+    async def __aenter__(self) -> AsyncDatabaseManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close_all()
 
     # -- connections -----------------------------------------------------------------------
 
@@ -350,18 +455,25 @@ class AsyncDatabaseManager(_Calls):
         *,
         name: str | None = None,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> Any:
         """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
-        and ``await conn.release()``)."""
-        return _Acquire(self, (db_type or self._default_type(), name), timeout, None)
+        and ``await conn.release()``). ``label`` names the borrower in the pool's
+        ``holders()`` (else its code location does)."""
+        key = (db_type or self._default_type(), name)
+        return _Acquire(self, key, timeout, None, label)
 
     def _default_type(self) -> DatabaseType:
         mode = self.mode
         if mode is None:
-            raise InterfaceError("no default database: name the type, or call set_mode()")
+            raise InterfaceError(
+                "several database types have pools; name one, or call set_mode() first"
+                if self.pools()
+                else "no pool has been created; call create_pool() first"
+            )
         return mode
 
-    async def _acquire_threaded(self, key: Key, timeout: float | None) -> Any:
+    async def _acquire_threaded(self, key: Key, timeout: float | None, label: str | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
         if getattr(sync_pool.connector, "kind", None) == "kv":  # Redis: redis.asyncio
             from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client
@@ -370,7 +482,7 @@ class AsyncDatabaseManager(_Calls):
             if client is None:
                 client = self._redis_clients[key] = async_redis_client(sync_pool)
             return AsyncRedisConnection(sync_pool, client)
-        return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout))
+        return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout, label=label))
 
     @asynccontextmanager
     async def transaction(
@@ -381,20 +493,54 @@ class AsyncDatabaseManager(_Calls):
         isolation: str | None = None,
         readonly: bool = False,
     ) -> AsyncIterator[AsyncConnection]:
-        """A connection inside a transaction, committed when the block exits cleanly."""
-        async with (
-            self.connection(db_type, name=name) as conn,
-            conn.transaction(isolation, readonly),
-        ):
+        """A connection inside a transaction, committed when the block exits cleanly.
+
+        Inside the block (in this task) ``bound_connection`` returns it, and a nested
+        ``transaction()`` for the same pool reuses it as a savepoint.
+        """
+        key = (id(self), db_type or self._default_type(), name)
+        async with AsyncExitStack() as stack:
+            conn: Any = _BOUND.get().get(key)
+            if conn is None:
+                conn = await stack.enter_async_context(self.connection(key[1], name=name))
+                stack.enter_context(_bound(key, conn))
+            await stack.enter_async_context(conn.transaction(isolation, readonly))
             yield conn
 
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> AsyncConnection | None:
+        """The connection of the ``transaction()`` block open in this task, or None."""
+        chosen = db_type or self.mode
+        if chosen is None:
+            return None
+        conn: AsyncConnection | None = _BOUND.get().get((id(self), chosen, name))
+        return conn
+
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        """The query builders for a SQL pool; their ``execute()`` is awaited."""
-        db_type = db_type or self._default_type()
-        pool = self.get_pool(db_type, name)
-        if not isinstance(pool, AsyncConnectionPool):
-            raise InterfaceError("async query builders are for SQL pools")
-        return AsyncQueryFactory(self, db_type, name)  # type: ignore[arg-type]
+        """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
+        return _builders(self, self, db_type or self._default_type(), name)
+
+    async def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the tables (or collections) of entity classes: the ORM's schema code,
+        run through ``run_sync`` (its statements on the async pools)."""
+        await self.run_sync(lambda db: db.create_tables(entities, db_type=db_type))
+
+    async def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the tables (or collections) of entity classes, if they exist."""
+        await self.run_sync(lambda db: db.drop_tables(entities, db_type=db_type))
+
+    async def health(self, *, check: bool = False) -> dict[str, Any]:
+        """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...:
+        every pool checked now (``check`` is accepted for ``DatabaseManager.health``'s
+        signature; an async manager has no background health monitor to read from)."""
+        from dbsystem.monitoring.health import amanager_health
+
+        return dict(await amanager_health(self))
 
     async def run_sync(self, fn: Callable[[Any], T]) -> T:
         """Run synchronous code that takes a manager (the ORM, migrations) on a worker
@@ -461,6 +607,35 @@ class AsyncUserSession(_Calls):
         return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
 
     @property
+    def mode(self) -> DatabaseType | None:
+        """The manager's default database type."""
+        return self.manager.mode
+
+    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The connection of this session's open ``transaction()`` block, or None."""
+        conn = self.manager.bound_connection(db_type, name)
+        return conn if conn is not None and conn._context is self.context else None
+
+    @asynccontextmanager
+    async def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> AsyncIterator[Any]:
+        """A transaction whose statements carry this session's user."""
+        outer = self.bound_connection(db_type, name)
+        manager = self.manager
+        async with manager.transaction(
+            db_type, name=name, isolation=isolation, readonly=readonly
+        ) as conn:
+            if outer is None:
+                conn._context = self.context
+            yield conn
+
+    @property
     def _replicas(self) -> Mapping[Key, Any]:  # type: ignore[override]
         return self.manager._replicas
 
@@ -472,11 +647,24 @@ class AsyncUserSession(_Calls):
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders, run as the session's user."""
-        db_type = db_type or self.manager._default_type()
-        return AsyncQueryFactory(self, db_type, name)  # type: ignore[arg-type]
+        return _builders(self, self.manager, db_type or self.manager._default_type(), name)
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend behind a pool."""
         return self.manager.backend(db_type, name)
+
+    async def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the tables (or collections) of entity classes: the ORM's schema code,
+        run through ``run_sync`` (its statements on the async pools)."""
+        await self.run_sync(lambda db: db.create_tables(entities, db_type=db_type))
+
+    async def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the tables (or collections) of entity classes, if they exist."""
+        await self.run_sync(lambda db: db.drop_tables(entities, db_type=db_type))
 
     async def run_sync(self, fn: Callable[[Any], T]) -> T:
         """``AsyncDatabaseManager.run_sync`` as this session's user (the ORM, checked)."""
@@ -485,3 +673,14 @@ class AsyncUserSession(_Calls):
 
     def __repr__(self) -> str:
         return f"<AsyncUserSession user={self.context.user!r} session={self.context.session_id!r}>"
+
+
+async def _close(pool: AsyncConnectionPool[Any]) -> None:
+    await pool.close()
+    if pool.backend is not None:
+        pool.backend.dispose()
+
+
+async def _close_redis(client: Any) -> None:
+    await client.aclose()
+    await client.connection_pool.disconnect()  # (a pool given to a client stays open)

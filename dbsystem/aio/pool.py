@@ -1,10 +1,14 @@
 """``AsyncConnectionPool``: the asyncio twin of ``ConnectionPool``, for one event loop.
 
-The same settings and guarantees: ``min_size`` opened up front and kept, ``max_size``
-never exceeded, acquire waits at most ``acquire_timeout`` (``PoolTimeout``), idle
-connections above ``min_size`` closed after ``idle_timeout``, connections replaced after
-``max_lifetime``, a connection idle longer than ``health_check_interval`` pinged before it
-is lent, ``max_waiting`` callers at most, and the same ``PoolStats``.
+The same settings, guarantees and reports, from the same code (``core/_pool_base.py``):
+``min_size`` opened up front and kept, ``max_size`` never exceeded, acquire waits at most
+``acquire_timeout`` (``PoolTimeout``), idle connections above ``min_size`` closed after
+``idle_timeout``, connections replaced after ``max_lifetime``, a connection idle longer
+than ``health_check_interval`` pinged before it is lent, ``max_waiting`` callers at most,
+refills backing off while the server is down, ``holders()`` naming who holds each lent
+connection (its ``label`` or its code), leak warnings after ``leak_threshold``, leases
+dropped without being returned reclaimed, and the same ``PoolStats``. This module keeps
+only what is asyncio's own: waiting on futures, and awaiting the connector.
 
 Cancellation safety: a task cancelled while it waits for a connection leaves nothing
 behind (a connection handed to it in the same instant goes to the next waiter); a task
@@ -16,16 +20,18 @@ statement's state on the wire is unknown.
 from __future__ import annotations
 
 import asyncio
-import random
+import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from time import monotonic
-from typing import Any, Generic, Protocol, TypeVar
+from types import CodeType, TracebackType
+from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
-from dbsystem.errors import InterfaceError, PoolClosed, PoolExhausted, PoolTimeout
-from dbsystem.kernel.hooks import HookChain
-from dbsystem.kernel.stats import WAIT_BUCKETS, PoolStats
+from dbsystem.core._flow import adrive
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 
@@ -52,52 +58,21 @@ class AsyncConnector(Protocol[C]):
         ...
 
 
-class _Entry:
-    __slots__ = ("conn", "created", "expires_at", "last_used")
-
-    def __init__(self, conn: Any, now: float, expires_at: float) -> None:
-        self.conn = conn
-        self.created = now
-        self.expires_at = expires_at
-        self.last_used = now
-
-
-class AsyncPooledConnection(Generic[C]):
+class AsyncPooledConnection(Lease[C]):
     """A lease: ``async with pool.acquire() as conn``, or ``await conn.release()``."""
 
-    __slots__ = ("_entry", "_pool", "_raw")
+    __slots__ = ()
 
-    def __init__(self, pool: AsyncConnectionPool[C], entry: _Entry) -> None:
-        self._pool = pool
-        self._entry: _Entry | None = entry
-        self._raw: C | None = entry.conn
+    _pool: AsyncConnectionPool[C]
 
     @property
-    def raw(self) -> C:
-        """The backend connection; ``InterfaceError`` once returned."""
-        raw = self._raw
-        if raw is None:
-            raise InterfaceError(
-                f"connection used after it was returned to pool {self._pool.name!r}",
-                backend=self._pool.backend_name,
-            )
-        return raw
-
-    @property
-    def released(self) -> bool:
-        """True once the connection went back to the pool."""
-        return self._entry is None
+    def pool(self) -> AsyncConnectionPool[C]:
+        """The pool this lease came from."""
+        return self._pool
 
     async def release(self) -> None:
         """Return the connection; shielded, so a cancelled caller still returns it."""
-        entry = self._entry
-        if entry is None:
-            raise InterfaceError(
-                f"connection was already returned to pool {self._pool.name!r}",
-                backend=self._pool.backend_name,
-            )
-        self._entry = None
-        self._raw = None
+        entry = self._take_entry()
         pool = self._pool
         if not pool._release_now(entry):
             await asyncio.shield(pool._release(entry))
@@ -105,183 +80,156 @@ class AsyncPooledConnection(Generic[C]):
     async def __aenter__(self: L) -> L:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
         if self._entry is not None:
             await self.release()
 
 
-class AsyncConnectionPool(Generic[C]):
-    """A pool of async connections (see the module docstring)."""
+class AsyncConnectionPool(PoolBase[C]):
+    """A pool of async connections made by ``connector`` (an ``AsyncConnector``); see the
+    module docstring, and ``PoolBase.__init__`` for the settings, the same as
+    ``ConnectionPool``'s. ``await pool.open()`` (or ``async with pool``) opens ``min_size``
+    connections and starts the maintenance task.
 
-    def __init__(
-        self,
-        connector: AsyncConnector[C],
-        *,
-        name: str,
-        min_size: int = 1,
-        max_size: int = 10,
-        acquire_timeout: float = 30.0,
-        idle_timeout: float | None = 600.0,
-        max_lifetime: float | None = 3600.0,
-        health_check_interval: float | None = 1.0,
-        max_waiting: int = 0,
-        backend_name: str | None = None,
-        hooks: HookChain | None = None,
-        lease_class: type[AsyncPooledConnection[C]] = AsyncPooledConnection,
-        backend: Any = None,
-        is_broken: Callable[[C], bool] = lambda conn: bool(getattr(conn, "broken", False)),
-    ) -> None:
-        if min_size > max_size:
-            raise InterfaceError(f"min_size ({min_size}) must not exceed max_size ({max_size})")
-        self.connector = connector
-        self.backend = backend
-        """The backend the connections belong to (its dialect, URL), if any."""
-        self.name = name
-        self.backend_name = backend_name or name
-        self.hooks = hooks if hooks is not None else HookChain()
-        self._min_size, self._max_size = min_size, max_size
-        self._acquire_timeout = acquire_timeout
-        self._idle_timeout, self._max_lifetime = idle_timeout, max_lifetime
-        self._health_check_interval = health_check_interval
-        self._max_waiting = max_waiting
-        self._lease_class = lease_class
-        self._is_broken = is_broken
+    The connector may also have ``is_broken(conn)`` (default: the connection's ``broken``
+    attribute) and ``is_clean(conn)`` (see ``AsyncConnector``), and a ``backend``.
+    """
+
+    _default_lease_class = AsyncPooledConnection
+    connector: AsyncConnector[C]
+    _lease_class: type[AsyncPooledConnection[C]]
+    _waiters: deque[asyncio.Future[PoolEntry | None]]
+
+    def _start(self) -> None:
+        connector = self.connector
+        self.backend_name = self.backend_name or self.name
+        self.backend: Any = getattr(connector, "backend", None)
+        """The backend the connections belong to (its dialect, URL), if the connector says."""
+        self._is_broken: Callable[[C], bool] = getattr(connector, "is_broken", _marked_broken)
         self._is_clean: Callable[[C], bool] = getattr(connector, "is_clean", lambda conn: False)
-        self._idle: deque[_Entry] = deque()
+        # Every caller runs on the one event loop: state changes between awaits are atomic.
+        self._lock = nullcontext()
         # A waiter's future gets an entry, or None: a freed slot, open a connection in it.
-        self._waiters: deque[asyncio.Future[_Entry | None]] = deque()
-        self._total = 0  # open or being opened
-        self._active = 0
-        self._closed = False
+        self._waiters = deque()
         self._maintenance: asyncio.Task[None] | None = None
-        self._n_acquired = self._n_timeouts = self._n_created = self._n_closed = 0
-        self._n_discarded = self._n_connect_errors = 0
-        self._wait_total = self._wait_max = 0.0
-        self._wait_counts = [0] * (len(WAIT_BUCKETS) + 1)
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Open ``min_size`` connections (the first failure raises) and start maintenance."""
-        for _ in range(self._min_size):
-            self._total += 1
-            try:
-                conn = await self.connector.connect()
-            except BaseException:
-                self._total -= 1
-                self._n_connect_errors += 1
-                raise
-            self._n_created += 1
-            self._idle.append(self._new_entry(conn))
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        try:
+            await adrive(self, self._fill_flow(self._min_size, fail_fast=True))
+        except BaseException:
+            await self.close()
+            raise
+        self._maintenance = asyncio.get_running_loop().create_task(
+            _maintenance_task(weakref.ref(self), self._maintenance_interval),
+            name=f"dbsystem-pool-{self.name}",
+        )
+        logger.info("pool %r opened: %s", self.name, self._describe)
 
-    async def close(self) -> None:
-        """Close idle connections now, the lent ones as they come back; waiters fail."""
+    async def close(self, timeout: float = 0.0) -> None:
+        """Close the pool: waiters get ``PoolClosed`` at once, idle connections close now.
+
+        Connections still lent out close when returned; ``timeout`` waits up to that many
+        seconds for them to come back (drain). Later ``acquire`` calls raise ``PoolClosed``.
+        """
         if self._closed:
             return
-        self._closed = True
+        idle = self._close_locked()
         if self._maintenance is not None:
             self._maintenance.cancel()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(PoolClosed(f"pool {self.name!r} was closed"))
-        idle, self._idle = list(self._idle), deque()
+                waiter.set_exception(self._closed_error(was=True))
         for entry in idle:
-            self._total -= 1
-            self._n_closed += 1
             await self._close_conn(entry.conn)
+        deadline = monotonic() + timeout
+        while timeout > 0 and self._active and monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        logger.info("pool %r closed", self.name)
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._closed
+    async def __aenter__(self) -> AsyncConnectionPool[C]:
+        if self._maintenance is None and not self._closed:
+            await self.open()
+        return self
 
-    @property
-    def min_size(self) -> int:
-        """Connections kept open."""
-        return self._min_size
-
-    @property
-    def max_size(self) -> int:
-        """Connections open at most."""
-        return self._max_size
-
-    def _new_entry(self, conn: C) -> _Entry:
-        now = monotonic()
-        lifetime = self._max_lifetime
-        expires = now + lifetime * (1 - 0.1 * random.random()) if lifetime else float("inf")
-        return _Entry(conn, now, expires)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     # -- acquire and release ---------------------------------------------------------------
 
-    async def acquire(self, timeout: float | None = None) -> AsyncPooledConnection[C]:
-        """Borrow a connection, waiting at most ``timeout`` (default ``acquire_timeout``)."""
+    async def acquire(
+        self, timeout: float | None = None, *, label: str | None = None
+    ) -> AsyncPooledConnection[C]:
+        """Borrow a connection, waiting at most ``timeout`` (default ``acquire_timeout``).
+
+        ``label`` names the borrower in ``holders()`` (else its code location is shown).
+        Raises ``PoolTimeout``, ``PoolExhausted``, ``PoolClosed`` and the backend's
+        ``ConnectionFailed`` as ``ConnectionPool.acquire`` does.
+        """
         if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
-        idle = self._idle
-        if idle:  # the fast path: an idle connection, recently used, not expired
-            entry = idle[-1]
+            raise self._closed_error()
+        if self._idle:  # the fast path
+            entry = self._take_idle_locked()
+            self._wait_counts[0] += 1  # waited 0 s
             now = monotonic()
-            interval = self._health_check_interval
-            if now < entry.expires_at and (interval is None or now - entry.last_used < interval):
-                idle.pop()
-                self._active += 1
-                self._n_acquired += 1
-                self._wait_counts[0] += 1  # waited 0 s
-                return self._lease_class(self, entry)
-        limit = self._acquire_timeout if timeout is None else timeout
-        start = monotonic()
-        while True:
-            entry = await self._get(limit - (monotonic() - start), limit)
+        else:
+            start = monotonic()
+            entry = await self._get(self._acquire_timeout if timeout is None else timeout)
             now = monotonic()
-            if now >= entry.expires_at:
-                await self._discard(entry, closed=True)
-                continue
-            interval = self._health_check_interval
-            if interval is not None and now - entry.last_used >= interval:
-                try:
-                    await self.connector.check(entry.conn)
-                except Exception as exc:
-                    logger.warning(
-                        "pool %r: discarding a connection that failed its health check: %s",
-                        self.name,
-                        exc,
-                    )
-                    await self._discard(entry, closed=False)
-                    continue
-            waited = monotonic() - start
-            self._count_wait(waited)
-            self._active += 1
-            self._n_acquired += 1
-            return self._lease_class(self, entry)
+            self._count_wait(now - start)
+        if self._needs_renewal(entry, now):
+            entry = await adrive(self, self._renew_flow(entry, now))
+        return self._lend(entry, now, label, caller())
 
-    def _count_wait(self, waited: float) -> None:
-        self._wait_total += waited
-        if waited > self._wait_max:
-            self._wait_max = waited
-        for index, bound in enumerate(WAIT_BUCKETS):
-            if waited <= bound:
-                self._wait_counts[index] += 1
-                return
-        self._wait_counts[-1] += 1
+    def _lend(
+        self, entry: PoolEntry, now: float, label: str | None, where: tuple[CodeType, int] | None
+    ) -> AsyncPooledConnection[C]:
+        lease = self._lease_class(self, entry)
+        self._borrowed(entry, now, label, lease, where)
+        if self._leak_threshold is not None:  # the awaiting coroutines' stack, while there
+            lease._frame = traceback.extract_stack()
+        return lease
 
-    async def _get(self, timeout: float, limit: float) -> _Entry:
+    async def try_acquire(self, *, label: str | None = None) -> AsyncPooledConnection[C] | None:
+        """A connection if one is idle or may be opened now, else None at once.
+
+        Never waits behind other callers: with every connection lent out (or callers
+        already waiting) it returns None, so a health check reports a saturated pool
+        instead of queueing. Opening a new connection takes as long as the connect does.
+        """
+        taken = self._try_take_locked()
+        if taken is False:
+            return None
+        if taken is True:
+            entry = await adrive(self, self._open_flow())
+            self._count_wait(0.0)
+        else:
+            entry = taken
+        if self._needs_renewal(entry, monotonic()):
+            entry = await adrive(self, self._renew_flow(entry, monotonic()))
+        return self._lend(entry, monotonic(), label, caller())
+
+    async def _get(self, timeout: float) -> PoolEntry:
+        """An entry, lent (counted in ``_active``): idle, newly opened, or handed over."""
         if self._idle:
-            return self._idle.pop()
+            return self._take_idle_locked()
         if self._total < self._max_size:
             self._total += 1
-            return await self._open_reserved()
+            return await adrive(self, self._open_flow())
         if self._max_waiting and len(self._waiters) >= self._max_waiting:
-            raise PoolExhausted(
-                f"pool {self.name!r}: {len(self._waiters)} callers already waiting "
-                f"(max_waiting={self._max_waiting})",
-                backend=self.backend_name,
-            )
+            raise self._exhausted_error()
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[_Entry | None] = loop.create_future()
+        waiter: asyncio.Future[PoolEntry | None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(max(timeout, 0.0), self._expire, waiter, limit)
+        timer = loop.call_later(max(timeout, 0.0), self._expire, waiter, timeout)
         try:
             got = await waiter
         except BaseException:
@@ -293,63 +241,46 @@ class AsyncConnectionPool(Generic[C]):
                 served = waiter.result()
                 if served is None:
                     self._total -= 1
-                    self._grant_permit()
+                    self._grant_permit_locked()
                 else:
-                    self._hand_over(served)
+                    self._active -= 1
+                    self._n_acquired -= 1
+                    self._hand_over_locked(served)
             raise
         timer.cancel()
         if got is None:  # a freed slot
-            return await self._open_reserved()
+            return await adrive(self, self._open_flow())
         return got
 
-    def _expire(self, waiter: asyncio.Future[_Entry | None], timeout: float) -> None:
-        if waiter.done():
-            return
-        self._n_timeouts += 1
-        waiter.set_exception(
-            PoolTimeout(
-                f"pool {self.name!r} could not provide a connection within {timeout:g} s: "
-                f"{self._active} of max_size {self._max_size} in use, "
-                f"{len(self._waiters) - 1} other callers waiting",
-                backend=self.backend_name,
-            )
-        )
+    def _expire(self, waiter: asyncio.Future[PoolEntry | None], timeout: float) -> None:
+        if not waiter.done():
+            others = sum(1 for w in self._waiters if w is not waiter and not w.done())
+            waiter.set_exception(self._timeout_error_locked(timeout, others))
 
-    async def _open_reserved(self) -> _Entry:
-        try:
-            conn = await self.connector.connect()
-        except BaseException:
-            self._total -= 1
-            self._n_connect_errors += 1
-            self._grant_permit()
-            raise
-        self._n_created += 1
-        entry = self._new_entry(conn)
-        if self._closed:
-            self._total -= 1
-            await self._close_conn(conn)
-            raise PoolClosed(f"pool {self.name!r} was closed", backend=self.backend_name)
-        return entry
+    def _n_waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
 
-    def _hand_over(self, entry: _Entry) -> None:
+    def _hand_over_locked(self, entry: PoolEntry) -> None:
         """Give an entry to the first waiter still waiting, else keep it idle."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self._active += 1
+                self._n_acquired += 1
                 waiter.set_result(entry)
                 return
         self._idle.append(entry)
 
-    def _grant_permit(self) -> None:
+    def _grant_permit_locked(self) -> None:
         """A slot was freed: let the first waiter open a connection in it."""
-        while self._waiters and self._total < self._max_size:
+        while self._waiters and not self._closed and self._total < self._max_size:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._total += 1
                 waiter.set_result(None)
                 return
 
-    def _release_now(self, entry: _Entry) -> bool:
+    def _release_now(self, entry: PoolEntry) -> bool:
         """Release without awaiting, when nothing needs resetting; False: use ``_release``."""
         conn = entry.conn
         if self._closed or self._is_broken(conn) or not self._is_clean(conn):
@@ -357,13 +288,12 @@ class AsyncConnectionPool(Generic[C]):
         now = monotonic()
         if now >= entry.expires_at:
             return False
-        self._active -= 1
         entry.last_used = now
-        self._hand_over(entry)
+        self._active -= 1
+        self._hand_over_locked(entry)
         return True
 
-    async def _release(self, entry: _Entry) -> None:
-        self._active -= 1
+    async def _release(self, entry: PoolEntry) -> None:
         conn = entry.conn
         healthy = not self._is_broken(conn)
         if healthy and not self._closed:
@@ -377,20 +307,22 @@ class AsyncConnectionPool(Generic[C]):
                     exc,
                 )
         now = monotonic()
+        entry.last_used = now
         if healthy and now < entry.expires_at and not self._closed:
-            entry.last_used = now
-            self._hand_over(entry)
+            self._active -= 1
+            self._hand_over_locked(entry)
             return
-        await self._discard(entry, closed=healthy)
+        self._discard_locked(entry, healthy=healthy)
+        await self._close_conn(conn)
 
-    async def _discard(self, entry: _Entry, *, closed: bool) -> None:
-        self._total -= 1
-        if closed:
-            self._n_closed += 1
-        else:
-            self._n_discarded += 1
-        self._grant_permit()
-        await self._close_conn(entry.conn)
+    # -- the flows' I/O (see PoolBase) -----------------------------------------------------
+
+    async def _connect(self, timeout: float | None = None) -> C:
+        conn: C = await self.connector.connect()
+        return conn
+
+    async def _check(self, conn: C) -> None:
+        await self.connector.check(conn)
 
     async def _close_conn(self, conn: C) -> None:
         try:
@@ -398,68 +330,22 @@ class AsyncConnectionPool(Generic[C]):
         except Exception:
             logger.debug("pool %r: error while closing a connection", self.name, exc_info=True)
 
-    # -- maintenance -----------------------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        """Every half second: close idle connections past their time, refill ``min_size``."""
-        while not self._closed:
-            await asyncio.sleep(0.5)
-            now = monotonic()
-            keep: deque[_Entry] = deque()
-            expired: list[_Entry] = []
-            spare = len(self._idle) + self._active - self._min_size
-            for entry in self._idle:
-                too_old = now >= entry.expires_at
-                unused = (
-                    self._idle_timeout is not None
-                    and now - entry.last_used >= self._idle_timeout
-                    and spare > 0
-                )
-                if too_old or unused:
-                    expired.append(entry)
-                    spare -= 1
-                else:
-                    keep.append(entry)
-            self._idle = keep
-            for entry in expired:
-                await self._discard(entry, closed=True)
-            while self._total < self._min_size and not self._closed and not self._waiters:
-                self._total += 1
-                try:
-                    conn = await self.connector.connect()
-                except Exception as exc:
-                    self._total -= 1
-                    self._n_connect_errors += 1
-                    logger.warning("pool %r: could not open a connection: %s", self.name, exc)
-                    break
-                self._n_created += 1
-                self._hand_over(self._new_entry(conn))
-
-    # -- statistics ------------------------------------------------------------------------
-
-    def stats(self) -> PoolStats:
-        """A snapshot of the pool's state and counters."""
-        acquired = self._n_acquired
-        return PoolStats(
-            name=self.name,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            total=self._total,
-            active=self._active,
-            idle=len(self._idle),
-            waiting=sum(1 for w in self._waiters if not w.done()),
-            acquired=acquired,
-            timeouts=self._n_timeouts,
-            created=self._n_created,
-            closed=self._n_closed,
-            discarded=self._n_discarded,
-            connect_errors=self._n_connect_errors,
-            leaks=0,
-            wait_mean=self._wait_total / acquired if acquired else 0.0,
-            wait_max=self._wait_max,
-            wait_counts=tuple(self._wait_counts),
-            wait_total=self._wait_total,
-        )
-
     def __repr__(self) -> str:
         return f"<AsyncConnectionPool {self.name!r} {self._active}/{self._max_size} in use>"
+
+
+def _marked_broken(conn: Any) -> bool:
+    return bool(getattr(conn, "broken", False))
+
+
+async def _maintenance_task(
+    pool_ref: Callable[[], AsyncConnectionPool[Any] | None], interval: float
+) -> None:
+    # Holds the pool weakly, so a pool dropped without close() can still be collected.
+    while True:
+        await asyncio.sleep(interval)
+        pool = pool_ref()
+        if pool is None or pool.closed:
+            return
+        await adrive(pool, pool._maintain_flow())
+        del pool

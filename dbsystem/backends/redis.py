@@ -44,7 +44,7 @@ from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands"]
+__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands", "describe_scan"]
 
 # Command name -> the action access control and audit see.
 _READ = frozenset(
@@ -229,6 +229,12 @@ def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
         resources=tuple(dict.fromkeys(keys)),
         accesses=tuple(dict.fromkeys(accesses)),
     )
+
+
+def describe_scan(match: str | None) -> Description:
+    """What a SCAN over ``match`` touches (the sync and the async connection's): a read of
+    no key in particular."""
+    return Description(" ".join(["SCAN", "0"] + (["MATCH", match] if match else [])), "select", ())
 
 
 def _text(commands: Sequence[Sequence[Any]]) -> str:
@@ -541,10 +547,9 @@ class RedisConnection:
 
         ``match`` is a glob pattern (``*``, ``?``, ``[...]``; escape them with ``\\``).
         """
-        text = " ".join(["SCAN", "0"] + (["MATCH", match] if match else []))
-        keys = self._scan(match, count, text)
+        keys = self._scan(match, count, describe_scan(match).text)
         return self._pool.run_stream(  # type: ignore[no-any-return]
-            self._context, "scan", lambda: Description(text, "select", ()), keys
+            self._context, "scan", lambda: describe_scan(match), keys
         )
 
     def _scan(self, match: str | None, count: int | None, text: str) -> Iterator[str]:

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from dbsystem._log import get_logger
 from dbsystem.backends.base import SQLConnectionBase
-from dbsystem.core._flows import TransactionFlow
-from dbsystem.core.execution import statement
+from dbsystem.core._connection_base import (
+    SQLLeaseBase,
+    TransactionBase,
+    check_batch_size,
+    check_params,
+    check_row_keys,
+    insert_flow,
+)
+from dbsystem.core._flow import drive
 from dbsystem.core.pool import PooledConnection
-from dbsystem.errors import DatabaseError, InterfaceError, QueryBuildError
+from dbsystem.errors import InterfaceError
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 
@@ -35,16 +42,13 @@ T = TypeVar("T")
 sql_logger = get_logger("dbsystem.sql")
 
 
-def _check_params(params: Any) -> Mapping[str, Any]:
-    if isinstance(params, Mapping):
-        return params
-    raise InterfaceError(
-        f"parameters must be a mapping of names to values (for :name placeholders), "
-        f"not {type(params).__name__}"
-    )
+# The names the rest of the package (and the async connection) used before the split.
+_check_params = check_params
+_check_row_keys = check_row_keys
+_END: Any = object()
 
 
-class Connection(PooledConnection[SQLConnectionBase]):
+class Connection(PooledConnection[SQLConnectionBase], SQLLeaseBase):
     """A borrowed SQL connection. Return it by leaving the ``with`` block (or ``release()``).
 
     Parameters are bound by name: ``conn.fetch_all("SELECT * FROM t WHERE id = :id",
@@ -142,28 +146,15 @@ class Connection(PooledConnection[SQLConnectionBase]):
             raise self._released_error()
         if params is not None and type(params) is not dict:
             params = _check_params(params)
-        if type(batch_size) is not int or batch_size < 1:
-            raise InterfaceError("batch_size must be a positive int")
-        rows = self._guarded(raw, raw.open_stream(sql, params, batch_size))
+        rows = self._guarded(raw, raw.open_stream(sql, params, check_batch_size(batch_size)))
         pool = self._pool
         if pool.hooks.hooks:
             return pool.hooks.run_stream(self._statement("stream", sql, params), rows)
         return rows
 
     def _guarded(self, raw: SQLConnectionBase, rows: Iterator[Row]) -> Iterator[Row]:
-        # Checked before every row: once the lease is returned the pool has closed the
-        # backend stream, which would otherwise just look finished.
-        while True:
-            if self._raw is not raw:
-                raise InterfaceError(
-                    "stream read after its connection was returned to the pool",
-                    backend=self._pool.backend_name,
-                )
-            try:
-                row = next(rows)
-            except StopIteration:
-                return
-            yield row
+        while self._stream_alive(raw) and (row := next(rows, _END)) is not _END:
+            yield cast(Row, row)
 
     def insert_many(
         self,
@@ -180,51 +171,17 @@ class Connection(PooledConnection[SQLConnectionBase]):
         also ``error.row_index``). Inside ``transaction()`` it runs in a savepoint.
         """
         raw = self.raw
-        if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Sequence):
-            raise InterfaceError("insert_many takes a sequence of row mappings")
-        if not rows:
+        names = self._insert_columns(raw, table, rows, columns)
+        if names is None:
             return 0
-        first = rows[0]
-        if not isinstance(first, Mapping):
-            raise QueryBuildError(f"row 0 is a {type(first).__name__}, not a mapping")
-        names = list(columns) if columns is not None else list(first)
-        if not names:
-            raise QueryBuildError("rows to insert have no columns")
-        raw.quote_identifier(table)
-        for name in names:
-            raw.quote_identifier(name)
-        _check_row_keys(rows, names)
         pool = self._pool
         if pool.hooks.hooks:
-            statement = self._statement(
-                "insert_many",
-                f"INSERT INTO {table} ({', '.join(names)}) VALUES <{len(rows)} rows>",
-                None,
-                action="insert",
-                resources=(table,),
+            text = self._insert_text(table, names, len(rows))
+            statement = self._statement("insert_many", text, None, "insert", (table,))
+            return pool.hooks.run(
+                statement, lambda: drive(raw, insert_flow(raw, table, names, rows))
             )
-            return pool.hooks.run(statement, lambda: _insert_all(raw, table, names, rows))
-        return _insert_all(raw, table, names, rows)
-
-    def _run_built(
-        self,
-        operation: str,
-        sql: str,
-        params: Mapping[str, Any] | None,
-        action: str | None,
-        resources: tuple[str, ...] | None,
-    ) -> Any:
-        """Run a builder's statement; its action and tables are known (None: raw SQL text,
-        which hooks classify)."""
-        raw = self._raw
-        if raw is None:
-            raise self._released_error()
-        call = raw.fetch_all if operation == "fetch_all" else raw.execute
-        pool = self._pool
-        if pool.hooks.hooks:
-            statement = self._statement(operation, sql, params, action, resources)
-            return pool.hooks.run(statement, lambda: call(sql, params))
-        return call(sql, params)
+        return drive(raw, insert_flow(raw, table, names, rows))
 
     def transaction(self, isolation: str | None = None, readonly: bool = False) -> Transaction:
         """A context manager: commit on clean exit, roll back on exception; nests as savepoints.
@@ -238,31 +195,20 @@ class Connection(PooledConnection[SQLConnectionBase]):
         """Raise ``ConnectionFailed`` if the connection no longer works."""
         self.raw.ping()
 
-    def _statement(
+    def _hooked(
         self,
         operation: str,
-        text: str,
+        sql: str,
         params: Any,
+        call: Callable[[str, Any], T],
         action: str | None = None,
         resources: tuple[str, ...] | None = None,
-    ) -> Statement:
+    ) -> T:
         pool = self._pool
-        backend: Backend = pool.connector  # type: ignore[assignment]
-        return statement(
-            pool,
-            self._context,
-            operation,
-            text,
-            params,
-            dialect=backend.dialect,
-            backend=pool.backend_name or backend.name,
-            action=action,
-            resources=resources,
-        )
-
-    def _hooked(self, operation: str, sql: str, params: Any, call: Callable[[str, Any], T]) -> T:
-        statement = self._statement(operation, sql, params)
-        return self._pool.hooks.run(statement, lambda: call(sql, params))
+        if not pool.hooks.hooks:
+            return call(sql, params)
+        statement = self._statement(operation, sql, params, action, resources)
+        return pool.hooks.run(statement, lambda: call(sql, params))
 
     def _transaction_step(self, operation: str, text: str, call: Callable[[], T]) -> T:
         pool = self._pool
@@ -272,88 +218,15 @@ class Connection(PooledConnection[SQLConnectionBase]):
         return pool.hooks.run(statement, call)
 
 
-def _check_row_keys(rows: Sequence[Mapping[str, Any]], names: list[str]) -> None:
-    """Every row must have exactly ``names`` as keys: a missing one would fail late, and an
-    extra one (a misspelt column) would be dropped silently by the driver."""
-    # Fast path, about 80 ns a row: every row lists the same keys in the same order.
-    if set(map(tuple, rows)) == {tuple(names)}:
-        return
-    expected = set(names)
-    for index, row in enumerate(rows):
-        if not isinstance(row, Mapping) or row.keys() != expected:
-            found = sorted(row) if isinstance(row, Mapping) else type(row).__name__
-            raise QueryBuildError(f"row {index} has columns {found}; expected {sorted(names)}")
+class Transaction(TransactionBase):
+    """The context manager ``Connection.transaction()`` returns."""
 
-
-def _insert_all(
-    raw: SQLConnectionBase, table: str, columns: list[str], rows: Sequence[Mapping[str, Any]]
-) -> int:
-    """Insert in one transaction level; on failure roll back and find the first bad row."""
-    batch: Sequence[Row] = rows  # type: ignore[assignment]
-    savepoint = raw.begin()
-    try:
-        count = raw.bulk_insert(table, columns, batch)
-    except DatabaseError as exc:
-        raw.rollback(savepoint)
-        index = None if raw.broken else _first_failing_row(raw, table, columns, batch)
-        if index is None:
-            raise
-        error = type(exc)(
-            f"insert_many into {table}: row {index} failed, nothing was inserted: {exc.message}",
-            backend=exc.backend,
-            statement=exc.statement,
-            params=exc.params,
-            orig=exc.orig,
-        )
-        error.row_index = index
-        raise error from exc
-    except BaseException:
-        raw.rollback(savepoint)
-        raise
-    raw.commit(savepoint)
-    return count
-
-
-def _first_failing_row(
-    raw: SQLConnectionBase, table: str, columns: list[str], rows: Sequence[Row]
-) -> int | None:
-    """The index of the first row whose insertion fails: bisection over prefixes.
-
-    Runs only after a failure, each probe in a savepoint that is rolled back, so the
-    database is left as it was. About log2(len(rows)) probes.
-    """
-    low, high = 1, len(rows)  # inserting rows[:high] fails
-    while low < high:
-        middle = (low + high) // 2
-        savepoint = raw.begin()
-        try:
-            raw.bulk_insert(table, columns, rows[:middle])
-            failed = False
-        except DatabaseError:
-            failed = True
-        if raw.broken:
-            return None
-        raw.rollback(savepoint)
-        if failed:
-            high = middle
-        else:
-            low = middle + 1
-    return low - 1
-
-
-class Transaction:
-    """The context manager ``Connection.transaction()`` returns: the sync driver of the
-    shared ``TransactionFlow`` (``core._flows``)."""
-
-    __slots__ = ("_conn", "_flow")
-
-    def __init__(self, conn: Connection, isolation: str | None, readonly: bool) -> None:
-        self._conn = conn
-        self._flow = TransactionFlow(conn.raw, isolation, readonly)
+    __slots__ = ()
 
     def __enter__(self) -> Transaction:
-        step = self._flow.begin()
-        self._flow.begun(self._conn._transaction_step(*step))
+        text, call = self._begin_step()
+        self._savepoint = self._conn._transaction_step("begin", text, call)
+        self._active = True
         return self
 
     def __exit__(
@@ -362,14 +235,12 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        step = self._flow.end(failed=exc_type is not None)
-        if step is None:
-            return
+        operation, text, call = self._end_step(exc_type is None)
         if exc_type is None:
-            self._conn._transaction_step(*step)
+            self._conn._transaction_step(operation, text, call)
             return
         try:
-            self._conn._transaction_step(*step)
+            self._conn._transaction_step(operation, text, call)
         except Exception:
             # The original error matters more; the pool discards a connection it cannot reset.
             _rollback_failed(exc_type)

@@ -14,7 +14,7 @@ only when a hook is installed (the hot path tests one tuple and calls).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 from dbsystem.errors import PoolClosed
@@ -208,6 +208,20 @@ class DriverPool:
         if not hooks.hooks:
             return items
         return hooks.run_stream(self._statement(context, operation, describe()), items)
+
+    def arun_stream(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        items: AsyncGenerator[T, None],
+    ) -> AsyncIterator[T]:
+        """``run_stream`` for an async iterator (the asyncio handles' SCAN)."""
+        self._check_open()
+        hooks = self.hooks
+        if not hooks.hooks:
+            return items
+        return hooks.arun_stream(self._statement(context, operation, describe()), items)
 
     def refuse(
         self,

@@ -21,8 +21,8 @@ raw SQL is classified with sqlglot only when a hook first asks.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from time import perf_counter
@@ -319,6 +319,14 @@ class HookChain:
         The duration covers the whole iteration; ``rowcount`` is the rows the consumer took.
         A consumer that stops early ends the stream normally.
         """
+        return _observe(self._watch(statement), rows)
+
+    def arun_stream(self, statement: Statement, rows: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+        """``run_stream`` for an async iterator (``AsyncConnection.stream``, async SCAN):
+        ``before`` hooks now, ``after`` hooks when the iteration ends."""
+        return _aobserve(self._watch(statement), rows)
+
+    def _watch(self, statement: Statement) -> _StreamWatch:
         hooks = self.hooks
         try:
             for hook in hooks:
@@ -328,29 +336,49 @@ class HookChain:
             for hook in hooks:
                 hook.after_execute(statement)
             raise
-        return self._observe(statement, rows, hooks)
+        return _StreamWatch(statement, hooks)
 
-    @staticmethod
-    def _observe(
-        statement: Statement, rows: Iterator[T], hooks: tuple[ExecutionHook, ...]
-    ) -> Iterator[T]:
-        start = perf_counter()
-        count = 0
-        try:
-            for row in rows:
-                count += 1
-                yield row
-        except GeneratorExit:
-            pass
-        except BaseException as exc:
+
+class _StreamWatch:
+    """A stream's statement while it is read: counts the rows, and when the ``with`` block
+    around the reading ends, fills in the statement and runs the ``after`` hooks."""
+
+    __slots__ = ("count", "hooks", "start", "statement")
+
+    def __init__(self, statement: Statement, hooks: tuple[ExecutionHook, ...]) -> None:
+        self.statement = statement
+        self.hooks = hooks
+        self.count = 0
+        self.start = perf_counter()
+
+    def __enter__(self) -> _StreamWatch:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        statement = self.statement
+        if exc is not None and not isinstance(exc, GeneratorExit):  # not: stopped early
             statement.error = exc
-            raise
-        finally:
-            statement.duration = perf_counter() - start
-            statement.executed = True
-            statement.rowcount = count
-            for hook in hooks:
-                hook.after_execute(statement)
+        statement.duration = perf_counter() - self.start
+        statement.executed = True
+        statement.rowcount = self.count
+        for hook in self.hooks:
+            hook.after_execute(statement)
+
+
+def _observe(watch: _StreamWatch, rows: Iterator[T]) -> Iterator[T]:
+    with watch:
+        for row in rows:
+            watch.count += 1
+            yield row
+
+
+async def _aobserve(watch: _StreamWatch, rows: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    # (Closed explicitly: an async generator left to the garbage collector closes late.)
+    with watch:
+        async with aclosing(rows):
+            async for row in rows:
+                watch.count += 1
+                yield row
 
 
 def _report(

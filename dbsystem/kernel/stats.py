@@ -1,14 +1,17 @@
-"""What a pool reports about itself: ``PoolStats`` snapshots and ``PoolHolder`` records.
+"""What a pool reports about itself: ``PoolStats`` snapshots, ``PoolHolder`` records, and
+``PoolLimits`` (``closed``, ``min_size``, ``max_size``).
 
-Plain data shared by every pool (the engine's, the async one, the drivers' own pools that
-Redis and MongoDB keep) and read by monitoring, so it lives in the kernel.
+Shared by every pool (the engine's, the async one, the drivers' own pools that Redis and
+MongoDB keep) and read by monitoring, so it lives in the kernel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WAIT_BUCKETS", "PoolHolder", "PoolStats"]
+from dbsystem.errors import PoolClosed
+
+__all__ = ["WAIT_BUCKETS", "PoolHolder", "PoolLimits", "PoolStats"]
 
 WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds (seconds) of the acquire-wait histogram in ``PoolStats.wait_counts``."""
@@ -63,3 +66,33 @@ class PoolHolder:
     """The label the borrower gave (``acquire(label=...)``, ``db.connection(label=...)``)."""
     location: str
     """Where it was acquired: ``file:line in function`` of the first caller outside dbsystem."""
+
+
+class PoolLimits:
+    """The read-only surface of every pool the manager holds (``ConnectionPool``,
+    ``AsyncConnectionPool``, and the driver pools of Redis and MongoDB)."""
+
+    name: str
+    backend_name: str | None
+    _closed: bool
+    _min_size: int
+    _max_size: int
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        """Connections kept open while idle."""
+        return self._min_size
+
+    @property
+    def max_size(self) -> int:
+        """The most connections the pool holds."""
+        return self._max_size
+
+    def _closed_error(self, *, was: bool = False) -> PoolClosed:
+        state = "was" if was else "is"
+        return PoolClosed(f"pool {self.name!r} {state} closed", backend=self.backend_name)

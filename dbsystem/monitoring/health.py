@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["BackendHealth", "HealthMonitor", "HealthStatus", "manager_health", "pool_label"]
+__all__ = [
+    "BackendHealth",
+    "HealthMonitor",
+    "HealthStatus",
+    "amanager_health",
+    "manager_health",
+    "pool_label",
+]
 
 logger = get_logger("dbsystem.health")
 
@@ -143,38 +150,65 @@ class HealthMonitor:
     def _check_pool(
         self, label: str, backend: str, pool: Any, previous: BackendHealth | None
     ) -> BackendHealth:
-        now = time.time()
-        last_error = previous.last_error if previous else None
-        last_error_at = previous.last_error_at if previous else None
         health_check.checking = True
         try:
             stats = pool.stats()
+            latency = None
             lease = pool.try_acquire(label="health check")
-            if lease is None:
-                status, latency = HealthStatus.DEGRADED, None
-                detail = (
-                    f"saturated: {stats.active} of {stats.max_size} connections in use, "
-                    f"{stats.waiting} callers waiting"
-                )
-            else:
+            if lease is not None:
                 start = time.perf_counter()
                 with lease:
                     lease.ping()
                 latency = time.perf_counter() - start
-                if latency >= self.degraded_latency:
-                    status = HealthStatus.DEGRADED
-                    detail = f"slow: ping took {latency * 1000:.0f} ms"
-                else:
-                    status, detail = HealthStatus.UP, f"ping {latency * 1000:.1f} ms"
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            return BackendHealth(
-                label, backend, HealthStatus.DOWN, None, error, now, error, now
-            )  # fmt: skip
+            return _down(label, backend, exc)
         finally:
             health_check.checking = False
-        result = BackendHealth(label, backend, status, latency, detail, now)
-        return replace(result, last_error=last_error, last_error_at=last_error_at)
+        return self._judge(label, backend, stats, latency, previous)
+
+    async def _acheck_pool(
+        self, label: str, backend: str, pool: Any, previous: BackendHealth | None
+    ) -> BackendHealth:
+        """``_check_pool`` for an asyncio pool: the same checks, awaited."""
+        health_check.checking = True
+        try:
+            stats = pool.stats()
+            latency = None
+            lease = await pool.try_acquire(label="health check")
+            if lease is not None:
+                start = time.perf_counter()
+                async with lease:
+                    await lease.ping()
+                latency = time.perf_counter() - start
+        except Exception as exc:
+            return _down(label, backend, exc)
+        finally:
+            health_check.checking = False
+        return self._judge(label, backend, stats, latency, previous)
+
+    def _judge(
+        self,
+        label: str,
+        backend: str,
+        stats: Any,
+        latency: float | None,
+        previous: BackendHealth | None,
+    ) -> BackendHealth:
+        """The verdict on a pool that answered (``latency``) or had no connection to spare."""
+        if latency is None:
+            status = HealthStatus.DEGRADED
+            detail = (
+                f"saturated: {stats.active} of {stats.max_size} connections in use, "
+                f"{stats.waiting} callers waiting"
+            )
+        elif latency >= self.degraded_latency:
+            status, detail = HealthStatus.DEGRADED, f"slow: ping took {latency * 1000:.0f} ms"
+        else:
+            status, detail = HealthStatus.UP, f"ping {latency * 1000:.1f} ms"
+        result = BackendHealth(label, backend, status, latency, detail, time.time())
+        if previous is None:
+            return result
+        return replace(result, last_error=previous.last_error, last_error_at=previous.last_error_at)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -191,3 +225,23 @@ def manager_health(db: DatabaseManager, *, check: bool = False) -> dict[str, Bac
     if monitor is None or check or not monitor.running:
         return dict(HealthMonitor(db).check())
     return dict(monitor.statuses())
+
+
+def _down(label: str, backend: str, exc: Exception) -> BackendHealth:
+    now = time.time()
+    error = f"{type(exc).__name__}: {exc}"
+    return BackendHealth(label, backend, HealthStatus.DOWN, None, error, now, error, now)
+
+
+async def amanager_health(adb: Any) -> dict[str, BackendHealth]:
+    """Each pool's health for an ``AsyncDatabaseManager`` (``await adb.health()``): its
+    asyncio pools checked awaited, its Redis and MongoDB pools on a worker thread."""
+    import asyncio
+
+    checker = HealthMonitor(adb.sync)
+    results = await asyncio.to_thread(checker.check)
+    for (db_type, name), pool in adb._pools.items():
+        label = pool_label(db_type, name)
+        backend = pool.backend_name or db_type.value
+        results[label] = await checker._acheck_pool(label, backend, pool, None)
+    return dict(sorted(results.items()))

@@ -18,13 +18,17 @@ refused everywhere. ``build()`` returns the command document; ``execute()`` runs
 On a replica set or a sharded cluster, ``read_preference("secondaryPreferred")`` sends one
 read to the members the mode picks (the pool's default comes from the URL's
 ``readPreference``): ``users.find(...).read_preference("nearest", tags=[{"dc": "east"}])``.
+
+On an ``AsyncDatabaseManager`` the root is an ``AsyncMongoQuery``: the same builders and
+checks, whose ``execute()`` (``all()``, ``first()``) returns a coroutine; the operation runs
+on pymongo's thread-safe client from a worker thread, through the same hooks and policies.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.errors import PermissionDenied, QueryBuildError
 from dbsystem.kernel.hooks import policed
@@ -36,7 +40,9 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["AggregateQuery", "CollectionQuery", "MongoQuery", "compile_filter"]
+__all__ = ["AggregateQuery", "AsyncMongoQuery", "CollectionQuery", "MongoQuery", "compile_filter"]
+
+T = TypeVar("T")
 
 _FORBIDDEN = frozenset({"$where", "$function", "$accumulator"})
 _UPDATE_OPERATORS = frozenset(
@@ -236,6 +242,8 @@ def _field_name(name: object) -> str:
 class MongoQuery:
     """What ``db.query(DatabaseType.MONGODB)`` returns: ``.collection(name)``."""
 
+    is_async = False  # AsyncMongoQuery: execute() returns a coroutine
+
     def __init__(
         self,
         manager: DatabaseManager | None,
@@ -259,6 +267,31 @@ class MongoQuery:
             self._db_type, name=self._name
         )
         return connection
+
+    def _run(self, run: Callable[[MongoConnection], T], conn: Any) -> T:
+        """``run(connection)`` on ``conn`` or a connection of the bound manager; on an async
+        manager, a coroutine that runs it on a worker thread."""
+        if self.is_async:
+            return self._run_async(run, conn)  # type: ignore[return-value]
+        return run(self._connection(conn))
+
+    async def _run_async(self, run: Callable[[MongoConnection], T], conn: Any) -> T:
+        if conn is not None:  # a connection of AsyncDatabaseManager.connection()
+            result: T = await conn.in_thread(run)
+            return result
+        if self._manager is None:
+            raise QueryBuildError("this MongoDB query is not bound to a database: pass conn=")
+        lease: Any = self._manager.connection(self._db_type, name=self._name)
+        async with lease as borrowed:
+            found: T = await borrowed.in_thread(run)
+            return found
+
+
+class AsyncMongoQuery(MongoQuery):
+    """``adb.query(DatabaseType.MONGODB)``: ``MongoQuery``'s builders, whose ``execute()``
+    (``all()``, ``first()``) returns a coroutine."""
+
+    is_async = True
 
 
 class CollectionQuery:
@@ -493,8 +526,11 @@ class CollectionQuery:
             )
 
     def execute(self, conn: MongoConnection | None = None) -> Any:
-        """Run the operation (see the methods for what each returns)."""
-        connection = self._root._connection(conn)
+        """Run the operation (see the methods for what each returns); on an async manager,
+        a coroutine."""
+        return self._root._run(self._execute_policed, conn)
+
+    def _execute_policed(self, connection: MongoConnection) -> Any:
         if connection._context is not None:  # a user session: its row policies, if any
             try:
                 query, applied = connection._pool.hooks.restrict(self, connection)
@@ -567,8 +603,8 @@ class CollectionQuery:
 
     def first(self, conn: MongoConnection | None = None) -> dict[str, Any] | None:
         """The first matching document, or None."""
-        found = self._copy(_op="find", _limit=1).execute(conn)
-        return found[0] if found else None
+        query = self._copy(_op="find", _limit=1)
+        return self._root._run(lambda c: _first(query._execute_policed(c)), conn)
 
     def __repr__(self) -> str:
         return f"<CollectionQuery {self._op} {self._collection}>"
@@ -639,8 +675,10 @@ class AggregateQuery:
         return command
 
     def execute(self, conn: MongoConnection | None = None) -> list[dict[str, Any]]:
-        """Run the pipeline; the result documents."""
-        connection = self._base._root._connection(conn)
+        """Run the pipeline; the result documents (on an async manager, a coroutine)."""
+        return self._base._root._run(self._execute, conn)
+
+    def _execute(self, connection: MongoConnection) -> list[dict[str, Any]]:
         session = connection.session
         stages = self._stages
         others, writes = _pipeline_collections(stages)
@@ -705,6 +743,10 @@ def _check_update(update: Mapping[str, Any]) -> dict[str, Any]:
             )
     _check_document(update, "update")
     return dict(update)
+
+
+def _first(documents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return documents[0] if documents else None
 
 
 def _id(value: Any, as_str: bool) -> Any:

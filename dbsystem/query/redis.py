@@ -10,11 +10,15 @@ all or nothing). Values travel as RESP arguments, so no value can become a comma
     q.hget("user:1", "email").execute()                       # "ada@example.com"
     q.zadd("board", {"ada": 120, "bob": 95}).zrevrank("board", "bob").execute()  # [2, 1]
     q.incr("hits").expire("hits", 60).multi().execute()
+
+On an ``AsyncDatabaseManager`` the builder is an ``AsyncRedisQuery``: the same commands,
+built by the same code, whose ``execute()`` returns a coroutine and ``scan()`` an async
+iterator (``await adb.query(DatabaseType.REDIS).get("k").execute()``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import QueryBuildError
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["RedisQuery"]
+__all__ = ["AsyncRedisQuery", "RedisQuery"]
 
 Command = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -39,6 +43,7 @@ class RedisQuery:
     """An immutable chain of Redis commands bound to a manager's Redis pool."""
 
     __slots__ = ("_commands", "_db_type", "_manager", "_name", "_transaction")
+    is_async = False  # AsyncRedisQuery: execute() returns a coroutine
 
     def __init__(
         self,
@@ -53,7 +58,7 @@ class RedisQuery:
         self._transaction = transaction
 
     def _add(self, *args: Any, **options: Any) -> RedisQuery:
-        return RedisQuery(
+        return type(self)(
             self._manager,
             self._db_type,
             self._name,
@@ -255,7 +260,7 @@ class RedisQuery:
 
     def multi(self) -> RedisQuery:
         """Run the chained commands as one MULTI/EXEC transaction: all or nothing."""
-        return RedisQuery(self._manager, self._db_type, self._name, self._commands, True)
+        return type(self)(self._manager, self._db_type, self._name, self._commands, True)
 
     def build(self) -> list[str] | list[list[str]]:
         """The command words as strings: one list for one command, else a list of lists."""
@@ -267,33 +272,64 @@ class RedisQuery:
         return words[0] if len(words) == 1 else words
 
     def execute(self, conn: RedisConnection | None = None) -> Any:
-        """Run: one command's result, or a list of results for several (or ``multi()``)."""
+        """Run: one command's result, or a list of results for several (or ``multi()``).
+
+        On an async manager (``AsyncRedisQuery``): a coroutine to await.
+        """
         if not self._commands:
             raise QueryBuildError("no Redis command to execute")
-        if conn is None:
-            if self._manager is None:
-                raise QueryBuildError("this Redis query is not bound to a database")
-            conn = self._connection()
+        if self.is_async:
+            return self._execute_async(conn)
+        return self._run(conn if conn is not None else self._connection())
+
+    def _run(self, conn: Any) -> Any:
+        """The commands on ``conn``: their result, or an ``AsyncRedisConnection``'s coroutine."""
         if len(self._commands) == 1 and not self._transaction:
             args, options = self._commands[0]
             return conn._command(args, options)
         return conn._commands(list(self._commands), transaction=self._transaction)
 
+    async def _execute_async(self, conn: Any) -> Any:
+        if conn is not None:
+            return await self._run(conn)
+        async with self._bound().connection(self._db_type, name=self._name) as borrowed:
+            return await self._run(borrowed)
+
     def scan(self, match: str | None = None, count: int | None = None) -> Iterator[str]:
-        """Iterate over matching keys with SCAN (never KEYS), lazily."""
-        if self._manager is None:
-            raise QueryBuildError("this Redis query is not bound to a database")
+        """Iterate over matching keys with SCAN (never KEYS), lazily (on an async manager:
+        ``async for key in q.scan(...)``)."""
+        manager = self._bound()
+        if self.is_async:
+            return self._scan_async(manager, match, count)  # type: ignore[return-value]
         return self._connection().scan(match=match, count=count)
 
+    async def _scan_async(
+        self, manager: Any, match: str | None, count: int | None
+    ) -> AsyncIterator[str]:
+        async with manager.connection(self._db_type, name=self._name) as conn:
+            async for key in conn.scan(match=match, count=count):
+                yield key
+
+    def _bound(self) -> Any:
+        if self._manager is None:
+            raise QueryBuildError("this Redis query is not bound to a database")
+        return self._manager
+
     def _connection(self) -> RedisConnection:
-        assert self._manager is not None
-        conn: RedisConnection = self._manager.connection(  # type: ignore[assignment]
-            self._db_type, name=self._name
-        )
+        conn: RedisConnection = self._bound().connection(self._db_type, name=self._name)
         return conn
 
     def __repr__(self) -> str:
-        return f"<RedisQuery {self.build() if self._commands else '(empty)'}>"
+        return f"<{type(self).__name__} {self.build() if self._commands else '(empty)'}>"
+
+
+class AsyncRedisQuery(RedisQuery):
+    """``adb.query(DatabaseType.REDIS)``: ``RedisQuery``'s commands, whose ``execute()``
+    returns a coroutine and ``scan()`` an async iterator. Each command runs through the
+    pool's hooks (access control, audit) as on the synchronous side."""
+
+    __slots__ = ()
+    is_async = True
 
 
 def _word(arg: Any) -> str:

@@ -43,7 +43,7 @@ ALLOWED = {
     "monitoring": {"kernel", "backends", "core", "query", "security"},
     "streams": {"kernel", "backends", "core", "query", "security"},
     "scaling": {"kernel", "backends", "core", "query", "orm"},
-    "aio": {"kernel", "backends", "core", "query", "security", "orm"},
+    "aio": {"kernel", "backends", "core", "query", "security", "orm", "monitoring"},
     "facade": {
         *("kernel", "backends", "core", "query", "security", "orm"),
         *("monitoring", "streams", "scaling", "aio"),

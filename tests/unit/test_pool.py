@@ -12,6 +12,7 @@ import pytest
 
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import (
+    ConfigurationError,
     ConnectionFailed,
     InterfaceError,
     OperationalError,
@@ -54,11 +55,11 @@ def test_first_connection_failure_fails_fast_and_leaves_no_thread():
 
 
 def test_bad_sizes_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match=r"min_size \(3\) must not exceed max_size \(2\)"):
         make_pool(min_size=3, max_size=2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="max_size"):
         make_pool(max_size=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="acquire_timeout"):
         make_pool(acquire_timeout=0)
 
 

@@ -119,7 +119,9 @@ def start_postgres_replica() -> str:
     os.makedirs(REPLICA_DIR, mode=0o700)
     shutil.chown(REPLICA_DIR, "postgres", "postgres")
     _as_postgres(
-        "pg_basebackup", "-h", "127.0.0.1", "-U", "root", "-D", REPLICA_DIR, "-R", "-X", "stream"
+        # (-c fast: a spread checkpoint after a busy suite can outlast the command's timeout)
+        "pg_basebackup",
+        *("-h", "127.0.0.1", "-U", "root", "-D", REPLICA_DIR, "-R", "-X", "stream", "-c", "fast"),
     )
     with open(f"{REPLICA_DIR}/postgresql.conf", "w") as fh:
         fh.write(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dbsystem.core._calls import bound_connection, bound_transaction
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.schema import SchemaMixin
 from dbsystem.query._mixin import QueryMixin
@@ -82,26 +83,12 @@ class SyncBridge(QueryMixin, SchemaMixin):
         isolation: str | None = None,
         readonly: bool = False,
     ) -> Iterator[Any]:
-        db_type = db_type or self._async._default_type()
-        key = (id(self), db_type, name)
-        bound = _BOUND.get()
-        outer = bound.get(key)
-        if outer is not None:
-            with outer.transaction(isolation, readonly):
-                yield outer
-            return
-        with self.connection(db_type, name=name) as conn, conn.transaction(isolation, readonly):
-            token = _BOUND.set({**bound, key: conn})
-            try:
-                yield conn
-            finally:
-                _BOUND.reset(token)
+        resolved = self._resolve_type(db_type)
+        with bound_transaction(self, _BOUND, resolved, name, isolation, readonly) as conn:
+            yield conn
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        chosen = db_type or self._async.mode
-        if chosen is None:
-            return None
-        return _BOUND.get().get((id(self), chosen, name))
+        return bound_connection(_BOUND, self, db_type or self._async.mode, name)
 
 
 class _SyncConnection:

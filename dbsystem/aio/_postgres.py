@@ -17,9 +17,8 @@ from psycopg.rows import dict_row
 
 from dbsystem.backends._params import is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import SQLConnectionBase, normalize_isolation
+from dbsystem.backends.base import SQLConnectionBase, commit_unknown, normalize_isolation
 from dbsystem.errors import (
-    CommitUnknownError,
     ConnectionFailed,
     DBSystemError,
     InterfaceError,
@@ -227,12 +226,7 @@ class AsyncPostgresConnection:
             except ConnectionFailed as exc:
                 if known_lost:
                     raise
-                raise CommitUnknownError(
-                    "the connection was lost while committing: the transaction may or may "
-                    "not have committed; check before running it again",
-                    backend=self.backend_name,
-                    orig=exc,
-                ) from exc
+                raise commit_unknown(exc, self.backend_name) from exc
             finally:
                 self.tx_depth = 0
         else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import threading
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -37,7 +36,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -45,9 +44,10 @@ from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
 from dbsystem.core.configfile import PoolSpec, load_toml
-from dbsystem.core.manager import Engine, PoolKey, _label, resolve_pool_config
+from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.errors import ConfigurationError, InterfaceError
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
 from dbsystem.kernel.stats import PoolStats
@@ -241,11 +241,28 @@ class _Calls:
             return count
 
 
-class AsyncDatabaseManager(_Calls):
-    """One async pool per database type (and name), builders bound to them, shared hooks."""
+class _AsyncSchema:
+    """``create_tables``/``drop_tables`` of the async manager and session: the ORM's
+    schema code (``SchemaMixin``), run through ``run_sync``."""
 
-    _instance: ClassVar[AsyncDatabaseManager | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+    run_sync: Callable[..., Awaitable[Any]]
+
+    async def create_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Create the tables (or collections) of entity classes: the ORM's schema code,
+        run through ``run_sync`` (its statements on the async pools)."""
+        await self.run_sync(lambda db: db.create_tables(entities, db_type=db_type))
+
+    async def drop_tables(
+        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
+    ) -> None:
+        """Drop the tables (or collections) of entity classes, if they exist."""
+        await self.run_sync(lambda db: db.drop_tables(entities, db_type=db_type))
+
+
+class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
+    """One async pool per database type (and name), builders bound to them, shared hooks."""
 
     def __init__(self) -> None:
         self.sync = Engine()
@@ -256,18 +273,9 @@ class AsyncDatabaseManager(_Calls):
         self._replicas: dict[Key, AsyncReplicaSet] = {}
 
     @classmethod
-    def instance(cls) -> AsyncDatabaseManager:
-        """The process-wide manager."""
-        found = cls._instance
-        if found is None:
-            with cls._instance_lock:
-                found = cls._instance
-                if found is None:
-                    found = cls._instance = cls()
-        return found
-
-    handle = instance
-    """Alias of ``instance()``."""
+    def handle(cls) -> Self:
+        """Alias of ``instance()``."""
+        return cls.instance()
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -295,22 +303,11 @@ class AsyncDatabaseManager(_Calls):
             connector = AsyncPostgresConnector(backend)
         else:
             connector = ThreadedConnector(backend)
+        label = getattr(backend, "label", backend.name)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             connector,
-            name=name or db_type.value,
-            min_size=config.min_size,
-            max_size=config.max_size,
-            acquire_timeout=config.acquire_timeout,
-            idle_timeout=config.idle_timeout,
-            max_lifetime=config.max_lifetime,
-            health_check_interval=config.health_check_interval,
-            leak_threshold=config.leak_threshold,
-            max_waiting=config.max_waiting,
-            reconnect_timeout=config.reconnect_timeout,
             lease_class=AsyncConnection,
-            backend_name=getattr(backend, "label", backend.name),
-            hooks=self.sync._chain_for(config),
-            describe=config.describe(),
+            **self.sync._pool_settings(db_type, name, config, label),
         )
         await pool.open()
         self._pools[key] = pool
@@ -322,31 +319,22 @@ class AsyncDatabaseManager(_Calls):
         self, db_type: DatabaseType, name: str | None, config: PoolConfig
     ) -> None:
         from dbsystem.aio.replicas import AsyncReplicaSet
+        from dbsystem.core.replicas import replica_options
 
         names = []
-        for number, url in enumerate(config.replicas, start=1):
-            replica = f"{name or ''}__replica{number}"
-            replica_config = config.model_copy(update={"url": url, "replicas": ()})
+        for replica, replica_config in replica_configs(name, config):
             await self.create_pool(db_type, replica_config, name=replica)
             names.append(replica)
-        self._replicas[(db_type, name)] = AsyncReplicaSet(
-            self,  # type: ignore[arg-type]  # the async manager has the calls it makes
-            db_type,
-            name,
-            names,
-            policy=config.replica_policy,
-            max_lag=config.max_replica_lag,
-        )
+        owner: Any = self  # the async manager has the calls the replica set makes
+        replicas = AsyncReplicaSet(owner, db_type, name, names, **replica_options(config))
+        self._replicas[(db_type, name)] = replicas
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a task, send that task's reads to the primary for ``seconds``
         (pools with replicas), as ``DatabaseManager.read_your_writes``."""
-        from dbsystem.core.replicas import _WriteTracker
+        from dbsystem.core.replicas import read_your_writes
 
-        if not any(isinstance(h, _WriteTracker) for h in self.hooks):
-            self.add_hook(_WriteTracker())
-        for replicas in self._replicas.values():
-            replicas.read_your_writes = seconds
+        read_your_writes(self, seconds)
 
     async def _aread(
         self,
@@ -475,7 +463,7 @@ class AsyncDatabaseManager(_Calls):
 
     async def _acquire_threaded(self, key: Key, timeout: float | None, label: str | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
-        if getattr(sync_pool.connector, "kind", None) == "kv":  # Redis: redis.asyncio
+        if self.sync.backend(*key).kind == "kv":  # Redis: redis.asyncio
             from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client
 
             client = self._redis_clients.get(key)
@@ -520,19 +508,6 @@ class AsyncDatabaseManager(_Calls):
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
         return _builders(self, self, db_type or self._default_type(), name)
-
-    async def create_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Create the tables (or collections) of entity classes: the ORM's schema code,
-        run through ``run_sync`` (its statements on the async pools)."""
-        await self.run_sync(lambda db: db.create_tables(entities, db_type=db_type))
-
-    async def drop_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Drop the tables (or collections) of entity classes, if they exist."""
-        await self.run_sync(lambda db: db.drop_tables(entities, db_type=db_type))
 
     async def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...:
@@ -588,7 +563,7 @@ class AsyncDatabaseManager(_Calls):
         return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
 
 
-class AsyncUserSession(_Calls):
+class AsyncUserSession(_AsyncSchema, _Calls):
     """``adb.for_user(...)``: the manager's API, each statement carrying the user."""
 
     def __init__(self, manager: AsyncDatabaseManager, context: SessionContext) -> None:
@@ -652,19 +627,6 @@ class AsyncUserSession(_Calls):
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The backend behind a pool."""
         return self.manager.backend(db_type, name)
-
-    async def create_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Create the tables (or collections) of entity classes: the ORM's schema code,
-        run through ``run_sync`` (its statements on the async pools)."""
-        await self.run_sync(lambda db: db.create_tables(entities, db_type=db_type))
-
-    async def drop_tables(
-        self, entities: Sequence[type[Any]], *, db_type: DatabaseType | None = None
-    ) -> None:
-        """Drop the tables (or collections) of entity classes, if they exist."""
-        await self.run_sync(lambda db: db.drop_tables(entities, db_type=db_type))
 
     async def run_sync(self, fn: Callable[[Any], T]) -> T:
         """``AsyncDatabaseManager.run_sync`` as this session's user (the ORM, checked)."""

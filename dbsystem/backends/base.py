@@ -41,6 +41,7 @@ __all__ = [
     "SQLConnectionBase",
     "StandardSQLConnection",
     "check_options",
+    "commit_unknown",
     "normalize_isolation",
 ]
 
@@ -73,6 +74,16 @@ def check_options(
             f"valid: {', '.join(sorted(valid))}, and the pool settings",
             backend=backend,
         )
+
+
+def commit_unknown(exc: ConnectionFailed, backend: str) -> CommitUnknownError:
+    """The error for a connection lost during COMMIT (sync or async connections alike)."""
+    return CommitUnknownError(
+        "the connection was lost while committing: the transaction may or may not have "
+        "committed; check before running it again",
+        backend=backend,
+        orig=exc,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,12 +218,7 @@ class SQLConnectionBase(ABC):
             except ConnectionFailed as exc:
                 if known_lost:
                     raise
-                raise CommitUnknownError(
-                    "the connection was lost while committing: the transaction may or may "
-                    "not have committed; check before running it again",
-                    backend=self.backend_name,
-                    orig=exc,
-                ) from exc
+                raise commit_unknown(exc, self.backend_name) from exc
             finally:
                 self._end_transaction()
         else:

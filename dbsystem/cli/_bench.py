@@ -47,7 +47,7 @@ _SQLALCHEMY_SCHEME = {
 def run_bench(manager: DatabaseManager, seconds: float) -> list[dict[str, Any]]:
     """Run every case for about ``seconds`` each; one result row per case and contender."""
     backend = manager.backend()
-    kind = getattr(backend, "kind", "sql")
+    kind = backend.kind
     if kind == "kv":
         cases, cleanup = _redis_cases(manager)
     elif kind == "sql" and backend.dialect in _ROWS_SQL:

@@ -136,7 +136,7 @@ def load_rows(
 ) -> dict[str, int]:
     """Load ``tables`` into the manager's one pool; ``advance(n)`` after each batch."""
     backend = manager.backend()
-    kind = getattr(backend, "kind", "sql")
+    kind = backend.kind
     if kind == "document":
         return _load_documents(manager, tables, batch, advance)
     if kind == "kv":

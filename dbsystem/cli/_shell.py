@@ -71,7 +71,7 @@ class Shell:
         self.as_json = as_json
         self.timing = False
         backend = manager.backend()
-        self.kind: str = getattr(backend, "kind", "sql")
+        self.kind: str = backend.kind
         self.dialect: str = str(getattr(backend, "dialect", ""))
         self.label = str(backend.url)
         self.failures = 0

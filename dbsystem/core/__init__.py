@@ -1,38 +1,31 @@
-"""The core: configuration, URLs, the pool and the execution path.
+"""The engine: pools, connections, transactions, the manager underneath the public one.
 
-``DatabaseManager`` lives in ``dbsystem.core.manager`` and is exported from ``dbsystem``; it is
-not re-exported here because it depends on ``dbsystem.backends``, which depends on this package.
+``Engine`` (``core.manager``) holds the pools and lends connections; the public
+``dbsystem.DatabaseManager`` is the engine plus the features' methods (``dbsystem._facade``).
+Every ``Statement`` is built in ``core.execution``; what the sync and async sides share is
+written once in ``_pool_base``, ``_connection_base``, ``_flow`` and ``_calls``. The types,
+URL, settings and hooks the engine runs on are the kernel's (``dbsystem.kernel``).
 """
 
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, Transaction
+from dbsystem.core.execution import DriverPool, statement
+from dbsystem.core.manager import Engine
 from dbsystem.core.pool import ConnectionPool, Connector, PooledConnection
-from dbsystem.kernel.config import PoolConfig, TLSConfig, TLSMode
-from dbsystem.kernel.hooks import ExecutionHook, HookChain, Statement
-from dbsystem.kernel.stats import PoolStats
-from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
-from dbsystem.kernel.url import DatabaseURL, redact
+from dbsystem.core.session import EngineSession, SessionContext
 
 __all__ = [
     "Connection",
     "ConnectionPool",
     "Connector",
-    "DatabaseType",
-    "DatabaseURL",
-    "ExecuteResult",
-    "ExecutionHook",
-    "HookChain",
-    "Params",
-    "PoolConfig",
+    "DriverPool",
+    "Engine",
+    "EngineSession",
     "PoolSpec",
-    "PoolStats",
     "PooledConnection",
-    "Row",
-    "Statement",
+    "SessionContext",
     "StatementLogger",
-    "TLSConfig",
-    "TLSMode",
     "Transaction",
     "load_toml",
-    "redact",
+    "statement",
 ]

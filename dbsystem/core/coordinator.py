@@ -373,7 +373,7 @@ class TransactionCoordinator:
 
     def _classify(self, key: tuple[DatabaseType, str | None]) -> tuple[Any, str]:
         backend = self.db.backend(key[0], key[1])
-        kind = getattr(backend, "kind", "sql")
+        kind = backend.kind
         if kind == "document":
             raise NotSupportedError(
                 "MongoDB cannot take part in a two-phase commit", backend=backend.name

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
-from dbsystem.errors import PoolClosed
 from dbsystem.kernel.hooks import Description, HookChain, Statement
-from dbsystem.kernel.stats import PoolStats
+from dbsystem.kernel.stats import PoolLimits, PoolStats
 
 __all__ = ["DriverPool", "refuse_sql", "statement"]
 
@@ -76,7 +75,7 @@ def refuse_sql(
     raise error
 
 
-class DriverPool:
+class DriverPool(PoolLimits):
     """The manager's pool object for a backend whose driver pools for itself."""
 
     def __init__(self, backend: Any, *, name: str, hooks: HookChain) -> None:
@@ -89,28 +88,13 @@ class DriverPool:
         self._max_size: int = backend.config.max_size
         backend.open(self._min_size)  # a wrong URL fails at create_pool
 
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._closed
-
-    @property
-    def min_size(self) -> int:
-        """Connections the driver opens up front (or keeps open)."""
-        return self._min_size
-
-    @property
-    def max_size(self) -> int:
-        """The most connections the driver's pool holds."""
-        return self._max_size
-
     def acquire(self, timeout: float | None = None, *, label: str | None = None) -> Any:
         """A handle running operations through the driver's pool.
 
         The driver lends its connections per command, so there is no holder to label.
         """
         if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+            raise self._closed_error()
         return self.connector.handle(self)
 
     def try_acquire(self, *, label: str | None = None) -> Any:
@@ -153,7 +137,7 @@ class DriverPool:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed", backend=self.backend_name)
+            raise self._closed_error()
 
     def _statement(self, context: Any, operation: str, described: Description) -> Statement:
         return statement(

@@ -33,6 +33,7 @@ from dbsystem.core.connection import Connection, StatementLogger, sql_logger
 from dbsystem.core.execution import DriverPool
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
+from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
 from dbsystem.kernel.protocols import lookup_credential
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
 
-__all__ = ["Engine", "PoolKey", "resolve_pool_config"]
+__all__ = ["Engine", "PoolKey", "replica_configs", "resolve_pool_config"]
 
 logger = get_logger("dbsystem")
 T = TypeVar("T")
@@ -56,14 +57,12 @@ PoolKey = DatabaseType | tuple[DatabaseType, str]
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
-class Engine(Calls):
+class Engine(Calls, ProcessWide):
     """Holds the pools of an application and lends their connections. Thread-safe.
 
     Use it through ``dbsystem.DatabaseManager``, which adds the feature methods.
     """
 
-    _instance: ClassVar[Engine | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
     _default_class: ClassVar[type[Engine] | None] = None
     """The class ``instance()`` makes: set by the facade to ``dbsystem.DatabaseManager``."""
 
@@ -83,24 +82,21 @@ class Engine(Calls):
 
     @classmethod
     def instance(cls) -> Self:
-        """The process-wide manager, created on first call; always the same object."""
-        manager = Engine._instance
-        if manager is None:
-            with Engine._instance_lock:
-                manager = Engine._instance
-                if manager is None:
-                    manager = Engine._instance = (Engine._default_class or cls)()
-        return cast("Self", manager)
-
-    handle = instance
-    """Alias of ``instance()``."""
+        """The process-wide manager, created on first call; always the same object (the
+        facade's ``DatabaseManager``, whichever class of the two is asked)."""
+        shared = Engine._default_class or cls
+        return cast("Self", super(Engine, shared).instance())
 
     @classmethod
-    def _replace_instance(cls, manager: Engine | None) -> Engine | None:
+    def handle(cls) -> Self:
+        """Alias of ``instance()``."""
+        return cls.instance()
+
+    @classmethod
+    def _replace_instance(cls, new: Self | None) -> Self | None:
         """Swap the process-wide manager (the pytest plugin isolates tests this way)."""
-        with Engine._instance_lock:
-            previous, Engine._instance = Engine._instance, manager
-        return previous
+        shared = Engine._default_class or cls
+        return cast("Self | None", super(Engine, shared)._replace_instance(new))
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -144,21 +140,7 @@ class Engine(Calls):
                 self._update_default()
             return pool  # type: ignore[no-any-return]
         pool = ConnectionPool(
-            backend,
-            name=name or db_type.value,
-            min_size=config.min_size,
-            max_size=config.max_size,
-            acquire_timeout=config.acquire_timeout,
-            idle_timeout=config.idle_timeout,
-            max_lifetime=config.max_lifetime,
-            health_check_interval=config.health_check_interval,
-            leak_threshold=config.leak_threshold,
-            max_waiting=config.max_waiting,
-            reconnect_timeout=config.reconnect_timeout,
-            lease_class=Connection,
-            backend_name=label,
-            hooks=self._chain_for(config),
-            describe=config.describe(),
+            backend, lease_class=Connection, **self._pool_settings(db_type, name, config, label)
         )
         with self._lock:
             if key in self._pools:  # lost a race with another thread creating the same pool
@@ -171,34 +153,42 @@ class Engine(Calls):
             self._create_replicas(db_type, name, config)
         return pool  # type: ignore[no-any-return]
 
+    def _pool_settings(
+        self, db_type: DatabaseType, name: str | None, config: PoolConfig, label: str
+    ) -> dict[str, Any]:
+        """What a SQL pool (sync or async) takes from a ``PoolConfig``."""
+        return {
+            "name": name or db_type.value,
+            "min_size": config.min_size,
+            "max_size": config.max_size,
+            "acquire_timeout": config.acquire_timeout,
+            "idle_timeout": config.idle_timeout,
+            "max_lifetime": config.max_lifetime,
+            "health_check_interval": config.health_check_interval,
+            "leak_threshold": config.leak_threshold,
+            "max_waiting": config.max_waiting,
+            "reconnect_timeout": config.reconnect_timeout,
+            "backend_name": label,
+            "hooks": self._chain_for(config),
+            "describe": config.describe(),
+        }
+
     def _create_replicas(self, db_type: DatabaseType, name: str | None, config: PoolConfig) -> None:
-        from dbsystem.core.replicas import ReplicaSet
+        from dbsystem.core.replicas import ReplicaSet, replica_options
 
         names = []
-        for number, url in enumerate(config.replicas, start=1):
-            replica = f"{name or ''}__replica{number}"
-            self.create_pool(
-                db_type, config.model_copy(update={"url": url, "replicas": ()}), name=replica
-            )
+        for replica, replica_config in replica_configs(name, config):
+            self.create_pool(db_type, replica_config, name=replica)
             names.append(replica)
-        self._replicas[(db_type, name)] = ReplicaSet(
-            self,
-            db_type,
-            name,
-            names,
-            policy=config.replica_policy,
-            max_lag=config.max_replica_lag,
-        )
+        replicas = ReplicaSet(self, db_type, name, names, **replica_options(config))
+        self._replicas[(db_type, name)] = replicas
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a context (a thread, a task), send that context's reads to the
         primary for ``seconds``, so that it reads what it wrote (pools with replicas)."""
-        from dbsystem.core.replicas import _WriteTracker
+        from dbsystem.core.replicas import read_your_writes
 
-        if not any(isinstance(h, _WriteTracker) for h in self._hooks):
-            self.add_hook(_WriteTracker())
-        for replicas in self._replicas.values():
-            replicas.read_your_writes = seconds
+        read_your_writes(self, seconds)
 
     def _read(
         self,
@@ -454,6 +444,14 @@ class Engine(Calls):
     def __repr__(self) -> str:
         pools = ", ".join(_label(t, n) for t, n in self._pools)
         return f"<{type(self).__name__} pools=[{pools}]>"
+
+
+def replica_configs(name: str | None, config: PoolConfig) -> list[tuple[str, PoolConfig]]:
+    """The pool name and settings of each read replica ``config`` lists."""
+    return [
+        (f"{name or ''}__replica{number}", config.model_copy(update={"url": url, "replicas": ()}))
+        for number, url in enumerate(config.replicas, start=1)
+    ]
 
 
 def _label(db_type: DatabaseType | None, name: str | None) -> str:

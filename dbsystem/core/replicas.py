@@ -84,6 +84,20 @@ def _lag_of(row: Any) -> float:
     return float("inf") if value is None else float(value)
 
 
+def read_your_writes(manager: Any, seconds: float) -> None:
+    """``manager.read_your_writes(seconds)`` (the sync and the async manager's): after a
+    write in a context, that context's reads go to the primary for ``seconds``."""
+    if not any(isinstance(h, _WriteTracker) for h in manager.hooks):
+        manager.add_hook(_WriteTracker())
+    for replicas in manager._replicas.values():
+        replicas.read_your_writes = seconds
+
+
+def replica_options(config: Any) -> dict[str, Any]:
+    """The ``ReplicaSet``/``AsyncReplicaSet`` settings a ``PoolConfig`` gives."""
+    return {"policy": config.replica_policy, "max_lag": config.max_replica_lag}
+
+
 class ReplicaSet:
     """The replicas of one primary pool, and the choice among them."""
 

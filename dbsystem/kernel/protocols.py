@@ -92,14 +92,9 @@ class StatementRunner(Protocol):
         """Borrow a connection (a context manager)."""
 
     def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Any
     ) -> AbstractContextManager[Any]:
-        """A connection inside a transaction."""
+        """A connection inside a transaction (options: ``name``, ``isolation``, ``readonly``)."""
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of the open ``transaction()`` block, or None."""

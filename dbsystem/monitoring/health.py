@@ -18,13 +18,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from dbsystem._log import get_logger
+from dbsystem.core._flow import Flow, adrive, drive
 from dbsystem.errors import ConfigurationError
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.monitoring._local import health_check
 from dbsystem.monitoring._periodic import Periodic
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
-    from dbsystem.kernel.types import DatabaseType
 
 __all__ = [
     "BackendHealth",
@@ -150,35 +151,27 @@ class HealthMonitor:
     def _check_pool(
         self, label: str, backend: str, pool: Any, previous: BackendHealth | None
     ) -> BackendHealth:
-        health_check.checking = True
-        try:
-            stats = pool.stats()
-            latency = None
-            lease = pool.try_acquire(label="health check")
-            if lease is not None:
-                start = time.perf_counter()
-                with lease:
-                    lease.ping()
-                latency = time.perf_counter() - start
-        except Exception as exc:
-            return _down(label, backend, exc)
-        finally:
-            health_check.checking = False
-        return self._judge(label, backend, stats, latency, previous)
+        return drive(_BLOCKING, self._check_flow(label, backend, pool, previous))
 
     async def _acheck_pool(
         self, label: str, backend: str, pool: Any, previous: BackendHealth | None
     ) -> BackendHealth:
-        """``_check_pool`` for an asyncio pool: the same checks, awaited."""
+        """``_check_pool`` for an asyncio pool: the same flow, its I/O awaited."""
+        return await adrive(_AWAITED, self._check_flow(label, backend, pool, previous))
+
+    def _check_flow(
+        self, label: str, backend: str, pool: Any, previous: BackendHealth | None
+    ) -> Flow[BackendHealth]:
+        """One pool's check, written once (``core._flow``): borrow a connection only if
+        one is free (never queue), ping it, judge."""
         health_check.checking = True
         try:
             stats = pool.stats()
             latency = None
-            lease = await pool.try_acquire(label="health check")
+            lease = yield ("lease", pool)
             if lease is not None:
                 start = time.perf_counter()
-                async with lease:
-                    await lease.ping()
+                yield ("ping", lease)
                 latency = time.perf_counter() - start
         except Exception as exc:
             return _down(label, backend, exc)
@@ -225,6 +218,31 @@ def manager_health(db: DatabaseManager, *, check: bool = False) -> dict[str, Bac
     if monitor is None or check or not monitor.running:
         return dict(HealthMonitor(db).check())
     return dict(monitor.statuses())
+
+
+class _Blocking:
+    """The I/O of a health check, blocking (a ``ConnectionPool``, a driver pool)."""
+
+    def lease(self, pool: Any) -> Any:
+        return pool.try_acquire(label="health check")
+
+    def ping(self, lease: Any) -> None:
+        with lease:
+            lease.ping()
+
+
+class _Awaited:
+    """The I/O of a health check, awaited (an ``AsyncConnectionPool``)."""
+
+    async def lease(self, pool: Any) -> Any:
+        return await pool.try_acquire(label="health check")
+
+    async def ping(self, lease: Any) -> None:
+        async with lease:
+            await lease.ping()
+
+
+_BLOCKING, _AWAITED = _Blocking(), _Awaited()
 
 
 def _down(label: str, backend: str, exc: Exception) -> BackendHealth:

@@ -401,7 +401,7 @@ class _Target:
         if self.db_type is None:
             raise InterfaceError("several database types have pools: pass db_type=")
         backend = db.backend(self.db_type)
-        self.kind = getattr(backend, "kind", "sql")
+        self.kind = backend.kind
         self.dialect = backend.dialect
         if self.kind not in ("sql", "document", "kv"):
             raise InterfaceError(f"entities cannot persist to {self.db_type.value}")

@@ -325,7 +325,7 @@ class MigrationContext:
     def __init__(self, db: DatabaseManager, db_type: DatabaseType, conn: Any) -> None:
         self.db, self.db_type, self.conn = db, db_type, conn
         backend = db.backend(db_type)
-        self.kind = getattr(backend, "kind", "sql")
+        self.kind = backend.kind
         self.dialect_name = backend.dialect
         self._dialect = _DIALECTS.get(self.dialect_name)
 

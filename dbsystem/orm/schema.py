@@ -84,7 +84,7 @@ def create_tables(
 ) -> None:
     """Create what the entities need, leaving what exists alone."""
     chosen, backend = _target(db, db_type)
-    kind = getattr(backend, "kind", "sql")
+    kind = backend.kind
     if kind == "document":
         for entity in entities:
             meta = entity.__dbsystem__
@@ -110,7 +110,7 @@ def drop_tables(
 ) -> None:
     """Drop the entities' tables (or collections) that exist."""
     chosen, backend = _target(db, db_type)
-    if getattr(backend, "kind", "sql") == "document":
+    if backend.kind == "document":
         handle: Any = db.connection(chosen)
         for entity in entities:
             handle.database.drop_collection(entity.__dbsystem__.table)

@@ -41,7 +41,8 @@ class SyncBridge(QueryMixin, SchemaMixin):
 
     def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, context: Any) -> None:
         self._manager = manager  # an AsyncDatabaseManager or AsyncUserSession
-        self._async: AsyncDatabaseManager = getattr(manager, "manager", manager)
+        # The async manager underneath (a session's own, or the manager itself).
+        self._async: AsyncDatabaseManager = getattr(manager, "_manager", manager)
         self._loop = loop
         self._context = context
 

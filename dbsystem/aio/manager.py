@@ -45,11 +45,12 @@ from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext
+from dbsystem.core.session import SessionContext, refuse_mixed_users
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
+from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
@@ -176,6 +177,7 @@ class _ThreadedLease:
 
 
 class _Calls:
+    user_session = False
     """The one-statement calls of a manager or a session, each on a connection of its own."""
 
     connection: Callable[..., Any]  # the manager's, or the session's (with its user)
@@ -566,8 +568,10 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
 class AsyncUserSession(_AsyncSchema, _Calls):
     """``adb.for_user(...)``: the manager's API, each statement carrying the user."""
 
+    user_session = True
+
     def __init__(self, manager: AsyncDatabaseManager, context: SessionContext) -> None:
-        self.manager = manager
+        self._manager = manager  # private: the application's manager runs unchecked
         self.context = context
 
     def connection(
@@ -578,17 +582,17 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         timeout: float | None = None,
     ) -> Any:
         """A connection whose statements carry the session's user."""
-        manager = self.manager
+        manager = self._manager
         return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
 
     @property
     def mode(self) -> DatabaseType | None:
         """The manager's default database type."""
-        return self.manager.mode
+        return self._manager.mode
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of this session's open ``transaction()`` block, or None."""
-        conn = self.manager.bound_connection(db_type, name)
+        conn = self._manager.bound_connection(db_type, name)
         return conn if conn is not None and conn._context is self.context else None
 
     @asynccontextmanager
@@ -600,9 +604,11 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         isolation: str | None = None,
         readonly: bool = False,
     ) -> AsyncIterator[Any]:
-        """A transaction whose statements carry this session's user."""
+        """A transaction whose statements carry this session's user (refused inside another
+        user's open block on the same pool, as the sync session's)."""
         outer = self.bound_connection(db_type, name)
-        manager = self.manager
+        manager = self._manager
+        refuse_mixed_users(manager.bound_connection(db_type, name), self.context)
         async with manager.transaction(
             db_type, name=name, isolation=isolation, readonly=readonly
         ) as conn:
@@ -612,21 +618,22 @@ class AsyncUserSession(_AsyncSchema, _Calls):
 
     @property
     def _replicas(self) -> Mapping[Key, Any]:  # type: ignore[override]
-        return self.manager._replicas
+        return self._manager._replicas
 
     async def _aread(
         self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], Awaitable[T]]
     ) -> T:
         """A read on a replica (see ``AsyncDatabaseManager._aread``), as this user."""
-        return await self.manager._aread(db_type, sql, call, self.context)
+        return await self._manager._aread(db_type, sql, call, self.context)
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders, run as the session's user."""
-        return _builders(self, self.manager, db_type or self.manager._default_type(), name)
+        return _builders(self, self._manager, db_type or self._manager._default_type(), name)
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        """The backend behind a pool."""
-        return self.manager.backend(db_type, name)
+        """What the session may know of a pool's backend (``BackendInfo``), as the sync
+        session's ``backend()``."""
+        return BackendInfo.of(self._manager.backend(db_type, name))
 
     async def run_sync(self, fn: Callable[[Any], T]) -> T:
         """``AsyncDatabaseManager.run_sync`` as this session's user (the ORM, checked)."""

@@ -74,6 +74,9 @@ class Calls:
 
     __slots__ = ()
 
+    user_session = False
+    """True for a user session (``db.for_user``): features refuse what would skip its checks."""
+
     # Provided by the class: what lends connections, the read replicas, a routed read.
     connection: Callable[..., Any]
     _replicated: Callable[[], bool]

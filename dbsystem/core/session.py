@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.core._calls import Calls
+from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["EngineSession", "SessionContext"]
+__all__ = ["EngineSession", "SessionContext", "refuse_mixed_users"]
 
 
 @dataclass(frozen=True)
@@ -36,21 +38,36 @@ class SessionContext:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
+def refuse_mixed_users(bound: Any, context: SessionContext) -> None:
+    """Refuse to open a user's transaction on ``bound``, the connection of an open
+    ``transaction()`` block of someone else (the sync and the async session's rule)."""
+    if bound is not None and bound._context is not context:
+        other = "the application" if bound._context is None else f"user {bound._context.user!r}"
+        raise PermissionDenied(
+            f"user {context.user!r} cannot open a transaction inside one of {other} on the "
+            "same pool: a connection carries one user for its whole lease (use a separate "
+            "block, or the session's own calls, which borrow their own connection)"
+        )
+
+
 class EngineSession(Calls):
     """A user's view of a manager; see the module docstring."""
 
+    user_session = True
+
     def __init__(self, manager: Engine, context: SessionContext) -> None:
-        self.manager = manager
+        self._manager = manager  # private: the application's manager runs unchecked
         self.context = context
 
     @property
     def mode(self) -> DatabaseType | None:
         """The manager's default database type."""
-        return self.manager.mode
+        return self._manager.mode
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        """The backend behind a pool."""
-        return self.manager.backend(db_type, name)
+        """What the session may know of the backend behind a pool (``BackendInfo``: kind,
+        dialect, capabilities); never the backend itself, which opens connections."""
+        return BackendInfo.of(self._manager.backend(db_type, name))
 
     def connection(
         self,
@@ -60,25 +77,25 @@ class EngineSession(Calls):
         timeout: float | None = None,
     ) -> Any:
         """Borrow a connection whose statements carry this session's user."""
-        conn = self.manager.connection(db_type, name=name, timeout=timeout)
+        conn = self._manager.connection(db_type, name=name, timeout=timeout)
         conn._context = self.context
         return conn
 
     def _replicated(self) -> bool:
-        return bool(self.manager._replicas)
+        return bool(self._manager._replicas)
 
     @property
     def _replicas(self) -> Any:
         # The manager's read replicas serve this session's reads too (see ``_read``).
-        return self.manager._replicas
+        return self._manager._replicas
 
     def _read(self, db_type: DatabaseType | None, sql: str | None, call: Callable[[Any], T]) -> T:
         """``call(conn)`` on a replica when ``sql`` only reads, as this session's user."""
-        return self.manager._read(db_type, sql, call, self.context)
+        return self._manager._read(db_type, sql, call, self.context)
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of this session's open ``transaction()`` block, or None."""
-        conn = self.manager.bound_connection(db_type, name)
+        conn = self._manager.bound_connection(db_type, name)
         return conn if conn is not None and conn._context is self.context else None
 
     @contextmanager
@@ -90,9 +107,14 @@ class EngineSession(Calls):
         isolation: str | None = None,
         readonly: bool = False,
     ) -> Iterator[Any]:
-        """A transaction whose statements carry this session's user."""
+        """A transaction whose statements carry this session's user.
+
+        Nested in a ``transaction()`` block of another user (or of the application) for
+        the same pool, it is refused: a connection carries one user for its whole lease.
+        """
         outer = self.bound_connection(db_type, name)
-        with self.manager.transaction(
+        refuse_mixed_users(self._manager.bound_connection(db_type, name), self.context)
+        with self._manager.transaction(
             db_type, name=name, isolation=isolation, readonly=readonly
         ) as conn:
             if outer is None:
@@ -100,7 +122,7 @@ class EngineSession(Calls):
             yield conn
 
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
-        return self.manager._resolve_type(db_type)
+        return self._manager._resolve_type(db_type)
 
     def __repr__(self) -> str:
         context = self.context

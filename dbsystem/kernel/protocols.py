@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from dbsystem.errors import ConfigurationError
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from dbsystem.kernel.url import DatabaseURL
 
 __all__ = [
+    "BackendInfo",
     "BackendKind",
     "BackendLike",
     "DriverPoolBackend",
@@ -118,6 +120,29 @@ class SQLRunner(StatementRunner, Protocol):
         *,
         db_type: DatabaseType | None = None,
     ) -> ExecuteResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    """What a user session may know of a pool's backend: its kind and dialect, nothing it
+    could open a connection or read a password with (``UserSession.backend()``)."""
+
+    name: str
+    kind: BackendKind
+    dialect: str
+    label: str
+    capabilities: Any
+
+    @classmethod
+    def of(cls, backend: Any) -> BackendInfo:
+        """The view of ``backend``."""
+        return cls(
+            backend.name,
+            backend.kind,
+            backend.dialect,
+            getattr(backend, "label", backend.name),
+            backend.capabilities,
+        )
 
 
 # -- registries filled in from above --------------------------------------------------------

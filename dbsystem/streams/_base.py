@@ -12,12 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbsystem._log import get_logger
+from dbsystem.errors import PermissionDenied
 
 __all__ = ["ChangeEvent", "Subscription"]
 
 logger = get_logger("dbsystem.streams")
 
 _END = object()
+
+
+def application_backend(db: Any, db_type: Any, name: str | None) -> Any:
+    """The backend a listener connects with, for the application's manager only.
+
+    A listener holds a connection of its own outside the hook chain (LISTEN, SUBSCRIBE,
+    a change stream), so a user session (``db.for_user``) cannot open one: its events would
+    skip access control and audit.
+    """
+    if db.user_session:
+        raise PermissionDenied(
+            f"user {db.context.user!r}: change streams and listeners run outside the checks; "
+            "open them on the application's manager"
+        )
+    return db.backend(db_type, name)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.streams._base import ChangeEvent, Subscription
+from dbsystem.streams._base import ChangeEvent, Subscription, application_backend
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
@@ -38,11 +38,11 @@ class MongoChangeStream(Subscription):
         **options: Any,
     ) -> None:
         super().__init__(callback=callback, **options)
-        backend = db.backend(DatabaseType.MONGODB, name)
+        backend = application_backend(db, DatabaseType.MONGODB, name)
         if getattr(backend, "mock", False):
             raise NotSupportedError("mongomock has no change streams", backend=backend.name)
         self.collection = collection
-        self._target = backend.database[collection]  # type: ignore[attr-defined]
+        self._target = backend.database[collection]
         self._pipeline = [dict(stage) for stage in pipeline]
         self._stream: Any = None
         self._resume: Any = None

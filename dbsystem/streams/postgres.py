@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dbsystem.errors import InterfaceError
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
-from dbsystem.streams._base import ChangeEvent, Subscription
+from dbsystem.streams._base import ChangeEvent, Subscription, application_backend
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
@@ -41,7 +41,7 @@ class PostgresListener(Subscription):
         if not channels:
             raise InterfaceError("PostgresListener: channels is empty; LISTEN needs at least one")
         self.channels = [check_identifier(c, "channel") for c in channels]
-        self._backend = db.backend(DatabaseType.POSTGRES, name)
+        self._backend = application_backend(db, DatabaseType.POSTGRES, name)
         self._json = json
         self._conn: Any = None
 

@@ -11,7 +11,7 @@ from redis import exceptions as redis_errors
 
 from dbsystem.errors import InterfaceError
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.streams._base import ChangeEvent, Subscription
+from dbsystem.streams._base import ChangeEvent, Subscription, application_backend
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
@@ -22,7 +22,7 @@ __all__ = ["RedisChannelListener", "RedisStreamConsumer"]
 def _own_client(db: DatabaseManager, name: str | None) -> Any:
     """A client with a connection pool of its own, on the pool's server and settings: a
     subscriber holds its connection, which must not take one from the application."""
-    shared = db.backend(DatabaseType.REDIS, name).pool  # type: ignore[attr-defined]
+    shared = application_backend(db, DatabaseType.REDIS, name).pool
     pool = redis.ConnectionPool(
         connection_class=shared.connection_class, max_connections=2, **shared.connection_kwargs
     )

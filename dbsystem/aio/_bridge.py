@@ -17,7 +17,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbsystem.core._calls import bound_connection, bound_transaction
+from dbsystem.core._calls import BoundTransactions
+from dbsystem.errors import NotSupportedError
+from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.schema import SchemaMixin
 from dbsystem.query._mixin import QueryMixin
@@ -36,7 +38,9 @@ _BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Any]] = ContextVar
 )
 
 
-class SyncBridge(QueryMixin, SchemaMixin):
+class SyncBridge(BoundTransactions[Any], QueryMixin, SchemaMixin):
+    _bound = _BOUND  # the bridge's blocks, apart from a sync manager's
+
     """A synchronous manager over an async one (see the module docstring)."""
 
     def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, context: Any) -> None:
@@ -53,8 +57,27 @@ class SyncBridge(QueryMixin, SchemaMixin):
     def mode(self) -> DatabaseType | None:
         return self._async.mode
 
+    @property
+    def user_session(self) -> bool:
+        """True when the bridge runs code for a user session (``AsyncUserSession.run_sync``)."""
+        return self._context is not None
+
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        return self._async.backend(db_type, name)
+        """The backend behind a pool; for a user session only its ``BackendInfo``."""
+        backend = self._async.backend(db_type, name)
+        return BackendInfo.of(backend) if self._context is not None else backend
+
+    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+        """The SQL builders, run on the async pools; Redis and MongoDB builders are the
+        async manager's own (``await adb.query(...)...execute()``)."""
+        resolved = self._resolve_type(db_type)
+        kind = self._async.backend(resolved, name).kind
+        if kind != "sql":
+            raise NotSupportedError(
+                f"run {resolved.value} builders with the async manager: "
+                f"await adb.query(DatabaseType.{resolved.name}) ... .execute()"
+            )
+        return QueryMixin.query(self, resolved, name=name)
 
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
         return db_type or self._async._default_type()
@@ -75,21 +98,14 @@ class SyncBridge(QueryMixin, SchemaMixin):
             if not lease.released:
                 self._wait(lease.release())
 
-    @contextmanager
-    def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> Iterator[Any]:
-        resolved = self._resolve_type(db_type)
-        with bound_transaction(self, _BOUND, resolved, name, isolation, readonly) as conn:
-            yield conn
+    def _default_for_bound(self) -> DatabaseType | None:
+        return self._async.mode
 
-    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        return bound_connection(_BOUND, self, db_type or self._async.mode, name)
+    def _bound_owner(self) -> Any:
+        return self
+
+    def _bound_context(self) -> Any:
+        return self._context
 
 
 class _SyncConnection:

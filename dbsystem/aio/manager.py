@@ -43,9 +43,10 @@ from dbsystem.aio._threaded import ThreadedConnector
 from dbsystem.aio.connection import AsyncConnection
 from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
+from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext, refuse_mixed_users
+from dbsystem.core.session import SessionContext
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
@@ -80,6 +81,33 @@ def _bound(key: tuple[int, DatabaseType, str | None], conn: Any) -> Iterator[Non
         yield
     finally:
         _BOUND.reset(token)
+
+
+@asynccontextmanager
+async def _transaction_block(
+    key: tuple[int, DatabaseType, str | None],
+    context: Any,
+    borrow: Callable[[], Any],
+    isolation: str | None,
+    readonly: bool,
+) -> AsyncIterator[Any]:
+    """``core._calls.bound_block``'s rule, awaited: a nested block of the same user is a
+    savepoint, another user's is refused (``refuse_mixed_users``), else a connection that
+    already carries ``context`` is borrowed and bound for the block."""
+    async with AsyncExitStack() as stack:
+        conn: Any = _BOUND.get().get(key)
+        if conn is None:
+            conn = await stack.enter_async_context(borrow())
+            stack.enter_context(_bound(key, conn))
+        else:
+            refuse_mixed_users(conn, context)
+        await stack.enter_async_context(conn.transaction(isolation, readonly))
+        yield conn
+
+
+def _bound_to(key: tuple[int, DatabaseType, str | None], context: Any) -> Any:
+    conn = _BOUND.get().get(key)
+    return conn if conn is not None and conn._context is context else None
 
 
 class AsyncQueryFactory(QueryFactory):
@@ -489,12 +517,11 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         ``transaction()`` for the same pool reuses it as a savepoint.
         """
         key = (id(self), db_type or self._default_type(), name)
-        async with AsyncExitStack() as stack:
-            conn: Any = _BOUND.get().get(key)
-            if conn is None:
-                conn = await stack.enter_async_context(self.connection(key[1], name=name))
-                stack.enter_context(_bound(key, conn))
-            await stack.enter_async_context(conn.transaction(isolation, readonly))
+
+        def borrow() -> Any:
+            return self.connection(key[1], name=name)
+
+        async with _transaction_block(key, None, borrow, isolation, readonly) as conn:
             yield conn
 
     def bound_connection(
@@ -504,7 +531,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         chosen = db_type or self.mode
         if chosen is None:
             return None
-        conn: AsyncConnection | None = _BOUND.get().get((id(self), chosen, name))
+        conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
         return conn
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
@@ -592,8 +619,10 @@ class AsyncUserSession(_AsyncSchema, _Calls):
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of this session's open ``transaction()`` block, or None."""
-        conn = self._manager.bound_connection(db_type, name)
-        return conn if conn is not None and conn._context is self.context else None
+        chosen = db_type or self._manager.mode
+        if chosen is None:
+            return None
+        return _bound_to((id(self._manager), chosen, name), self.context)
 
     @asynccontextmanager
     async def transaction(
@@ -604,16 +633,15 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         isolation: str | None = None,
         readonly: bool = False,
     ) -> AsyncIterator[Any]:
-        """A transaction whose statements carry this session's user (refused inside another
-        user's open block on the same pool, as the sync session's)."""
-        outer = self.bound_connection(db_type, name)
+        """A transaction whose statements carry this session's user, from its BEGIN on
+        (refused inside another user's open block on the same pool, as the sync one's)."""
         manager = self._manager
-        refuse_mixed_users(manager.bound_connection(db_type, name), self.context)
-        async with manager.transaction(
-            db_type, name=name, isolation=isolation, readonly=readonly
-        ) as conn:
-            if outer is None:
-                conn._context = self.context
+        key = (id(manager), db_type or manager._default_type(), name)
+
+        def borrow() -> Any:
+            return self.connection(key[1], name=name)
+
+        async with _transaction_block(key, self.context, borrow, isolation, readonly) as conn:
             yield conn
 
     @property

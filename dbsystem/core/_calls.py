@@ -3,7 +3,7 @@
 ``Calls`` gives the one-statement calls (``execute``, ``fetch_all``...), each on a
 connection of its own, over whatever lends connections (``connection()``) and routes reads
 (``_read``, to a replica when the pool has them): the ``Engine`` as the application, an
-``EngineSession`` as its user. ``bound_transaction`` is the ``transaction()`` block whose
+``EngineSession`` as its user. ``BoundTransactions`` is the ``transaction()`` block whose
 connection entities and nested blocks reuse (as a savepoint), for the manager and for the
 async manager's synchronous bridge, each with its own context variable.
 """
@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from operator import methodcaller
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from dbsystem.errors import PermissionDenied
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
-__all__ = ["BOUND", "BoundKey", "Calls", "bound_connection", "bound_transaction"]
+__all__ = ["BOUND", "BoundKey", "BoundTransactions", "Calls", "bound_block", "refuse_mixed_users"]
 
 T = TypeVar("T")
+L = TypeVar("L")
 BoundKey = tuple[int, DatabaseType, str | None]
 
 # The connections of open db.transaction() blocks, per task/thread context.
@@ -30,25 +32,43 @@ BOUND: ContextVar[dict[BoundKey, Any]] = ContextVar(
 )
 
 
+def refuse_mixed_users(outer: Any, context: Any) -> None:
+    """Refuse to run a ``transaction()`` of ``context`` (a session's, or None: the
+    application's) on ``outer``, the connection of an open block of someone else: a
+    connection carries one user for its whole lease (sync and async alike)."""
+    if outer._context is context:
+        return
+    other = "the application" if outer._context is None else f"user {outer._context.user!r}"
+    who = "the application" if context is None else f"user {context.user!r}"
+    raise PermissionDenied(
+        f"{who} cannot open a transaction inside one of {other} on the same pool: a "
+        "connection carries one user for its whole lease (close that block first, or use "
+        "calls that borrow their own connection)",
+        backend=outer._pool.backend_name,
+    )
+
+
 @contextmanager
-def bound_transaction(
-    runner: Any,
+def bound_block(
     bound: ContextVar[dict[BoundKey, Any]],
-    db_type: DatabaseType,
-    name: str | None,
+    key: BoundKey,
+    context: Any,
+    borrow: Callable[[], Any],
     isolation: str | None,
     readonly: bool,
 ) -> Iterator[Any]:
-    """``runner``'s connection inside a transaction, bound in ``bound`` for the block; a
-    nested block for the same pool reuses it as a savepoint."""
-    key = (id(runner), db_type, name)
+    """A ``transaction()`` block for ``key`` on behalf of ``context``: a nested block of the
+    same user reuses the open connection as a savepoint; another user's is refused; else
+    ``borrow()`` lends a connection (already carrying ``context``, so that even its BEGIN
+    is the user's), bound in ``bound`` for the block."""
     current = bound.get()
     outer = current.get(key)
     if outer is not None:
+        refuse_mixed_users(outer, context)
         with outer.transaction(isolation, readonly):
             yield outer
         return
-    with runner.connection(db_type, name=name) as conn, conn.transaction(isolation, readonly):
+    with borrow() as conn, conn.transaction(isolation, readonly):
         token = bound.set({**current, key: conn})
         try:
             yield conn
@@ -56,17 +76,62 @@ def bound_transaction(
             bound.reset(token)
 
 
-def bound_connection(
-    bound: ContextVar[dict[BoundKey, Any]],
-    runner: Any,
-    db_type: DatabaseType | None,
-    name: str | None,
-) -> Any:
-    """The connection of ``runner``'s ``transaction()`` block open in this context, or None."""
-    current = bound.get()
-    if not current or db_type is None:
-        return None
-    return current.get((id(runner), db_type, name))
+class BoundTransactions(Generic[L]):
+    """``transaction()`` and ``bound_connection()`` over ``connection()``: the manager's,
+    the user session's and the async manager's synchronous bridge's.
+
+    A block's connection is bound in ``_bound`` under the manager's key for the block, so
+    that entities and ``bound_connection`` use it, and a nested block of the same user for
+    the same pool reuses it as a savepoint (``bound_block``).
+    """
+
+    __slots__ = ()
+
+    _bound: ClassVar[ContextVar[dict[BoundKey, Any]]] = BOUND
+    connection: Callable[..., Any]
+    _resolve_type: Callable[[DatabaseType | None], DatabaseType]
+    _default_for_bound: Callable[[], DatabaseType | None]
+    _bound_owner: Callable[[], Any]  # whose key: the manager's (a session's manager too)
+    _bound_context: Callable[[], Any]  # whose blocks: None (the application) or a session's
+
+    @contextmanager
+    def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> Iterator[L]:
+        """Borrow a connection inside a transaction, committed when the block exits cleanly.
+
+        Inside the block, entities (``dbsystem.orm``) and ``bound_connection`` use this
+        connection, so their work is part of the transaction. Nested calls for the same
+        pool reuse it as a savepoint; a block of another user there is refused.
+        """
+        key = (id(self._bound_owner()), self._resolve_type(db_type), name)
+
+        def borrow() -> Any:
+            return self.connection(key[1], name=name)
+
+        with bound_block(
+            self._bound, key, self._bound_context(), borrow, isolation, readonly
+        ) as conn:
+            yield conn
+
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> L | None:
+        """The connection of this caller's ``transaction()`` block open in this context,
+        or None (a block of another user is not this caller's)."""
+        current = self._bound.get()
+        chosen = db_type or self._default_for_bound()
+        if not current or chosen is None:
+            return None
+        found: L | None = current.get((id(self._bound_owner()), chosen, name))
+        if found is None or found._context is not self._bound_context():  # type: ignore[attr-defined]
+            return None
+        return found
 
 
 class Calls:

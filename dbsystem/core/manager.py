@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
-from dbsystem.core._calls import BOUND, Calls, bound_connection, bound_transaction
+from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
 from dbsystem.core.execution import DriverPool
@@ -57,7 +56,7 @@ PoolKey = DatabaseType | tuple[DatabaseType, str]
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
-class Engine(Calls, ProcessWide):
+class Engine(BoundTransactions[Connection], Calls, ProcessWide):
     """Holds the pools of an application and lends their connections. Thread-safe.
 
     Use it through ``dbsystem.DatabaseManager``, which adds the feature methods.
@@ -408,32 +407,14 @@ class Engine(Calls, ProcessWide):
         """
         return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
 
-    @contextmanager
-    def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> Iterator[Connection]:
-        """Borrow a connection inside a transaction, committed when the block exits cleanly.
+    def _default_for_bound(self) -> DatabaseType | None:
+        return self._default
 
-        Inside the block, entities (``dbsystem.orm``) and ``bound_connection`` use this
-        connection, so their work is part of the transaction. Nested calls for the same
-        pool reuse it as a savepoint.
-        """
-        with bound_transaction(
-            self, BOUND, self._resolve_type(db_type), name, isolation, readonly
-        ) as conn:
-            yield conn
+    def _bound_owner(self) -> Any:
+        return self
 
-    def bound_connection(
-        self, db_type: DatabaseType | None = None, name: str | None = None
-    ) -> Connection | None:
-        """The connection of the ``transaction()`` block open in this context, or None."""
-        conn: Connection | None = bound_connection(BOUND, self, db_type or self._default, name)
-        return conn
+    def _bound_context(self) -> Any:
+        return None  # the application's own blocks
 
     def __enter__(self) -> Self:
         return self

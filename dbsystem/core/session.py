@@ -11,13 +11,11 @@ every statement it runs reaches the hooks (access control, audit) with the user 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbsystem.core._calls import Calls
-from dbsystem.errors import PermissionDenied
+from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["EngineSession", "SessionContext", "refuse_mixed_users"]
+__all__ = ["EngineSession", "SessionContext"]
 
 
 @dataclass(frozen=True)
@@ -38,19 +36,7 @@ class SessionContext:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
-def refuse_mixed_users(bound: Any, context: SessionContext) -> None:
-    """Refuse to open a user's transaction on ``bound``, the connection of an open
-    ``transaction()`` block of someone else (the sync and the async session's rule)."""
-    if bound is not None and bound._context is not context:
-        other = "the application" if bound._context is None else f"user {bound._context.user!r}"
-        raise PermissionDenied(
-            f"user {context.user!r} cannot open a transaction inside one of {other} on the "
-            "same pool: a connection carries one user for its whole lease (use a separate "
-            "block, or the session's own calls, which borrow their own connection)"
-        )
-
-
-class EngineSession(Calls):
+class EngineSession(BoundTransactions[Any], Calls):
     """A user's view of a manager; see the module docstring."""
 
     user_session = True
@@ -93,33 +79,14 @@ class EngineSession(Calls):
         """``call(conn)`` on a replica when ``sql`` only reads, as this session's user."""
         return self._manager._read(db_type, sql, call, self.context)
 
-    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        """The connection of this session's open ``transaction()`` block, or None."""
-        conn = self._manager.bound_connection(db_type, name)
-        return conn if conn is not None and conn._context is self.context else None
+    def _default_for_bound(self) -> DatabaseType | None:
+        return self._manager._default
 
-    @contextmanager
-    def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> Iterator[Any]:
-        """A transaction whose statements carry this session's user.
+    def _bound_owner(self) -> Any:
+        return self._manager  # the manager's key: a block of another user there is seen
 
-        Nested in a ``transaction()`` block of another user (or of the application) for
-        the same pool, it is refused: a connection carries one user for its whole lease.
-        """
-        outer = self.bound_connection(db_type, name)
-        refuse_mixed_users(self._manager.bound_connection(db_type, name), self.context)
-        with self._manager.transaction(
-            db_type, name=name, isolation=isolation, readonly=readonly
-        ) as conn:
-            if outer is None:
-                conn._context = self.context
-            yield conn
+    def _bound_context(self) -> Any:
+        return self.context
 
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
         return self._manager._resolve_type(db_type)

@@ -30,8 +30,8 @@ def application_backend(db: Any, db_type: Any, name: str | None) -> Any:
     """
     if db.user_session:
         raise PermissionDenied(
-            f"user {db.context.user!r}: change streams and listeners run outside the checks; "
-            "open them on the application's manager"
+            "a user session cannot open change streams or listeners: they run outside the "
+            "checks; open them on the application's manager"
         )
     return db.backend(db_type, name)
 

@@ -141,3 +141,47 @@ def test_the_async_session_follows_the_same_rules(tmp_path):
             await adb.close_all()
 
     asyncio.run(main())
+
+
+def test_the_application_cannot_join_a_users_open_block(db):
+    users = db.add_hook(_Users())
+    ann = db.for_user("ann")
+    with ann.transaction() as conn:
+        # The manager does not see ann's block as its own (the ORM with db would not
+        # write into it as ann), and a block of its own there is refused.
+        assert db.bound_connection() is None
+        assert ann.bound_connection() is conn
+        with pytest.raises(PermissionDenied, match="the application cannot open"):
+            with db.transaction():
+                pass
+        conn.execute("INSERT INTO notes (body) VALUES ('ann')")
+    # The whole block ran as ann, from its BEGIN to its COMMIT.
+    assert [u for u, op in users.seen if op in ("begin", "execute", "commit")] == ["ann"] * 3
+
+
+def test_run_sync_for_a_user_session_gets_no_backend(tmp_path):
+    async def main() -> tuple[object, bool, bool, object]:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'b.db'}")
+        await adb.create_pool(DatabaseType.REDIS, "redis+mock://")
+        try:
+            adb.use_access_control(_acl())
+            ann = adb.for_user("ann")
+            info = await ann.run_sync(lambda b: b.backend(DatabaseType.SQLITE))
+            as_user = await ann.run_sync(lambda b: b.user_session)
+            as_app = await adb.run_sync(lambda b: b.user_session)
+            with pytest.raises(PermissionDenied, match="outside the checks"):
+                await ann.run_sync(lambda b: RedisChannelListener(b, ["news"]))
+            from dbsystem.errors import NotSupportedError
+
+            with pytest.raises(NotSupportedError, match="await adb.query"):
+                await adb.run_sync(lambda b: b.query(DatabaseType.REDIS))
+            name = await adb.run_sync(lambda b: b.backend(DatabaseType.SQLITE).name)
+            return info, as_user, as_app, name
+        finally:
+            await adb.close_all()
+
+    info, as_user, as_app, app_backend = asyncio.run(main())
+    assert isinstance(info, BackendInfo)
+    assert (as_user, as_app) == (True, False)
+    assert app_backend == "sqlite"

@@ -75,6 +75,17 @@ _KEYS_THEN_TIMEOUT = frozenset("BLPOP BRPOP BZPOPMIN BZPOPMAX".split())
 _DEST_NUMKEYS = frozenset("ZUNIONSTORE ZINTERSTORE ZDIFFSTORE".split())
 _NUMKEYS = frozenset("ZUNION ZINTER ZDIFF ZINTERCARD SINTERCARD LMPOP ZMPOP".split())
 _TIMEOUT_NUMKEYS = frozenset("BLMPOP BZMPOP".split())
+# Commands whose other keys follow an option word: SORT's STORE destination and its BY/GET
+# patterns (which read other keys), GEORADIUS's STORE/STOREDIST destinations.
+_GEO_STORE = frozenset({"STORE", "STOREDIST"})
+_OPTION_KEYS = {
+    "SORT": frozenset({"STORE", "BY", "GET"}),
+    "SORT_RO": frozenset({"BY", "GET"}),
+    "GEORADIUS": _GEO_STORE,
+    "GEORADIUSBYMEMBER": _GEO_STORE,
+    "GEORADIUS_RO": _GEO_STORE,
+    "GEORADIUSBYMEMBER_RO": _GEO_STORE,
+}
 _NO_KEY = frozenset(
     "PING ECHO DBSIZE FLUSHALL FLUSHDB SCAN KEYS PUBLISH CONFIG CLIENT INFO "
     "TIME MULTI EXEC DISCARD UNWATCH".split()
@@ -111,10 +122,15 @@ def _command_keys(name: str, args: Sequence[Any]) -> tuple[str, ...]:
         return tuple(str(a) for a in rest[1:])
     if name in ("OBJECT", "MEMORY"):
         return tuple(str(a) for a in rest[1:2])
-    if name in ("SORT", "SORT_RO"):
+    if name in _OPTION_KEYS:  # keys (and key patterns) named after an option word
+        words = _OPTION_KEYS[name]
         upper = [str(a).upper() for a in rest]
-        store = [str(rest[i + 1]) for i, w in enumerate(upper[:-1]) if w == "STORE"]
-        return (str(rest[0]), *store)
+        named = [
+            str(rest[i + 1])
+            for i, w in enumerate(upper[:-1])
+            if w in words and str(rest[i + 1]).upper() not in ("#", "NOSORT")
+        ]
+        return (str(rest[0]), *named)
     if name in ("XREAD", "XREADGROUP"):
         upper = [str(a).upper() for a in rest]
         if "STREAMS" not in upper:

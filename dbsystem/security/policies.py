@@ -242,16 +242,7 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
         if op == "replace_one":
             _check_row(conn, collection, predicate, dict(query._args["replacement"]))
         elif op.startswith("update"):
-            change = query._args["update"]
-            fields = _columns(predicate)
-            touched = {k for part in change.values() if isinstance(part, Mapping) for k in part}
-            if fields & touched:
-                _check_assignments(
-                    conn,
-                    collection,
-                    predicate,
-                    {k: e.Value(v) for k, v in change.get("$set", {}).items()},
-                )
+            _check_mongo_update(conn, collection, predicate, query._args["update"])
         flt = compile_filter(predicate)
         merged = {"$and": [query._filter, flt]} if query._filter else flt
         return query._copy(_filter=merged), True
@@ -336,12 +327,38 @@ def _check_row(conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any])
         raise _deny(conn, table, "the row is outside what it allows")
 
 
+def _touches(fields: set[str], names: Any) -> bool:
+    """Whether any of ``names`` (``a``, ``a.b``; any letter case: SQLite and MariaDB fold
+    it, and refusing more is the safe side) is one of the policy's ``fields``."""
+    lowered = {field.lower() for field in fields}
+    return any(str(name).split(".")[0].lower() in lowered for name in names)
+
+
+def _check_mongo_update(conn: Any, collection: str, predicate: e.Expr, change: Any) -> None:
+    """A MongoDB update may touch a policy field only with ``$set`` to an allowed value:
+    ``$inc``, ``$rename`` (either side), ``$unset``, ``$mul``, ``$max``... would move or strip
+    the row out of the policy without a value to check; a pipeline update cannot be read."""
+    fields = _columns(predicate)
+    if not isinstance(change, Mapping):
+        raise _deny(conn, collection, "a pipeline update cannot be checked")
+    for operator, part in change.items():
+        names = list(part) if isinstance(part, Mapping) else [part]
+        if operator == "$rename" and isinstance(part, Mapping):
+            names += list(part.values())
+        if operator != "$set" and _touches(fields, names):
+            raise _deny(conn, collection, f"{operator} on a policy field cannot be checked")
+    assignments = change.get("$set", {})
+    if isinstance(assignments, Mapping) and _touches(fields, assignments):
+        values = {str(k): e.Value(v) for k, v in assignments.items()}
+        _check_assignments(conn, collection, predicate, values)
+
+
 def _check_assignments(
     conn: Any, table: str, predicate: e.Expr, assignments: Mapping[str, Any]
 ) -> None:
     """An update may not move a row out of what the policy allows."""
     fields = _columns(predicate)
-    if not fields & set(assignments):
+    if not _touches(fields, assignments):
         return
     try:
         values = {k: _bound(v) for k, v in assignments.items() if k in fields}

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from dbsystem.backends.redis import _error, _text, describe_commands, describe_scan
-from dbsystem.errors import InterfaceError, NotSupportedError
+from dbsystem.errors import InterfaceError, NotSupportedError, PermissionDenied
 
 __all__ = ["AsyncRedisConnection", "async_redis_client"]
 
@@ -53,10 +53,21 @@ class AsyncRedisConnection:
 
     def __init__(self, pool: Any, client: Any) -> None:
         self._pool = pool
-        self.client = client
-        """The ``redis.asyncio`` client underneath, for what dbsystem does not wrap."""
+        self._client = client
         self._context: Any = None
         self.released = False
+
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio`` client underneath, for what dbsystem does not wrap (refused
+        on a connection lent to a user session: what runs on it skips the checks)."""
+        if self._context is not None:
+            raise PermissionDenied(
+                f"user {self._context.user!r}: a user session's Redis connection does not hand "
+                "out the driver's client (what runs on it would skip the checks)",
+                backend=self._pool.backend_name,
+            )
+        return self._client
 
     async def _run(
         self, operation: str, commands: Sequence[Sequence[Any]], call: Callable[[], Awaitable[Any]]
@@ -83,14 +94,14 @@ class AsyncRedisConnection:
     async def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         # (``options`` are redis-py's response options, such as ``withscores``.)
         return await self._run(
-            "command", [args], lambda: self.client.execute_command(*args, **options)
+            "command", [args], lambda: self._client.execute_command(*args, **options)
         )
 
     async def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
     ) -> list[Any]:
         async def call() -> list[Any]:
-            pipe = self.client.pipeline(transaction=transaction)
+            pipe = self._client.pipeline(transaction=transaction)
             for args, options in commands:
                 pipe.execute_command(*args, **options)
             return list(await pipe.execute())
@@ -111,7 +122,7 @@ class AsyncRedisConnection:
     ) -> AsyncGenerator[str, None]:
         pool = self._pool
         try:
-            async for key in self.client.scan_iter(match=match, count=count):
+            async for key in self._client.scan_iter(match=match, count=count):
                 yield key
         except redis_errors.RedisError as exc:
             raise _error(exc, pool.backend_name, text, pool.connector.secrets) from exc

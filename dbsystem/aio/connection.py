@@ -54,13 +54,13 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         """The driver's own connection underneath (psycopg's ``AsyncConnection``; the
         synchronous driver's for backends run on a worker thread); statements run on it
         bypass the hooks."""
-        raw = self.raw
+        raw = self.raw  # (refused on a user session's lease)
         return getattr(raw, "driver_connection", None)
 
     @property
     def in_transaction(self) -> bool:
         """True inside ``transaction()``."""
-        return bool(self.raw.tx_depth > 0)
+        return bool(self._lease_raw().tx_depth > 0)
 
     async def _guarded(self, raw: Any, call: Awaitable[T]) -> T:
         try:
@@ -78,7 +78,7 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         action: str | None = None,
         resources: tuple[str, ...] | None = None,
     ) -> T:
-        raw = self.raw
+        raw = self._lease_raw()
         hooks = self._pool.hooks
         if not hooks.hooks:
             try:  # (``_guarded`` inlined: this is the hot path)
@@ -93,32 +93,32 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         """Run a statement; return the affected row count."""
         if params is not None and type(params) is not dict:
             params = check_params(params)
-        return await self._hooked("execute", sql, params, self.raw.execute)
+        return await self._hooked("execute", sql, params, self._lease_raw().execute)
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         """Run a query; return every row as a dict."""
         if params is not None and type(params) is not dict:
             params = check_params(params)
-        return await self._hooked("fetch_all", sql, params, self.raw.fetch_all)
+        return await self._hooked("fetch_all", sql, params, self._lease_raw().fetch_all)
 
     async def fetch_one(self, sql: str, params: Params = None) -> Row | None:
         """Run a query; return its first row as a dict, or None."""
         if params is not None and type(params) is not dict:
             params = check_params(params)
-        return await self._hooked("fetch_one", sql, params, self.raw.fetch_one)
+        return await self._hooked("fetch_one", sql, params, self._lease_raw().fetch_one)
 
     async def fetch_value(self, sql: str, params: Params = None) -> Any:
         """Run a query; return the first column of its first row, or None."""
         if params is not None and type(params) is not dict:
             params = check_params(params)
-        return await self._hooked("fetch_value", sql, params, self.raw.fetch_value)
+        return await self._hooked("fetch_value", sql, params, self._lease_raw().fetch_value)
 
     async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
         """Run a statement once per parameter mapping; return the total row count."""
         if isinstance(seq_params, (str, bytes, Mapping)):
             raise InterfaceError("executemany takes a sequence of parameter mappings")
         checked = [p if type(p) is dict else check_params(p) for p in seq_params]
-        return await self._hooked("executemany", sql, checked, self.raw.executemany)
+        return await self._hooked("executemany", sql, checked, self._lease_raw().executemany)
 
     def stream(
         self, sql: str, params: Params = None, *, batch_size: int = 1000
@@ -131,7 +131,7 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         another statement on this connection; returning the connection closes it, and a
         stream read after its lease was returned raises ``InterfaceError``.
         """
-        raw = self.raw
+        raw = self._lease_raw()
         if params is not None and type(params) is not dict:
             params = check_params(params)
         rows = self._checked(raw, raw.open_stream(sql, params, check_batch_size(batch_size)))
@@ -165,7 +165,7 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         As ``Connection.insert_many``: COPY on PostgreSQL, ``columns`` to name them (default:
         the first row's keys), and an error naming the first failing row (``row_index``).
         """
-        raw = self.raw
+        raw = self._lease_raw()
         names = self._insert_columns(raw, table, rows, columns)
         if names is None:
             return 0
@@ -183,13 +183,13 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
 
     async def ping(self) -> None:
         """Raise ``ConnectionFailed`` if the connection no longer works."""
-        await self._pool.connector.check(self.raw)
+        await self._pool.connector.check(self._lease_raw())
 
     async def _transaction_step(
         self, operation: str, text: str, call: Callable[[], Awaitable[T]]
     ) -> T:
         hooks = self._pool.hooks
-        raw = self.raw
+        raw = self._lease_raw()
         if not hooks.hooks:
             return await self._guarded(raw, call())
         statement = self._statement(operation, text, None, "transaction", ())
@@ -217,5 +217,5 @@ class AsyncTransaction(TransactionBase):
         operation, text, call = self._end_step(commit)
         # A broken connection (lost, or a statement cancelled) is not rolled back: the pool
         # drops it.
-        if commit or not self._conn.raw.broken:
+        if commit or not self._conn._lease_raw().broken:
             await self._conn._transaction_step(operation, text, call)

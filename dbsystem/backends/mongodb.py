@@ -38,6 +38,7 @@ from dbsystem.errors import (
     IntegrityError,
     NotSupportedError,
     OperationalError,
+    PermissionDenied,
     PoolTimeout,
     ProgrammingError,
 )
@@ -286,8 +287,7 @@ class MongoConnection:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._backend = pool.connector
-        self.database: Any = pool.connector.database
-        """The pymongo Database underneath, for what dbsystem does not wrap."""
+        self._database: Any = pool.connector.database
         self._session: Any = None
         self._context: Any = None
 
@@ -302,7 +302,7 @@ class MongoConnection:
     ) -> Any:
         """Run ``call(collection_object)`` as ``operation``, through hooks and translation;
         a pymongo ``read_preference`` overrides the client's for this call."""
-        target = self.database[collection]
+        target = self._database[collection]
         if read_preference is not None:
             target = target.with_options(read_preference=read_preference)
         try:
@@ -316,6 +316,18 @@ class MongoConnection:
             raise translate_mongo(
                 exc, self._pool.backend_name, _describe(command), self._backend.secrets
             ) from exc
+
+    @property
+    def database(self) -> Any:
+        """The pymongo Database underneath, for what dbsystem does not wrap (what runs on
+        it skips the hooks: refused on a connection lent to a user session)."""
+        if self._context is not None:
+            raise PermissionDenied(
+                f"user {self._context.user!r}: a user session's MongoDB connection does not "
+                "hand out the driver's database (what runs on it would skip the checks)",
+                backend=self._pool.backend_name,
+            )
+        return self._database
 
     def __enter__(self) -> Self:
         return self

@@ -36,6 +36,7 @@ from dbsystem.errors import (
     InterfaceError,
     NotSupportedError,
     OperationalError,
+    PermissionDenied,
     PoolTimeout,
     ProgrammingError,
 )
@@ -484,9 +485,20 @@ class RedisConnection:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._backend = pool.connector
-        self.client: redis.Redis = pool.connector.client
-        """The redis-py client underneath, for what dbsystem does not wrap."""
+        self._client: redis.Redis = pool.connector.client
         self._context: Any = None
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client underneath, for what dbsystem does not wrap (what runs on it
+        skips the hooks: refused on a connection lent to a user session)."""
+        if self._context is not None:
+            raise PermissionDenied(
+                f"user {self._context.user!r}: a user session's Redis connection does not hand "
+                "out the driver's client (what runs on it would skip the checks)",
+                backend=self._pool.backend_name,
+            )
+        return self._client
 
     def __enter__(self) -> Self:
         return self
@@ -522,13 +534,13 @@ class RedisConnection:
         return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        return self._run("command", [args], lambda: self.client.execute_command(*args, **options))
+        return self._run("command", [args], lambda: self._client.execute_command(*args, **options))
 
     def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
     ) -> list[Any]:
         def call() -> list[Any]:
-            pipe = self.client.pipeline(transaction=transaction)
+            pipe = self._client.pipeline(transaction=transaction)
             for args, options in commands:
                 pipe.execute_command(*args, **options)
             return list(pipe.execute())
@@ -539,11 +551,24 @@ class RedisConnection:
 
     def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:
         """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,
-        then ``pipe.multi()`` and queue writes); retried when a watched key changed."""
+        then ``pipe.multi()`` and queue writes); retried when a watched key changed.
+
+        ``func`` gets redis-py's own pipeline, whose commands skip the checks: a user
+        session's connection refuses ``optimistic`` (audited as refused).
+        """
+        if self._context is not None:
+            denied = PermissionDenied(
+                f"user {self._context.user!r}: optimistic() runs redis-py's own pipeline, "
+                "outside the checks; use the builder's multi() instead",
+                backend=self._pool.backend_name,
+            )
+            self._pool.refuse(
+                self._context, "transaction", lambda: describe_commands([("WATCH", *watch)]), denied
+            )
 
         def call() -> Any:
             for _ in range(retries):
-                with self.client.pipeline(transaction=True) as pipe:  # a cluster's too
+                with self._client.pipeline(transaction=True) as pipe:  # a cluster's too
                     try:
                         pipe.watch(*watch)
                         result = func(pipe)
@@ -570,7 +595,7 @@ class RedisConnection:
 
     def _scan(self, match: str | None, count: int | None, text: str) -> Iterator[str]:
         try:
-            yield from self.client.scan_iter(match=match, count=count)
+            yield from self._client.scan_iter(match=match, count=count)
         except redis_errors.RedisError as exc:
             raise _error(exc, self._pool.backend_name, text, self._backend.secrets) from exc
 
@@ -603,7 +628,7 @@ class Subscription:
             text, "select", tuple(channels), tuple(("select", c) for c in channels)
         )
         try:
-            self._pubsub = conn.client.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = conn._client.pubsub(ignore_subscribe_messages=True)
             conn._pool.run(
                 conn._context,
                 "subscribe",

@@ -235,13 +235,13 @@ class TransactionBase:
     def _begin_step(self) -> tuple[str, Callable[[], Any]]:
         if self._active:
             raise InterfaceError("this transaction block is already open")
-        raw = self._conn.raw
+        raw = self._conn._lease_raw()
         text = "BEGIN" if raw.tx_depth == 0 else f"SAVEPOINT dbsystem_sp_{raw.tx_depth}"
         return text, lambda: raw.begin(self._isolation, self._readonly)
 
     def _end_step(self, commit: bool) -> tuple[str, str, Callable[[], Any]]:
         self._active = False
-        raw = self._conn.raw
+        raw = self._conn._lease_raw()
         savepoint = self._savepoint
         if commit:
             text = "COMMIT" if savepoint is None else f"RELEASE SAVEPOINT {savepoint}"

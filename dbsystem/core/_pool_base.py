@@ -32,7 +32,13 @@ from typing import Any, Generic, TypeVar
 
 from dbsystem._log import get_logger, multiline
 from dbsystem.core._flow import Flow
-from dbsystem.errors import ConfigurationError, InterfaceError, PoolExhausted, PoolTimeout
+from dbsystem.errors import (
+    ConfigurationError,
+    InterfaceError,
+    PermissionDenied,
+    PoolExhausted,
+    PoolTimeout,
+)
 from dbsystem.kernel.hooks import HookChain
 from dbsystem.kernel.stats import WAIT_BUCKETS, PoolHolder, PoolLimits, PoolStats
 
@@ -171,7 +177,19 @@ class Lease(Generic[C]):
 
     @property
     def raw(self) -> C:
-        """The underlying connection. Do not keep it past the return."""
+        """The underlying connection. Do not keep it past the return.
+
+        Refused on a connection lent to a user session: what runs on it skips the checks.
+        """
+        if self._context is not None:
+            raise PermissionDenied(
+                f"user {self._context.user!r}: a user session's connection does not hand out "
+                "its driver connection (what runs on it would skip access control and audit)"
+            )
+        return self._lease_raw()
+
+    def _lease_raw(self) -> C:
+        """The underlying connection, for the engine's own use (a user's lease too)."""
         raw = self._raw
         if raw is None:
             raise self._released_error()

@@ -67,12 +67,12 @@ class Connection(PooledConnection[SQLConnectionBase], SQLLeaseBase):
     def driver_connection(self) -> Any:
         """The driver's own connection underneath (see ``SQLConnectionBase``); statements
         run on it bypass the hooks."""
-        return self.raw.driver_connection
+        return self.raw.driver_connection  # (refused on a user session's lease)
 
     @property
     def in_transaction(self) -> bool:
         """True inside ``transaction()``."""
-        return self.raw.tx_depth > 0
+        return self._lease_raw().tx_depth > 0
 
     # execute, fetch_all, fetch_one and fetch_value repeat their few lines on purpose: a
     # shared helper would add a Python call to every statement on the hot path.
@@ -170,7 +170,7 @@ class Connection(PooledConnection[SQLConnectionBase], SQLLeaseBase):
         row fails, none is inserted and the error names the first failing row (its index is
         also ``error.row_index``). Inside ``transaction()`` it runs in a savepoint.
         """
-        raw = self.raw
+        raw = self._lease_raw()
         names = self._insert_columns(raw, table, rows, columns)
         if names is None:
             return 0
@@ -193,7 +193,7 @@ class Connection(PooledConnection[SQLConnectionBase], SQLLeaseBase):
 
     def ping(self) -> None:
         """Raise ``ConnectionFailed`` if the connection no longer works."""
-        self.raw.ping()
+        self._lease_raw().ping()
 
     def _hooked(
         self,

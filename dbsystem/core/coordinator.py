@@ -343,7 +343,7 @@ class TransactionCoordinator:
                         tx._connections[key] = queued
                         continue
                     conn = stack.enter_context(self.db.connection(key[0], name=key[1]))
-                    conn.raw.begin()
+                    conn._lease_raw().begin()
                     last = (key, conn)
                     tx._connections[key] = conn
                     continue
@@ -353,7 +353,7 @@ class TransactionCoordinator:
             started: list[tuple[Any, Any]] = []
             try:
                 for _, conn, adapter in xa:
-                    adapter.start(conn.raw, gid)
+                    adapter.start(conn._lease_raw(), gid)
                     started.append((conn, adapter))
                 bound = _BOUND.get()
                 sql_bound = {
@@ -393,20 +393,20 @@ class TransactionCoordinator:
         server ends the transaction with the session, or recover() rolls it back)."""
         for conn, adapter in active:
             try:
-                adapter.abort_active(conn.raw, gid)
+                adapter.abort_active(conn._lease_raw(), gid)
             except DBSystemError:
-                conn.raw.broken = True
+                conn._lease_raw().broken = True
         for conn, adapter in prepared:
             try:
-                adapter.rollback_prepared(conn.raw, gid)
+                adapter.rollback_prepared(conn._lease_raw(), gid)
             except DBSystemError as exc:
-                conn.raw.broken = True
+                conn._lease_raw().broken = True
                 logger.warning("2PC %s: rollback of a prepared participant failed: %s", gid, exc)
         if last is not None and not isinstance(last[1], _QueuedRedis):
             try:
-                last[1].raw.rollback()
+                last[1]._lease_raw().rollback()
             except DBSystemError:
-                last[1].raw.broken = True
+                last[1]._lease_raw().broken = True
 
     def _commit(
         self,
@@ -421,7 +421,7 @@ class TransactionCoordinator:
         try:
             for conn, adapter in list(active):
                 self._step("preparing")
-                adapter.prepare(conn.raw, gid)
+                adapter.prepare(conn._lease_raw(), gid)
                 active.remove((conn, adapter))
                 prepared.append((conn, adapter))
             self._step("prepared")
@@ -435,9 +435,9 @@ class TransactionCoordinator:
         self._step("decided")
         for (key, conn, adapter), _ in zip(xa, prepared, strict=True):
             try:
-                adapter.commit_prepared(conn.raw, gid)
+                adapter.commit_prepared(conn._lease_raw(), gid)
             except DBSystemError as exc:
-                conn.raw.broken = True
+                conn._lease_raw().broken = True
                 tx.pending.append(key)
                 logger.warning(
                     "2PC %s: phase two failed on %s; recover() will commit it: %s",
@@ -459,7 +459,7 @@ class TransactionCoordinator:
                 with redis as conn:
                     conn.pipeline(resource.commands, transaction=True)
             return
-        resource.raw.commit()
+        resource._lease_raw().commit()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -474,7 +474,7 @@ class TransactionCoordinator:
             if adapter is None:
                 continue
             with self.db.connection(db_type, name=name) as conn:
-                for gid, when in adapter.prepared(conn.raw, self._prefix):
+                for gid, when in adapter.prepared(conn._lease_raw(), self._prefix):
                     decided = states.get(gid) in ("commit", "done")
                     label = db_type.value if name is None else f"{db_type.value}/{name}"
                     found.append(InDoubt(gid, label, when, decided))
@@ -494,14 +494,14 @@ class TransactionCoordinator:
                 continue
             try:
                 with self.db.connection(db_type, name=name) as conn:
-                    for gid in adapter.in_doubt(conn.raw, self._prefix):
+                    for gid in adapter.in_doubt(conn._lease_raw(), self._prefix):
                         if gid in running:
                             continue
                         if states.get(gid) in ("commit", "done"):
-                            adapter.commit_prepared(conn.raw, gid)
+                            adapter.commit_prepared(conn._lease_raw(), gid)
                             report.committed.append(gid)
                         else:
-                            adapter.rollback_prepared(conn.raw, gid)
+                            adapter.rollback_prepared(conn._lease_raw(), gid)
                             report.rolled_back.append(gid)
             except DBSystemError as exc:
                 reached_all = False

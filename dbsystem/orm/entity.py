@@ -732,7 +732,9 @@ class _Target:
     def _next_id(self, meta: Metadata) -> int:
         """MongoDB has no auto-increment: a counters collection numbers the keys."""
         handle: Any = self.db.connection(self.db_type)
-        counters = handle.database["dbsystem_counters"]
+        # The ORM's own numbering, not the user's data: the engine-side handle, also for a
+        # user session (whose public ``database`` is refused).
+        counters = handle._database["dbsystem_counters"]
         document = counters.find_one_and_update(
             {"_id": meta.table}, {"$inc": {"next": 1}}, upsert=True, return_document=True
         )

@@ -110,7 +110,7 @@ def dbsystem_sqlite(_dbsystem_sqlite_session: DatabaseManager) -> Iterator[Datab
     """
     manager = _dbsystem_sqlite_session
     with manager.connection(DatabaseType.SQLITE) as conn:
-        raw = conn.raw
+        raw = conn._lease_raw()
         raw.begin()
         raw.base_depth = 1
     previous = DatabaseManager._replace_instance(manager)
@@ -119,7 +119,7 @@ def dbsystem_sqlite(_dbsystem_sqlite_session: DatabaseManager) -> Iterator[Datab
     finally:
         DatabaseManager._replace_instance(previous)
         with manager.connection(DatabaseType.SQLITE) as conn:
-            raw = conn.raw
+            raw = conn._lease_raw()
             raw.base_depth = 0
             raw.rollback()
 

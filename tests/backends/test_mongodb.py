@@ -302,7 +302,7 @@ class _RecordingDatabase:
 def test_read_preference_per_query_reaches_the_driver(db):
     load(db)
     conn = db.connection(DatabaseType.MONGODB)
-    recording = conn.database = _RecordingDatabase(conn.database)
+    recording = conn._database = _RecordingDatabase(conn.database)
     nearby = db.users.where("country", "=", "UK").read_preference(
         "secondaryPreferred", tags=[{"dc": "east"}, {}], max_staleness=120
     )

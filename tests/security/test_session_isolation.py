@@ -185,3 +185,50 @@ def test_run_sync_for_a_user_session_gets_no_backend(tmp_path):
     assert isinstance(info, BackendInfo)
     assert (as_user, as_app) == (True, False)
     assert app_backend == "sqlite"
+
+
+def test_a_sessions_connection_hands_out_no_driver_object(db):
+    db.create_pool(DatabaseType.REDIS, "redis+mock://")
+    db.create_pool(DatabaseType.MONGODB, "mongodb+mock://localhost/app")
+    ann = db.for_user("ann")
+    with ann.connection(DatabaseType.SQLITE) as conn:
+        for attribute in ("raw", "driver_connection"):
+            with pytest.raises(PermissionDenied, match="skip"):
+                getattr(conn, attribute)
+        assert conn.fetch_all("SELECT body FROM notes") == []  # the checked calls still work
+    with ann.connection(DatabaseType.REDIS) as redis:
+        with pytest.raises(PermissionDenied, match="skip the checks"):
+            _ = redis.client
+        with pytest.raises(PermissionDenied, match="outside the checks"):
+            redis.optimistic(lambda pipe: pipe.get("k"), "k")
+    with ann.connection(DatabaseType.MONGODB) as mongo, pytest.raises(PermissionDenied):
+        _ = mongo.database
+    # The application's own connections keep them.
+    with db.connection(DatabaseType.SQLITE) as conn:
+        assert conn.driver_connection is not None
+    with db.connection(DatabaseType.REDIS) as redis:
+        assert redis.client.ping() is True
+    with db.connection(DatabaseType.MONGODB) as mongo:
+        assert mongo.database.name == "app"
+
+
+def test_an_async_sessions_connection_hands_out_no_driver_object(tmp_path):
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'd.db'}")
+        await adb.create_pool(DatabaseType.REDIS, "redis+mock://")
+        try:
+            adb.use_access_control(_acl())
+            ann = adb.for_user("ann")
+            async with ann.connection(DatabaseType.SQLITE) as conn:
+                with pytest.raises(PermissionDenied):
+                    _ = conn.driver_connection
+            async with ann.connection(DatabaseType.REDIS) as redis:
+                with pytest.raises(PermissionDenied):
+                    _ = redis.client
+            async with adb.connection(DatabaseType.REDIS) as redis:
+                assert await redis.client.ping() is True
+        finally:
+            await adb.close_all()
+
+    asyncio.run(main())

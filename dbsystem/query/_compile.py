@@ -19,6 +19,9 @@ Where the databases disagree, the translation makes them agree:
   ``x IS NULL`` first).
 * ``/`` is true division (3 / 2 = 1.5; PostgreSQL and SQLite would give 1 for integers).
 * String concatenation is ``||`` or MySQL's CONCAT().
+* ``extract(field, x)`` gives the same integer everywhere: SQLite's strftime, PostgreSQL's
+  date_part (floored), MySQL's EXTRACT / DAYOFWEEK - 1 / DAYOFYEAR / TIMESTAMPDIFF.
+* Whatever SQLAlchemy refuses while building or compiling is ``QueryBuildError``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,17 @@ _CAST_TYPES: dict[str, Any] = {
     "timestamp": sa.DateTime,
     "time": sa.Time,
     "boolean": sa.Boolean,
+}
+_STRFTIME = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "hour": "%H",
+    "minute": "%M",
+    "second": "%S",
+    "dow": "%w",
+    "doy": "%j",
+    "epoch": "%s",
 }
 _CACHE_SIZE = 2048
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -126,6 +140,16 @@ def _compile(query: q._Query, dialect_name: str) -> Compiled:
     dialect = _DIALECTS.get(dialect_name)
     if dialect is None:
         raise QueryBuildError(f"no SQL dialect {dialect_name!r}; use {sorted(_DIALECTS)}")
+    try:
+        return _compile_with(query, dialect_name, dialect)
+    except sa.exc.SQLAlchemyError as exc:
+        # What SQLAlchemy refuses (CompileError, ArgumentError...) is a builder error here.
+        raise QueryBuildError(
+            f"cannot compile {type(query).__name__} for {dialect_name}: {exc}"
+        ) from exc
+
+
+def _compile_with(query: q._Query, dialect_name: str, dialect: Dialect) -> Compiled:
     ctx = _Context(dialect_name, dialect)
     if isinstance(query, q.SelectQuery):
         statement: Any = ctx.select(query)
@@ -317,9 +341,46 @@ class _Context:
     def _func(self, node: e.Func) -> Any:
         args = [self.expr(arg) for arg in node.args]
         function = getattr(sa.func, node.name)
-        if node.distinct:
-            return function(sa.distinct(*args)) if args else function()
-        return function(*args)
+        try:
+            if node.distinct:
+                return function(sa.distinct(*args)) if args else function()
+            return function(*args)
+        except (TypeError, AssertionError, sa.exc.ArgumentError) as exc:
+            # SQLAlchemy's own functions of that name (cast, next_value...) check their
+            # arguments when built.
+            raise QueryBuildError(f"func.{node.name}(): {exc}") from exc
+
+    def _extract(self, node: e.Extract) -> Any:
+        target = self.expr(node.expr)
+        field = node.field
+        if self.dialect_name == "sqlite":
+            # strftime reads ISO 8601 text (how dates are stored on SQLite) as UTC.
+            return sa.cast(
+                sa.func.strftime(sa.literal_column(f"'{_STRFTIME[field]}'"), target), sa.Integer
+            )
+        if self.dialect_name == "mysql":
+            if field == "dow":
+                return sa.func.dayofweek(target) - sa.literal_column("1")  # MySQL: 1 = Sunday
+            if field == "doy":
+                return sa.func.dayofyear(target)
+            if field == "epoch":
+                # Not UNIX_TIMESTAMP(): it reads the value in the session's time zone; and
+                # TIMESTAMPDIFF(SECOND, ...) rounds toward zero, not down, before 1970.
+                micros = sa.func.timestampdiff(
+                    sa.literal_column("MICROSECOND"),
+                    sa.literal_column("'1970-01-01 00:00:00'"),
+                    target,
+                )
+                seconds = sa.func.floor(micros / sa.literal_column("1000000"))
+                return sa.cast(seconds, sa.BigInteger)
+            return sa.extract(field, target)
+        # PostgreSQL: date_part() (EXTRACT refuses hour/minute/second of a DATE), a double
+        # with the fraction of a second in "second" and "epoch".
+        part = sa.func.date_part(sa.literal_column(f"'{field}'"), target)
+        kind = sa.BigInteger if field == "epoch" else sa.Integer
+        if field in ("second", "epoch"):
+            part = sa.func.floor(part)
+        return sa.cast(part, kind)
 
     def _over(self, node: e.Over) -> Any:
         fn = self.expr(node.fn)

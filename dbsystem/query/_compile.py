@@ -407,8 +407,9 @@ class _Context:
     def _exists(self, node: e.Exists) -> Any:
         return sa.exists(self.child().any_select(node.subquery.query))
 
-    def order(self, node: e.Order) -> list[Any]:
-        target = self.expr(node.expr)
+    def order(self, node: e.Order, target: Any = None) -> list[Any]:
+        if target is None:
+            target = self.expr(node.expr)
         ascending = node.direction == "asc"
         nulls = node.nulls
         item = target.asc() if ascending else target.desc()
@@ -487,8 +488,17 @@ class _Context:
                 if self.dialect_name == "mysql":
                     raise NotSupportedError("MySQL has no FULL OUTER JOIN", backend="mysql")
                 joined = sa.join(joined, right, on, full=True)
-        columns = [self.expr(c) for c in query._columns] or [sa.literal_column("*")]
-        statement = sa.select(*columns)
+        columns: list[Any] = []
+        inner: list[tuple[Any, list[str]] | None] = []  # what GROUP/ORDER BY may reuse
+        for column in query._columns:
+            start, transforms = len(self.names), len(self.transforms)
+            element = self.expr(column)
+            columns.append(element)
+            reusable = len(self.transforms) == transforms  # a transform applies once per name
+            target = element.element if isinstance(column, e.Label) else element
+            inner.append((target, self.names[start:]) if reusable else None)
+        reuse = query._reuse() if query._group or query._order else ()
+        statement = sa.select(*(columns or [sa.literal_column("*")]))
         if joined is not None:
             statement = statement.select_from(joined, *froms[1:], *extra)
         if query._distinct:
@@ -496,10 +506,37 @@ class _Context:
         if query._where is not None:
             statement = statement.where(self.expr(query._where))
         if query._group:
-            statement = statement.group_by(*[self.expr(g) for g in query._group])
+            groups = [self._reused(g, reuse[i], inner) for i, g in enumerate(query._group)]
+            statement = statement.group_by(*groups)
         if query._having is not None:
             statement = statement.having(self.expr(query._having))
-        return self._order_and_page(statement, query)
+        offset = len(query._group)
+        targets = (
+            [
+                self._reused(o.expr, reuse[offset + i], inner, compile_=False)
+                for i, o in enumerate(query._order)
+            ]
+            if reuse
+            else []
+        )
+        return self._order_and_page(statement, query, targets)
+
+    def _reused(
+        self,
+        node: e.Expr,
+        index: int | None,
+        inner: list[tuple[Any, list[str]] | None],
+        compile_: bool = True,
+    ) -> Any:
+        """The select item ``index`` for ``node`` (same expression, same parameters: see
+        ``SelectQuery._reuse``), its parameter names counted again; else ``node`` compiled
+        (or None when ``compile_`` is false: the caller compiles it)."""
+        found = inner[index] if index is not None else None
+        if found is None:
+            return self.expr(node) if compile_ else None
+        element, names = found
+        self.names.extend(names)
+        return element
 
     def set_query(self, query: q.SetQuery) -> Any:
         parts = [self.child().any_select(part) for part in query._queries]
@@ -518,10 +555,14 @@ class _Context:
         statement = combine(*parts)
         return self._order_and_page(statement, query)
 
-    def _order_and_page(self, statement: Any, query: q.SelectQuery | q.SetQuery) -> Any:
-        """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result."""
-        for order in query._order:
-            statement = statement.order_by(*self.order(order))
+    def _order_and_page(
+        self, statement: Any, query: q.SelectQuery | q.SetQuery, targets: Sequence[Any] = ()
+    ) -> Any:
+        """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result;
+        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item."""
+        for index, order in enumerate(query._order):
+            target = targets[index] if index < len(targets) else None
+            statement = statement.order_by(*self.order(order, target))
         if query._limit is not None:
             statement = statement.limit(self.expr(query._limit))
         if query._offset is not None:

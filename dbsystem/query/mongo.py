@@ -28,6 +28,7 @@ on pymongo's thread-safe client from a worker thread, through the same hooks and
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,7 +43,14 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["AggregateQuery", "AsyncMongoQuery", "CollectionQuery", "MongoQuery", "compile_filter"]
+__all__ = [
+    "AggregateQuery",
+    "AsyncMongoQuery",
+    "CollectionQuery",
+    "MongoQuery",
+    "compile_expr",
+    "compile_filter",
+]
 
 T = TypeVar("T")
 
@@ -160,6 +168,17 @@ def _compare(node: e.Compare, truth: bool) -> dict[str, Any]:
         field = _field(node.left)
         return {field: None} if (node.op == "is") == truth else {field: _NOT_NULL}
     op = node.op if truth else _NEGATED[node.op]
+    if isinstance(node.left, e.Extract) and not isinstance(node.right, e.Column):
+        value = _value(node.right)
+        if value is None:
+            raise QueryBuildError(f"cannot compare with NULL using {node.op!r}: use is_null()")
+        field = _field(node.left.expr)  # a date part of a null date is NULL: no match
+        return {
+            "$and": [
+                {field: _NOT_NULL},
+                {"$expr": {_COMPARE[op]: [compile_expr(node.left), value]}},
+            ]
+        }
     if isinstance(node.left, e.Column) and isinstance(node.right, e.Column):
         operator = _COMPARE.get(op)
         if operator is None:
@@ -180,6 +199,45 @@ def _compare(node: e.Compare, truth: bool) -> dict[str, Any]:
         return {field: {"$nin": [value, None]}}  # not null, not missing, not the value
     # $eq, $lt... with a non-null value never match null or a missing field.
     return {field: {_COMPARE[op]: value}}
+
+
+_DATE_OPERATORS = {
+    "year": "$year",
+    "month": "$month",
+    "day": "$dayOfMonth",
+    "hour": "$hour",
+    "minute": "$minute",
+    "second": "$second",
+    "doy": "$dayOfYear",
+}
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def compile_expr(node: e.Expr) -> Any:
+    """An expression as a MongoDB aggregation expression, for ``project``, ``group`` and
+    comparisons in filters: a field is ``"$name"``, a value ``{"$literal": value}``, and
+    ``extract(field, expr)`` the date operators giving the integers the SQL backends give
+    (``dow`` 0 = Sunday; ``epoch`` whole seconds, rounded down), NULL for a null or missing
+    date. Dates are read in UTC, as BSON stores them."""
+    if isinstance(node, e.Column):
+        return f"${_field(node)}"
+    if isinstance(node, e.Value):
+        return {"$literal": node.value}
+    if isinstance(node, e._Null):
+        return None
+    if isinstance(node, e.Label):
+        return compile_expr(node.expr)
+    if isinstance(node, e.Extract):
+        target = compile_expr(node.expr)
+        if node.field == "dow":
+            part: Any = {"$subtract": [{"$dayOfWeek": target}, 1]}  # MongoDB: 1 = Sunday
+        elif node.field == "epoch":
+            millis = {"$subtract": [target, _EPOCH]}
+            part = {"$toLong": {"$floor": {"$divide": [millis, 1000]}}}
+        else:
+            part = {_DATE_OPERATORS[node.field]: target}
+        return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, part]}
+    raise QueryBuildError(f"{type(node).__name__} has no MongoDB aggregation form")
 
 
 def _in(node: e.In, truth: bool) -> dict[str, Any]:
@@ -684,7 +742,10 @@ class AggregateQuery:
         return self._add({"$match": _filter(where, op, value)})
 
     def group(self, key: Any, **accumulators: Mapping[str, Any]) -> AggregateQuery:
-        """$group by ``key`` ("$field", a dict, or None) with named accumulators."""
+        """$group by ``key`` ("$field", a dict, None, or an expression such as
+        ``extract("year", "at")``) with named accumulators."""
+        if isinstance(key, e.Expr):
+            key = compile_expr(key)
         return self._add({"$group": {"_id": key, **accumulators}})
 
     def sort(self, field: str, direction: int | str = 1) -> AggregateQuery:
@@ -692,8 +753,10 @@ class AggregateQuery:
         return self._add({"$sort": {_field_name(field): _direction(direction)}})
 
     def project(self, **fields: Any) -> AggregateQuery:
-        """$project: ``project(name=1, total="$amount")``."""
-        return self._add({"$project": fields})
+        """$project: ``project(name=1, total="$amount", year=extract("year", "at"))``
+        (an expression is compiled by ``compile_expr``)."""
+        compiled = {k: compile_expr(v) if isinstance(v, e.Expr) else v for k, v in fields.items()}
+        return self._add({"$project": compiled})
 
     def lookup(self, from_: str, local_field: str, foreign_field: str, as_: str) -> AggregateQuery:
         """$lookup: join documents of another collection."""

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, PoolConfig, QueryBuildError
+from dbsystem import DatabaseManager, DatabaseType, PoolConfig, QueryBuildError
 from dbsystem.query import col, count, extract, func, select
 from dbsystem.query import expr as e
 from tests.backend_params import SQL_BACKENDS, SQL_TYPES
@@ -119,3 +119,30 @@ def test_sqlalchemy_errors_become_query_build_errors(dialect):
         select(func.cast(col("at"))).from_("t").build(dialect=dialect)
     with pytest.raises(QueryBuildError, match=r"func.next_value\(\)"):
         select(func.next_value(col("at"))).from_("t").build(dialect=dialect)
+
+
+@pytest.fixture
+def mongo():
+    manager = DatabaseManager()
+    manager.create_pool(DatabaseType.MONGODB, PoolConfig(url="mongodb+mock://"))
+    stamps = manager.query(DatabaseType.MONGODB).collection(f"stamps_{uuid.uuid4().hex[:8]}")
+    documents = [{"id": i, "at": s} for i, s in STAMPS.items() if s is not None]
+    stamps.insert_many([*documents, {"id": 5, "at": None}, {"id": 6}]).execute()
+    yield stamps
+    manager.close_all()
+
+
+@pytest.mark.parametrize("field", e.DATE_PARTS)
+def test_mongodb_aggregation_gives_the_same_integers(mongo, field):
+    rows = mongo.aggregate().project(_id=0, id=1, part=extract(field, "at")).execute()
+    want = {i: expected(field, s) for i, s in STAMPS.items()}
+    assert {r["id"]: r["part"] for r in rows} == {**want, 6: None}
+
+
+def test_mongodb_filters_and_groups_on_a_date_part(mongo):
+    found = mongo.where(extract("year", "at") >= 2024).project("id").all()
+    assert sorted(r["id"] for r in found) == [1, 3]
+    found = mongo.where(~(extract("dow", "at") == 0)).project("id").all()
+    assert sorted(r["id"] for r in found) == [1, 3, 4]  # no null or missing date
+    groups = mongo.aggregate().group(extract("year", "at"), n={"$sum": 1}).execute()
+    assert {g["_id"]: g["n"] for g in groups} == {2024: 1, 2023: 1, 2025: 1, 1969: 1, None: 2}

@@ -80,8 +80,10 @@ class PyformatConnection(StandardSQLConnection):
             message=self._message(exc),
         )
 
-    def _query(self, sql: str, params: Mapping[str, Any]) -> str:
-        query, names = to_pyformat(sql, self.dialect)
+    def _query(self, sql: str, params: Mapping[str, Any], cached: bool = True) -> str:
+        # A statement with an expanded list is one of a kind per length: not cached.
+        rewrite = to_pyformat if cached else to_pyformat.__wrapped__
+        query, names = rewrite(sql, self.dialect)
         for name in names:
             if name not in params:
                 raise ProgrammingError(
@@ -103,9 +105,10 @@ class PyformatConnection(StandardSQLConnection):
         the first result only); one statement per call is also how injected SQL is kept out.
         """
         if params is not None:
+            expanded = sql
             if params:
-                sql, params = expand_lists(sql, params, self.dialect)
-            cur.execute(self._query(sql, params), params)
+                expanded, params = expand_lists(sql, params, self.dialect)
+            cur.execute(self._query(expanded, params, expanded is sql), params)
             return
         if ";" in sql and is_stacked(sql, self.dialect):
             raise ProgrammingError(

@@ -328,6 +328,9 @@ class _Context:
         if node.subquery is not None:
             inner = self.child().any_select(node.subquery.query)
             return target.not_in(inner) if node.negate else target.in_(inner)
+        if node.as_list:
+            # "x IN :p0" with a list: expanded, or = ANY on PostgreSQL, by the connection.
+            return target.op("NOT IN" if node.negate else "IN")(self.bind())
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 

@@ -394,15 +394,21 @@ class Like(Expr):
         self._values = expr._values + pattern._values
 
 
-class In(Expr):
-    """[NOT] IN (values...) or [NOT] IN (subquery)."""
+LIST_BIND_THRESHOLD = 32
+"""``in_()`` with more values than this binds them as one list parameter."""
 
-    __slots__ = ("expr", "items", "negate", "subquery")
+
+class In(Expr):
+    """[NOT] IN (values...) or [NOT] IN (subquery); more than ``LIST_BIND_THRESHOLD`` plain
+    values are bound as one list (``IN :p0``), which every SQL connection expands."""
+
+    __slots__ = ("as_list", "expr", "items", "negate", "subquery")
 
     def __init__(self, expr: Expr, values: Iterable[object] | SelectQuery, *, negate: bool) -> None:
         from dbsystem.query.sql import SelectQuery, SetQuery
 
         self.expr, self.negate = expr, negate
+        self.as_list = False
         if isinstance(values, (SelectQuery, SetQuery)):
             self.subquery: Subquery | None = Subquery(values)
             self.items: tuple[Expr, ...] = ()
@@ -415,6 +421,16 @@ class In(Expr):
         self.items = tuple(coerce(v) for v in values)
         if not self.items:
             raise QueryBuildError("in_() needs at least one value")
+        if len(self.items) > LIST_BIND_THRESHOLD and all(
+            type(i) is Value or i is NULL for i in self.items
+        ):
+            # One parameter holding the list, whatever its length: the connection makes it
+            # portable (``backends._params.expand_lists``), and the shape does not grow.
+            self.as_list = True
+            self._key = ("in", negate, expr._key, "list")
+            items = [i.value if type(i) is Value else None for i in self.items]
+            self._values = (*expr._values, items)
+            return
         self._key = ("in", negate, expr._key, *(i._key for i in self.items))
         self._values = expr._values + _join_values(self.items)
 

@@ -14,6 +14,7 @@ import pytest
 
 from dbsystem import DatabaseManager, InterfaceError, PoolConfig
 from dbsystem.backends._params import expand_lists
+from dbsystem.query import col
 from tests.backend_params import SQL_BACKENDS, SQL_TYPES
 
 
@@ -155,3 +156,29 @@ def test_lists_elsewhere_are_bound_as_before(tmp_path):
         assert manager.fetch_value("SELECT doc FROM j") == "[3]"
     finally:
         manager.close_all()
+
+
+def test_builder_in_with_100000_values_is_one_parameter(db, table):
+    """``col("id").in_(ids)`` stays bound for long lists: one list parameter, expanded by the
+    connection (or one array on PostgreSQL), the shape the same for every length."""
+    ids = list(range(100_000))
+    query = db.query().select("id").from_(table).where(col("id").in_(ids))
+    started = time.perf_counter()
+    assert sorted(r["id"] for r in query.all()) == [1, 2, 3]
+    assert time.perf_counter() - started < 5.0
+    other = db.query().select("id").from_(table).where(col("id").in_(ids[:50]))
+    assert query.shape() == other.shape()
+    excluded = db.query().select("id").from_(table).where(col("id").not_in([*range(2, 60)]))
+    assert [r["id"] for r in excluded.all()] == [1]
+    with_null = db.query().select("id").from_(table).where(col("id").not_in([None, *ids[:40]]))
+    assert with_null.all() == []  # NOT IN a list holding NULL is never TRUE
+    assert len(db.query().select("id").from_(table).where(col("id").in_([None] * 40)).all()) == 0
+
+
+def test_expanded_statements_do_not_fill_the_rewrite_cache(db, table):
+    from dbsystem.backends._params import to_pyformat
+
+    before = to_pyformat.cache_info().currsize
+    for length in range(1, 40):
+        db.fetch_all(f"SELECT id FROM {table} WHERE id IN (:ids)", {"ids": list(range(length))})
+    assert to_pyformat.cache_info().currsize - before <= 2  # PostgreSQL: one text (= ANY)

@@ -64,6 +64,11 @@ atoms = st.one_of(
     st.builds(lambda f: col(f).is_not_null(), fields),
     st.builds(lambda f, v: col(f).in_(v), fields, st.lists(values, min_size=1, max_size=3)),
     st.builds(lambda f, v: col(f).not_in(v), fields, st.lists(values, min_size=1, max_size=3)),
+    # More than 32 values: bound as one list, expanded (or = ANY) by the connection.
+    st.builds(lambda f, v: col(f).in_(v), fields, st.lists(values, min_size=33, max_size=36)),
+    st.builds(
+        lambda f, v: col(f).not_in(v), fields, st.lists(st.integers(0, 3), min_size=33, max_size=36)
+    ),
     st.builds(
         lambda f, lo, hi: col(f).between(lo, hi), fields, st.integers(0, 3), st.integers(0, 3)
     ),

@@ -15,7 +15,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from dbsystem.backends._params import is_stacked, to_pyformat
+from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import SQLConnectionBase, commit_unknown, normalize_isolation
 from dbsystem.errors import (
@@ -92,6 +92,8 @@ class AsyncPostgresConnection:
                 )
             await cur.execute(sql)
         else:
+            if params:
+                sql, params = expand_lists(sql, params, self.dialect)
             await cur.execute(self._query(sql, params), params)
 
     async def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
@@ -161,6 +163,8 @@ class AsyncPostgresConnection:
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False
         try:
+            if params:
+                sql, params = expand_lists(sql, params, self.dialect)
             await cur.execute(sql if params is None else self._query(sql, params), params)
             while batch := await cur.fetchmany(batch_size):
                 for row in batch:

@@ -2,7 +2,8 @@
 
 psycopg and pymysql differ in how they connect, ping, report transaction state and name
 their errors, but running a statement is the same: rewrite ``:name`` placeholders
-(``_params.to_pyformat``, cached), check every name has a value, and execute on one of the
+(``_params.to_pyformat``, cached; a list after ``IN`` made portable by
+``_params.expand_lists``), check every name has a value, and execute on one of the
 connection's two reusable cursors: a plain one for statements, one that makes dict rows
 with the driver's own row machinery for queries. Subclasses supply the rest.
 """
@@ -13,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from dbsystem.backends._params import is_stacked, to_pyformat
+from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import StandardSQLConnection
 from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
@@ -79,8 +80,10 @@ class PyformatConnection(StandardSQLConnection):
             message=self._message(exc),
         )
 
-    def _query(self, sql: str, params: Mapping[str, Any]) -> str:
-        query, names = to_pyformat(sql, self.dialect)
+    def _query(self, sql: str, params: Mapping[str, Any], cached: bool = True) -> str:
+        # A statement with an expanded list is one of a kind per length: not cached.
+        rewrite = to_pyformat if cached else to_pyformat.__wrapped__
+        query, names = rewrite(sql, self.dialect)
         for name in names:
             if name not in params:
                 raise ProgrammingError(
@@ -102,7 +105,10 @@ class PyformatConnection(StandardSQLConnection):
         the first result only); one statement per call is also how injected SQL is kept out.
         """
         if params is not None:
-            cur.execute(self._query(sql, params), params)
+            expanded = sql
+            if params:
+                expanded, params = expand_lists(sql, params, self.dialect)
+            cur.execute(self._query(expanded, params, expanded is sql), params)
             return
         if ";" in sql and is_stacked(sql, self.dialect):
             raise ProgrammingError(

@@ -12,7 +12,8 @@
 * Autocommit outside ``transaction()`` (sqlite3 ``isolation_level=None``); ``BEGIN`` opens a
   transaction, savepoints nest. SQLite transactions are serializable, which satisfies every
   standard isolation level; a read-only transaction sets ``PRAGMA query_only``.
-* sqlite3 binds ``:name`` parameters natively, so statements pass through untouched. Values
+* sqlite3 binds ``:name`` parameters natively, so statements pass through untouched, but
+  for a list after ``IN`` (``_params.expand_lists``). Values
   sqlite3 has no storage class for (Decimal, UUID, date, datetime, time, dict, list) are
   stored as text (ISO 8601, JSON), converted only after sqlite3 refuses them, so the common
   path pays nothing; they read back as text.
@@ -31,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from dbsystem.backends._params import expand_lists
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     Backend,
@@ -132,6 +134,8 @@ class SQLiteConnection(StandardSQLConnection):
 
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
         """Execute ``sql``; bind adapted values if sqlite3 refused one (or raise)."""
+        if params:
+            sql, params = expand_lists(sql, params, "sqlite")
         try:
             return self._conn.execute(sql, () if params is None else params)
         except _ERRORS as exc:

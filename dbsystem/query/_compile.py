@@ -19,6 +19,9 @@ Where the databases disagree, the translation makes them agree:
   ``x IS NULL`` first).
 * ``/`` is true division (3 / 2 = 1.5; PostgreSQL and SQLite would give 1 for integers).
 * String concatenation is ``||`` or MySQL's CONCAT().
+* ``extract(field, x)`` gives the same integer everywhere: SQLite's strftime, PostgreSQL's
+  date_part (floored), MySQL's EXTRACT / DAYOFWEEK - 1 / DAYOFYEAR / TIMESTAMPDIFF.
+* Whatever SQLAlchemy refuses while building or compiling is ``QueryBuildError``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,17 @@ _CAST_TYPES: dict[str, Any] = {
     "timestamp": sa.DateTime,
     "time": sa.Time,
     "boolean": sa.Boolean,
+}
+_STRFTIME = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "hour": "%H",
+    "minute": "%M",
+    "second": "%S",
+    "dow": "%w",
+    "doy": "%j",
+    "epoch": "%s",
 }
 _CACHE_SIZE = 2048
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -126,6 +140,16 @@ def _compile(query: q._Query, dialect_name: str) -> Compiled:
     dialect = _DIALECTS.get(dialect_name)
     if dialect is None:
         raise QueryBuildError(f"no SQL dialect {dialect_name!r}; use {sorted(_DIALECTS)}")
+    try:
+        return _compile_with(query, dialect_name, dialect)
+    except sa.exc.SQLAlchemyError as exc:
+        # What SQLAlchemy refuses (CompileError, ArgumentError...) is a builder error here.
+        raise QueryBuildError(
+            f"cannot compile {type(query).__name__} for {dialect_name}: {exc}"
+        ) from exc
+
+
+def _compile_with(query: q._Query, dialect_name: str, dialect: Dialect) -> Compiled:
     ctx = _Context(dialect_name, dialect)
     if isinstance(query, q.SelectQuery):
         statement: Any = ctx.select(query)
@@ -304,6 +328,9 @@ class _Context:
         if node.subquery is not None:
             inner = self.child().any_select(node.subquery.query)
             return target.not_in(inner) if node.negate else target.in_(inner)
+        if node.as_list:
+            # "x IN :p0" with a list: expanded, or = ANY on PostgreSQL, by the connection.
+            return target.op("NOT IN" if node.negate else "IN")(self.bind())
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 
@@ -317,9 +344,46 @@ class _Context:
     def _func(self, node: e.Func) -> Any:
         args = [self.expr(arg) for arg in node.args]
         function = getattr(sa.func, node.name)
-        if node.distinct:
-            return function(sa.distinct(*args)) if args else function()
-        return function(*args)
+        try:
+            if node.distinct:
+                return function(sa.distinct(*args)) if args else function()
+            return function(*args)
+        except (TypeError, AssertionError, sa.exc.ArgumentError) as exc:
+            # SQLAlchemy's own functions of that name (cast, next_value...) check their
+            # arguments when built.
+            raise QueryBuildError(f"func.{node.name}(): {exc}") from exc
+
+    def _extract(self, node: e.Extract) -> Any:
+        target = self.expr(node.expr)
+        field = node.field
+        if self.dialect_name == "sqlite":
+            # strftime reads ISO 8601 text (how dates are stored on SQLite) as UTC.
+            return sa.cast(
+                sa.func.strftime(sa.literal_column(f"'{_STRFTIME[field]}'"), target), sa.Integer
+            )
+        if self.dialect_name == "mysql":
+            if field == "dow":
+                return sa.func.dayofweek(target) - sa.literal_column("1")  # MySQL: 1 = Sunday
+            if field == "doy":
+                return sa.func.dayofyear(target)
+            if field == "epoch":
+                # Not UNIX_TIMESTAMP(): it reads the value in the session's time zone; and
+                # TIMESTAMPDIFF(SECOND, ...) rounds toward zero, not down, before 1970.
+                micros = sa.func.timestampdiff(
+                    sa.literal_column("MICROSECOND"),
+                    sa.literal_column("'1970-01-01 00:00:00'"),
+                    target,
+                )
+                seconds = sa.func.floor(micros / sa.literal_column("1000000"))
+                return sa.cast(seconds, sa.BigInteger)
+            return sa.extract(field, target)
+        # PostgreSQL: date_part() (EXTRACT refuses hour/minute/second of a DATE), a double
+        # with the fraction of a second in "second" and "epoch".
+        part = sa.func.date_part(sa.literal_column(f"'{field}'"), target)
+        kind = sa.BigInteger if field == "epoch" else sa.Integer
+        if field in ("second", "epoch"):
+            part = sa.func.floor(part)
+        return sa.cast(part, kind)
 
     def _over(self, node: e.Over) -> Any:
         fn = self.expr(node.fn)
@@ -346,8 +410,9 @@ class _Context:
     def _exists(self, node: e.Exists) -> Any:
         return sa.exists(self.child().any_select(node.subquery.query))
 
-    def order(self, node: e.Order) -> list[Any]:
-        target = self.expr(node.expr)
+    def order(self, node: e.Order, target: Any = None) -> list[Any]:
+        if target is None:
+            target = self.expr(node.expr)
         ascending = node.direction == "asc"
         nulls = node.nulls
         item = target.asc() if ascending else target.desc()
@@ -426,8 +491,17 @@ class _Context:
                 if self.dialect_name == "mysql":
                     raise NotSupportedError("MySQL has no FULL OUTER JOIN", backend="mysql")
                 joined = sa.join(joined, right, on, full=True)
-        columns = [self.expr(c) for c in query._columns] or [sa.literal_column("*")]
-        statement = sa.select(*columns)
+        columns: list[Any] = []
+        inner: list[tuple[Any, list[str]] | None] = []  # what GROUP/ORDER BY may reuse
+        for column in query._columns:
+            start, transforms = len(self.names), len(self.transforms)
+            element = self.expr(column)
+            columns.append(element)
+            reusable = len(self.transforms) == transforms  # a transform applies once per name
+            target = element.element if isinstance(column, e.Label) else element
+            inner.append((target, self.names[start:]) if reusable else None)
+        reuse = query._reuse() if query._group or query._order else ()
+        statement = sa.select(*(columns or [sa.literal_column("*")]))
         if joined is not None:
             statement = statement.select_from(joined, *froms[1:], *extra)
         if query._distinct:
@@ -435,10 +509,37 @@ class _Context:
         if query._where is not None:
             statement = statement.where(self.expr(query._where))
         if query._group:
-            statement = statement.group_by(*[self.expr(g) for g in query._group])
+            groups = [self._reused(g, reuse[i], inner) for i, g in enumerate(query._group)]
+            statement = statement.group_by(*groups)
         if query._having is not None:
             statement = statement.having(self.expr(query._having))
-        return self._order_and_page(statement, query)
+        offset = len(query._group)
+        targets = (
+            [
+                self._reused(o.expr, reuse[offset + i], inner, compile_=False)
+                for i, o in enumerate(query._order)
+            ]
+            if reuse
+            else []
+        )
+        return self._order_and_page(statement, query, targets)
+
+    def _reused(
+        self,
+        node: e.Expr,
+        index: int | None,
+        inner: list[tuple[Any, list[str]] | None],
+        compile_: bool = True,
+    ) -> Any:
+        """The select item ``index`` for ``node`` (same expression, same parameters: see
+        ``SelectQuery._reuse``), its parameter names counted again; else ``node`` compiled
+        (or None when ``compile_`` is false: the caller compiles it)."""
+        found = inner[index] if index is not None else None
+        if found is None:
+            return self.expr(node) if compile_ else None
+        element, names = found
+        self.names.extend(names)
+        return element
 
     def set_query(self, query: q.SetQuery) -> Any:
         parts = [self.child().any_select(part) for part in query._queries]
@@ -457,10 +558,14 @@ class _Context:
         statement = combine(*parts)
         return self._order_and_page(statement, query)
 
-    def _order_and_page(self, statement: Any, query: q.SelectQuery | q.SetQuery) -> Any:
-        """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result."""
-        for order in query._order:
-            statement = statement.order_by(*self.order(order))
+    def _order_and_page(
+        self, statement: Any, query: q.SelectQuery | q.SetQuery, targets: Sequence[Any] = ()
+    ) -> Any:
+        """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result;
+        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item."""
+        for index, order in enumerate(query._order):
+            target = targets[index] if index < len(targets) else None
+            statement = statement.order_by(*self.order(order, target))
         if query._limit is not None:
             statement = statement.limit(self.expr(query._limit))
         if query._offset is not None:

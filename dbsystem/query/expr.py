@@ -36,6 +36,7 @@ __all__ = [
     "count",
     "escape_like",
     "exists",
+    "extract",
     "func",
     "literal",
     "max_",
@@ -393,15 +394,21 @@ class Like(Expr):
         self._values = expr._values + pattern._values
 
 
-class In(Expr):
-    """[NOT] IN (values...) or [NOT] IN (subquery)."""
+LIST_BIND_THRESHOLD = 32
+"""``in_()`` with more values than this binds them as one list parameter."""
 
-    __slots__ = ("expr", "items", "negate", "subquery")
+
+class In(Expr):
+    """[NOT] IN (values...) or [NOT] IN (subquery); more than ``LIST_BIND_THRESHOLD`` plain
+    values are bound as one list (``IN :p0``), which every SQL connection expands."""
+
+    __slots__ = ("as_list", "expr", "items", "negate", "subquery")
 
     def __init__(self, expr: Expr, values: Iterable[object] | SelectQuery, *, negate: bool) -> None:
         from dbsystem.query.sql import SelectQuery, SetQuery
 
         self.expr, self.negate = expr, negate
+        self.as_list = False
         if isinstance(values, (SelectQuery, SetQuery)):
             self.subquery: Subquery | None = Subquery(values)
             self.items: tuple[Expr, ...] = ()
@@ -414,6 +421,16 @@ class In(Expr):
         self.items = tuple(coerce(v) for v in values)
         if not self.items:
             raise QueryBuildError("in_() needs at least one value")
+        if len(self.items) > LIST_BIND_THRESHOLD and all(
+            type(i) is Value or i is NULL for i in self.items
+        ):
+            # One parameter holding the list, whatever its length: the connection makes it
+            # portable (``backends._params.expand_lists``), and the shape does not grow.
+            self.as_list = True
+            self._key = ("in", negate, expr._key, "list")
+            items = [i.value if type(i) is Value else None for i in self.items]
+            self._values = (*expr._values, items)
+            return
         self._key = ("in", negate, expr._key, *(i._key for i in self.items))
         self._values = expr._values + _join_values(self.items)
 
@@ -470,12 +487,15 @@ class Func(Expr):
 
 
 class _FuncFactory:
-    """``func.NAME(*args)`` for any SQL function; the name is a validated identifier."""
+    """``func.NAME(*args)`` for any SQL function; the name is a validated identifier.
+    ``func.extract(field, expr)`` is ``extract()`` (the field is a keyword, not a value)."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         check_identifier(name, "function name")
+        if name.lower() == "extract":
+            return extract
 
         def call(*args: object, distinct: bool = False) -> Func:
             return Func(name, [coerce(a) for a in args], distinct)
@@ -613,3 +633,33 @@ class Exists(Expr):
 def exists(query: Any) -> Exists:
     """EXISTS (subquery): ``exists(db.query(t).select("*").from_("orders").where(...))``."""
     return Exists(query)
+
+
+DATE_PARTS = ("year", "month", "day", "hour", "minute", "second", "dow", "doy", "epoch")
+"""The fields ``extract`` knows, each an integer on every backend."""
+
+
+class Extract(Expr):
+    """One part of a date or timestamp, as an integer (see ``extract``)."""
+
+    __slots__ = ("expr", "field")
+
+    def __init__(self, field: str, expr: Expr) -> None:
+        self.field, self.expr = field, expr
+        self._key = ("extract", field, expr._key)
+        self._values = expr._values
+
+
+def extract(field: str, expr: object) -> Extract:
+    """A part of a date or timestamp, the same integer on SQLite, PostgreSQL and MySQL.
+
+    ``field`` is one of ``year``, ``month``, ``day``, ``hour``, ``minute``, ``second``
+    (whole seconds: a fraction is dropped), ``dow`` (day of week, 0 = Sunday to 6 = Saturday,
+    PostgreSQL's convention), ``doy`` (day of year, 1 to 366) and ``epoch`` (whole seconds
+    since 1970-01-01 00:00:00, the value read as UTC). ``expr`` is a column name or an
+    expression: ``extract("year", "created_at")``, ``extract("dow", col("o.day"))``.
+    A NULL gives NULL.
+    """
+    if not isinstance(field, str) or field.lower() not in DATE_PARTS:
+        raise QueryBuildError(f"extract: field must be one of {list(DATE_PARTS)}, not {field!r}")
+    return Extract(field.lower(), _column_or_expr(expr))

@@ -9,7 +9,9 @@
          .group("$country", n={"$sum": 1}).sort("n", -1).execute()
 
 The expressions are the SQL builder's (``col``, ``&``, ``|``, ``~``, ``in_``, ``between``,
-``like``, ``is_null``): ``col("age") > 18`` becomes ``{"age": {"$gt": 18}}``. Values are
+``like``, ``is_null``): ``col("age") > 18`` becomes ``{"age": {"$gt": 18}}``. They match the
+documents SQL would return for the same rows, NULL and missing fields included (SQL's
+three-valued logic: ``col("a") != 5`` does not match a document without ``a``). Values are
 always compared with ``$eq``-style operators, so a value such as ``{"$gt": ""}`` is matched
 literally and never acts as an operator. Filter dicts written by the program are used as
 written, except that server-side JavaScript (``$where``, ``$function``, ``$accumulator``) is
@@ -26,6 +28,7 @@ on pymongo's thread-safe client from a worker thread, through the same hooks and
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,7 +43,14 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["AggregateQuery", "AsyncMongoQuery", "CollectionQuery", "MongoQuery", "compile_filter"]
+__all__ = [
+    "AggregateQuery",
+    "AsyncMongoQuery",
+    "CollectionQuery",
+    "MongoQuery",
+    "compile_expr",
+    "compile_filter",
+]
 
 T = TypeVar("T")
 
@@ -106,37 +116,141 @@ def like_to_regex(pattern: str) -> str:
 
 
 def compile_filter(node: e.Expr) -> dict[str, Any]:
-    """A backend-neutral condition as a MongoDB filter document."""
+    """A backend-neutral condition as a MongoDB filter document matching exactly the
+    documents whose row SQL would return: those where the condition is TRUE under SQL's
+    three-valued logic, a missing field counting as NULL.
+
+    MongoDB's own operators are two-valued (``{"a": {"$ne": 5}}`` matches a null or missing
+    ``a``; ``$nor`` matches where its operand was unknown), so each condition is compiled
+    twice over: the documents where it is TRUE and those where it is FALSE (NOT swaps them;
+    AND and OR combine them as De Morgan says). What is neither is SQL's UNKNOWN, and
+    ``WHERE`` keeps no such row on either side.
+    """
+    return _when(node, True)
+
+
+# Matches no document: what a condition that is never TRUE (or never FALSE) compiles to.
+_NEVER: dict[str, Any] = {"_id": {"$in": []}}
+_NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_NOT_NULL: dict[str, Any] = {"$ne": None}
+
+
+def _when(node: e.Expr, truth: bool) -> dict[str, Any]:
+    """The filter for the documents where ``node`` is ``truth`` (TRUE or FALSE, never NULL)."""
     if isinstance(node, e.Compare):
-        if isinstance(node.left, e.Column) and isinstance(node.right, e.Column):
-            operator = _COMPARE.get(node.op)
-            if operator is None:
-                raise QueryBuildError(f"cannot compare two fields with {node.op!r}")
-            return {"$expr": {operator: [f"${_field(node.left)}", f"${_field(node.right)}"]}}
-        field = _field(node.left)
-        if node.op == "is":
-            return {field: None}
-        if node.op == "is not":
-            return {field: {"$ne": None}}
-        return {field: {_COMPARE[node.op]: _value(node.right)}}
+        return _compare(node, truth)
     if isinstance(node, e.BoolOp):
-        return {"$and" if node.op == "and" else "$or": [compile_filter(i) for i in node.items]}
+        # TRUE AND: every item TRUE; FALSE AND: some item FALSE (and the dual for OR).
+        parts = [_when(item, truth) for item in node.items]
+        return {"$and" if (node.op == "and") == truth else "$or": parts}
     if isinstance(node, e.Unary) and node.op == "not":
-        return {"$nor": [compile_filter(node.operand)]}
+        return _when(node.operand, not truth)
     if isinstance(node, e.In):
-        if node.subquery is not None:
-            raise QueryBuildError("MongoDB filters cannot use a SQL subquery")
-        values = [_value(item) for item in node.items]
-        return {_field(node.expr): {"$nin" if node.negate else "$in": values}}
+        return _in(node, truth)
     if isinstance(node, e.Between):
-        return {_field(node.expr): {"$gte": _value(node.low), "$lte": _value(node.high)}}
+        low = e.Compare(">=", node.expr, node.low)
+        high = e.Compare("<=", node.expr, node.high)
+        return _when(e.BoolOp("and", (low, high)), truth)
     if isinstance(node, e.Like):
         pattern = _value(node.pattern)
         if not isinstance(pattern, str):
             raise QueryBuildError("like() takes a string pattern")
+        field = _field(node.expr)
         regex = re.compile(like_to_regex(pattern), re.IGNORECASE if node.insensitive else 0)
-        return {_field(node.expr): {"$not": regex} if node.negate else regex}
+        if truth != node.negate:
+            return {field: regex}  # a regular expression matches strings only, never null
+        return {"$and": [{field: {"$not": regex}}, {field: _NOT_NULL}]}
     raise QueryBuildError(f"{type(node).__name__} has no MongoDB filter form")
+
+
+def _compare(node: e.Compare, truth: bool) -> dict[str, Any]:
+    if node.op in ("is", "is not"):  # never NULL itself
+        field = _field(node.left)
+        return {field: None} if (node.op == "is") == truth else {field: _NOT_NULL}
+    op = node.op if truth else _NEGATED[node.op]
+    if isinstance(node.left, e.Extract) and not isinstance(node.right, e.Column):
+        value = _value(node.right)
+        if value is None:
+            raise QueryBuildError(f"cannot compare with NULL using {node.op!r}: use is_null()")
+        field = _field(node.left.expr)  # a date part of a null date is NULL: no match
+        return {
+            "$and": [
+                {field: _NOT_NULL},
+                {"$expr": {_COMPARE[op]: [compile_expr(node.left), value]}},
+            ]
+        }
+    if isinstance(node.left, e.Column) and isinstance(node.right, e.Column):
+        operator = _COMPARE.get(op)
+        if operator is None:
+            raise QueryBuildError(f"cannot compare two fields with {node.op!r}")
+        left, right = _field(node.left), _field(node.right)
+        # $expr compares null and missing like any value: a NULL side makes SQL's UNKNOWN.
+        return {
+            "$and": [
+                {left: _NOT_NULL},
+                {right: _NOT_NULL},
+                {"$expr": {operator: [f"${left}", f"${right}"]}},
+            ]
+        }
+    field, value = _field(node.left), _value(node.right)
+    if value is None:  # as on the SQL backends (where SQLAlchemy refuses it)
+        raise QueryBuildError(f"cannot compare with NULL using {node.op!r}: use is_null()")
+    if op == "!=":
+        return {field: {"$nin": [value, None]}}  # not null, not missing, not the value
+    # $eq, $lt... with a non-null value never match null or a missing field.
+    return {field: {_COMPARE[op]: value}}
+
+
+_DATE_OPERATORS = {
+    "year": "$year",
+    "month": "$month",
+    "day": "$dayOfMonth",
+    "hour": "$hour",
+    "minute": "$minute",
+    "second": "$second",
+    "doy": "$dayOfYear",
+}
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def compile_expr(node: e.Expr) -> Any:
+    """An expression as a MongoDB aggregation expression, for ``project``, ``group`` and
+    comparisons in filters: a field is ``"$name"``, a value ``{"$literal": value}``, and
+    ``extract(field, expr)`` the date operators giving the integers the SQL backends give
+    (``dow`` 0 = Sunday; ``epoch`` whole seconds, rounded down), NULL for a null or missing
+    date. Dates are read in UTC, as BSON stores them."""
+    if isinstance(node, e.Column):
+        return f"${_field(node)}"
+    if isinstance(node, e.Value):
+        return {"$literal": node.value}
+    if isinstance(node, e._Null):
+        return None
+    if isinstance(node, e.Label):
+        return compile_expr(node.expr)
+    if isinstance(node, e.Extract):
+        target = compile_expr(node.expr)
+        if node.field == "dow":
+            part: Any = {"$subtract": [{"$dayOfWeek": target}, 1]}  # MongoDB: 1 = Sunday
+        elif node.field == "epoch":
+            millis = {"$subtract": [target, _EPOCH]}
+            part = {"$toLong": {"$floor": {"$divide": [millis, 1000]}}}
+        else:
+            part = {_DATE_OPERATORS[node.field]: target}
+        return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, part]}
+    raise QueryBuildError(f"{type(node).__name__} has no MongoDB aggregation form")
+
+
+def _in(node: e.In, truth: bool) -> dict[str, Any]:
+    if node.subquery is not None:
+        raise QueryBuildError("MongoDB filters cannot use a SQL subquery")
+    field = _field(node.expr)
+    values = [_value(item) for item in node.items]
+    known = [value for value in values if value is not None]
+    if truth != node.negate:  # x IN (...) is TRUE: equal to one of the non-null items
+        return {field: {"$in": known}} if known else _NEVER
+    if len(known) < len(values):  # x IN (..., NULL) is never FALSE
+        return _NEVER
+    return {field: {"$nin": [*known, None]}}
 
 
 def _pipeline_collections(stages: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], bool]:
@@ -628,7 +742,10 @@ class AggregateQuery:
         return self._add({"$match": _filter(where, op, value)})
 
     def group(self, key: Any, **accumulators: Mapping[str, Any]) -> AggregateQuery:
-        """$group by ``key`` ("$field", a dict, or None) with named accumulators."""
+        """$group by ``key`` ("$field", a dict, None, or an expression such as
+        ``extract("year", "at")``) with named accumulators."""
+        if isinstance(key, e.Expr):
+            key = compile_expr(key)
         return self._add({"$group": {"_id": key, **accumulators}})
 
     def sort(self, field: str, direction: int | str = 1) -> AggregateQuery:
@@ -636,8 +753,10 @@ class AggregateQuery:
         return self._add({"$sort": {_field_name(field): _direction(direction)}})
 
     def project(self, **fields: Any) -> AggregateQuery:
-        """$project: ``project(name=1, total="$amount")``."""
-        return self._add({"$project": fields})
+        """$project: ``project(name=1, total="$amount", year=extract("year", "at"))``
+        (an expression is compiled by ``compile_expr``)."""
+        compiled = {k: compile_expr(v) if isinstance(v, e.Expr) else v for k, v in fields.items()}
+        return self._add({"$project": compiled})
 
     def lookup(self, from_: str, local_field: str, foreign_field: str, as_: str) -> AggregateQuery:
         """$lookup: join documents of another collection."""

@@ -553,7 +553,28 @@ class SelectQuery(_Rows):
             tuple([o._key for o in self._order]),
             limit is not None,
             offset is not None,
+            self._reuse() if self._group or self._order else (),
         )
+
+    def _reuse(self) -> tuple[int | None, ...]:
+        """For each GROUP BY item, then each ORDER BY item: the index of the select-list
+        item with the same expression and the same values, when it holds values, else None.
+
+        The compiler renders such an item with the select item's parameters, so PostgreSQL
+        (which compares expressions with their parameter numbers) sees one expression:
+        ``select(func.substring(col("p"), 1, 2)).group_by(func.substring(col("p"), 1, 2))``.
+        """
+        targets = [c.expr if isinstance(c, Label) else c for c in self._columns]
+        found: list[int | None] = []
+        for item in (*self._group, *(o.expr for o in self._order)):
+            match = None
+            if item._values:
+                for index, target in enumerate(targets):
+                    if target._key == item._key and _same_values(target._values, item._values):
+                        match = index
+                        break
+            found.append(match)
+        return tuple(found)
 
     def _collect_values(self) -> tuple[Any, ...]:
         values: tuple[Any, ...] = ()
@@ -568,6 +589,21 @@ class SelectQuery(_Rows):
         if self._having is not None:
             values += self._having._values
         return values + self._page_values()
+
+
+def _same_values(first: tuple[Any, ...], second: tuple[Any, ...]) -> bool:
+    """Equal values of equal types (``1``, ``True`` and ``1.0`` differ in SQL)."""
+    if len(first) != len(second):
+        return False
+    for a, b in zip(first, second, strict=True):
+        if type(a) is not type(b):
+            return False
+        try:
+            if a != b:
+                return False
+        except Exception:  # a value that cannot be compared is never the same
+            return False
+    return True
 
 
 def _select_item(item: Any) -> Expr:

@@ -106,7 +106,11 @@ def test_filters_compile_to_mongo_documents():
     assert compile_filter((col("age") > 18) & col("name").in_(["a", "b"])) == {
         "$and": [{"age": {"$gt": 18}}, {"name": {"$in": ["a", "b"]}}]
     }
-    assert compile_filter(col("a") == col("b")) == {"$expr": {"$eq": ["$a", "$b"]}}
+    # Two fields: $expr compares nulls like values, so both sides must be non-null (SQL).
+    assert compile_filter(col("a") == col("b")) == {
+        "$and": [{"a": {"$ne": None}}, {"b": {"$ne": None}}, {"$expr": {"$eq": ["$a", "$b"]}}]
+    }
+    assert compile_filter(col("a") != 5) == {"a": {"$nin": [5, None]}}
     assert compile_filter(col("x").is_not_null()) == {"x": {"$ne": None}}
     assert like_to_regex("a.b%_") == "^a\\.b.*.$"
     assert like_to_regex("50\\%") == "^50%$" and like_to_regex("a\\_b\\") == "^a_b\\\\$"
@@ -353,3 +357,42 @@ def test_a_replica_set_url_configures_the_driver():
         assert "Pw0rd123" not in str(info.value)
     finally:
         manager.close_all()
+
+
+NULLISH = [
+    {"name": "five", "a": 5, "s": "abc"},
+    {"name": "six", "a": 6, "s": "xyz"},
+    {"name": "null", "a": None, "s": None},
+    {"name": "missing"},
+]
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (col("a") != 5, ["six"]),
+        (~(col("a") == 5), ["six"]),
+        (~(col("a") > 5), ["five"]),
+        (col("a").not_in([5]), ["six"]),
+        (col("a").not_in([5, None]), []),
+        (col("a").in_([5, None]), ["five"]),
+        (~col("a").in_([5, None]), []),
+        (col("s").not_like("a%"), ["six"]),
+        (~col("s").like("a%"), ["six"]),
+        (~((col("a") == 5) | col("a").is_null()), ["six"]),
+        (~((col("a") == 5) & col("a").is_not_null()), ["six", "null", "missing"]),
+        (~col("a").between(5, 5), ["six"]),
+        (col("a") != col("a"), []),
+        (~(col("a") == col("a")), []),
+    ],
+)
+def test_null_and_missing_fields_match_as_in_sql(db, condition, expected):
+    """SQL's three-valued logic: a NULL (or, on MongoDB, missing) field makes a comparison
+    UNKNOWN, and neither it nor its negation keeps the row (issue 21)."""
+    db.users.insert_many(NULLISH).execute()
+    assert sorted(names(db.users.where(condition).all())) == sorted(expected)
+
+
+def test_comparing_with_null_other_than_equality_is_refused():
+    with pytest.raises(QueryBuildError, match="cannot compare with NULL"):
+        compile_filter(col("a") > None)

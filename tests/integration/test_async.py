@@ -532,3 +532,22 @@ def test_reads_go_to_a_replica_and_writes_to_the_primary(tmp_path):
             await adb.close_all()
 
     asyncio.run(main())
+
+
+def test_list_parameters_after_in(kind, request, tmp_path):
+    """The async connections (PostgreSQL's own included) take a list after IN (issue 21)."""
+
+    async def main():
+        adb, t = await _manager(kind, request, tmp_path)
+        try:
+            await adb.insert_many(t, [{"id": i, "name": f"n{i}"} for i in (1, 2, 3)])
+            rows = await adb.fetch_all(f"SELECT id FROM {t} WHERE id IN (:ids)", {"ids": [1, 3]})
+            assert sorted(r["id"] for r in rows) == [1, 3]
+            rows = await adb.fetch_all(f"SELECT id FROM {t} WHERE id NOT IN :ids", {"ids": []})
+            assert len(rows) == 3
+            with pytest.raises(InterfaceError, match="parameter :ids is a list"):
+                await adb.fetch_all(f"SELECT id FROM {t} WHERE id = :ids", {"ids": [1]})
+        finally:
+            await _drop(adb, t)
+
+    run(main())

@@ -73,6 +73,9 @@ def test_values_are_always_bound_never_pasted(dialect):
     text, params = q.build(dialect=dialect)
     assert "DROP" not in text and "1'='1" not in text
     assert list(params.values()).count(payload) == 4
+    many = select("id").from_("users").where(col("tag").in_([payload] * 40))
+    text, params = many.build(dialect=dialect)
+    assert "DROP" not in text and params == {"p0": [payload] * 40}
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from dbsystem.backends.base import driver_refused
 from dbsystem.backends.redis import _error, _text, describe_commands, describe_scan
-from dbsystem.errors import InterfaceError, NotSupportedError, PermissionDenied
+from dbsystem.errors import InterfaceError, NotSupportedError
 
 __all__ = ["AsyncRedisConnection", "async_redis_client"]
 
@@ -62,11 +63,7 @@ class AsyncRedisConnection:
         """The ``redis.asyncio`` client underneath, for what dbsystem does not wrap (refused
         on a connection lent to a user session: what runs on it skips the checks)."""
         if self._context is not None:
-            raise PermissionDenied(
-                f"user {self._context.user!r}: a user session's Redis connection does not hand "
-                "out the driver's client (what runs on it would skip the checks)",
-                backend=self._pool.backend_name,
-            )
+            raise driver_refused(self._context, "the Redis client", self._pool.backend_name)
         return self._client
 
     async def _run(

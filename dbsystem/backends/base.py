@@ -27,6 +27,7 @@ from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
     InterfaceError,
+    PermissionDenied,
     QueryBuildError,
 )
 from dbsystem.kernel.config import PoolConfig
@@ -42,6 +43,7 @@ __all__ = [
     "StandardSQLConnection",
     "check_options",
     "commit_unknown",
+    "driver_refused",
     "normalize_isolation",
 ]
 
@@ -74,6 +76,16 @@ def check_options(
             f"valid: {', '.join(sorted(valid))}, and the pool settings",
             backend=backend,
         )
+
+
+def driver_refused(context: Any, what: str, backend: str | None = None) -> PermissionDenied:
+    """The error for a user session asking its lease for a driver object (``what``):
+    whatever ran on it would skip access control and audit."""
+    return PermissionDenied(
+        f"user {context.user!r}: a user session's connection does not hand out {what} "
+        "(what runs on it would skip the checks)",
+        backend=backend,
+    )
 
 
 def commit_unknown(exc: ConnectionFailed, backend: str) -> CommitUnknownError:

@@ -28,7 +28,7 @@ from pymongo import errors as mongo_errors
 from pymongo import monitoring
 
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import DriverBackend, check_options
+from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -38,7 +38,6 @@ from dbsystem.errors import (
     IntegrityError,
     NotSupportedError,
     OperationalError,
-    PermissionDenied,
     PoolTimeout,
     ProgrammingError,
 )
@@ -322,11 +321,7 @@ class MongoConnection:
         """The pymongo Database underneath, for what dbsystem does not wrap (what runs on
         it skips the hooks: refused on a connection lent to a user session)."""
         if self._context is not None:
-            raise PermissionDenied(
-                f"user {self._context.user!r}: a user session's MongoDB connection does not "
-                "hand out the driver's database (what runs on it would skip the checks)",
-                backend=self._pool.backend_name,
-            )
+            raise driver_refused(self._context, "the MongoDB database", self._pool.backend_name)
         return self._database
 
     def __enter__(self) -> Self:

@@ -26,7 +26,7 @@ import redis
 import redis.exceptions as redis_errors
 
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import DriverBackend, check_options
+from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -493,11 +493,7 @@ class RedisConnection:
         """The redis-py client underneath, for what dbsystem does not wrap (what runs on it
         skips the hooks: refused on a connection lent to a user session)."""
         if self._context is not None:
-            raise PermissionDenied(
-                f"user {self._context.user!r}: a user session's Redis connection does not hand "
-                "out the driver's client (what runs on it would skip the checks)",
-                backend=self._pool.backend_name,
-            )
+            raise driver_refused(self._context, "the Redis client", self._pool.backend_name)
         return self._client
 
     def __enter__(self) -> Self:

@@ -31,11 +31,11 @@ from types import CodeType, FrameType
 from typing import Any, Generic, TypeVar
 
 from dbsystem._log import get_logger, multiline
+from dbsystem.backends.base import driver_refused
 from dbsystem.core._flow import Flow
 from dbsystem.errors import (
     ConfigurationError,
     InterfaceError,
-    PermissionDenied,
     PoolExhausted,
     PoolTimeout,
 )
@@ -182,10 +182,7 @@ class Lease(Generic[C]):
         Refused on a connection lent to a user session: what runs on it skips the checks.
         """
         if self._context is not None:
-            raise PermissionDenied(
-                f"user {self._context.user!r}: a user session's connection does not hand out "
-                "its driver connection (what runs on it would skip access control and audit)"
-            )
+            raise driver_refused(self._context, "its driver connection", self._pool.backend_name)
         return self._lease_raw()
 
     def _lease_raw(self) -> C:

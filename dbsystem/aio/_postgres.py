@@ -17,11 +17,15 @@ from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import SQLConnectionBase, commit_unknown, normalize_isolation
+from dbsystem.backends.base import (
+    SQLConnectionBase,
+    commit_unknown,
+    next_savepoint,
+    normalize_isolation,
+)
 from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
-    InterfaceError,
     ProgrammingError,
 )
 from dbsystem.kernel.types import ExecuteResult, Row
@@ -212,12 +216,7 @@ class AsyncPostgresConnection:
             await self._run(sql)
             self.tx_depth = 1
             return None
-        if isolation is not None:
-            raise InterfaceError(
-                "the isolation level can only be set on the outermost transaction",
-                backend=self.backend_name,
-            )
-        name = f"dbsystem_sp_{self.tx_depth}"
+        name = next_savepoint(self, isolation)
         await self._run(f"SAVEPOINT {name}")
         self.tx_depth += 1
         return name

@@ -44,6 +44,7 @@ __all__ = [
     "check_options",
     "commit_unknown",
     "driver_refused",
+    "next_savepoint",
     "normalize_isolation",
 ]
 
@@ -86,6 +87,17 @@ def driver_refused(context: Any, what: str, backend: str | None = None) -> Permi
         "(what runs on it would skip the checks)",
         backend=backend,
     )
+
+
+def next_savepoint(conn: Any, isolation: str | None) -> str:
+    """The name of the savepoint a nested ``begin`` of ``conn`` makes (the sync connections'
+    and the async PostgreSQL one's); an isolation level is refused there."""
+    if isolation is not None:
+        raise InterfaceError(
+            "the isolation level can only be set on the outermost transaction",
+            backend=conn.backend_name,
+        )
+    return f"dbsystem_sp_{conn.tx_depth}"
 
 
 def commit_unknown(exc: ConnectionFailed, backend: str) -> CommitUnknownError:
@@ -206,12 +218,7 @@ class SQLConnectionBase(ABC):
             self._readonly = readonly
             self.tx_depth = 1
             return None
-        if isolation is not None:
-            raise InterfaceError(
-                "the isolation level can only be set on the outermost transaction",
-                backend=self.backend_name,
-            )
-        name = f"dbsystem_sp_{self.tx_depth}"
+        name = next_savepoint(self, isolation)
         self._savepoint(name)
         self.tx_depth += 1
         return name

@@ -44,18 +44,9 @@ def statement(
     session's (None: the application's). ``action``/``resources`` None: raw SQL, classified
     lazily when a hook asks. ``backend`` overrides the pool's backend label.
     """
-    return Statement(
-        backend=backend or pool.backend_name,
-        dialect=dialect,
-        pool=pool.name,
-        operation=operation,
-        text=text,
-        params=params,
-        action=action,
-        resources=resources,
-        context=context,
-        accesses=accesses,
-    )
+    label = backend or pool.backend_name
+    where = (label, dialect, pool.name)
+    return Statement(*where, operation, text, params, action, resources, context, accesses)
 
 
 def refuse_sql(
@@ -187,11 +178,8 @@ class DriverPool(PoolLimits):
         items: Iterator[T],
     ) -> Iterator[T]:
         """``items`` as ``operation`` through the hooks, timed until exhausted."""
-        self._check_open()
-        hooks = self.hooks
-        if not hooks.hooks:
-            return items
-        return hooks.run_stream(self._statement(context, operation, describe()), items)
+        observed: Iterator[T] = self._stream(context, operation, describe, items, False)
+        return observed
 
     def arun_stream(
         self,
@@ -201,11 +189,23 @@ class DriverPool(PoolLimits):
         items: AsyncGenerator[T, None],
     ) -> AsyncIterator[T]:
         """``run_stream`` for an async iterator (the asyncio handles' SCAN)."""
+        observed: AsyncIterator[T] = self._stream(context, operation, describe, items, True)
+        return observed
+
+    def _stream(
+        self,
+        context: Any,
+        operation: str,
+        describe: Callable[[], Description],
+        items: Any,
+        aio: bool,
+    ) -> Any:
         self._check_open()
         hooks = self.hooks
         if not hooks.hooks:
             return items
-        return hooks.arun_stream(self._statement(context, operation, describe()), items)
+        observe = hooks.arun_stream if aio else hooks.run_stream
+        return observe(self._statement(context, operation, describe()), items)
 
     def refuse(
         self,

@@ -78,7 +78,6 @@ class Statement:
 
     def __init__(
         self,
-        *,
         backend: str,
         dialect: str,
         pool: str,

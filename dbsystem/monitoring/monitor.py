@@ -306,14 +306,8 @@ class PerformanceMonitor(ProcessWide, ExecutionHook):
         by a background thread once a handler is registered (``evaluate_alerts()`` runs
         one evaluation now).
         """
-        thresholds = AlertThresholds(
-            error_rate=error_rate,
-            latency=latency,
-            pool_saturation=pool_saturation,
-            min_queries=min_queries,
-            cooldown=cooldown,
-            interval=interval,
-        )
+        limits = (error_rate, latency, pool_saturation)
+        thresholds = AlertThresholds(*limits, min_queries, cooldown, interval)
         self.alerts.configure(thresholds)
         return thresholds
 

@@ -251,7 +251,20 @@ class AccessControl(ProcessWide, ExecutionHook):
         policies = self._policies(context.user, action, resource)
         if policies is None:
             return None
-        return combine([p(context) if callable(p) else p for p in policies])
+        predicates = []
+        for policy in policies:
+            if not callable(policy):
+                predicates.append(policy)
+                continue
+            try:  # the application's code, on the session's attributes: fail closed
+                predicates.append(policy(context))
+            except Exception as exc:
+                raise PermissionDenied(
+                    f"the row policy on {resource!r} could not be evaluated for user "
+                    f"{context.user!r} ({type(exc).__name__}: {exc}); is an attribute it "
+                    "reads missing from db.for_user(..., attrs=...)?"
+                ) from exc
+        return combine(predicates)
 
     def check(self, user: str, statement: Statement) -> None:
         """Raise ``PermissionDenied`` unless every access the statement needs is granted."""

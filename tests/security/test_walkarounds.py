@@ -150,3 +150,10 @@ def test_sql_update_of_the_policy_column_in_another_case_is_refused(tmp_path):
         assert db.fetch_all("SELECT item FROM orders") == [{"item": "b"}]
     finally:
         db.close_all()
+
+
+def test_a_policy_that_cannot_be_evaluated_refuses_the_statement(mongo_db):
+    ann = mongo_db.for_user("ann")  # no "tenant" attribute: the policy's lambda fails
+    orders = ann.query(DatabaseType.MONGODB).collection("orders")
+    with pytest.raises(PermissionDenied, match="could not be evaluated.*KeyError"):
+        orders.find({}).execute()

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from operator import methodcaller
 from typing import Any, ClassVar, Generic, TypeVar
 
 from dbsystem.errors import PermissionDenied
@@ -144,14 +143,8 @@ class Calls:
 
     # Provided by the class: what lends connections, the read replicas, a routed read.
     connection: Callable[..., Any]
-    _replicated: Callable[[], bool]
+    _replicas: Mapping[Any, Any]
     _read: Callable[..., Any]
-
-    def _fetch(self, method: str, sql: str, params: Params, db_type: DatabaseType | None) -> Any:
-        if self._replicated():  # a replica may answer a read
-            return self._read(db_type, sql, methodcaller(method, sql, params))
-        with self.connection(db_type) as conn:
-            return getattr(conn, method)(sql, params)
 
     def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -185,23 +178,33 @@ class Calls:
             count: int = conn.insert_many(table, rows)
             return count
 
+    # fetch_all, fetch_one and fetch_value repeat their few lines on purpose: a shared
+    # helper would add a Python call to every statement on the hot path.
+
     def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> list[Row]:
         """Run a query on the default (or given) database; every row as a dict (on a
         replica when the pool has them and the query only reads)."""
-        rows: list[Row] = self._fetch("fetch_all", sql, params, db_type)
-        return rows
+        if self._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))  # type: ignore[no-any-return]
+        with self.connection(db_type) as conn:
+            return conn.fetch_all(sql, params)  # type: ignore[no-any-return]
 
     def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Row | None:
         """Run a query on the default (or given) database; the first row, or None."""
-        row: Row | None = self._fetch("fetch_one", sql, params, db_type)
-        return row
+        if self._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_one(sql, params))  # type: ignore[no-any-return]
+        with self.connection(db_type) as conn:
+            return conn.fetch_one(sql, params)  # type: ignore[no-any-return]
 
     def fetch_value(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
     ) -> Any:
         """Run a query on the default (or given) database; the first value, or None."""
-        return self._fetch("fetch_value", sql, params, db_type)
+        if self._replicas:
+            return self._read(db_type, sql, lambda conn: conn.fetch_value(sql, params))
+        with self.connection(db_type) as conn:
+            return conn.fetch_value(sql, params)

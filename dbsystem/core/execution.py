@@ -44,9 +44,10 @@ def statement(
     session's (None: the application's). ``action``/``resources`` None: raw SQL, classified
     lazily when a hook asks. ``backend`` overrides the pool's backend label.
     """
-    label = backend or pool.backend_name
-    where = (label, dialect, pool.name)
-    return Statement(*where, operation, text, params, action, resources, context, accesses)
+    label = backend or pool.backend_name  # (positional: this runs once per hooked statement)
+    return Statement(
+        label, dialect, pool.name, operation, text, params, action, resources, context, accesses
+    )
 
 
 def refuse_sql(

@@ -300,9 +300,6 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         types = {db_type for db_type, _ in self._pools}
         self._default = next(iter(types)) if len(types) == 1 else None
 
-    def _replicated(self) -> bool:
-        return bool(self._replicas)
-
     def _resolve_type(self, db_type: DatabaseType | None) -> DatabaseType:
         """``db_type``, or the default type when None (an error naming why there is none)."""
         return db_type or self._default or self._default_type()

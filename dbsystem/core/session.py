@@ -67,11 +67,8 @@ class EngineSession(BoundTransactions[Any], Calls):
         conn._context = self.context
         return conn
 
-    def _replicated(self) -> bool:
-        return bool(self._manager._replicas)
-
     @property
-    def _replicas(self) -> Any:
+    def _replicas(self) -> Any:  # type: ignore[override]
         # The manager's read replicas serve this session's reads too (see ``_read``).
         return self._manager._replicas
 

@@ -275,16 +275,31 @@ class HookChain:
         raise error
 
     def run(self, statement: Statement, call: Callable[[], T]) -> T:
-        """Run ``call`` for ``statement`` through every hook, timing it."""
+        """Run ``call`` for ``statement`` through every hook, timing it.
+
+        The hot path of every hooked statement: the ``before`` loop and the report are
+        inlined here (``arun``, awaited anyway, shares them as helpers).
+        """
         after = self._after
-        self._check(statement, after)
+        try:
+            for before in self._before:
+                before(statement)
+        except BaseException as exc:
+            statement.error = exc
+            for hook in after:
+                hook(statement)
+            raise
         start = perf_counter()
         try:
             result = call()
         except BaseException as exc:
             _report(statement, after, perf_counter() - start, exc)
             raise
-        _report(statement, after, perf_counter() - start, None, result)
+        statement.duration = perf_counter() - start
+        statement.executed = True
+        statement.rowcount = _rowcount(result)
+        for hook in after:
+            hook(statement)
         return result
 
     async def arun(self, statement: Statement, call: Callable[[], Awaitable[T]]) -> T:

@@ -123,6 +123,17 @@ class SQLiteConnection(StandardSQLConnection):
 
         Only reached after sqlite3 refused a value, so the common path pays nothing.
         """
+        if params:
+            # A list or tuple after IN (sqlite3 refuses both; ``IN :ids`` is not even valid
+            # SQL before expansion): expanded, then run again (its items may still need
+            # adapting below, on the next refusal).
+            expanded_sql, expanded = expand_lists(sql, params, "sqlite")
+            if expanded is not params:
+                sql, params = expanded_sql, expanded
+                try:
+                    return self._conn.execute(sql, params)
+                except _ERRORS as again:
+                    exc = again
         if params is not None and isinstance(exc, sqlite3.ProgrammingError):
             adapted = {key: _adapt(value) for key, value in params.items()}
             if any(adapted[key] is not value for key, value in params.items()):
@@ -133,9 +144,8 @@ class SQLiteConnection(StandardSQLConnection):
         raise self._error(exc, sql, params) from exc
 
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
-        """Execute ``sql``; bind adapted values if sqlite3 refused one (or raise)."""
-        if params:
-            sql, params = expand_lists(sql, params, "sqlite")
+        """Execute ``sql``; expand lists and bind adapted values only if sqlite3 refused a
+        value (or raise): the common path pays nothing for either."""
         try:
             return self._conn.execute(sql, () if params is None else params)
         except _ERRORS as exc:

@@ -16,6 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._pg_hosts import role_mismatch
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -54,6 +55,7 @@ class AsyncPostgresConnection:
         self._secrets = secrets
         self.tx_depth = 0
         self.broken = False
+        self.session_attrs: str | None = None
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
 
@@ -64,7 +66,11 @@ class AsyncPostgresConnection:
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
-        if self._conn.broken or self._conn.closed:
+        if (
+            self._conn.broken
+            or self._conn.closed
+            or role_mismatch(self._conn.pgconn, self.session_attrs, exc)
+        ):
             self.broken = True
             override = ConnectionFailed
         return translate(
@@ -277,10 +283,16 @@ class AsyncPostgresConnector:
                 override=ConnectionFailed,
                 message=f"cannot connect to {backend.url}: {exc}",
             ) from exc
-        return AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made = AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made.session_attrs = backend.session_attrs
+        return made
 
     async def check(self, conn: AsyncPostgresConnection) -> None:
         await conn._run("SELECT 1")
+        reason = role_mismatch(conn._conn.pgconn, conn.session_attrs)
+        if reason is not None:
+            conn.broken = True
+            raise ConnectionFailed(f"{reason}: the connection is dropped", backend="postgresql")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
         for stream in list(conn.streams):

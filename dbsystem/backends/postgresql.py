@@ -31,9 +31,10 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
+from dbsystem.backends._pg_hosts import host_parts, role_mismatch, validate_host_options
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Backend, Capabilities
+from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -60,6 +61,8 @@ class PostgreSQLConnection(PyformatConnection):
     backend_name = "postgresql"
     dialect = "postgresql"
     driver_errors = (psycopg.Error,)
+    session_attrs: str | None = None
+    """The pool's ``target_session_attrs``: a server no longer matching it is dropped."""
 
     def _make_dict_cursor(self, conn: Any) -> Any:
         return conn.cursor(row_factory=dict_row)
@@ -68,6 +71,14 @@ class PostgreSQLConnection(PyformatConnection):
         # pgresult, not description: description builds a Column object per column.
         result = cursor.pgresult
         return result is not None and result.nfields > 0
+
+    def _override(self, exc: BaseException) -> type[DBSystemError] | None:
+        lost = super()._override(exc)
+        if lost is None and role_mismatch(self._conn.pgconn, self.session_attrs, exc):
+            # The server was demoted under this connection: the pool must drop it.
+            self.broken = True
+            return ConnectionFailed
+        return lost
 
     def _connection_lost(self, exc: BaseException) -> bool:
         conn = self._conn
@@ -268,9 +279,10 @@ class PostgreSQLBackend(Backend):
             options["options"] = f"{options['options']} {limit}" if "options" in options else limit
         # libpq also reads these from a URL's query (postgresql://h/db?password=...): take
         # them from there when the URL's own parts leave them out, refuse them twice.
+        validate_host_options(options, self.name)
+        self.session_attrs = options.get("target_session_attrs")
         parts: dict[str, Any] = {
-            "host": url.host or None,
-            "port": url.port,
+            **host_parts(url),
             "dbname": url.database,
             "user": url.username,
             "password": url.password,
@@ -309,8 +321,20 @@ class PostgreSQLBackend(Backend):
                 ) from exc
             cls = ConnectionTimeout if "timeout expired" in text else ConnectionFailed
             raise self._cannot_connect(exc, override=cls) from exc
+        made: PostgreSQLConnection
         if self._watchdog is not None:
-            guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
+            made = guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
             guarded.watchdog = self._watchdog
-            return guarded
-        return PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)
+        else:
+            made = PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)
+        made.session_attrs = self.session_attrs
+        return made
+
+    def check(self, conn: SQLConnectionBase) -> None:
+        """Ping ``conn``; a server that no longer plays the role ``target_session_attrs``
+        asks for (a primary demoted by a failover) fails the check too."""
+        conn.ping()
+        reason = role_mismatch(conn.driver_connection.pgconn, self.session_attrs)
+        if reason is not None:
+            conn.broken = True
+            raise ConnectionFailed(f"{reason}: the connection is dropped", backend=self.name)

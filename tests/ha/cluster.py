@@ -1,0 +1,320 @@
+"""Real HA clusters on loopback for the ``-m ha`` tests: Patroni + etcd, Redis Sentinel,
+PgBouncer (Debian's packages). Every process is started here, polled for readiness with a
+deadline (never a blind sleep), and stopped by PID in ``stop()`` (SIGTERM, then SIGKILL,
+then any postmaster named in a data directory), which the fixtures call in a finalizer.
+
+Ports 15400-15449, data directories ``/tmp/ha-*``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+ETCD_PORT = 15400  # client; peer on 15401
+PG_PORTS = (15411, 15412, 15413)
+REST_PORTS = (15421, 15422, 15423)
+REDIS_PORTS = (15430, 15431)  # master, replica
+SENTINEL_PORTS = (15435, 15436, 15437)
+PGBOUNCER_PORT = 15440
+SCOPE = "hacluster"
+
+
+def missing_tools(*tools: str) -> str | None:
+    """What is missing to run a cluster (None: all there)."""
+    if os.geteuid() != 0:
+        return "the HA clusters need root (their servers run as the postgres user)"
+    for tool in tools:
+        if shutil.which(tool) is None and not Path(tool).exists():
+            return f"{tool} is not installed (apt-get install patroni etcd-server ...)"
+    return None
+
+
+def wait_for(predicate: Callable[[], Any], seconds: float, what: str, every: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something true; raise after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # not up yet
+            last = exc
+        else:
+            if value:
+                return value
+        time.sleep(every)
+    raise RuntimeError(f"{what}: not within {seconds} s (last error: {last})")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - loopback
+        return json.loads(answer.read())
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_postmaster(data_dir: Path) -> None:
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
+def _fresh_dir(path: Path) -> None:
+    if path.exists():
+        for pid_file in path.glob("*/data/postmaster.pid"):
+            _kill_postmaster(pid_file.parent)
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+
+
+def _as_postgres(command: list[str], home: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HOME": str(home)},
+            start_new_session=True,
+        )
+
+
+class PatroniCluster:
+    """etcd (one member) and ``nodes`` Patroni-managed PostgreSQL 15 servers."""
+
+    def __init__(self, nodes: int = 3, base: str = "/tmp/ha-patroni") -> None:
+        self.base = Path(base)
+        self.names = [f"pg{i + 1}" for i in range(nodes)]
+        self.etcd: subprocess.Popen[bytes] | None = None
+        self.patroni: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    def port(self, name: str) -> int:
+        return PG_PORTS[self.names.index(name)]
+
+    def rest(self, name: str) -> str:
+        return f"http://127.0.0.1:{REST_PORTS[self.names.index(name)]}"
+
+    def rest_urls(self) -> str:
+        return ",".join(self.rest(n) for n in self.names)
+
+    def url(self, query: str = "target_session_attrs=read-write") -> str:
+        hosts = ",".join(f"127.0.0.1:{self.port(n)}" for n in self.names)
+        return f"postgresql://postgres@{hosts}/postgres" + (f"?{query}" if query else "")
+
+    def node_url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port(name)}/postgres"
+
+    def config_file(self, name: str) -> Path:
+        return self.base / name / "patroni.yml"
+
+    # -- state -------------------------------------------------------------------------------
+
+    def members(self) -> list[dict[str, Any]]:
+        for name in self.names:
+            try:
+                return list(http_json(self.rest(name) + "/cluster", 1.0)["members"])
+            except OSError:
+                continue
+        return []
+
+    def leader(self) -> str | None:
+        for member in self.members():
+            if member["role"] == "leader" and member["state"] == "running":
+                return str(member["name"])
+        return None
+
+    def healthy(self, replicas: int) -> bool:
+        """A running leader and ``replicas`` replicas streaming, one of them synchronous."""
+        members = self.members()
+        leader = [m for m in members if m["role"] == "leader" and m["state"] == "running"]
+        streaming = [
+            m
+            for m in members
+            if m["role"] in ("replica", "sync_standby")
+            and m["state"] in ("running", "streaming")
+            and isinstance(m.get("lag"), int)
+        ]
+        sync = [m for m in streaming if m["role"] == "sync_standby"]
+        return len(leader) == 1 and len(streaming) >= replicas and (replicas == 0 or bool(sync))
+
+    def wait_healthy(self, seconds: float = 60, replicas: int | None = None) -> str:
+        want = len(self.names) - 1 if replicas is None else replicas
+        wait_for(lambda: self.healthy(want), seconds, f"Patroni: a leader and {want} replicas")
+        leader = self.leader()
+        assert leader is not None
+        self.wait_writable(leader, seconds)
+        return leader
+
+    def wait_writable(self, name: str, seconds: float = 30) -> None:
+        import psycopg
+
+        def write() -> bool:
+            with psycopg.connect(self.node_url(name), autocommit=True, connect_timeout=2) as c:
+                c.execute("CREATE TABLE IF NOT EXISTS ha_probe (x int)")
+            return True
+
+        wait_for(write, seconds, f"{name} accepting writes", every=0.2)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        _fresh_dir(self.base)
+        etcd_dir = self.base / "etcd"
+        peer = f"http://127.0.0.1:{ETCD_PORT + 1}"
+        with open(self.base / "etcd.log", "ab") as out:
+            self.etcd = subprocess.Popen(
+                [
+                    "etcd",
+                    "--name=e1",
+                    f"--data-dir={etcd_dir}",
+                    f"--listen-client-urls=http://127.0.0.1:{ETCD_PORT}",
+                    f"--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}",
+                    f"--listen-peer-urls={peer}",
+                    f"--initial-advertise-peer-urls={peer}",
+                    f"--initial-cluster=e1={peer}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(
+            lambda: http_json(f"http://127.0.0.1:{ETCD_PORT}/health")["health"] == "true",
+            30,
+            "etcd",
+        )
+        for name in self.names:
+            self.start_node(name, fresh=True)
+
+    def start_node(self, name: str, fresh: bool = False) -> None:
+        node = self.base / name
+        if fresh:
+            node.mkdir(mode=0o700)
+            (node / "patroni.yml").write_text(self._config(name))
+            shutil.chown(node, "postgres", "postgres")
+            shutil.chown(node / "patroni.yml", "postgres", "postgres")
+        self.patroni[name] = _as_postgres(
+            ["/usr/bin/patroni", str(node / "patroni.yml")], node, node / "patroni.log"
+        )
+
+    def _config(self, name: str) -> str:
+        node = self.base / name
+        index = self.names.index(name)
+        return f"""scope: {SCOPE}
+name: {name}
+log: {{level: WARNING}}
+restapi: {{listen: 127.0.0.1:{REST_PORTS[index]}, connect_address: 127.0.0.1:{REST_PORTS[index]}}}
+etcd3: {{hosts: 127.0.0.1:{ETCD_PORT}}}
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 2
+    retry_timeout: 3
+    synchronous_mode: true
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters: {{wal_log_hints: 'on', max_connections: 60}}
+  initdb: [{{encoding: UTF8}}, {{locale: C.UTF-8}}, {{auth: trust}}]
+  pg_hba: [local all all trust, host replication replicator 127.0.0.1/32 trust,
+           host all all 127.0.0.1/32 trust]
+postgresql:
+  listen: 127.0.0.1:{PG_PORTS[index]}
+  connect_address: 127.0.0.1:{PG_PORTS[index]}
+  data_dir: {node}/data
+  bin_dir: {PG_BIN}
+  pgpass: {node}/pgpass
+  authentication:
+    superuser: {{username: postgres}}
+    replication: {{username: replicator}}
+    rewind: {{username: postgres}}
+  parameters: {{unix_socket_directories: '{node}', shared_buffers: 16MB, fsync: 'off'}}
+"""
+
+    def patronictl(self, *args: str) -> str:
+        done = subprocess.run(
+            ["patronictl", "-c", str(self.config_file(self.names[0])), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"patronictl {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def switchover(self, candidate: str | None = None) -> str:
+        """Ask Patroni for a switchover from the current leader; return the candidate."""
+        leader = self.leader()
+        assert leader is not None
+        sync = [m["name"] for m in self.members() if m["role"] == "sync_standby"]
+        target = candidate or (sync[0] if sync else next(n for n in self.names if n != leader))
+        self.patronictl("switchover", SCOPE, "--leader", leader, "--candidate", target, "--force")
+        return target
+
+    def kill_node(self, name: str) -> None:
+        """Node loss: SIGKILL the node's Patroni and its postmaster together."""
+        proc = self.patroni.get(name)
+        postmaster = self.base / name / "data" / "postmaster.pid"
+        pid = int(postmaster.read_text().split()[0])
+        if proc is not None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        os.kill(pid, signal.SIGKILL)
+        _kill_postmaster(self.base / name / "data")  # its children exit with it
+
+    def stop(self) -> None:
+        for proc in self.patroni.values():
+            _terminate(proc)
+        for name in self.names:
+            _kill_postmaster(self.base / name / "data")
+        _terminate(self.etcd)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def logs(self) -> str:
+        parts = []
+        for log in sorted(self.base.glob("*/*.log")) + sorted(self.base.glob("*.log")):
+            parts.append(f"--- {log}\n" + log.read_text(errors="replace")[-3000:])
+        return "\n".join(parts)

@@ -1,0 +1,28 @@
+"""Fixtures of the ``-m ha`` tests: real clusters started once per session and always torn
+down (the finalizer runs when a test fails too). Without the Debian packages the tests skip,
+and fail in CI (``DBSYSTEM_REQUIRE_SERVERS=1``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.ha.cluster import PG_BIN, PatroniCluster, missing_tools
+
+
+@pytest.fixture(scope="session")
+def patroni_cluster():
+    """Three PostgreSQL 15 nodes under Patroni (synchronous mode) with one etcd member."""
+    missing = missing_tools("patroni", "patronictl", "etcd", "setpriv", str(PG_BIN / "postgres"))
+    if missing:
+        skip_or_fail(missing)
+    cluster = PatroniCluster(nodes=3)
+    try:
+        cluster.start()
+        cluster.wait_healthy(90)
+        yield cluster
+    except Exception:
+        print(cluster.logs())  # noqa: T201 - shown by pytest when the test fails
+        raise
+    finally:
+        cluster.stop()

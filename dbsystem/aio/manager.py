@@ -61,6 +61,7 @@ from dbsystem.query.sql import QueryFactory
 if TYPE_CHECKING:
     from dbsystem.aio.replicas import AsyncReplicaSet
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.core.topology import Topology
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
@@ -322,6 +323,12 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         key = (db_type, name)
         if key in self._pools or key in self.sync.pools():
             raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
+        if config.patroni:
+            raise ConfigurationError(
+                "patroni= (replicas from Patroni) is supported by DatabaseManager only; an "
+                "async pool follows a failover through its multi-host URL "
+                "(?target_session_attrs=read-write)"
+            )
         backend = get_backend_class(config.url.scheme)(config.url, config)
         if backend.kind != "sql":  # Redis, MongoDB
             backend.dispose()
@@ -358,6 +365,14 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         owner: Any = self  # the async manager has the calls the replica set makes
         replicas = AsyncReplicaSet(owner, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
+
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool believes about its cluster, as ``DatabaseManager.topology``."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default_type()
+        replicas = self._replicas.get((chosen, name))
+        return current_topology(self.backend(chosen, name).config, replicas)
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a task, send that task's reads to the primary for ``seconds``

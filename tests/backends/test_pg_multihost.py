@@ -134,3 +134,41 @@ def test_the_async_pool_drops_a_connection_to_a_read_only_server(postgres_url):
     before, after, raised = asyncio.run(scenario())
     assert raised is ConnectionFailed
     assert after != before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"patroni": "127.0.0.1:8008"}, "REST API URLs"),
+        (
+            {"patroni": "http://127.0.0.1:8008", "replicas": ["postgresql://h/db"]},
+            "leave replicas empty",
+        ),
+    ],
+)
+def test_bad_patroni_settings_are_refused(extra, message):
+    with pytest.raises(ConfigurationError, match=message):
+        PoolConfig(url="postgresql://u@h1:1,h2:2/db", **extra)
+
+
+def test_the_async_manager_refuses_patroni_before_connecting():
+    async def scenario() -> None:
+        db = AsyncDatabaseManager()
+        config = PoolConfig(url="postgresql://u@127.0.0.1:1/db", patroni="http://127.0.0.1:1")
+        await db.create_pool(PG, config)
+
+    with pytest.raises(ConfigurationError, match="DatabaseManager only"):
+        asyncio.run(scenario())
+
+
+def test_topology_without_patroni_is_the_configuration(postgres_url):
+    db = DatabaseManager()
+    db.create_pool(PG, PoolConfig(url=_multi(postgres_url), max_size=1))
+    try:
+        view = db.topology(PG)
+    finally:
+        db.close_all()
+    assert view.source == "configured"
+    assert view.primary is not None
+    assert view.primary.port == 15499
+    assert view.replicas == ()

@@ -212,3 +212,57 @@ def test_async_pool_follows_a_switchover(patroni_cluster, table):
     before, after = asyncio.run(scenario())
     assert before != after
     patroni_cluster.wait_healthy(60)
+
+
+def _wait(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
+    from tests.ha.cluster import _terminate
+
+    cluster = patroni_cluster
+    leader = cluster.leader()
+    replicas = sorted(n for n in cluster.names if n != leader)
+    db = DatabaseManager()
+    db.create_pool(PG, PoolConfig(url=cluster.url(), patroni=cluster.rest_urls(), max_size=4))
+    try:
+        view = db.topology(PG)
+        assert view.source == "patroni"
+        assert view.primary is not None
+        assert view.primary.name == leader
+        assert sorted(m.name for m in view.replicas if m.in_rotation) == replicas
+        ports = {db.fetch_value("SELECT inet_server_port()") for _ in range(6)}
+        assert ports == {cluster.port(n) for n in replicas}
+        assert db.execute("CREATE TABLE IF NOT EXISTS ha_probe (x int)") is not None
+
+        gone, stays = replicas
+        started = time.monotonic()
+        _terminate(cluster.patroni[gone])  # Patroni stops its PostgreSQL and leaves
+        _wait(
+            lambda: [m.name for m in db.topology(PG).replicas if m.in_rotation] == [stays],
+            30,
+            f"{gone} out of the read rotation",
+        )
+        FIGURES["replica leaves the rotation after its node stops (s)"] = time.monotonic() - started
+        ports = {db.fetch_value("SELECT inet_server_port()") for _ in range(4)}
+        assert ports == {cluster.port(stays)}
+
+        cluster.start_node(gone)
+        cluster.wait_healthy(90)
+        _wait(
+            lambda: sorted(m.name for m in db.topology(PG).replicas if m.in_rotation) == replicas,
+            30,
+            f"{gone} back in the read rotation",
+        )
+        ports = {db.fetch_value("SELECT inet_server_port()") for _ in range(6)}
+        assert ports == {cluster.port(n) for n in replicas}
+    finally:
+        db.close_all()
+    print(FIGURES)  # noqa: T201

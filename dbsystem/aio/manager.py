@@ -696,3 +696,5 @@ async def _close(pool: AsyncConnectionPool[Any]) -> None:
 async def _close_redis(client: Any) -> None:
     await client.aclose()
     await client.connection_pool.disconnect()  # (a pool given to a client stays open)
+    for sentinel in getattr(client, "dbsystem_sentinels", ()):  # redis+sentinel://
+        await sentinel.aclose()

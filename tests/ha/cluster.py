@@ -318,3 +318,106 @@ postgresql:
         for log in sorted(self.base.glob("*/*.log")) + sorted(self.base.glob("*.log")):
             parts.append(f"--- {log}\n" + log.read_text(errors="replace")[-3000:])
         return "\n".join(parts)
+
+
+class SentinelCluster:
+    """A Redis master, one replica and three sentinels (quorum 2) on loopback."""
+
+    service = "mymaster"
+
+    def __init__(self, base: str = "/tmp/ha-sentinel") -> None:
+        self.base = Path(base)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def url(self, query: str = "") -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in SENTINEL_PORTS)
+        return f"redis+sentinel://{hosts}/{self.service}/0" + (f"?{query}" if query else "")
+
+    def cli(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    def master_port(self) -> int | None:
+        for port in SENTINEL_PORTS:
+            out = self.cli(port, "SENTINEL", "get-master-addr-by-name", self.service).split()
+            if len(out) == 2:
+                return int(out[1])
+        return None
+
+    def _start_redis(self, port: int, replica_of: int | None) -> None:
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.base), "--dbfilename", f"{port}.rdb"]
+        if replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        with open(self.base / f"redis-{port}.log", "ab") as out:
+            self.procs[port] = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for(lambda: self.cli(port, "PING") == "PONG", 20, f"redis on {port}")
+
+    def start(self) -> None:
+        _fresh_dir(self.base)
+        master, replica = REDIS_PORTS
+        self._start_redis(master, None)
+        self._start_redis(replica, master)
+        for port in SENTINEL_PORTS:
+            conf = self.base / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.base}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {self.service} 2000\n"
+                f"sentinel failover-timeout {self.service} 10000\n"
+            )
+            with open(self.base / f"sentinel-{port}.log", "ab") as out:
+                self.procs[port] = subprocess.Popen(
+                    ["redis-sentinel", str(conf)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        self.wait_ready(master)
+
+    def wait_ready(self, master: int, seconds: float = 60) -> None:
+        """Every sentinel names ``master``, knows the other two and a linked replica."""
+
+        def ready() -> bool:
+            for port in SENTINEL_PORTS:
+                info = self.cli(port, "SENTINEL", "master", self.service).split("\n")
+                fields = dict(zip(info[::2], info[1::2], strict=False))
+                if fields.get("port") != str(master) or fields.get("flags") != "master":
+                    return False
+                if fields.get("num-other-sentinels") != "2" or fields.get("num-slaves") != "1":
+                    return False
+                replicas = self.cli(port, "SENTINEL", "replicas", self.service)
+                if "master-link-status\nok" not in replicas or "s_down" in replicas:
+                    return False
+            return True
+
+        wait_for(ready, seconds, "Redis Sentinel ready", every=0.2)
+
+    def failover(self) -> None:
+        """``SENTINEL FAILOVER``, asked until a sentinel accepts it (one may still be busy)."""
+        wait_for(
+            lambda: self.cli(SENTINEL_PORTS[0], "SENTINEL", "FAILOVER", self.service) == "OK",
+            30,
+            "SENTINEL FAILOVER accepted",
+            every=0.5,
+        )
+
+    def kill(self, port: int) -> None:
+        os.kill(self.procs[port].pid, signal.SIGKILL)
+        self.procs[port].wait(10)
+
+    def restart(self, port: int, replica_of: int) -> None:
+        self._start_redis(port, replica_of)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            _terminate(proc, 10)
+        shutil.rmtree(self.base, ignore_errors=True)

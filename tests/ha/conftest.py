@@ -26,3 +26,19 @@ def patroni_cluster():
         raise
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_cluster():
+    """A Redis master, one replica and three sentinels."""
+    from tests.ha.cluster import SentinelCluster
+
+    missing = missing_tools("redis-server", "redis-sentinel", "redis-cli")
+    if missing:
+        skip_or_fail(missing)
+    cluster = SentinelCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -16,7 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
-from dbsystem.backends._pg_hosts import role_mismatch
+from dbsystem.backends._pg_hosts import refuse_session_state, role_mismatch
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -56,6 +56,7 @@ class AsyncPostgresConnection:
         self.tx_depth = 0
         self.broken = False
         self.session_attrs: str | None = None
+        self.bounced = False  # through a transaction-pooling PgBouncer: session state refused
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
 
@@ -93,6 +94,8 @@ class AsyncPostgresConnection:
         return query
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
                 raise ProgrammingError(
@@ -206,6 +209,8 @@ class AsyncPostgresConnection:
         return SQLConnectionBase.quote_identifier(self, name)  # type: ignore[arg-type]
 
     async def _run(self, sql: str) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
         try:
             await self._cur.execute(sql)
         except psycopg.Error as exc:
@@ -273,7 +278,7 @@ class AsyncPostgresConnector:
         backend = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(
-                backend._conninfo, autocommit=True, context=_ADAPTERS
+                backend._conninfo, autocommit=True, context=_ADAPTERS, **backend.connect_kwargs
             )
         except psycopg.Error as exc:
             raise translate(
@@ -285,6 +290,7 @@ class AsyncPostgresConnector:
             ) from exc
         made = AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
         made.session_attrs = backend.session_attrs
+        made.bounced = backend.pooling == "transaction"
         return made
 
     async def check(self, conn: AsyncPostgresConnection) -> None:

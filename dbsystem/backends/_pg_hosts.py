@@ -1,4 +1,5 @@
-"""PostgreSQL URLs with several hosts, and telling which role a server plays now.
+"""PostgreSQL URLs with several hosts, telling which role a server plays now, and
+PgBouncer's transaction mode.
 
 ``postgresql://app@h1:5441,h2:5442,h3:5443/shop?target_session_attrs=read-write`` is read
 with libpq's semantics: psycopg (3.2 and later, sync and async alike) tries the hosts in
@@ -19,16 +20,31 @@ which PostgreSQL 14+ pushes to its clients as they change), or whose statement f
 ``ReadOnlySqlTransaction`` while the server says so, is broken: the statement raises
 ``ConnectionFailed`` and the pool drops the connection; the next one it opens goes to the
 new primary. ``standby`` drops a connection to a server that was promoted.
+
+``?pgbouncer=transaction`` says a transaction-pooling PgBouncer sits in front: psycopg
+prepares nothing server-side (``prepare_threshold=None``: prepared statements would stay
+on PgBouncer's server connections and collide across clients), and what needs the same
+server session for more than one transaction is refused with ``NotSupportedError``
+(``refuse_session_state``): LISTEN, session advisory locks, PREPARE, WITH HOLD cursors,
+and SET/RESET outside a transaction (SET LOCAL inside one is fine).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from dbsystem.errors import ConfigurationError
+from dbsystem.errors import ConfigurationError, NotSupportedError
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["SESSION_ATTRS", "host_parts", "role_mismatch", "validate_host_options"]
+__all__ = [
+    "SESSION_ATTRS",
+    "host_parts",
+    "pooling_mode",
+    "refuse_session_state",
+    "role_mismatch",
+    "validate_host_options",
+]
 
 SESSION_ATTRS = frozenset(
     {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
@@ -89,3 +105,56 @@ def role_mismatch(pgconn: Any, attrs: str | None, exc: BaseException | None = No
     if exc is None and attrs == "read-only" and not read_only:
         return "the server accepts writes now (promoted?)"
     return None
+
+
+# -- PgBouncer in transaction mode ---------------------------------------------------------
+
+_POOLING_MODES = frozenset({"transaction", "session"})
+# What lives in a server session beyond one transaction: under a transaction-pooling
+# PgBouncer the next statement may run on another server connection.
+_SESSION_ONLY = (
+    (re.compile(r"^\s*(LISTEN|UNLISTEN)\b", re.I), "LISTEN/UNLISTEN", "a direct URL"),
+    (
+        re.compile(
+            r"\bpg_(try_)?advisory_(lock|unlock|lock_shared|unlock_shared|unlock_all)\b", re.I
+        ),
+        "a session advisory lock",
+        "pg_advisory_xact_lock inside a transaction",
+    ),
+    (re.compile(r"^\s*(PREPARE|DEALLOCATE)\b", re.I), "PREPARE", "plain statements"),
+    (re.compile(r"^\s*DECLARE\b.*\bWITH\s+HOLD\b", re.I | re.S), "a WITH HOLD cursor", "stream()"),
+)
+_SESSION_SET = re.compile(r"^\s*(SET(?!\s+LOCAL\b)|RESET)\b", re.I)
+
+
+def pooling_mode(options: dict[str, str], backend: str) -> str | None:
+    """``?pgbouncer=transaction`` (or ``session``) taken out of ``options``: it is ours,
+    not libpq's."""
+    mode = options.pop("pgbouncer", None)
+    if mode is not None and mode not in _POOLING_MODES:
+        raise ConfigurationError(
+            f"pgbouncer={mode!r} is not one of: transaction, session", backend=backend
+        )
+    return mode
+
+
+def refuse_session_state(sql: str, in_transaction: bool) -> None:
+    """Raise ``NotSupportedError`` for SQL that relies on a server session a
+    transaction-pooling PgBouncer does not keep (``?pgbouncer=transaction``)."""
+    for pattern, what, instead in _SESSION_ONLY:
+        if pattern.search(sql):
+            raise NotSupportedError(
+                f"{what} is refused through PgBouncer in transaction mode "
+                f"(?pgbouncer=transaction): the next statement may run on another server "
+                f"connection; use {instead}",
+                backend="postgresql",
+                statement=sql,
+            )
+    if not in_transaction and _SESSION_SET.match(sql):
+        raise NotSupportedError(
+            "SET/RESET outside a transaction is refused through PgBouncer in transaction "
+            "mode (?pgbouncer=transaction): it would change a server connection other "
+            "clients get next; use SET LOCAL inside a transaction",
+            backend="postgresql",
+            statement=sql,
+        )

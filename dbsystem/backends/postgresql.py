@@ -31,7 +31,13 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
-from dbsystem.backends._pg_hosts import host_parts, role_mismatch, validate_host_options
+from dbsystem.backends._pg_hosts import (
+    host_parts,
+    pooling_mode,
+    refuse_session_state,
+    role_mismatch,
+    validate_host_options,
+)
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
@@ -236,6 +242,44 @@ class _GuardedConnection(PostgreSQLConnection):
         return row
 
 
+class _Bounced:
+    """Statements checked for session state a transaction-pooling PgBouncer would not keep
+    (``?pgbouncer=transaction``; mixed into the connection classes)."""
+
+    def _checked(self, sql: str) -> None:
+        refuse_session_state(sql, bool(getattr(self, "tx_depth", 0)))
+
+    def _run(self, sql: str) -> None:
+        self._checked(sql)
+        super()._run(sql)  # type: ignore[misc]
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        self._checked(sql)
+        return super().execute(sql, params)  # type: ignore[misc]
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+        self._checked(sql)
+        return super().executemany(sql, seq_params)  # type: ignore[misc]
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        self._checked(sql)
+        rows: list[Row] = super().fetch_all(sql, params)  # type: ignore[misc]
+        return rows
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        self._checked(sql)
+        row: Row | None = super().fetch_one(sql, params)  # type: ignore[misc]
+        return row
+
+
+class _BouncedConnection(_Bounced, PostgreSQLConnection):
+    """A connection through a transaction-pooling PgBouncer."""
+
+
+class _BouncedGuardedConnection(_Bounced, _GuardedConnection):
+    """A watched connection through a transaction-pooling PgBouncer."""
+
+
 # The URL part that libpq's query parameter of the same name would duplicate.
 _URL_PART = {
     "host": "host part",
@@ -280,6 +324,11 @@ class PostgreSQLBackend(Backend):
         # libpq also reads these from a URL's query (postgresql://h/db?password=...): take
         # them from there when the URL's own parts leave them out, refuse them twice.
         validate_host_options(options, self.name)
+        self.pooling = pooling_mode(options, self.name)
+        # Through a transaction-pooling PgBouncer nothing is prepared server-side.
+        self.connect_kwargs: dict[str, Any] = (
+            {"prepare_threshold": None} if self.pooling == "transaction" else {}
+        )
         self.session_attrs = options.get("target_session_attrs")
         parts: dict[str, Any] = {
             **host_parts(url),
@@ -312,7 +361,9 @@ class PostgreSQLBackend(Backend):
 
     def connect(self) -> PostgreSQLConnection:
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=True, context=_ADAPTERS)
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, context=_ADAPTERS, **self.connect_kwargs
+            )
         except psycopg.Error as exc:
             text = str(exc)
             if "invalid connection option" in text:
@@ -322,11 +373,16 @@ class PostgreSQLBackend(Backend):
             cls = ConnectionTimeout if "timeout expired" in text else ConnectionFailed
             raise self._cannot_connect(exc, override=cls) from exc
         made: PostgreSQLConnection
+        bounced = self.pooling == "transaction"
         if self._watchdog is not None:
-            made = guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
+            kind: type[_GuardedConnection] = (
+                _BouncedGuardedConnection if bounced else _GuardedConnection
+            )
+            made = guarded = kind(conn, self.config.log_parameters, self._secrets)
             guarded.watchdog = self._watchdog
         else:
-            made = PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)
+            plain = _BouncedConnection if bounced else PostgreSQLConnection
+            made = plain(conn, self.config.log_parameters, self._secrets)
         made.session_attrs = self.session_attrs
         return made
 

@@ -421,3 +421,44 @@ class SentinelCluster:
         for proc in self.procs.values():
             _terminate(proc, 10)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer in transaction mode in front of the shared PostgreSQL server."""
+
+    def __init__(self, target_url: str, base: str = "/tmp/ha-pgbouncer") -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(target_url)
+        self.user = parts.username or "postgres"
+        self.database = parts.path.lstrip("/")
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.base = Path(base)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, query: str = "pgbouncer=transaction") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{PGBOUNCER_PORT}/{self.database}" + (
+            f"?{query}" if query else ""
+        )
+
+    def start(self) -> None:
+        _fresh_dir(self.base)
+        host, port = self.target
+        (self.base / "userlist.txt").write_text(f'"{self.user}" ""\n')
+        (self.base / "pgbouncer.ini").write_text(
+            f"[databases]\n{self.database} = host={host} port={port} dbname={self.database}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {PGBOUNCER_PORT}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.base}/userlist.txt\n"
+            "pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 4\n"
+            f"logfile = {self.base}/pgbouncer.log\npidfile = {self.base}/pgbouncer.pid\n"
+        )
+        for path in (self.base, *self.base.iterdir()):
+            shutil.chown(path, "postgres", "postgres")
+        self.proc = _as_postgres(
+            ["pgbouncer", str(self.base / "pgbouncer.ini")], self.base, self.base / "out.log"
+        )
+        wait_for(lambda: port_open(PGBOUNCER_PORT), 20, "pgbouncer listening")
+
+    def stop(self) -> None:
+        _terminate(self.proc, 10)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -42,3 +42,19 @@ def sentinel_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_url):
+    """PgBouncer (transaction mode) in front of the shared server's test database."""
+    from tests.ha.cluster import PgBouncer
+
+    missing = missing_tools("pgbouncer", "setpriv")
+    if missing:
+        skip_or_fail(missing)
+    bouncer = PgBouncer(postgres_url)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()

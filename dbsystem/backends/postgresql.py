@@ -299,6 +299,7 @@ class PostgreSQLBackend(Backend):
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         super().__init__(url, config)
         options = dict(config.options)
+        self.pooling = pooling_mode(options, self.name)
         tls = config.tls
         if tls is not None:
             clash = {"sslmode", "sslrootcert", "sslcert", "sslkey"} & set(options)
@@ -317,6 +318,13 @@ class PostgreSQLBackend(Backend):
                 options["sslcert"] = str(tls.cert_file)
                 options["sslkey"] = str(tls.key_file)
         self._watchdog: _Watchdog | None = None
+        if config.statement_timeout is not None and self.pooling == "transaction":
+            raise ConfigurationError(
+                "statement_timeout cannot be set per connection through PgBouncer in "
+                "transaction mode (it refuses the startup option, and SET would leak to other "
+                "clients): set it on the role (ALTER ROLE ... SET statement_timeout)",
+                backend=self.name,
+            )
         if config.statement_timeout is not None:  # the server cancels a longer statement
             self._watchdog = _Watchdog(config.statement_timeout)
             limit = f"-c statement_timeout={round(config.statement_timeout * 1000)}"
@@ -324,7 +332,6 @@ class PostgreSQLBackend(Backend):
         # libpq also reads these from a URL's query (postgresql://h/db?password=...): take
         # them from there when the URL's own parts leave them out, refuse them twice.
         validate_host_options(options, self.name)
-        self.pooling = pooling_mode(options, self.name)
         # Through a transaction-pooling PgBouncer nothing is prepared server-side.
         self.connect_kwargs: dict[str, Any] = (
             {"prepare_threshold": None} if self.pooling == "transaction" else {}

@@ -28,10 +28,14 @@ class Writers:
         self.db, self.table = db, table
         self.acked: list[str] = []
         self.successes: list[float] = []
+        self.ports: list[int] = []  # the server of each success, in step with successes
         self.errors: list[tuple[float, BaseException]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(count)]
+        self._threads.append(threading.Thread(target=self._read))
+        self.reads: list[tuple[float, int | None]] = []  # (when, port; None: failed)
+        self.read_errors: list[BaseException] = []
 
     def __enter__(self) -> Writers:
         for thread in self._threads:
@@ -49,7 +53,10 @@ class Writers:
             key = f"{number}-{n}"
             n += 1
             try:
-                self.db.execute(f"INSERT INTO {self.table} (id) VALUES (:id)", {"id": key})
+                port = self.db.fetch_value(
+                    f"INSERT INTO {self.table} (id) VALUES (:id) RETURNING inet_server_port()",
+                    {"id": key},
+                )
             except BaseException as exc:
                 with self._lock:
                     self.errors.append((time.monotonic(), exc))
@@ -58,12 +65,29 @@ class Writers:
                 with self._lock:
                     self.acked.append(key)
                     self.successes.append(time.monotonic())
+                    self.ports.append(port)
             time.sleep(0.02)
 
-    def first_success_after(self, moment: float, seconds: float) -> float:
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                port = self.db.fetch_value("SELECT inet_server_port()")
+            except BaseException as exc:
+                self.read_errors.append(exc)
+                port = None
+            self.reads.append((time.monotonic(), port))
+            time.sleep(0.02)
+
+    def first_success_after(self, moment: float, seconds: float, port: int | None = None) -> float:
+        """When the first write after ``moment`` (on the server at ``port``) succeeded."""
+
         def found() -> float | None:
             with self._lock:
-                later = [t for t in self.successes if t > moment]
+                later = [
+                    t
+                    for t, p in zip(self.successes, self.ports, strict=True)
+                    if t > moment and port in (None, p)
+                ]
             return min(later) if later else None
 
         deadline = time.monotonic() + seconds
@@ -117,7 +141,15 @@ def table(patroni_cluster):
 @pytest.fixture
 def db(patroni_cluster):
     manager = DatabaseManager()
-    manager.create_pool(PG, PoolConfig(url=patroni_cluster.url(), max_size=12, connect_timeout=2))
+    manager.create_pool(
+        PG,
+        PoolConfig(
+            url=patroni_cluster.url(),
+            patroni=patroni_cluster.rest_urls(),
+            max_size=12,
+            connect_timeout=2,
+        ),
+    )
     yield manager
     manager.close_all()
 
@@ -146,21 +178,30 @@ def _check_failover(cluster, db, table, event, label: str) -> None:
         started = time.monotonic()
         event(old)
         leader, direct = _new_leader_writable(cluster, old, 40)
-        pooled = writers.first_success_after(direct - 1.0, 10)
+        pooled = writers.first_success_after(started, 10, cluster.port(leader))
         time.sleep(1.0)  # writes keep flowing after the recovery
     late = [exc for at, exc in writers.errors if at > max(pooled, direct) + 1.0]
+    primaries = {cluster.port(old), cluster.port(leader)}
+    on_replicas = [at for at, port in writers.reads if port is not None and port not in primaries]
+    during = [at for at in on_replicas if started <= at <= pooled]
     untyped = [exc for _, exc in writers.errors if not isinstance(exc, DBSystemError)]
     with psycopg.connect(cluster.node_url(leader), autocommit=True) as conn:
         present = {row[0] for row in conn.execute(f"SELECT id FROM {table}")}
     lost = set(writers.acked) - present
     FIGURES[f"{label}: cluster window (s)"] = direct - started
+    FIGURES[f"{label}: pool's first write on the new primary (s)"] = pooled - started
     FIGURES[f"{label}: pool lag behind the cluster (s)"] = pooled - direct
     FIGURES[f"{label}: longest gap between writes (s)"] = writers.longest_gap(started - 1)
     FIGURES[f"{label}: caller errors"] = len(writers.errors)
     FIGURES[f"{label}: rows acknowledged"] = len(writers.acked)
+    FIGURES[f"{label}: reads"] = len(writers.reads)
+    FIGURES[f"{label}: reads failed"] = len(writers.read_errors)
+    FIGURES[f"{label}: reads on the replica while no primary wrote"] = len(during)
     print(FIGURES)  # noqa: T201 - the figures, shown with -s
     assert lost == set()
     assert untyped == []
+    assert [e for e in writers.read_errors if not isinstance(e, DBSystemError)] == []
+    assert on_replicas != []
     assert late == []
     assert pooled - direct <= 1.0
 

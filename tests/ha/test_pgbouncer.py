@@ -123,3 +123,13 @@ def test_the_async_pool_through_pgbouncer(pgbouncer, table):
             await adb.close_all()
 
     assert asyncio.run(scenario()) == 80
+
+
+def test_a_statement_timeout_is_refused_through_pgbouncer():
+    with pytest.raises(ConfigurationError, match="ALTER ROLE"):
+        DatabaseManager().create_pool(
+            PG,
+            PoolConfig(
+                url="postgresql://u@127.0.0.1:1/db?pgbouncer=transaction", statement_timeout=5
+            ),
+        )

@@ -305,6 +305,20 @@ postgresql:
         os.kill(pid, signal.SIGKILL)
         _kill_postmaster(self.base / name / "data")  # its children exit with it
 
+    def crash_postgres(self, name: str) -> None:
+        """SIGKILL the node's postmaster only (Patroni stays, and restarts it)."""
+        pid = int((self.base / name / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(gone, 10, "the killed postmaster exits")
+
     def stop(self) -> None:
         for proc in self.patroni.values():
             _terminate(proc)

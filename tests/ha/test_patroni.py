@@ -104,13 +104,15 @@ class Writers:
         return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
-def _new_leader_writable(cluster, old: str, seconds: float) -> tuple[str, float]:
-    """Poll until a leader other than ``old`` takes a write on a direct connection; return
-    it and when."""
+def _new_leader_writable(
+    cluster, old: str, seconds: float, same: bool = False
+) -> tuple[str, float]:
+    """Poll until a leader other than ``old`` (``same``: any leader) takes a write on a
+    direct connection; return it and when."""
 
     def probe() -> tuple[str, float] | None:
         leader = cluster.leader()
-        if leader is None or leader == old:
+        if leader is None or (leader == old and not same):
             return None
         with psycopg.connect(cluster.node_url(leader), autocommit=True, connect_timeout=1) as c:
             c.execute("INSERT INTO ha_probe VALUES (1)")
@@ -171,14 +173,17 @@ def test_standby_url_connects_to_a_replica(patroni_cluster):
         manager.close_all()
 
 
-def _check_failover(cluster, db, table, event, label: str) -> None:
+def _check_failover(cluster, db, table, event, label: str, same: bool = False) -> None:
     old = cluster.leader()
     with Writers(db, table) as writers:
         writers.first_success_after(time.monotonic(), 10)
         started = time.monotonic()
         event(old)
-        leader, direct = _new_leader_writable(cluster, old, 40)
-        pooled = writers.first_success_after(started, 10, cluster.port(leader))
+        since = time.monotonic()
+        leader, direct = _new_leader_writable(cluster, old, 40, same)
+        if same:  # the same server comes back: its first write after the first failure
+            since = min(at for at, _ in writers.errors if at >= started)
+        pooled = writers.first_success_after(since, 10, cluster.port(leader))
         time.sleep(1.0)  # writes keep flowing after the recovery
     late = [exc for at, exc in writers.errors if at > max(pooled, direct) + 1.0]
     primaries = {cluster.port(old), cluster.port(leader)}
@@ -221,6 +226,18 @@ def test_node_loss_under_load(patroni_cluster, db, table):
     _check_failover(patroni_cluster, db, table, lose, "node loss")
     patroni_cluster.start_node(killed[0])  # it rejoins (pg_rewind) for the next tests
     patroni_cluster.wait_healthy(90)
+
+
+def test_a_crashed_postmaster_restarted_by_patroni(patroni_cluster, db, table):
+    _check_failover(
+        patroni_cluster,
+        db,
+        table,
+        patroni_cluster.crash_postgres,
+        "postmaster killed",
+        same=True,
+    )
+    patroni_cluster.wait_healthy(60)
 
 
 def test_async_pool_follows_a_switchover(patroni_cluster, table):

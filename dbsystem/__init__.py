@@ -29,6 +29,7 @@ from dbsystem.core.coordinator import (
 )
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.core.retry import retry
+from dbsystem.core.topology import Member, Topology
 from dbsystem.errors import (
     CommitUnknownError,
     ConfigurationError,
@@ -93,6 +94,7 @@ __all__ = [
     "InDoubt",
     "IntegrityError",
     "InterfaceError",
+    "Member",
     "MigrationError",
     "NotSupportedError",
     "OperationalError",
@@ -114,6 +116,7 @@ __all__ = [
     "ShardedPool",
     "Statement",
     "TLSConfig",
+    "Topology",
     "Transaction",
     "TransactionCoordinator",
     "UserSession",

@@ -18,22 +18,14 @@ hooks and statistics as one server (``RedisConnection``); the async manager uses
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from dbsystem.backends.base import DriverBackend
-from dbsystem.backends.redis import (
-    RedisBackend,
-    RedisConnection,
-    _client_kwargs,
-    _counters,
-    _CountingPool,
-    _open_connections,
-)
+from dbsystem.backends.redis import RedisBackend, _client_kwargs, _CountingPool
 from dbsystem.errors import ConfigurationError
 from dbsystem.kernel.config import PoolConfig
-from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["RedisSentinelBackend"]
@@ -47,14 +39,12 @@ class _SentinelPool(_CountingPool, SentinelConnectionPool):
     with the fair, counting behaviour of the single-server pool."""
 
 
-class RedisSentinelBackend(DriverBackend):
-    """Builds a redis-py client on the master (or replicas) a set of sentinels names."""
-
-    name: ClassVar[str] = RedisBackend.name
-    kind: ClassVar[BackendKind] = RedisBackend.kind
+class RedisSentinelBackend(RedisBackend):
+    """Builds a redis-py client on the master (or replicas) a set of sentinels names; the
+    rest (opening, handles, counters) is the single server's."""
 
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
-        super().__init__(url, config)
+        DriverBackend.__init__(self, url, config)  # not RedisBackend's: no server address
         self.sentinel = True
         service, _, database = (url.database or "").partition("/")
         if not service or not url.hosts:
@@ -109,20 +99,8 @@ class RedisSentinelBackend(DriverBackend):
         client.dbsystem_sentinels = manager.sentinels  # closed with the client
         return client
 
-    def open(self, min_size: int) -> None:
-        """Open ``min_size`` connections now: wrong sentinels or service fail here."""
-        _open_connections(self.pool, min_size, self)
-
-    def handle(self, pool: Any) -> RedisConnection:
-        """A connection handle lent by the engine's ``DriverPool``."""
-        return RedisConnection(pool)
-
-    def pool_counters(self) -> dict[str, Any]:
-        """redis-py's pool, counted as ``PoolStats`` reports it."""
-        return _counters([self.pool])
-
     def dispose(self) -> None:
         """Close every connection, and the sentinels'."""
-        self.pool.disconnect()
+        super().dispose()
         for sentinel in self.manager.sentinels:
             sentinel.close()

@@ -282,6 +282,22 @@ def _wait(predicate, seconds: float, what: str):
     raise AssertionError(f"{what}: not within {seconds} s")
 
 
+def _published_lags(db) -> dict[str, float]:
+    """The replicas' lag as the Prometheus collector publishes it."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dbsystem.monitoring import PerformanceMonitor, make_registry
+
+    text = generate_latest(make_registry(PerformanceMonitor().attach(db))).decode()
+    return {
+        s.labels["replica"].removeprefix("__patroni_"): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "dbsystem_replica_lag_bytes" and s.labels["source"] == "patroni"
+    }
+
+
 def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
     from tests.ha.cluster import _terminate
 
@@ -299,6 +315,8 @@ def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
         ports = {db.fetch_value("SELECT inet_server_port()") for _ in range(6)}
         assert ports == {cluster.port(n) for n in replicas}
         assert db.execute("CREATE TABLE IF NOT EXISTS ha_probe (x int)") is not None
+        published = _published_lags(db)
+        assert sorted(published) == replicas
 
         gone, stays = replicas
         started = time.monotonic()

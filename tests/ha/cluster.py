@@ -476,3 +476,111 @@ class PgBouncer:
     def stop(self) -> None:
         _terminate(self.proc, 10)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+MARIADB_PORTS = (15450, 15451)  # primary, replica
+
+
+class MariaDBReplication:
+    """Two ``mariadbd`` of their own: a primary (binary log on) and a replica of it."""
+
+    def __init__(self, base: str = "/tmp/ha-mariadb") -> None:
+        self.base = Path(base)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def url(self, port: int, database: str = "ha") -> str:
+        return f"mysql://root@127.0.0.1:{port}/{database}"
+
+    def sql(self, port: int, statement: str) -> str:
+        done = subprocess.run(
+            [
+                "mariadb",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                f"-P{port}",
+                "-uroot",
+                "-N",
+                "-e",
+                statement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{statement}: {done.stderr}")
+        return done.stdout.strip()
+
+    def _start(self, port: int, server_id: int) -> None:
+        node = self.base / str(port)
+        if not (node / "data").exists():
+            node.mkdir()
+            subprocess.run(
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={node / 'data'}",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        with open(node / "server.log", "ab") as out:
+            self.procs[port] = subprocess.Popen(
+                [
+                    "mariadbd",
+                    "--no-defaults",
+                    f"--datadir={node / 'data'}",
+                    "--user=root",
+                    f"--port={port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={node / 'sock'}",
+                    f"--pid-file={node / 'pid'}",
+                    f"--server-id={server_id}",
+                    f"--log-bin={node / 'data' / 'bin'}",
+                    "--skip-name-resolve",
+                    "--innodb-buffer-pool-size=16M",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(lambda: self.sql(port, "SELECT 1") == "1", 60, f"mariadbd on {port}", 0.2)
+
+    def start(self) -> None:
+        _fresh_dir(self.base)
+        primary, replica = MARIADB_PORTS
+        self._start(primary, 1)
+        self._start(replica, 2)
+        self.sql(
+            replica,
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary}, "
+            "MASTER_USER='root', MASTER_USE_GTID=slave_pos; START SLAVE",
+        )
+        self.sql(primary, "CREATE DATABASE ha")
+        wait_for(
+            lambda: "ha" in self.sql(replica, "SHOW DATABASES").split(), 30, "replication running"
+        )
+
+    def stop_replica_sql(self) -> None:
+        """Stop applying (the replica falls behind while the primary takes writes)."""
+        self.sql(MARIADB_PORTS[1], "STOP SLAVE SQL_THREAD")
+
+    def start_replica_sql(self) -> None:
+        self.sql(MARIADB_PORTS[1], "START SLAVE SQL_THREAD")
+
+    def kill(self, port: int) -> None:
+        os.kill(self.procs[port].pid, signal.SIGKILL)
+        self.procs[port].wait(10)
+
+    def restart(self, port: int) -> None:
+        self._start(port, MARIADB_PORTS.index(port) + 1)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            _terminate(proc, 30)
+        shutil.rmtree(self.base, ignore_errors=True)

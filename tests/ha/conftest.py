@@ -58,3 +58,19 @@ def pgbouncer(postgres_url):
         yield bouncer
     finally:
         bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_replication():
+    """A MariaDB primary and a replica of it, of their own (ports 15450, 15451)."""
+    from tests.ha.cluster import MariaDBReplication
+
+    missing = missing_tools("mariadbd", "mariadb-install-db", "mariadb")
+    if missing:
+        skip_or_fail(missing)
+    pair = MariaDBReplication()
+    try:
+        pair.start()
+        yield pair
+    finally:
+        pair.stop()

@@ -3,7 +3,7 @@ PgBouncer (Debian's packages). Every process is started here, polled for readine
 deadline (never a blind sleep), and stopped by PID in ``stop()`` (SIGTERM, then SIGKILL,
 then any postmaster named in a data directory), which the fixtures call in a finalizer.
 
-Ports 15400-15449, data directories ``/tmp/ha-*``.
+Ports 15400-15451, data directories ``/tmp/ha-*``.
 """
 
 from __future__ import annotations

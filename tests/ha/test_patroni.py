@@ -158,7 +158,8 @@ def db(patroni_cluster):
 
 def test_multi_host_url_connects_to_the_leader(patroni_cluster, db):
     leader = patroni_cluster.leader()
-    port = db.fetch_value("SELECT inet_server_port()")
+    with db.connection(PG) as conn:  # the primary pool's (reads would go to a replica)
+        port = conn.fetch_value("SELECT inet_server_port()")
     assert port == patroni_cluster.port(leader)
 
 

@@ -72,6 +72,7 @@ _POOL_FIELDS = (
     "connect_timeout",
     "echo",
     "log_parameters",
+    "pipelining",
 )
 _NONE_WORDS = frozenset({"none", "null", "off", ""})
 
@@ -175,6 +176,11 @@ class PoolConfig(BaseModel):
     """Patroni REST API URLs, comma-separated (``http://h1:8008,http://h2:8008``): the
     replicas for reads come from its ``/cluster`` and follow the cluster's changes
     (``dbsystem.core.topology``; PostgreSQL, sync manager)."""
+    pipelining: bool = True
+    """Async Redis: commands that tasks of one identity (the application, or one user
+    session) issue in the same event-loop iteration go to the server in one write, each
+    still checked, audited and answered on its own (``dbsystem.aio`` docs). False sends
+    every command on its own round trip."""
     options: OptionsField = Field(default_factory=dict)
     """Backend-specific options (the URL's query options that are not pool settings).
     Secret ones (``is_secret_option``: ``sslpassword``...) show as ``***`` in ``repr``,

@@ -324,12 +324,6 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         key = (db_type, name)
         if key in self._pools or key in self.sync.pools():
             raise ConfigurationError(f"a pool for {db_type.value} ({name}) already exists")
-        if config.patroni:
-            raise ConfigurationError(
-                "patroni= (replicas from Patroni) is supported by DatabaseManager only; an "
-                "async pool follows a failover through its multi-host URL "
-                "(?target_session_attrs=read-write)"
-            )
         backend = get_backend_class(config.url.scheme)(config.url, config)
         if backend.kind != "sql":  # Redis, MongoDB
             backend.dispose()
@@ -351,6 +345,12 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self._pools[key] = pool
         if config.replicas:
             await self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.aio.replicas import AsyncPatroniWatcher
+
+            watcher = AsyncPatroniWatcher(self, db_type, name, config)
+            await watcher.start()
+            self._replicas[key] = watcher.replicas
         return pool
 
     async def _create_replicas(

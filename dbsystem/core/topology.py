@@ -11,6 +11,9 @@ when it is gone, stopped, promoted or its lag unknown. Each replica gets its own
 (``__patroni_<member>``, no connection opened before its first read, and
 ``target_session_attrs=standby``, so a connection to a replica that was promoted is dropped).
 
+The async manager's watcher (``dbsystem.aio.replicas.AsyncPatroniWatcher``) follows the
+same plan (``PatroniState``) from a task of its event loop.
+
 ``db.topology()`` returns the last view: a ``Topology`` of ``Member``s (primary, replicas,
 their lag in bytes as Patroni reports it, whether they are in the read rotation).
 """
@@ -35,7 +38,14 @@ from dbsystem.kernel.types import DatabaseType
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine
 
-__all__ = ["Member", "PatroniWatcher", "Topology", "current_topology"]
+__all__ = [
+    "Member",
+    "PatroniState",
+    "PatroniWatcher",
+    "Topology",
+    "current_topology",
+    "fetch_cluster",
+]
 
 T = TypeVar("T")
 logger = get_logger("dbsystem.pool")
@@ -82,7 +92,7 @@ def current_topology(config: PoolConfig, replicas: ReplicaSet | None) -> Topolog
     """``db.topology()`` (sync and async): the Patroni watcher's last view, or, without
     Patroni, the pool's URL and its configured replicas; ``in_rotation`` as of now."""
     watcher = getattr(replicas, "watcher", None)
-    if isinstance(watcher, PatroniWatcher):
+    if isinstance(watcher, PatroniState):
         return watcher.view()
     url = config.url
     primary = Member("primary", "primary", url.host, url.port, "configured")
@@ -103,7 +113,7 @@ def current_topology(config: PoolConfig, replicas: ReplicaSet | None) -> Topolog
     return Topology("configured", primary, tuple(members))
 
 
-def _fetch_cluster(urls: list[str]) -> list[dict[str, Any]]:
+def fetch_cluster(urls: list[str]) -> list[dict[str, Any]]:
     errors = []
     for base in urls:
         try:
@@ -118,7 +128,7 @@ class PatroniReplicaSet(ReplicaSet):
     """A ``ReplicaSet`` whose replicas come and go with Patroni's view; a failing read
     asks the watcher for a refresh at once."""
 
-    watcher: PatroniWatcher
+    watcher: PatroniState
 
     def _failed(self, replica: str, exc: BaseException) -> None:
         super()._failed(replica, exc)
@@ -132,27 +142,21 @@ class PatroniReplicaSet(ReplicaSet):
             raise
 
 
-class PatroniWatcher:
-    """Reads Patroni's ``/cluster`` on a timer and keeps a pool's read replicas in step."""
+class PatroniState:
+    """What the sync and async watchers share, I/O-free: the last view, the member ->
+    replica pool map, and the plan that brings the pools in line with a ``/cluster``."""
 
-    def __init__(
-        self, db: Engine, db_type: DatabaseType, name: str | None, config: PoolConfig
-    ) -> None:
+    replicas: ReplicaSet
+
+    def _setup(self, db_type: DatabaseType, name: str | None, config: PoolConfig) -> None:
         self.urls = [u.strip().rstrip("/") for u in (config.patroni or "").split(",")]
         self.db_type, self.name, self.config = db_type, name, config
-        self._db = weakref.ref(db)
-        self._pool = db.get_pool(db_type, name)
-        self.replicas = PatroniReplicaSet(db, db_type, name, [], **replica_options(config))
-        self.replicas.watcher = self
         self.topology = Topology("patroni", None)
         self._pools: dict[str, str] = {}  # member name -> replica pool name
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self.refresh()
-        self._thread = threading.Thread(
-            target=self._run, name=f"dbsystem-patroni-{name or db_type.value}", daemon=True
-        )
-        self._thread.start()
+        self._label = name or db_type.value
+
+    def refresh_soon(self) -> None:
+        """Read the cluster again now (a read failed: the topology may have changed)."""
 
     def view(self) -> Topology:
         """The last topology read, ``in_rotation`` as of now (failures, lag limit)."""
@@ -162,6 +166,86 @@ class PatroniWatcher:
             replace(m, in_rotation=self._pools.get(m.name) in rotation) for m in topology.replicas
         )
         return replace(topology, replicas=replicas)
+
+    def _failed_read(self, exc: DBSystemError) -> None:
+        old = self.topology
+        self.topology = replace(old, error=str(exc))
+        logger.warning("pool %r: %s", self._label, exc)
+
+    def _plan(
+        self, raw: list[dict[str, Any]]
+    ) -> tuple[list[tuple[str, str, PoolConfig]], list[str]]:
+        """From ``/cluster``: the replica pools to open (member, pool name, settings) and
+        the members whose pools to close. Records the new view."""
+        members = [_member(m) for m in raw]
+        usable = {m.name: m for m in members if m.role == "replica" and m.in_rotation}
+        primary = next((m for m in members if m.role == "primary"), None)
+        replicas = tuple(m for m in members if m.role == "replica")
+        self.topology = Topology("patroni", primary, replicas, time.time(), None, tuple(members))
+        to_open = [
+            (m.name, f"{self.name or ''}__patroni_{m.name}", self._replica_config(m))
+            for m in usable.values()
+            if m.name not in self._pools
+        ]
+        return to_open, [n for n in self._pools if n not in usable]
+
+    def _replica_config(self, member: Member) -> PoolConfig:
+        # The backend reads its libpq options from config.options (the URL's copy too).
+        options = {**self.config.options, "target_session_attrs": "standby"}
+        options.pop("load_balance_hosts", None)
+        url = self.config.url.replace(host=member.host, port=member.port, options=options)
+        return self.config.model_copy(
+            update={"url": url, "options": options, "patroni": None, "replicas": (), "min_size": 0}
+        )
+
+    def _opened(self, member: str, pool_name: str) -> None:
+        self._pools[member] = pool_name
+        logger.info("replica %s (%s) joins the read rotation", member, pool_name)
+
+    def _rotation(self, leaving: list[str]) -> list[str]:
+        """The replica pools to close; the rest are the read rotation from now on."""
+        closing = [self._pools.pop(member) for member in leaving]
+        for member, pool_name in zip(leaving, closing, strict=True):
+            logger.info("replica %s (%s) leaves the read rotation", member, pool_name)
+        self.replicas.replicas = list(self._pools.values())
+        return closing
+
+
+def _member(raw: dict[str, Any]) -> Member:
+    role = "primary" if raw.get("role") in ("leader", "master", "standby_leader") else "replica"
+    lag = raw.get("lag")
+    state = str(raw.get("state", "unknown"))
+    known = isinstance(lag, int)
+    return Member(
+        str(raw.get("name")),
+        role,
+        raw.get("host"),
+        int(raw["port"]) if raw.get("port") else None,
+        state,
+        lag if known else None,
+        in_rotation=role == "replica" and state in _RUNNING and known,
+    )
+
+
+class PatroniWatcher(PatroniState):
+    """Reads Patroni's ``/cluster`` every second (a thread) and keeps a pool's read
+    replicas in step."""
+
+    def __init__(
+        self, db: Engine, db_type: DatabaseType, name: str | None, config: PoolConfig
+    ) -> None:
+        self._setup(db_type, name, config)
+        self._db = weakref.ref(db)
+        self._pool = db.get_pool(db_type, name)
+        self.replicas = PatroniReplicaSet(db, db_type, name, [], **replica_options(config))
+        self.replicas.watcher = self
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.refresh()
+        self._thread = threading.Thread(
+            target=self._run, name=f"dbsystem-patroni-{self._label}", daemon=True
+        )
+        self._thread.start()
 
     def refresh_soon(self) -> None:
         """Read the cluster again now (a read failed: the topology may have changed)."""
@@ -176,86 +260,37 @@ class PatroniWatcher:
             try:
                 self.refresh()
             except Exception:  # never let the watcher die
-                logger.exception("pool %r: Patroni topology refresh failed", self._pool.name)
-        self._close_replicas(set(self._pools))
+                logger.exception("pool %r: Patroni topology refresh failed", self._label)
+        self._close(self._rotation(list(self._pools)))
 
     def refresh(self) -> Topology:
         """Read ``/cluster`` and bring the read rotation in line with it."""
         with self._lock:
             try:
-                raw = _fetch_cluster(self.urls)
+                raw = fetch_cluster(self.urls)
             except DBSystemError as exc:
-                old = self.topology
-                self.topology = Topology(
-                    "patroni", old.primary, old.replicas, old.refreshed_at, str(exc), old.members
-                )
-                logger.warning("pool %r: %s", self._pool.name, exc)
+                self._failed_read(exc)
                 return self.topology
-            members = [self._member(m) for m in raw]
-            usable = {m.name: m for m in members if m.role == "replica" and m.in_rotation}
-            self._sync_pools(usable)
-            primary = next((m for m in members if m.role == "primary"), None)
-            replicas = tuple(m for m in members if m.role == "replica")
-            self.topology = Topology(
-                "patroni", primary, replicas, time.time(), None, tuple(members)
-            )
+            to_open, leaving = self._plan(raw)
+            db = self._db()
+            for member, pool_name, config in to_open:
+                if db is None:
+                    break
+                try:
+                    db.create_pool(self.db_type, config, name=pool_name)
+                except DBSystemError as exc:
+                    logger.warning("pool %r: replica %s not added: %s", pool_name, member, exc)
+                else:
+                    self._opened(member, pool_name)
+            self._close(self._rotation(leaving))
             return self.topology
 
-    @staticmethod
-    def _member(raw: dict[str, Any]) -> Member:
-        role = "primary" if raw.get("role") in ("leader", "master", "standby_leader") else "replica"
-        lag = raw.get("lag")
-        state = str(raw.get("state", "unknown"))
-        known = isinstance(lag, int)
-        return Member(
-            str(raw.get("name")),
-            role,
-            raw.get("host"),
-            int(raw["port"]) if raw.get("port") else None,
-            state,
-            lag if known else None,
-            in_rotation=role == "replica" and state in _RUNNING and known,
-        )
-
-    def _sync_pools(self, usable: dict[str, Member]) -> None:
+    def _close(self, pool_names: list[str]) -> None:
         db = self._db()
-        if db is None:
-            return
-        for member in usable.values():
-            if member.name in self._pools:
-                continue
-            pool_name = f"{self.name or ''}__patroni_{member.name}"
-            # The backend reads its libpq options from config.options (the URL's copy too).
-            options = {**self.config.options, "target_session_attrs": "standby"}
-            options.pop("load_balance_hosts", None)
-            url = self.config.url.replace(host=member.host, port=member.port, options=options)
-            config = self.config.model_copy(
-                update={
-                    "url": url,
-                    "options": options,
-                    "patroni": None,
-                    "replicas": (),
-                    "min_size": 0,
-                }
-            )
+        for pool_name in pool_names:
+            if db is None:
+                break
             try:
-                db.create_pool(self.db_type, config, name=pool_name)
-            except DBSystemError as exc:
-                logger.warning("pool %r: replica %s not added: %s", pool_name, member.name, exc)
-                continue
-            self._pools[member.name] = pool_name
-            logger.info("replica %s (%s) joins the read rotation", member.name, pool_name)
-        gone = set(self._pools) - set(usable)
-        self.replicas.replicas = [self._pools[n] for n in self._pools if n not in gone]
-        self._close_replicas(gone)
-
-    def _close_replicas(self, names: set[str]) -> None:
-        db = self._db()
-        for member in names:
-            pool_name = self._pools.pop(member)
-            logger.info("replica %s (%s) leaves the read rotation", member, pool_name)
-            if db is not None:
-                try:
-                    db.close_pool(self.db_type, pool_name)
-                except DBSystemError:
-                    pass  # closed with the others (close_all)
+                db.close_pool(self.db_type, pool_name)
+            except DBSystemError:
+                pass  # closed with the others (close_all)

@@ -175,7 +175,7 @@ class PoolConfig(BaseModel):
     patroni: str | None = None
     """Patroni REST API URLs, comma-separated (``http://h1:8008,http://h2:8008``): the
     replicas for reads come from its ``/cluster`` and follow the cluster's changes
-    (``dbsystem.core.topology``; PostgreSQL, sync manager)."""
+    (``dbsystem.core.topology``; PostgreSQL)."""
     pipelining: bool = True
     """Async Redis: commands that tasks of one identity (the application, or one user
     session) issue in the same event-loop iteration go to the server in one write, each

@@ -144,16 +144,6 @@ def test_bad_patroni_settings_are_refused(extra, message):
         PoolConfig(url="postgresql://u@h1:1,h2:2/db", **extra)
 
 
-def test_the_async_manager_refuses_patroni_before_connecting():
-    async def scenario() -> None:
-        db = AsyncDatabaseManager()
-        config = PoolConfig(url="postgresql://u@127.0.0.1:1/db", patroni="http://127.0.0.1:1")
-        await db.create_pool(PG, config)
-
-    with pytest.raises(ConfigurationError, match="DatabaseManager only"):
-        asyncio.run(scenario())
-
-
 def test_topology_without_patroni_is_the_configuration(postgres_url):
     db = DatabaseManager()
     db.create_pool(PG, PoolConfig(url=_multi(postgres_url), max_size=1))

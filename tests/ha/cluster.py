@@ -67,6 +67,21 @@ def http_json(url: str, timeout: float = 2.0) -> Any:
         return json.loads(answer.read())
 
 
+def run(command: list[str], timeout: float = 60) -> str:
+    """Run a client command; its output, or RuntimeError with what it said."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {done.stdout}{done.stderr}")
+    return done.stdout.strip()
+
+
+def _logs(base: Path) -> str:
+    parts = []
+    for log in sorted(base.rglob("*.log")):
+        parts.append(f"--- {log}\n" + log.read_text(errors="replace")[-3000:])
+    return "\n".join(parts)
+
+
 def _terminate(proc: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -227,6 +242,7 @@ class PatroniCluster:
         )
         for name in self.names:
             self.start_node(name, fresh=True)
+        self.wait_healthy(90)
 
     def start_node(self, name: str, fresh: bool = False) -> None:
         node = self.base / name
@@ -274,16 +290,7 @@ postgresql:
 """
 
     def patronictl(self, *args: str) -> str:
-        done = subprocess.run(
-            ["patronictl", "-c", str(self.config_file(self.names[0])), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"patronictl {' '.join(args)}: {done.stdout}{done.stderr}")
-        return done.stdout
+        return run(["patronictl", "-c", str(self.config_file(self.names[0])), *args])
 
     def switchover(self, candidate: str | None = None) -> str:
         """Ask Patroni for a switchover from the current leader; return the candidate."""
@@ -328,10 +335,7 @@ postgresql:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def logs(self) -> str:
-        parts = []
-        for log in sorted(self.base.glob("*/*.log")) + sorted(self.base.glob("*.log")):
-            parts.append(f"--- {log}\n" + log.read_text(errors="replace")[-3000:])
-        return "\n".join(parts)
+        return _logs(self.base)
 
 
 class SentinelCluster:
@@ -431,6 +435,9 @@ class SentinelCluster:
     def restart(self, port: int, replica_of: int) -> None:
         self._start_redis(port, replica_of)
 
+    def logs(self) -> str:
+        return _logs(self.base)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             _terminate(proc, 10)
@@ -473,6 +480,9 @@ class PgBouncer:
         )
         wait_for(lambda: port_open(PGBOUNCER_PORT), 20, "pgbouncer listening")
 
+    def logs(self) -> str:
+        return _logs(self.base)
+
     def stop(self) -> None:
         _terminate(self.proc, 10)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -492,25 +502,8 @@ class MariaDBReplication:
         return f"mysql://root@127.0.0.1:{port}/{database}"
 
     def sql(self, port: int, statement: str) -> str:
-        done = subprocess.run(
-            [
-                "mariadb",
-                "--protocol=tcp",
-                "-h127.0.0.1",
-                f"-P{port}",
-                "-uroot",
-                "-N",
-                "-e",
-                statement,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{statement}: {done.stderr}")
-        return done.stdout.strip()
+        client = ["mariadb", "--protocol=tcp", "-h127.0.0.1", f"-P{port}", "-uroot", "-N"]
+        return run([*client, "-e", statement], 20)
 
     def _start(self, port: int, server_id: int) -> None:
         node = self.base / str(port)
@@ -579,6 +572,9 @@ class MariaDBReplication:
 
     def restart(self, port: int) -> None:
         self._start(port, MARIADB_PORTS.index(port) + 1)
+
+    def logs(self) -> str:
+        return _logs(self.base)
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -5,13 +5,12 @@ reads fall back to the primary without an error, and it comes back."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
-from tests.ha.cluster import MARIADB_PORTS
+from tests.ha.cluster import MARIADB_PORTS, wait_for
 
 pytestmark = [pytest.mark.ha, pytest.mark.slow, pytest.mark.timeout(180)]
 MY = DatabaseType.MYSQL
@@ -20,14 +19,6 @@ PRIMARY, REPLICA = MARIADB_PORTS
 
 def _port(db, **kwargs) -> int:
     return int(db.fetch_value("SELECT @@port", **kwargs))
-
-
-def _until(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -45,7 +36,7 @@ def db(mariadb_replication):
     table = f"rep_{uuid.uuid4().hex[:8]}"
     manager.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, note TEXT)")
     manager.t = table  # type: ignore[attr-defined]
-    _until(
+    wait_for(
         lambda: mariadb_replication.sql(REPLICA, f"SHOW TABLES FROM ha LIKE '{table}'") == table,
         10,
         "the table on the replica",
@@ -62,18 +53,18 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(db):
         assert conn.fetch_value("SELECT @@port") == PRIMARY
     with db.transaction(MY):
         assert _port(db) == PRIMARY
-    _until(lambda: db.fetch_value(f"SELECT COUNT(*) FROM {db.t}") == 1, 10, "the row replicated")
+    wait_for(lambda: db.fetch_value(f"SELECT COUNT(*) FROM {db.t}") == 1, 10, "the row replicated")
 
 
 def test_a_replica_that_stops_applying_gets_no_reads(mariadb_replication, db):
     mariadb_replication.stop_replica_sql()
     try:
         db.execute(f"INSERT INTO {db.t} VALUES (2, 'b')")
-        _until(lambda: _port(db) == PRIMARY, 5, "reads back on the primary")
+        wait_for(lambda: _port(db) == PRIMARY, 5, "reads back on the primary")
         assert db.fetch_value(f"SELECT COUNT(*) FROM {db.t}") == 1  # the primary has it
     finally:
         mariadb_replication.start_replica_sql()
-    _until(lambda: _port(db) == REPLICA, 10, "the replica back in rotation")
+    wait_for(lambda: _port(db) == REPLICA, 10, "the replica back in rotation")
 
 
 def test_a_killed_replica_falls_back_to_the_primary_and_returns(mariadb_replication, db):
@@ -83,4 +74,4 @@ def test_a_killed_replica_falls_back_to_the_primary_and_returns(mariadb_replicat
         assert set(ports) == {PRIMARY}
     finally:
         mariadb_replication.restart(REPLICA)
-    _until(lambda: _port(db) == REPLICA, 30, "the restarted replica back in rotation")
+    wait_for(lambda: _port(db) == REPLICA, 30, "the restarted replica back in rotation")

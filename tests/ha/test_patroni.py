@@ -15,6 +15,7 @@ import pytest
 
 from dbsystem import DatabaseManager, DatabaseType, DBSystemError, PoolConfig
 from dbsystem.aio import AsyncDatabaseManager
+from tests.ha.cluster import wait_for
 
 pytestmark = [pytest.mark.ha, pytest.mark.slow, pytest.mark.timeout(240)]
 PG = DatabaseType.POSTGRES
@@ -97,6 +98,20 @@ class Writers:
                 return when
             time.sleep(0.05)
         raise AssertionError(f"no write succeeded through the pool within {seconds} s")
+
+    def gap_end(self, since: float, until: float) -> float:
+        """When the longest stretch without a successful write that began after ``since``
+        ended (the first write at or after ``until`` if it lasts beyond)."""
+        deadline = time.monotonic() + 10
+        while True:
+            with self._lock:
+                times = sorted(t for t in self.successes if t >= since)
+            if times and times[-1] >= until:
+                pairs = list(zip([since, *times], times, strict=False))
+                return max(pairs, key=lambda pair: pair[1] - pair[0])[1]
+            if time.monotonic() > deadline:
+                raise AssertionError("no write succeeded through the pool after the outage")
+            time.sleep(0.05)
 
     def longest_gap(self, since: float) -> float:
         with self._lock:
@@ -182,9 +197,10 @@ def _check_failover(cluster, db, table, event, label: str, same: bool = False) -
         event(old)
         since = time.monotonic()
         leader, direct = _new_leader_writable(cluster, old, 40, same)
-        if same:  # the same server comes back: its first write after the first failure
-            since = min(at for at, _ in writers.errors if at >= started)
-        pooled = writers.first_success_after(since, 10, cluster.port(leader))
+        if same:  # the same server comes back: the first write after the outage
+            pooled = writers.gap_end(started, direct)
+        else:
+            pooled = writers.first_success_after(since, 10, cluster.port(leader))
         time.sleep(1.0)  # writes keep flowing after the recovery
     late = [exc for at, exc in writers.errors if at > max(pooled, direct) + 1.0]
     primaries = {cluster.port(old), cluster.port(leader)}
@@ -273,16 +289,6 @@ def test_async_pool_follows_a_switchover(patroni_cluster, table):
     patroni_cluster.wait_healthy(60)
 
 
-def _wait(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {seconds} s")
-
-
 def _published_lags(db) -> dict[str, float]:
     """The replicas' lag as the Prometheus collector publishes it."""
     from prometheus_client import generate_latest
@@ -322,7 +328,7 @@ def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
         gone, stays = replicas
         started = time.monotonic()
         _terminate(cluster.patroni[gone])  # Patroni stops its PostgreSQL and leaves
-        _wait(
+        wait_for(
             lambda: [m.name for m in db.topology(PG).replicas if m.in_rotation] == [stays],
             30,
             f"{gone} out of the read rotation",
@@ -333,7 +339,7 @@ def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
 
         cluster.start_node(gone)
         cluster.wait_healthy(90)
-        _wait(
+        wait_for(
             lambda: sorted(m.name for m in db.topology(PG).replicas if m.in_rotation) == replicas,
             30,
             f"{gone} back in the read rotation",
@@ -343,3 +349,30 @@ def test_replicas_from_patroni_follow_the_cluster(patroni_cluster):
     finally:
         db.close_all()
     print(FIGURES)  # noqa: T201
+
+
+def test_the_async_manager_reads_on_patronis_replicas(patroni_cluster):
+    import asyncio
+
+    cluster = patroni_cluster
+    leader = cluster.leader()
+    replicas = sorted(n for n in cluster.names if n != leader)
+
+    async def scenario():
+        adb = AsyncDatabaseManager()
+        config = PoolConfig(url=cluster.url(), patroni=cluster.rest_urls(), max_size=4)
+        await adb.create_pool(PG, config)
+        try:
+            view = adb.topology(PG)
+            ports = {await adb.fetch_value("SELECT inet_server_port()") for _ in range(6)}
+            async with adb.connection(PG) as conn:
+                primary = await conn.fetch_value("SELECT inet_server_port()")
+            return view, ports, primary
+        finally:
+            await adb.close_all()
+
+    view, ports, primary = asyncio.run(scenario())
+    assert view.source == "patroni"
+    assert sorted(m.name for m in view.replicas if m.in_rotation) == replicas
+    assert ports == {cluster.port(n) for n in replicas}
+    assert primary == cluster.port(leader)

@@ -37,7 +37,13 @@ from pydantic._internal._model_construction import ModelMetaclass
 
 from dbsystem.errors import ConflictError, InterfaceError, NotSupportedError, SchemaError
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relation_options
+from dbsystem.orm.fields import (
+    ColumnSpec,
+    Field,
+    RelationOptions,
+    column_spec,
+    relation_options,
+)
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
 if TYPE_CHECKING:
@@ -83,14 +89,30 @@ class Metadata:
         ]
 
 
+@typing.dataclass_transform(
+    kw_only_default=True,
+    field_specifiers=(pydantic.Field, pydantic.PrivateAttr, Field),
+)
 class _EntityMeta(ModelMetaclass):
-    """Lets ``User.age`` (on the class) be the column expression of the field."""
+    """Lets ``User.age`` (on the class) be the column expression of the field.
 
-    def __getattr__(cls, name: str) -> Any:
-        meta = cls.__dict__.get("__dbsystem__")
-        if meta is not None and name in meta.by_field:
-            return col(meta.by_field[name].column)
-        return super().__getattr__(name)  # type: ignore[misc]
+    For the type checkers ``User.age`` keeps the field's declared type (``int``), as in
+    SQLModel: ``User.age > 18`` is then a ``bool`` to them, which ``where()`` accepts, a
+    comparison with the wrong type stays an error, and an unknown name (``User.agee``) is
+    one; hence the ``__getattr__`` below exists at run time only. The
+    ``dataclass_transform`` repeats pydantic's with this package's ``Field`` as a field
+    specifier, so that the constructor is checked field by field (``Relation(...)`` is
+    not one: to the checkers it is a default, and a relation is optional in the
+    constructor, as at run time).
+    """
+
+    if not TYPE_CHECKING:  # an untyped __getattr__ would accept any name
+
+        def __getattr__(cls, name: str) -> Any:
+            meta = cls.__dict__.get("__dbsystem__")
+            if meta is not None and name in meta.by_field:
+                return col(meta.by_field[name].column)
+            return super().__getattr__(name)
 
 
 class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
@@ -337,19 +359,29 @@ class EntityQuery(Generic[E]):
                 )
         return self._copy(include=(*self._include, *relations))
 
-    def where(self, condition: Expr) -> EntityQuery[E]:
-        """Add a condition (``User.age > 18``); several are ANDed."""
+    def where(self, condition: Expr | bool) -> EntityQuery[E]:
+        """Add a condition (``User.age > 18``); several are ANDed.
+
+        ``bool`` is in the signature for the type checkers only, which see ``User.age``
+        as an ``int`` and so ``User.age > 18`` as a ``bool``; at run time it is an
+        expression, and a real ``True``/``False`` is refused (``InterfaceError``).
+        """
         if not isinstance(condition, Expr):
             raise InterfaceError("where() takes an expression such as User.age > 18")
         new = condition if self._where is None else self._where & condition
         return self._copy(where=new)
 
-    def order_by(self, field: str | Column, direction: str = "asc") -> EntityQuery[E]:
-        """Order by a field (its name, or ``User.name``)."""
+    def order_by(self, field: object, direction: str = "asc") -> EntityQuery[E]:
+        """Order by a field: its name (``"name"``), or the class attribute (``User.name``).
+
+        ``field`` is typed ``object`` because the type checkers see ``User.age`` as the
+        field's type (an ``int``); anything but a field name or a field of the entity is
+        refused at run time (``InterfaceError``).
+        """
         meta = self._entity.__dbsystem__
         if isinstance(field, Column):
             column = field.name
-        elif field in meta.by_field:
+        elif isinstance(field, str) and field in meta.by_field:
             column = meta.by_field[field].column
         else:
             raise InterfaceError(f"{self._entity.__name__} has no field {field!r}")

@@ -36,7 +36,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -56,9 +56,10 @@ from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
 from dbsystem.query.redis import AsyncRedisQuery
-from dbsystem.query.sql import QueryFactory
+from dbsystem.query.sql import Async, QueryFactory
 
 if TYPE_CHECKING:
+    from dbsystem.aio._redis import AsyncRedisConnection
     from dbsystem.aio.replicas import AsyncReplicaSet
     from dbsystem.backends.mock import MockBackend
 
@@ -66,6 +67,7 @@ __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
 Key = tuple[DatabaseType, str | None]
 T = TypeVar("T")
+C = TypeVar("C")
 
 # The connections of open adb.transaction() blocks, per task: (manager id, type, name) -> conn.
 _BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Any]] = ContextVar(
@@ -110,7 +112,7 @@ def _bound_to(key: tuple[int, DatabaseType, str | None], context: Any) -> Any:
     return conn if conn is not None and conn._context is context else None
 
 
-class AsyncQueryFactory(QueryFactory):
+class AsyncQueryFactory(QueryFactory[Async]):
     """``adb.query(type)``: the same builders, whose ``execute()`` (``all()``, ``first()``,
     ``scalar_value()``) return coroutines."""
 
@@ -124,13 +126,16 @@ _BUILDERS: dict[str, Any] = {"kv": AsyncRedisQuery, "document": AsyncMongoQuery}
 
 def _builders(
     owner: Any, manager: AsyncDatabaseManager, db_type: DatabaseType, name: str | None
-) -> Any:
+) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
     kind = manager.backend(db_type, name).kind
-    return _BUILDERS.get(kind, AsyncQueryFactory)(owner, db_type, name)
+    found: AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery
+    found = _BUILDERS.get(kind, AsyncQueryFactory)(owner, db_type, name)
+    return found
 
 
-class _Acquire:
-    """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release."""
+class _Acquire(Generic[C]):
+    """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release
+    (``C``: an ``AsyncConnection`` for SQL, an ``AsyncRedisConnection`` for Redis)."""
 
     __slots__ = ("_context", "_key", "_label", "_lease", "_manager", "_timeout")
 
@@ -147,7 +152,7 @@ class _Acquire:
         self._label = label
         self._lease: Any = None
 
-    async def _get(self) -> Any:
+    async def _get(self) -> Any:  # a C
         pool = self._manager._pools.get(self._key)
         if pool is not None:
             lease: Any = await pool.acquire(self._timeout, label=self._label)
@@ -158,12 +163,13 @@ class _Acquire:
         getattr(lease, "_lease", lease)._context = self._context
         return lease
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, C]:
         return self._get().__await__()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> C:
         self._lease = await self._get()
-        return self._lease
+        lease: C = self._lease
+        return lease
 
     async def __aexit__(self, *exc_info: object) -> None:
         lease, self._lease = self._lease, None
@@ -378,7 +384,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         chosen = db_type or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            async with _Acquire(self, (chosen, None), None, context) as conn:
+            async with _Acquire[Any](self, (chosen, None), None, context) as conn:
                 return await call(conn)
         return await replicas.aread(sql, call, context)
 
@@ -467,6 +473,25 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
 
     # -- connections -----------------------------------------------------------------------
 
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[AsyncRedisConnection]: ...
+    @overload
+    def connection(
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[Any]: ...
+    @overload
     def connection(
         self,
         db_type: DatabaseType | None = None,
@@ -474,7 +499,16 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         name: str | None = None,
         timeout: float | None = None,
         label: str | None = None,
-    ) -> Any:
+    ) -> _Acquire[AsyncConnection]: ...
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[Any]:
         """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
         and ``await conn.release()``). ``label`` names the borrower in the pool's
         ``holders()`` (else its code location does)."""
@@ -534,7 +568,22 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
         return conn
 
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
+    ) -> AsyncRedisQuery: ...
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
+    ) -> AsyncMongoQuery: ...
+    @overload
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory: ...
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
         """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
         return _builders(self, self, db_type or self._default_type(), name)
 
@@ -601,13 +650,38 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         self._manager = manager  # private: the application's manager runs unchecked
         self.context = context
 
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[AsyncRedisConnection]: ...
+    @overload
+    def connection(
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[Any]: ...
+    @overload
     def connection(
         self,
         db_type: DatabaseType | None = None,
         *,
         name: str | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> _Acquire[AsyncConnection]: ...
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[Any]:
         """A connection whose statements carry the session's user."""
         manager = self._manager
         return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
@@ -654,7 +728,22 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """A read on a replica (see ``AsyncDatabaseManager._aread``), as this user."""
         return await self._manager._aread(db_type, sql, call, self.context)
 
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
+    ) -> AsyncRedisQuery: ...
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
+    ) -> AsyncMongoQuery: ...
+    @overload
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory: ...
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
         """The query builders, run as the session's user."""
         return _builders(self, self._manager, db_type or self._manager._default_type(), name)
 

@@ -24,12 +24,14 @@ from dbsystem.query.expr import (
     sum_,
 )
 from dbsystem.query.sql import (
+    Async,
     DeleteQuery,
     InsertQuery,
     QueryFactory,
     RawQuery,
     SelectQuery,
     SetQuery,
+    Sync,
     UpdateQuery,
     delete_from,
     insert_into,
@@ -39,6 +41,7 @@ from dbsystem.query.sql import (
 )
 
 __all__ = [
+    "Async",
     "DeleteQuery",
     "Expr",
     "InsertQuery",
@@ -46,6 +49,7 @@ __all__ = [
     "RawQuery",
     "SelectQuery",
     "SetQuery",
+    "Sync",
     "UpdateQuery",
     "avg",
     "case",

@@ -52,6 +52,7 @@ from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
 from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
@@ -237,16 +238,37 @@ class _Calls:
         async with self.connection(db_type) as conn:
             return await conn.executemany(sql, seq_params)
 
+    @overload
     async def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Every row of a query (on a replica when the pool has them and it only reads)."""
+    ) -> list[Row]: ...
+    @overload
+    async def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T],
+    ) -> list[T]: ...
+
+    async def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T] | None = None,
+    ) -> list[Row] | list[T]:
+        """Every row of a query, as a dict or a ``row_type`` (as ``DatabaseManager.fetch_all``;
+        on a replica when the pool has them and it only reads)."""
+        rows: list[Row]
         if self._replicas:
-            rows_: list[Row] = await self._aread(db_type, sql, lambda c: c.fetch_all(sql, params))
-            return rows_
-        async with self.connection(db_type) as conn:
-            rows: list[Row] = await conn.fetch_all(sql, params)
-            return rows
+            rows = await self._aread(db_type, sql, lambda c: c.fetch_all(sql, params))
+        else:
+            async with self.connection(db_type) as conn:
+                rows = await conn.fetch_all(sql, params)
+        return rows if row_type is None else rows_as(rows, row_type)
 
     async def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None

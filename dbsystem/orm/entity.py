@@ -42,6 +42,7 @@ from dbsystem.orm.fields import (
     Field,
     RelationOptions,
     column_spec,
+    portable_type,
     relation_options,
 )
 from dbsystem.query.expr import Column, Expr, check_identifier, col
@@ -87,6 +88,81 @@ class Metadata:
             for c in self.columns
             if (typing.get_origin(c.python_type) or c.python_type) in (dict, list)
         ]
+        _check_concepts(cls, self)
+
+
+# Entities by table name, for checking foreign keys when their class is defined; and the
+# foreign keys whose target table had no entity yet: checked when one is defined.
+_TABLES: dict[str, Metadata] = {}
+_PENDING_KEYS: dict[str, list[tuple[str, str, str]]] = {}
+
+
+def _unresolved(annotation: Any) -> bool:
+    """True if ``annotation`` still holds a forward reference (a name defined later)."""
+    if isinstance(annotation, (str, typing.ForwardRef)):
+        return True
+    return any(_unresolved(arg) for arg in typing.get_args(annotation))
+
+
+def _check_concepts(cls: type[Entity], meta: Metadata) -> None:
+    """Refuse, when the class is defined, an entity that could not work (``SchemaError``):
+    a field type with no column type, an index, unique or key on a JSON column, a version
+    or auto-increment field that is not an ``int``, a foreign key that is not
+    ``"table.column"`` or names a column its (already defined) entity lacks, a relation
+    whose ``local_key`` is not a field or whose type names something else than an entity.
+
+    A foreign key to a table no entity has declared yet is checked when one does (that
+    class's definition fails, naming the field that points at it); a table no entity ever
+    declares (made by a migration or by hand) is left to the database. A relation to a
+    class defined later (a forward reference) is checked when it is first loaded.
+    """
+    name = cls.__name__
+    for spec in meta.columns:
+        if _unresolved(spec.python_type):
+            continue  # a forward reference, resolved later by pydantic
+        kind = portable_type(spec)  # SchemaError: no column type for it
+        keyed = spec.options.primary_key or spec.options.unique or spec.options.index
+        if kind == "json" and keyed:
+            raise SchemaError(
+                f"{name}.{spec.field}: a JSON column cannot be a key, unique or indexed"
+            )
+        integral = kind == "bigint" and spec.python_type is not bool
+        if spec.options.version and not integral:
+            raise SchemaError(f"{name}.{spec.field}: a version=True field must be an int")
+        if spec.options.auto_increment and not integral:
+            raise SchemaError(f"{name}.{spec.field}: an auto_increment field must be an int")
+        target = spec.options.foreign_key
+        if target is not None:
+            table, dot, column = target.partition(".")
+            if not dot:
+                raise SchemaError(
+                    f"{name}.{spec.field}: foreign_key={target!r} must be 'table.column'"
+                )
+            check_identifier(table, "foreign key table")
+            check_identifier(column, "foreign key column")
+            known = _TABLES.get(table)
+            if known is None:
+                _PENDING_KEYS.setdefault(table, []).append((f"{name}.{spec.field}", target, column))
+            elif column not in known.by_column:
+                raise SchemaError(
+                    f"{name}.{spec.field}: foreign_key={target!r} names no column of "
+                    f"{table!r} (its columns: {sorted(known.by_column)})"
+                )
+    for field, relation in meta.relations.items():
+        if relation.local_key is not None and relation.local_key not in meta.by_field:
+            raise SchemaError(
+                f"{name}.{field}: Relation(local_key={relation.local_key!r}) names no field "
+                f"of {name} (fields: {sorted(meta.by_field)})"
+            )
+        if not _unresolved(cls.model_fields[field].annotation):
+            _related_class(cls, field)  # SchemaError: the type names no entity
+    for referrer, target, column in _PENDING_KEYS.pop(meta.table, []):
+        if column not in meta.by_column:
+            raise SchemaError(
+                f"{referrer}: foreign_key={target!r} names no column of {meta.table!r} as "
+                f"{name} declares it (its columns: {sorted(meta.by_column)})"
+            )
+    _TABLES[meta.table] = meta
 
 
 @typing.dataclass_transform(

@@ -188,6 +188,8 @@ class _EntityMeta(ModelMetaclass):
             meta = cls.__dict__.get("__dbsystem__")
             if meta is not None and name in meta.by_field:
                 return col(meta.by_field[name].column)
+            if meta is not None and name in meta.relations:
+                return _RelationRef(cls, name)  # for include(User.posts)
             return super().__getattr__(name)
 
 
@@ -424,16 +426,26 @@ class EntityQuery(Generic[E]):
         }
         return EntityQuery(self._entity, self._target, **state)
 
-    def include(self, *relations: str) -> EntityQuery[E]:
-        """Load these relations too: one more query per relation, never one per entity."""
+    def include(self, *relations: str | Entity | Sequence[Entity] | None) -> EntityQuery[E]:
+        """Load these relations too: one more query per relation, never one per entity.
+
+        A relation is named (``"books"``) or given as the class attribute
+        (``Author.books``, typed ``list[Book]`` to the checkers, so a field that is no
+        relation, such as ``Author.id``, is flagged by them).
+        """
         known = self._entity.__dbsystem__.relations
-        for name in relations:
-            if name not in known:
+        names: list[str] = []
+        for relation in relations:
+            name: object = relation
+            if isinstance(relation, _RelationRef) and relation.owner is self._entity:
+                name = relation.name
+            if not isinstance(name, str) or name not in known:
                 raise InterfaceError(
                     f"{self._entity.__name__} has no relation {name!r}; "
                     f"relations: {sorted(known) or 'none'}"
                 )
-        return self._copy(include=(*self._include, *relations))
+            names.append(name)
+        return self._copy(include=(*self._include, *names))
 
     def where(self, condition: Expr | bool) -> EntityQuery[E]:
         """Add a condition (``User.age > 18``); several are ANDed.
@@ -915,6 +927,18 @@ def _load_relation(owner: type[Entity], name: str, entities: list[Any], target: 
             children[child.__dict__[foreign.field]].append(child)
     for entity in entities:
         entity.__dict__[name] = children[entity.__dict__[own_pk]]
+
+
+class _RelationRef:
+    """``Author.books`` on the class: the relation, for ``include()``."""
+
+    __slots__ = ("name", "owner")
+
+    def __init__(self, owner: type[Entity], name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def __repr__(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
 
 
 class _Persisted(set[str]):

@@ -15,8 +15,11 @@ shape with other values reuses the cached SQL, so only the values are collected 
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeAlias, overload
 
 from typing_extensions import TypeVar
 
@@ -76,6 +79,24 @@ T = TypeVar("T", default=Any)
 W = TypeVar("W", default=ExecuteResult)
 """What a write gives: the affected row count, or with ``returning()`` the rows."""
 V = TypeVar("V")
+
+SQLValue: TypeAlias = (
+    Expr
+    | str
+    | int
+    | float
+    | decimal.Decimal
+    | bytes
+    | datetime.date
+    | datetime.time
+    | datetime.timedelta
+    | uuid.UUID
+    | Mapping[str, Any]
+    | Sequence[Any]
+    | None
+)
+"""What ``values()``, ``set()`` and ``upsert()`` take for a column: an expression, or a
+value the drivers bind (bool is an int, datetime a date; a mapping or list is JSON)."""
 
 
 class AwaitedConnection(Protocol):
@@ -761,9 +782,9 @@ class InsertQuery(_Write[M, W]):
 
     def values(
         self,
-        rows: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        rows: Mapping[str, SQLValue] | Sequence[Mapping[str, SQLValue]] | None = None,
         /,
-        **columns: Any,
+        **columns: SQLValue,
     ) -> Self:
         """Rows to insert: one mapping, a list of mappings (same keys), or keywords."""
         if columns:
@@ -797,7 +818,7 @@ class InsertQuery(_Write[M, W]):
     def upsert(
         self,
         conflict: Sequence[str],
-        update: Sequence[str] | Mapping[str, Any] | None = None,
+        update: Sequence[str] | Mapping[str, SQLValue] | None = None,
     ) -> Self:
         """Insert, or update the existing row when ``conflict`` columns collide.
 
@@ -898,7 +919,9 @@ class UpdateQuery(_FilteredWrite[M, W]):
 
     _set: tuple[tuple[str, Expr], ...] = ()
 
-    def set(self, assignments: Mapping[str, Any] | None = None, /, **columns: Any) -> Self:
+    def set(
+        self, assignments: Mapping[str, SQLValue] | None = None, /, **columns: SQLValue
+    ) -> Self:
         """Columns to set: values (bound) or expressions (``col("n") + 1``)."""
         items = {**(assignments or {}), **columns}
         if not items:

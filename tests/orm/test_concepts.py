@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from dbsystem import DatabaseManager, DatabaseType, SchemaError
+from dbsystem import DatabaseManager, DatabaseType, InterfaceError, SchemaError
 from dbsystem.orm import Entity, Field, Relation
 
 
@@ -147,5 +147,9 @@ def test_valid_entities_with_forward_references_still_work(tmp_path):
         Book(title="notes", author_id=ada.id).save(db)
         (found,) = Author.query(db).include("books").all()
         assert [b.title for b in found.books] == ["notes"]
+        (same,) = Author.query(db).include(Author.books).all()  # the class attribute
+        assert [b.title for b in same.books] == ["notes"]
+        with pytest.raises(InterfaceError, match="has no relation"):
+            Author.query(db).include(Author.name)  # a column, not a relation
     finally:
         db.close_all()

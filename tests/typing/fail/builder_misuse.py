@@ -20,6 +20,11 @@ q.update("t").set({1: "x"})  # E: dict-item reportArgumentType
 q.select("a").from_("t").execute(conn="sqlite")  # E: call-overload reportCallIssue
 q.select("a").from_("t").nonexistent()  # E: attr-defined reportAttributeAccessIssue
 col("a").like(1).foo  # E: attr-defined reportAttributeAccessIssue
+q.update("t").set(a=object())  # E: arg-type reportArgumentType
+q.update("t").set({"a": {1, 2}})  # E: dict-item reportArgumentType
+q.insert_into("t").values(a=lambda: 1)  # E: arg-type reportArgumentType
+q.insert_into("t").values([{"a": 1}, {"a": Exception()}])  # E: dict-item reportArgumentType
+q.insert_into("t").values(a=1).upsert(["a"], {"b": print})  # E: dict-item reportArgumentType
 
 
 async def awaited() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dbsystem import DatabaseManager
-from dbsystem.orm import Entity, Field
+from dbsystem.orm import Entity, Field, Relation
 
 
 class User(Entity, table="users"):
@@ -11,6 +11,12 @@ class User(Entity, table="users"):
     username: str = Field(max_length=50, index=True)
     email: str = Field(unique=True)
     age: int = 0
+
+
+class Post(Entity, table="posts"):
+    id: int = Field(primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    user: User | None = Relation(local_key="user_id")
 
 
 db = DatabaseManager()
@@ -28,3 +34,6 @@ User.query(db).where("age > 18")  # E: arg-type reportArgumentType
 User.query(db).limit("10")  # E: arg-type reportArgumentType
 User.get(db, 1).username  # E: union-attr reportOptionalMemberAccess
 missing: User = User.query(db).first()  # E: assignment reportAssignmentType
+Post.query(db).include(Post.user_id)  # E: arg-type reportArgumentType
+Post.query(db).include(42)  # E: arg-type reportArgumentType
+Post.query(db).order_by(Post.user).where(Post.user_id == 1).all()[0].user.id  # E: union-attr reportOptionalMemberAccess

@@ -233,10 +233,11 @@ class _Calls:
         seq_params: Sequence[Mapping[str, Any]],
         *,
         db_type: DatabaseType | None = None,
-    ) -> Any:
+    ) -> ExecuteResult:
         """Run one statement per parameter mapping."""
         async with self.connection(db_type) as conn:
-            return await conn.executemany(sql, seq_params)
+            result: ExecuteResult = await conn.executemany(sql, seq_params)
+            return result
 
     @overload
     async def fetch_all(
@@ -713,12 +714,15 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """The manager's default database type."""
         return self._manager.mode
 
-    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> AsyncConnection | None:
         """The connection of this session's open ``transaction()`` block, or None."""
         chosen = db_type or self._manager.mode
         if chosen is None:
             return None
-        return _bound_to((id(self._manager), chosen, name), self.context)
+        conn: AsyncConnection | None = _bound_to((id(self._manager), chosen, name), self.context)
+        return conn
 
     @asynccontextmanager
     async def transaction(
@@ -728,7 +732,7 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         name: str | None = None,
         isolation: str | None = None,
         readonly: bool = False,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[AsyncConnection]:
         """A transaction whose statements carry this session's user, from its BEGIN on
         (refused inside another user's open block on the same pool, as the sync one's)."""
         manager = self._manager
@@ -769,7 +773,7 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """The query builders, run as the session's user."""
         return _builders(self, self._manager, db_type or self._manager._default_type(), name)
 
-    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> BackendInfo:
         """What the session may know of a pool's backend (``BackendInfo``), as the sync
         session's ``backend()``."""
         return BackendInfo.of(self._manager.backend(db_type, name))

@@ -50,7 +50,7 @@ class EngineSession(BoundTransactions[Any], Calls):
         """The manager's default database type."""
         return self._manager.mode
 
-    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> BackendInfo:
         """What the session may know of the backend behind a pool (``BackendInfo``: kind,
         dialect, capabilities); never the backend itself, which opens connections."""
         return BackendInfo.of(self._manager.backend(db_type, name))

@@ -8,6 +8,8 @@ from typing import Any, assert_type
 import pydantic
 
 from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType, ExecuteResult
+from dbsystem.aio.connection import AsyncConnection
+from dbsystem.kernel.protocols import BackendInfo
 
 Row = dict[str, Any]
 
@@ -32,6 +34,8 @@ assert_type(
 assert_type(db.fetch_one("SELECT 1"), Row | None)
 assert_type(db.execute("DELETE FROM people"), ExecuteResult)
 assert_type(db.for_user("ann").fetch_all("SELECT * FROM people", row_type=Person), list[Person])
+assert_type(db.for_user("ann").backend(), BackendInfo)
+assert_type(db.executemany("INSERT INTO t VALUES (:a)", [{"a": 1}]), ExecuteResult)
 
 
 async def awaited() -> None:
@@ -41,6 +45,13 @@ async def awaited() -> None:
     session = adb.for_user("ann")
     assert_type(await session.fetch_all("SELECT 1", row_type=PersonRow), list[PersonRow])
     assert_type(await adb.fetch_one("SELECT 1"), Row | None)
+    assert_type(await adb.executemany("INSERT INTO t VALUES (:a)", [{"a": 1}]), ExecuteResult)
+    assert_type(await session.executemany("INSERT INTO t VALUES (:a)", []), ExecuteResult)
+    assert_type(session.bound_connection(), AsyncConnection | None)
+    assert_type(adb.bound_connection(), AsyncConnection | None)
+    assert_type(session.backend(), BackendInfo)
+    async with session.transaction() as conn:
+        assert_type(conn, AsyncConnection)
     assert_type(
         await adb.execute("DELETE FROM people", db_type=DatabaseType.POSTGRES), ExecuteResult
     )

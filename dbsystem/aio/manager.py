@@ -218,6 +218,28 @@ class _Calls:
     connection: Callable[..., Any]  # the manager's, or the session's (with its user)
     _replicas: Mapping[Key, Any]  # the manager's read replicas
     _aread: Callable[..., Awaitable[Any]]  # a read on a replica (the session's: with its user)
+    _owner: Callable[[], AsyncDatabaseManager]  # the manager (a session's: its manager's)
+
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
+    ) -> AsyncRedisQuery: ...
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
+    ) -> AsyncMongoQuery: ...
+    @overload
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory: ...
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
+        """The query builders for a pool (SQL, Redis or MongoDB), run as this manager or
+        session; ``execute()`` is awaited."""
+        manager = self._owner()
+        return _builders(self, manager, db_type or manager._default_type(), name)
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -335,6 +357,9 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     def handle(cls) -> Self:
         """Alias of ``instance()``."""
         return cls.instance()
+
+    def _owner(self) -> AsyncDatabaseManager:
+        return self
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -591,25 +616,6 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
         return conn
 
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
-    ) -> AsyncRedisQuery: ...
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
-    ) -> AsyncMongoQuery: ...
-    @overload
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> AsyncQueryFactory: ...
-
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
-        """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
-        return _builders(self, self, db_type or self._default_type(), name)
-
     async def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...:
         every pool checked now (``check`` is accepted for ``DatabaseManager.health``'s
@@ -672,6 +678,9 @@ class AsyncUserSession(_AsyncSchema, _Calls):
     def __init__(self, manager: AsyncDatabaseManager, context: SessionContext) -> None:
         self._manager = manager  # private: the application's manager runs unchecked
         self.context = context
+
+    def _owner(self) -> AsyncDatabaseManager:
+        return self._manager
 
     @overload
     def connection(  # type: ignore[overload-overlap]
@@ -753,25 +762,6 @@ class AsyncUserSession(_AsyncSchema, _Calls):
     ) -> T:
         """A read on a replica (see ``AsyncDatabaseManager._aread``), as this user."""
         return await self._manager._aread(db_type, sql, call, self.context)
-
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
-    ) -> AsyncRedisQuery: ...
-    @overload
-    def query(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
-    ) -> AsyncMongoQuery: ...
-    @overload
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> AsyncQueryFactory: ...
-
-    def query(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None
-    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
-        """The query builders, run as the session's user."""
-        return _builders(self, self._manager, db_type or self._manager._default_type(), name)
 
     def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> BackendInfo:
         """What the session may know of a pool's backend (``BackendInfo``), as the sync

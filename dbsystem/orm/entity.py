@@ -30,7 +30,7 @@ import json
 import typing
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pydantic
 from pydantic._internal._model_construction import ModelMetaclass
@@ -47,10 +47,25 @@ from dbsystem.orm.fields import (
 )
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
-if TYPE_CHECKING:
-    from dbsystem.core.manager import Engine as DatabaseManager
+__all__ = ["Entity", "EntityQuery", "Metadata", "Runner"]
 
-__all__ = ["Entity", "EntityQuery", "Metadata"]
+
+class Runner(Protocol):
+    """What entities persist through (typing only): a ``DatabaseManager``, a user session
+    (``db.for_user(...)``), a ``ShardedPool``, the ``run_sync`` bridge of the async manager."""
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The default database type."""
+        ...
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend (or what a session may know of it) behind a pool."""
+        ...
+
+    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The connection of the open ``transaction()`` block, or None."""
+        ...
 
 
 class Metadata:
@@ -274,10 +289,10 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
     # -- persistence -----------------------------------------------------------------------
 
     @classmethod
-    def _target(cls, db: DatabaseManager, db_type: DatabaseType | None) -> Any:
+    def _target(cls, db: Runner, db_type: DatabaseType | None) -> Any:
         return _Target(db, db_type)
 
-    def save(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+    def save(self, db: Runner, *, db_type: DatabaseType | None = None) -> Self:
         """Insert this entity, or update the fields that changed since it was loaded."""
         target = self._target(db, db_type)
         assigned = self.__pydantic_fields_set__
@@ -297,7 +312,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
 
     @classmethod
     def save_all(
-        cls, db: DatabaseManager, entities: Sequence[Self], *, db_type: DatabaseType | None = None
+        cls, db: Runner, entities: Sequence[Self], *, db_type: DatabaseType | None = None
     ) -> None:
         """Insert many new entities at once (``insert_many``: COPY on PostgreSQL).
 
@@ -311,7 +326,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         for entity in entities:
             entity._mark_persisted()
 
-    def delete(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> None:
+    def delete(self, db: Runner, *, db_type: DatabaseType | None = None) -> None:
         """Delete this entity's row (or document, or Redis hash)."""
         target = self._target(db, db_type)
         if target.kind == "kv":
@@ -320,7 +335,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
             target.delete(self)
         object.__setattr__(self, "__pydantic_fields_set__", set())
 
-    def refresh(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+    def refresh(self, db: Runner, *, db_type: DatabaseType | None = None) -> Self:
         """Reload every field from the database."""
         meta = self.__dbsystem__
         key = getattr(self, meta.primary_key.field)
@@ -333,9 +348,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         return self
 
     @classmethod
-    def get(
-        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
-    ) -> Self | None:
+    def get(cls, db: Runner, key: Any, *, db_type: DatabaseType | None = None) -> Self | None:
         """The entity with this primary key, or None."""
         meta = cls.__dbsystem__
         target = cls._target(db, db_type)
@@ -346,7 +359,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
 
     @classmethod
     def history(
-        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
+        cls, db: Runner, key: Any, *, db_type: DatabaseType | None = None
     ) -> list[tuple[Self, datetime.datetime, datetime.datetime | None]]:
         """Every version of one row, oldest first: (entity, valid_from, valid_to).
 
@@ -360,7 +373,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
     @classmethod
     def restore(
         cls,
-        db: DatabaseManager,
+        db: Runner,
         key: Any,
         *,
         as_of: datetime.datetime | None = None,
@@ -380,9 +393,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         return entity.save(db, db_type=db_type)
 
     @classmethod
-    def query(
-        cls, db: DatabaseManager, *, db_type: DatabaseType | None = None
-    ) -> EntityQuery[Self]:
+    def query(cls, db: Runner, *, db_type: DatabaseType | None = None) -> EntityQuery[Self]:
         """A query over this entity: ``where``, ``order_by``, ``limit``, ``all``, ``first``."""
         target = cls._target(db, db_type)
         if target.kind == "kv":
@@ -515,8 +526,8 @@ class EntityQuery(Generic[E]):
 class _Target:
     """Runs entity operations on one of the manager's pools, SQL or MongoDB."""
 
-    def __init__(self, db: DatabaseManager, db_type: DatabaseType | None) -> None:
-        self.db = db
+    def __init__(self, db: Runner, db_type: DatabaseType | None) -> None:
+        self.db: Any = db  # (what else it offers depends on its kind: connection, transaction)
         self.db_type = db_type or db.mode
         if self.db_type is None:
             raise InterfaceError("several database types have pools: pass db_type=")

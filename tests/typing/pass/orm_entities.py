@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import assert_type
 
-from dbsystem import DatabaseManager
+from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType, ShardedPool
 from dbsystem.orm import Entity, EntityQuery, Field, Relation
 from dbsystem.query import col
 
@@ -55,3 +55,15 @@ Book.save_all(db, [book])
 book.delete(db)
 assert_type(book.is_persisted, bool)
 assert_type(Book.query(db).as_of(datetime.datetime.now(datetime.UTC)).all(), list[Book])
+
+# Entities persist through a user session, a sharded pool, the async manager's bridge.
+session = db.for_user("ann")
+assert_type(Book.query(session).where(Book.pages > 1).all(), list[Book])
+assert_type(Book(title="t").save(session), Book)
+shards = ShardedPool(db, DatabaseType.POSTGRES, ["s0", "s1"], key="author_id")
+assert_type(Book.query(shards).where(Book.author_id == 7).all(), list[Book])
+
+
+async def from_async_code() -> None:
+    adb = AsyncDatabaseManager()
+    assert_type(await adb.run_sync(lambda d: Book.get(d, 1)), Book | None)

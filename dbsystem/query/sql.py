@@ -51,6 +51,7 @@ __all__ = [
     "InsertQuery",
     "QueryFactory",
     "RawQuery",
+    "SQLValue",
     "SelectQuery",
     "SetQuery",
     "Sync",

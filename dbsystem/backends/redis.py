@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Self
 import redis
 import redis.exceptions as redis_errors
 
+from dbsystem.backends._redis_access import CONNECTION, REFUSED, command_accesses
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
@@ -47,119 +48,29 @@ from dbsystem.kernel.url import DatabaseURL
 
 __all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands", "describe_scan"]
 
-# Command name -> the action access control and audit see.
-_READ = frozenset(
-    "GET MGET EXISTS TTL PTTL TYPE STRLEN GETRANGE HGET HMGET HGETALL HKEYS HVALS HLEN "
-    "HEXISTS LRANGE LLEN LINDEX SMEMBERS SISMEMBER SCARD SRANDMEMBER ZRANGE ZREVRANGE "
-    "ZRANGEBYSCORE ZRANK ZREVRANK ZSCORE ZCARD ZCOUNT SCAN SSCAN HSCAN ZSCAN KEYS DBSIZE "
-    "PING ECHO".split()
-)
-_DELETE = frozenset("DEL UNLINK HDEL LPOP RPOP SREM ZREM GETDEL SPOP".split())
-_INSERT = frozenset("LPUSH RPUSH SADD ZADD PUBLISH XADD".split())
-_ADMIN = frozenset(
-    "FLUSHALL FLUSHDB CONFIG SHUTDOWN DEBUG SCRIPT EVAL EVALSHA FUNCTION MODULE ACL "
-    "CLIENT REPLICAOF SLAVEOF MIGRATE RESTORE KEYS SELECT SWAPDB MOVE FCALL FCALL_RO "
-    "EVAL_RO EVALSHA_RO".split()
-)
-# Where each command's keys are, so that access control checks every key a command touches
-# (RENAME a b writes b; SUNIONSTORE d a b reads a and b). Commands not listed take their
-# first argument as their one key.
-_ALL_KEYS = frozenset(
-    "DEL UNLINK EXISTS MGET TOUCH WATCH SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE "
-    "SDIFFSTORE PFCOUNT PFMERGE".split()
-)
-_TWO_KEYS = frozenset(
-    "RENAME RENAMENX COPY SMOVE LMOVE BLMOVE RPOPLPUSH BRPOPLPUSH GEOSEARCHSTORE ZRANGESTORE "
-    "LCS".split()
-)
-_KEYS_THEN_TIMEOUT = frozenset("BLPOP BRPOP BZPOPMIN BZPOPMAX".split())
-_DEST_NUMKEYS = frozenset("ZUNIONSTORE ZINTERSTORE ZDIFFSTORE".split())
-_NUMKEYS = frozenset("ZUNION ZINTER ZDIFF ZINTERCARD SINTERCARD LMPOP ZMPOP".split())
-_TIMEOUT_NUMKEYS = frozenset("BLMPOP BZMPOP".split())
-# Commands whose other keys follow an option word: SORT's STORE destination and its BY/GET
-# patterns (which read other keys), GEORADIUS's STORE/STOREDIST destinations.
-_GEO_STORE = frozenset({"STORE", "STOREDIST"})
-_OPTION_KEYS = {
-    "SORT": frozenset({"STORE", "BY", "GET"}),
-    "SORT_RO": frozenset({"BY", "GET"}),
-    "GEORADIUS": _GEO_STORE,
-    "GEORADIUSBYMEMBER": _GEO_STORE,
-    "GEORADIUS_RO": _GEO_STORE,
-    "GEORADIUSBYMEMBER_RO": _GEO_STORE,
-}
-_NO_KEY = frozenset(
-    "PING ECHO DBSIZE FLUSHALL FLUSHDB SCAN KEYS PUBLISH CONFIG CLIENT INFO "
-    "TIME MULTI EXEC DISCARD UNWATCH".split()
-)
-
-
-def _numkeys(args: Sequence[Any], at: int) -> tuple[str, ...]:
-    try:
-        n = int(args[at])
-    except (IndexError, ValueError):
-        return ("*",)  # malformed: check against every key
-    return tuple(str(a) for a in args[at + 1 : at + 1 + n])
-
-
-def _command_keys(name: str, args: Sequence[Any]) -> tuple[str, ...]:
-    rest = args[1:]
-    if name in _NO_KEY or name in _ADMIN or not rest:
-        return ()
-    if name in _ALL_KEYS:
-        return tuple(str(a) for a in rest)
-    if name in _TWO_KEYS:
-        return tuple(str(a) for a in rest[:2])
-    if name in _KEYS_THEN_TIMEOUT:
-        return tuple(str(a) for a in rest[:-1])
-    if name in _DEST_NUMKEYS:
-        return (str(rest[0]), *_numkeys(args, 2))
-    if name in _NUMKEYS:
-        return _numkeys(args, 1)
-    if name in _TIMEOUT_NUMKEYS:
-        return _numkeys(args, 2)
-    if name in ("MSET", "MSETNX"):
-        return tuple(str(a) for a in rest[::2])
-    if name == "BITOP":
-        return tuple(str(a) for a in rest[1:])
-    if name in ("OBJECT", "MEMORY"):
-        return tuple(str(a) for a in rest[1:2])
-    if name in _OPTION_KEYS:  # keys (and key patterns) named after an option word
-        words = _OPTION_KEYS[name]
-        upper = [str(a).upper() for a in rest]
-        named = [
-            str(rest[i + 1])
-            for i, w in enumerate(upper[:-1])
-            if w in words and str(rest[i + 1]).upper() not in ("#", "NOSORT")
-        ]
-        return (str(rest[0]), *named)
-    if name in ("XREAD", "XREADGROUP"):
-        upper = [str(a).upper() for a in rest]
-        if "STREAMS" not in upper:
-            return ("*",)
-        streams = rest[upper.index("STREAMS") + 1 :]
-        return tuple(str(a) for a in streams[: len(streams) // 2])
-    return (str(rest[0]),)
-
-
 _OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
 
 
+# Actions from the least to the most that one command can need, for its ``action``.
+_RANK = {
+    CONNECTION: 0,
+    "select": 1,
+    "insert": 2,
+    "update": 3,
+    "delete": 4,
+    "execute": 5,
+    "admin": 6,
+    REFUSED: 7,
+}
+
+
 def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
-    """The action and keys of one command (``("GET", "user:1")`` -> select, (user:1,))."""
-    if not args:
-        return "unknown", ()
-    name = str(args[0]).upper()
-    if name in _ADMIN:
-        action = "ddl"
-    elif name in _READ:
-        action = "select"
-    elif name in _DELETE:
-        action = "delete"
-    elif name in _INSERT:
-        action = "insert"
-    else:
-        action = "update"
-    return action, _command_keys(name, args)
+    """The action and keys (channels, patterns) of one command: ``("GET", "user:1")`` ->
+    ``("select", ("user:1",))``; the action is the most privileged the command needs
+    (``command_accesses`` has each key's own)."""
+    accesses = command_accesses(args)
+    action = max((a for a, _ in accesses), key=_RANK.__getitem__, default=CONNECTION)
+    return action, tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED))
 
 
 def _error(
@@ -227,31 +138,30 @@ def _cross_slot_error(
 
 def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
     """What Redis commands touch, as the engine's ``Statement`` tells the hooks (the sync
-    and the async connection's).
+    and the async connection's): every key, channel and pattern of every command, each
+    with its own action (``dbsystem.backends._redis_access``).
 
     Each command is checked for itself: a keyless admin command must not borrow the keys
     of its neighbours in a pipeline.
     """
     actions: set[str] = set()
-    keys: list[str] = []
     accesses: list[tuple[str, str]] = []
     for command in commands:
-        action, command_keys = classify_command(command)
-        actions.add(action)
-        keys.extend(command_keys)
-        accesses.extend((action, key) for key in command_keys or ("*",))
+        found = command_accesses(command)
+        actions.add(max((a for a, _ in found), key=_RANK.__getitem__, default=CONNECTION))
+        accesses.extend(found)
     return Description(
         text=_text(commands),
         action=actions.pop() if len(actions) == 1 else "multiple",
-        resources=tuple(dict.fromkeys(keys)),
+        resources=tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED)),
         accesses=tuple(dict.fromkeys(accesses)),
     )
 
 
 def describe_scan(match: str | None) -> Description:
     """What a SCAN over ``match`` touches (the sync and the async connection's): a read of
-    no key in particular."""
-    return Description(" ".join(["SCAN", "0"] + (["MATCH", match] if match else [])), "select", ())
+    every key the pattern can name (``"*"`` without one)."""
+    return describe_commands([["SCAN", "0"] + (["MATCH", match] if match else [])])
 
 
 def _text(commands: Sequence[Sequence[Any]]) -> str:

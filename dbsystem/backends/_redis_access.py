@@ -197,14 +197,26 @@ def _scan(args: Sequence[Any]) -> list[tuple[str, str]]:
     return [("select", "*")]
 
 
-def command_accesses(args: Sequence[Any]) -> tuple[tuple[str, str], ...]:
+def subscribe_accesses(channels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """What a subscription needs: a read of each channel, or of each pattern (every
+    channel it can name, which only a grant covering the whole pattern allows)."""
+    return tuple(("select", word(channel)) for channel in channels)
+
+
+def command_accesses(args: Sequence[Any], *, watch: bool = False) -> tuple[tuple[str, str], ...]:
     """Every (action, resource) one command needs: its keys, channels and patterns, each
     with what the command does to it; ``("admin", "*")`` for server administration,
     ``("execute", "*")`` for scripts, ``("refused", why)`` for what no grant allows, and
-    ``()`` for the few commands that need no grant (``PING``)."""
+    ``()`` for the few commands that need no grant (``PING``).
+
+    ``watch=True`` (the ``optimistic()`` route, whose connection is its own for the
+    attempt): ``WATCH`` is a read of its keys instead of connection state.
+    """
     if not args:
         return ((REFUSED, "an empty redis command"),)
     name = word(args[0]).lower()
+    if watch and name == "watch":
+        return tuple(("select", word(key)) for key in args[1:])
     if name in CONTAINERS and len(args) > 1:
         name = f"{name}|{word(args[1]).lower()}"
     if name in _FREE:

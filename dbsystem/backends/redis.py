@@ -20,12 +20,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import redis
 import redis.exceptions as redis_errors
 
-from dbsystem.backends._redis_access import CONNECTION, REFUSED, command_accesses
+from dbsystem.backends._redis_access import (
+    CONNECTION,
+    REFUSED,
+    command_accesses,
+    subscribe_accesses,
+)
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
@@ -46,7 +51,14 @@ from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands", "describe_scan"]
+__all__ = [
+    "RedisBackend",
+    "RedisConnection",
+    "Subscription",
+    "describe_commands",
+    "describe_scan",
+    "describe_subscription",
+]
 
 _OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
 
@@ -136,7 +148,7 @@ def _cross_slot_error(
     )
 
 
-def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
+def describe_commands(commands: Sequence[Sequence[Any]], *, watch: bool = False) -> Description:
     """What Redis commands touch, as the engine's ``Statement`` tells the hooks (the sync
     and the async connection's): every key, channel and pattern of every command, each
     with its own action (``dbsystem.backends._redis_access``).
@@ -147,7 +159,7 @@ def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
     actions: set[str] = set()
     accesses: list[tuple[str, str]] = []
     for command in commands:
-        found = command_accesses(command)
+        found = command_accesses(command, watch=watch)
         actions.add(max((a for a, _ in found), key=_RANK.__getitem__, default=CONNECTION))
         accesses.extend(found)
     return Description(
@@ -459,22 +471,27 @@ class RedisConnection:
         """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,
         then ``pipe.multi()`` and queue writes); retried when a watched key changed.
 
-        ``func`` gets redis-py's own pipeline, whose commands skip the checks: a user
-        session's connection refuses ``optimistic`` (audited as refused).
+        Every command on ``pipe`` takes the one path through the hooks: ``WATCH`` and the
+        reads before ``multi()`` one by one, the queued commands as one pipeline at
+        ``EXEC``; so on a user session each is checked (every key with its own action)
+        and audited, as ``execute`` and ``pipeline`` are.
         """
-        if self._context is not None:
+        cluster = getattr(self._backend, "cluster", False)
+        if cluster and self._context is not None:
             denied = PermissionDenied(
-                f"user {self._context.user!r}: optimistic() runs redis-py's own pipeline, "
-                "outside the checks; use the builder's multi() instead",
+                f"user {self._context.user!r}: optimistic() on a Redis Cluster runs outside "
+                "the checks; use the builder's multi() instead",
                 backend=self._pool.backend_name,
             )
             self._pool.refuse(
                 self._context, "transaction", lambda: describe_commands([("WATCH", *watch)]), denied
             )
-
-        def call() -> Any:
+        try:
             for _ in range(retries):
                 with self._client.pipeline(transaction=True) as pipe:  # a cluster's too
+                    if not cluster:
+                        pipe.__class__ = _CheckedPipeline
+                        cast(_CheckedPipeline, pipe)._dbsystem_owner = self
                     try:
                         pipe.watch(*watch)
                         result = func(pipe)
@@ -482,12 +499,13 @@ class RedisConnection:
                         return result
                     except redis_errors.WatchError:
                         continue
-            raise OperationalError(
-                f"optimistic transaction on {list(watch)} kept conflicting ({retries} tries)",
-                backend=self._pool.backend_name,
-            )
-
-        return self._run("transaction", [("WATCH", *watch)], call)
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            text = _text([("WATCH", *watch)])
+            raise _error(exc, self._pool.backend_name, text, self._backend.secrets) from exc
+        raise OperationalError(
+            f"optimistic transaction on {list(watch)} kept conflicting ({retries} tries)",
+            backend=self._pool.backend_name,
+        )
 
     def scan(self, match: str | None = None, count: int | None = None) -> Iterator[str]:
         """Iterate over keys with SCAN (never KEYS), lazily: ``conn.scan(match="user:*")``.
@@ -510,13 +528,54 @@ class RedisConnection:
         result: int = self.execute("PUBLISH", channel, message)
         return result
 
-    def subscribe(self, *channels: str) -> Subscription:
-        """A subscription to ``channels``: iterate for messages, ``stop()`` to end."""
-        return Subscription(self, channels)
+    def subscribe(self, *channels: str, patterns: bool = False) -> Subscription:
+        """A subscription to ``channels`` (``patterns=True``: PSUBSCRIBE to glob patterns):
+        iterate for messages, ``stop()`` to end. Checked and audited like a command: a
+        read of each channel, and a pattern needs a grant covering all it can match."""
+        return Subscription(self, channels, patterns=patterns)
 
     def ping(self) -> None:
         """Raise ``ConnectionFailed`` if the server does not answer."""
         self.execute("PING")
+
+
+_MESSAGES = frozenset({"message", "pmessage", "smessage"})
+
+
+def describe_subscription(command: str, channels: Sequence[str]) -> Description:
+    """What ``SUBSCRIBE``/``PSUBSCRIBE``/``SSUBSCRIBE`` of ``channels`` touches: a read of
+    each channel or pattern (the connections' ``subscribe()`` and the stream listeners')."""
+    return Description(
+        " ".join([command, *channels]), "select", tuple(channels), subscribe_accesses(channels)
+    )
+
+
+class _CheckedPipeline(redis.client.Pipeline):
+    """redis-py's pipeline whose commands take the one path (``RedisConnection.optimistic``):
+    the immediate ones (WATCH, reads before MULTI) each through the pool's hooks, the
+    queued ones as one pipeline at ``execute``."""
+
+    _dbsystem_owner: RedisConnection
+
+    def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        owner = self._dbsystem_owner
+        return owner._pool.run(
+            owner._context,
+            "command",
+            lambda: describe_commands([args], watch=True),
+            lambda: super(_CheckedPipeline, self).immediate_execute_command(*args, **options),
+        )
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        owner = self._dbsystem_owner
+        stack = [args for args, _ in self.command_stack]
+        result: list[Any] = owner._pool.run(
+            owner._context,
+            "pipeline",
+            lambda: describe_commands(stack),
+            lambda: super(_CheckedPipeline, self).execute(raise_on_error),
+        )
+        return result
 
 
 class Subscription:
@@ -526,23 +585,21 @@ class Subscription:
     the connection. Also a context manager.
     """
 
-    def __init__(self, conn: RedisConnection, channels: Sequence[str]) -> None:
+    def __init__(
+        self, conn: RedisConnection, channels: Sequence[str], *, patterns: bool = False
+    ) -> None:
+        if not channels:
+            raise InterfaceError("subscribe() needs at least one channel")
         self._conn = conn
         self._stopped = threading.Event()
-        text = " ".join(["SUBSCRIBE", *channels])
-        described = Description(
-            text, "select", tuple(channels), tuple(("select", c) for c in channels)
-        )
+        command = "PSUBSCRIBE" if patterns else "SUBSCRIBE"
+        described = describe_subscription(command, channels)
         try:
             self._pubsub = conn._client.pubsub(ignore_subscribe_messages=True)
-            conn._pool.run(
-                conn._context,
-                "subscribe",
-                lambda: described,
-                lambda: self._pubsub.subscribe(*channels),
-            )
+            start = self._pubsub.psubscribe if patterns else self._pubsub.subscribe
+            conn._pool.run(conn._context, "subscribe", lambda: described, lambda: start(*channels))
         except redis_errors.RedisError as exc:
-            raise _error(exc, conn._pool.backend_name, "SUBSCRIBE", conn._backend.secrets) from exc
+            raise _error(exc, conn._pool.backend_name, command, conn._backend.secrets) from exc
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._stopped.is_set():
@@ -554,7 +611,7 @@ class Subscription:
                 raise _error(
                     exc, self._conn._pool.backend_name, "SUBSCRIBE", self._conn._backend.secrets
                 ) from exc
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") in _MESSAGES:
                 yield {"channel": message["channel"], "data": message["data"]}
 
     def get(self, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -562,7 +619,7 @@ class Subscription:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._stopped.is_set():
             message = self._pubsub.get_message(timeout=min(0.05, timeout))
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") in _MESSAGES:
                 return {"channel": message["channel"], "data": message["data"]}
         return None
 

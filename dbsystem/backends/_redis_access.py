@@ -227,7 +227,9 @@ def command_accesses(args: Sequence[Any], *, watch: bool = False) -> tuple[tuple
     known = COMMANDS.get(name)
     if known is None:
         return ((REFUSED, f"redis command {name.upper()} (not in the table of known commands)"),)
-    _, flags, specs = known
+    arity, flags, specs = known
+    if (arity >= 0 and len(args) != arity) or len(args) < -arity:
+        return _malformed(name)  # the server refuses it too; its keys are not where specs say
     if name in _KEYSPACE_READ:
         return tuple(_scan(args)) if name == "scan" else (("select", "*"),)
     channels = _channels(name, args)
@@ -249,6 +251,8 @@ def command_accesses(args: Sequence[Any], *, watch: bool = False) -> tuple[tuple
         elif name == "xreadgroup":
             actions = ("select", "update")  # its key spec says RO; it moves the group's PEL
         found.extend((action, word(args[i])) for i in positions for action in actions)
+    if not found and specs and "no_mandatory_keys" not in flags:
+        return _malformed(name)  # a command with keys, none where its specs say
     if name in _SCRIPTS:
         found.insert(0, ("execute", "*"))  # a script may touch keys it does not declare
     elif (

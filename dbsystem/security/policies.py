@@ -408,19 +408,15 @@ def _overlap(path: str, field: str) -> str | None:
     return "same"
 
 
-class _NotLiteral(Exception):
-    """An aggregation expression whose value cannot be known before it runs."""
-
-
 def _literal(value: Any) -> Any:
     """The value of an update pipeline's expression, when it is a constant."""
     if isinstance(value, str) and value.startswith("$"):
-        raise _NotLiteral  # a field path: another field's value
+        raise _Unknown  # a field path: another field's value
     if isinstance(value, Mapping):
         if set(value) == {"$literal"}:
             return value["$literal"]
         if any(str(k).startswith("$") for k in value):
-            raise _NotLiteral  # an operator expression
+            raise _Unknown  # an operator expression
         return {k: _literal(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_literal(v) for v in value]
@@ -458,7 +454,7 @@ def _assigned(
                 raise _deny(conn, collection, f"{what} into the policy field {field!r}")
             try:
                 value = _literal(value) if pipeline else value
-            except _NotLiteral:
+            except _Unknown:
                 raise _deny(
                     conn, collection, f"{what} gives {field!r} a value known only when it runs"
                 ) from None
@@ -532,7 +528,7 @@ def _check_update_stage(
         root = spec.get("newRoot") if name == "$replaceRoot" and isinstance(spec, Mapping) else spec
         try:
             document = _literal(root) if isinstance(root, Mapping) else _literal(str(root))
-        except _NotLiteral:
+        except _Unknown:
             why = f"{what} builds a document known only when it runs"
             raise _deny(conn, collection, why) from None
         if not isinstance(document, Mapping):

@@ -227,7 +227,7 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
     if op in ("insert_one", "insert_many"):
         docs = [query._args["document"]] if op == "insert_one" else query._args["documents"]
         for doc in docs:
-            _check_row(conn, collection, predicate, dict(doc))
+            _check_row(conn, collection, predicate, _Document(doc))
         return query, True
     if op in (
         "find",
@@ -258,7 +258,7 @@ def _check_mongo_write(
 ) -> None:
     """A replacement must satisfy the policy; an update may not move a document out."""
     if op == "replace_one":
-        _check_row(conn, collection, predicate, dict(args["replacement"]))
+        _check_row(conn, collection, predicate, _Document(args["replacement"]))
     elif op.startswith("update"):
         _check_mongo_update(conn, collection, predicate, args["update"])
 
@@ -285,7 +285,7 @@ def _restrict_bulk(query: Any, conn: Any, acl: Any, context: Any) -> tuple[Any, 
             ops.append(entry)
             continue
         if op == "insert_one":
-            _check_row(conn, collection, predicate, dict(entry["document"]))
+            _check_row(conn, collection, predicate, _Document(entry["document"]))
             requests.append(request)
             ops.append(entry)
             continue
@@ -322,16 +322,17 @@ def _bound(node: Any) -> Any:
     raise _Unknown
 
 
-def _columns(node: Any) -> set[str]:
+def _columns(node: Any, *, paths: bool = False) -> set[str]:
+    """The columns a predicate reads; ``paths``: as MongoDB field paths (``meta.tenant``)."""
     if isinstance(node, e.Column):
-        return {node.name}
+        return {f"{node.table}.{node.name}" if paths and node.table else node.name}
     found: set[str] = set()
     for name in ("left", "right", "operand", "expr"):
         child = getattr(node, name, None)
         if isinstance(child, e.Expr):
-            found |= _columns(child)
+            found |= _columns(child, paths=paths)
     for item in getattr(node, "items", None) or ():
-        found |= _columns(item)
+        found |= _columns(item, paths=paths)
     return found
 
 
@@ -347,11 +348,46 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+class _Document(Mapping[str, Any]):
+    """A MongoDB document as ``_evaluate`` reads it: a policy column is a field path
+    (``col("meta.tenant")`` is ``meta.tenant``), looked up in the nested documents with
+    MongoDB's exact letter case; ``flat``: the keys are the paths already."""
+
+    def __init__(self, document: Mapping[str, Any], *, flat: bool = False) -> None:
+        self._document, self._flat = document, flat
+
+    def _find(self, path: str) -> Any:
+        if self._flat:
+            return self._document.get(path, _MISSING)
+        value: Any = self._document
+        for step in path.split("."):
+            if not isinstance(value, Mapping) or step not in value:
+                return _MISSING
+            value = value[step]
+        return value
+
+    def __getitem__(self, path: str) -> Any:
+        value = self._find(path)
+        if value is _MISSING:
+            raise KeyError(path)
+        return value
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self._find(path) is not _MISSING
+
+    def __iter__(self) -> Any:
+        return iter(self._document)
+
+    def __len__(self) -> int:
+        return len(self._document)
+
+
 def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
     if isinstance(node, e.Column):
-        if node.name not in row:
+        name = next(iter(_columns(node, paths=isinstance(row, _Document))))
+        if name not in row:
             raise _Unknown
-        return row[node.name]
+        return row[name]
     if isinstance(node, (e.Value, type(e.NULL))):
         return _bound(node)
     if isinstance(node, e.Compare) and node.op in _COMPARE:
@@ -428,10 +464,9 @@ def _dig(value: Any, rest: list[str]) -> Any:
     for step in rest:
         if not isinstance(value, Mapping):
             return _MISSING
-        matches = [v for k, v in value.items() if str(k).lower() == step.lower()]
-        if len(matches) != 1:
+        if step not in value:  # (MongoDB's exact letter case)
             return _MISSING
-        value = matches[0]
+        value = value[step]
     return value
 
 
@@ -475,7 +510,7 @@ def _check_mongo_update(conn: Any, collection: str, predicate: e.Expr, change: A
     or strip the document out of the policy, and are refused. An update pipeline may
     ``$set``/``$addFields`` it to a constant, ``$project`` it only by keeping it, and
     ``$replaceWith``/``$replaceRoot`` only with a document giving it an allowed constant."""
-    fields = _columns(predicate)
+    fields = _columns(predicate, paths=True)
     if isinstance(change, (list, tuple)):
         for stage in change:
             for name, spec in stage.items():
@@ -500,8 +535,12 @@ def _check_mongo_update(conn: Any, collection: str, predicate: e.Expr, change: A
 def _check_values(
     conn: Any, collection: str, predicate: e.Expr, fields: set[str], values: Mapping[str, Any]
 ) -> None:
-    if values:
-        _check_assignments(conn, collection, predicate, {k: e.Value(v) for k, v in values.items()})
+    """The policy fields an update gives a value must all be given one the policy allows."""
+    if not values:
+        return
+    if set(values) != fields:
+        raise _deny(conn, collection, "an update setting some of its fields cannot be checked")
+    _check_row(conn, collection, predicate, _Document(values, flat=True))
 
 
 def _check_update_stage(

@@ -252,16 +252,6 @@ def _case_id(case: tuple[str, tuple[Any, ...]]) -> str:
     return f"{user}-" + "-".join(str(w) for w in command[:3])
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("redis+mock://", id="fakeredis"),
-        pytest.param("real", id="redis", marks=pytest.mark.redis),
-    ]
-)
-def redis_target(request) -> str:
-    return request.getfixturevalue("redis_url") if request.param == "real" else request.param
-
-
 def _redis_acl() -> AccessControl:
     acl = AccessControl()
     acl.create_role(Role("reader", grants={"user:*": Permission.SELECT}))
@@ -608,8 +598,11 @@ def _mongo_acl() -> AccessControl:
     acl.create_role(
         Role(
             "tenant",
-            grants={"orders": OWNER, "public": OWNER},
-            policies={"orders": lambda ctx: col("tenant_id") == ctx.attrs["tenant"]},
+            grants={"orders": OWNER, "public": OWNER, "nested": OWNER},
+            policies={
+                "orders": lambda ctx: col("tenant_id") == ctx.attrs["tenant"],
+                "nested": lambda ctx: col("meta.tenant") == ctx.attrs["tenant"],
+            },
         )
     )
     acl.assign_role("ann", "tenant")
@@ -622,6 +615,7 @@ _DOCS = {
         {"_id": 2, "tenant_id": 2, "n": 2, "tags": ["b"], "meta": {"tenant_id": 2}},
     ],
     "public": [{"_id": 1, "n": 1}],
+    "nested": [{"_id": 1, "meta": {"tenant": 1, "x": 1}}, {"_id": 2, "meta": {"tenant": 2}}],
     "secrets": [{"_id": 1, "s": "x"}],
 }
 
@@ -645,6 +639,10 @@ def _update(change: Any, many: bool = False, **where: Any) -> Any:
         return target.update_many(change) if many else target.update_one(change)
 
     return run
+
+
+def _nested(change: Any) -> Any:
+    return lambda s: _on("nested")(s).where(col("_id") == 1).update_one(change)
 
 
 # Each builds the attack from the session; .execute() is called by the test.
@@ -672,6 +670,25 @@ MONGO_ATTACKS: dict[str, Any] = {
     "$bit": _update({"$bit": {"tenant_id": {"or": 2}}}),
     "upsert": lambda s: (
         _orders(s).where(col("_id") == 9).update_one({"$set": {"n": 1}}, upsert=True)
+    ),
+    # a policy on a field of an embedded document (col("meta.tenant"))
+    "nested $set the field": _nested({"$set": {"meta.tenant": 2}}),
+    "nested $set the parent to another tenant": _nested({"$set": {"meta": {"tenant": 2}}}),
+    "nested $set the parent without it": _nested({"$set": {"meta": {"x": 1}}}),
+    "nested $set the parent with another case": _nested({"$set": {"meta": {"TENANT": 1}}}),
+    "nested $inc the field": _nested({"$inc": {"meta.tenant": 1}}),
+    "nested $unset the parent": _nested({"$unset": {"meta": ""}}),
+    "nested $rename the parent": _nested({"$rename": {"meta": "m"}}),
+    "nested $set below the field": _nested({"$set": {"meta.tenant.x": 1}}),
+    "nested pipeline $set the parent": _nested([{"$set": {"meta": {"x": 1}}}]),
+    "nested insert for another tenant": lambda s: _on("nested")(s).insert_one(
+        {"meta": {"tenant": 2}}
+    ),
+    "nested insert with another case": lambda s: _on("nested")(s).insert_one(
+        {"meta": {"TENANT": 1}}
+    ),
+    "nested replace without it": lambda s: (
+        _on("nested")(s).where(col("_id") == 1).replace_one({"meta": {}})
     ),
     # update pipelines
     "pipeline $set to another tenant": _update([{"$set": {"tenant_id": 2}}]),
@@ -927,6 +944,17 @@ def test_mongo_reads_and_writes_within_the_policy(mongo):
         db.query(DatabaseType.MONGODB).collection("orders").where(col("_id") == 2).first()
         == _DOCS["orders"][1]
     )
+
+
+def test_mongo_policy_on_an_embedded_field_allows_what_keeps_it(mongo):
+    db, audit = mongo
+    nested = _on("nested")(db.for_user("ann", attrs={"tenant": TENANT}))
+    assert [d["_id"] for d in nested.find({}).all()] == [1]
+    one = nested.where(col("_id") == 1)
+    assert one.update_one({"$set": {"meta.x": 5}}).execute()["modified"] == 1
+    assert one.update_one({"$set": {"meta": {"tenant": 1, "y": 1}}}).execute()["modified"] == 1
+    assert nested.insert_one({"_id": 3, "meta": {"tenant": 1}}).execute() == 3
+    assert {e.outcome for e in audit.events if e.user == "ann"} == {"ok"}
 
 
 def test_mongo_bulk_write_within_the_policy_is_restricted_to_the_tenant(mongo):

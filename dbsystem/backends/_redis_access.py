@@ -32,7 +32,7 @@ asks).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from dbsystem.backends._redis_commands import COMMANDS, CONTAINERS
 
@@ -80,6 +80,16 @@ _CONNECTION_STATE = frozenset(
 _ADMIN_WITH_KEYS = frozenset({"move", "migrate", "restore", "restore-asking"})
 _SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 _SORT = frozenset({"sort", "sort_ro"})
+# The keyspace reads and the channel commands, read by hand.
+_BY_HAND = _KEYSPACE_READ | {
+    "publish",
+    "spublish",
+    "pubsub|channels",
+    "pubsub|shardchannels",
+    "pubsub|numsub",
+    "pubsub|shardnumsub",
+    "pubsub|numpat",
+}
 # What a key spec's flags make of one key.
 _LOGICAL = (("insert", "insert"), ("update", "update"), ("delete", "delete"))
 
@@ -203,6 +213,43 @@ def subscribe_accesses(channels: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(("select", word(channel)) for channel in channels)
 
 
+class _Plan(NamedTuple):
+    """What the table and the hand-written rules say of one command name, computed once."""
+
+    arity: int
+    specs: tuple[tuple[tuple[str, ...], Any, Any], ...]  # (actions, begin, find), keys only
+    lead: tuple[tuple[str, str], ...]  # ("admin", "*") or ("execute", "*"), first
+    mandatory: bool  # a command with keys must name one
+
+
+_PLANS: dict[str, _Plan | tuple[tuple[str, str], ...]] = {}
+
+
+def _plan(name: str) -> _Plan | tuple[tuple[str, str], ...]:
+    """The command's plan, or its fixed accesses (free, refused, unknown)."""
+    if name in _FREE:
+        return ()
+    base = name.split("|", 1)[0]
+    if base in _CONNECTION_STATE or base == "client":
+        return ((REFUSED, f"redis command {name.upper()} (it changes the pooled connection)"),)
+    known = COMMANDS.get(name)
+    if known is None:
+        return ((REFUSED, f"redis command {name.upper()} (not in the table of known commands)"),)
+    arity, flags, specs = known
+    if name in _SORT:
+        specs = specs[:1]  # the first key; the rest (BY/GET/STORE) by hand
+    keys = tuple(
+        (_key_actions(spec[0]), spec[1], spec[2]) for spec in specs if "not_key" not in spec[0]
+    )
+    if name in _SCRIPTS:
+        lead: tuple[tuple[str, str], ...] = (("execute", "*"),)
+    elif "admin" in flags or name in _ADMIN_WITH_KEYS or name == "swapdb" or not specs:
+        lead = (("admin", "*"),)  # (keyless and not handled by hand: administration)
+    else:
+        lead = ()
+    return _Plan(arity, keys, lead, bool(specs) and "no_mandatory_keys" not in flags)
+
+
 def command_accesses(args: Sequence[Any], *, watch: bool = False) -> tuple[tuple[str, str], ...]:
     """Every (action, resource) one command needs: its keys, channels and patterns, each
     with what the command does to it; ``("admin", "*")`` for server administration,
@@ -214,53 +261,47 @@ def command_accesses(args: Sequence[Any], *, watch: bool = False) -> tuple[tuple
     """
     if not args:
         return ((REFUSED, "an empty redis command"),)
-    name = word(args[0]).lower()
-    if watch and name == "watch":
-        return tuple(("select", word(key)) for key in args[1:])
+    first = args[0]
+    name = (first if type(first) is str else word(first)).lower()
     if name in CONTAINERS and len(args) > 1:
         name = f"{name}|{word(args[1]).lower()}"
-    if name in _FREE:
-        return ()
-    base = name.split("|", 1)[0]
-    if base in _CONNECTION_STATE or base == "client":
-        return ((REFUSED, f"redis command {name.upper()} (it changes the pooled connection)"),)
-    known = COMMANDS.get(name)
-    if known is None:
-        return ((REFUSED, f"redis command {name.upper()} (not in the table of known commands)"),)
-    arity, flags, specs = known
-    if (arity >= 0 and len(args) != arity) or len(args) < -arity:
+    elif watch and name == "watch":
+        return tuple(("select", word(key)) for key in args[1:])
+    plan = _PLANS.get(name)
+    if plan is None:
+        plan = _PLANS[name] = _plan(name)
+    if not isinstance(plan, _Plan):
+        return plan
+    argc = len(args)
+    if (plan.arity >= 0 and argc != plan.arity) or argc < -plan.arity:
         return _malformed(name)  # the server refuses it too; its keys are not where specs say
-    if name in _KEYSPACE_READ:
-        return tuple(_scan(args)) if name == "scan" else (("select", "*"),)
-    channels = _channels(name, args)
-    if channels is not None:
-        return tuple(dict.fromkeys(channels))
-    found: list[tuple[str, str]] = []
+    if name in _BY_HAND:
+        if name in _KEYSPACE_READ:
+            return tuple(_scan(args)) if name == "scan" else (("select", "*"),)
+        channels = _channels(name, args)
+        if channels is not None:
+            return tuple(dict.fromkeys(channels))
+    found: list[tuple[str, str]] = list(plan.lead)
     if name in _SORT:
-        found = _sort(name, args)
-        specs = specs[:1]  # the first key; the rest (BY/GET/STORE) read above
-    for spec in specs:
-        if "not_key" in spec[0]:
-            continue
-        positions = _spec_keys(spec, args)
-        if positions is None:
-            return _malformed(name)
-        actions = _key_actions(spec[0])
+        found.extend(_sort(name, args))
+    for actions, begin, find in plan.specs:
+        if begin[0] == "index" and find[0] == "range" and find[1] == 0:  # the common case
+            positions = [begin[1]] if begin[1] < argc else []
+        else:
+            found_at = _spec_keys((actions, begin, find), args)
+            if found_at is None:
+                return _malformed(name)
+            positions = found_at
         if name == "set" and "GET" not in (word(a).upper() for a in args[3:]):
             actions = ("update",)  # SET reads the old value only with GET
         elif name == "xreadgroup":
             actions = ("select", "update")  # its key spec says RO; it moves the group's PEL
-        found.extend((action, word(args[i])) for i in positions for action in actions)
-    if not found and specs and "no_mandatory_keys" not in flags:
+        for i in positions:
+            key = args[i]
+            key = key if type(key) is str else word(key)
+            found.extend((action, key) for action in actions)
+    if len(found) == len(plan.lead) and plan.mandatory:
         return _malformed(name)  # a command with keys, none where its specs say
-    if name in _SCRIPTS:
-        found.insert(0, ("execute", "*"))  # a script may touch keys it does not declare
-    elif (
-        "admin" in flags
-        or name in _ADMIN_WITH_KEYS
-        or name == "swapdb"
-        or (name == "copy" and "DB" in (word(a).upper() for a in args[3:]))
-        or not specs  # keyless, and none of the above: server or keyspace administration
-    ):
-        found.insert(0, ("admin", "*"))
-    return tuple(dict.fromkeys(found))
+    if name == "copy" and not plan.lead and "DB" in (word(a).upper() for a in args[3:]):
+        found.insert(0, ("admin", "*"))  # into another database
+    return tuple(dict.fromkeys(found)) if len(found) > 1 else tuple(found)

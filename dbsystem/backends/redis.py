@@ -81,8 +81,7 @@ def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
     ``("select", ("user:1",))``; the action is the most privileged the command needs
     (``command_accesses`` has each key's own)."""
     accesses = command_accesses(args)
-    action = max((a for a, _ in accesses), key=_RANK.__getitem__, default=CONNECTION)
-    return action, tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED))
+    return _action(accesses), _resources(accesses)
 
 
 def _error(
@@ -156,18 +155,34 @@ def describe_commands(commands: Sequence[Sequence[Any]], *, watch: bool = False)
     Each command is checked for itself: a keyless admin command must not borrow the keys
     of its neighbours in a pipeline.
     """
+    if len(commands) == 1:  # the common case, without the merging below
+        found = command_accesses(commands[0], watch=watch)
+        if len(found) == 1:
+            action, resource = found[0]
+            keys = () if action == REFUSED else (resource,)
+            return Description(_text(commands), action, keys, found)
+        return Description(_text(commands), _action(found), _resources(found), found)
     actions: set[str] = set()
     accesses: list[tuple[str, str]] = []
     for command in commands:
         found = command_accesses(command, watch=watch)
-        actions.add(max((a for a, _ in found), key=_RANK.__getitem__, default=CONNECTION))
+        actions.add(_action(found))
         accesses.extend(found)
     return Description(
         text=_text(commands),
         action=actions.pop() if len(actions) == 1 else "multiple",
-        resources=tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED)),
+        resources=_resources(accesses),
         accesses=tuple(dict.fromkeys(accesses)),
     )
+
+
+def _action(accesses: Sequence[tuple[str, str]]) -> str:
+    """The most privileged action of one command's accesses (its ``Statement.action``)."""
+    return max((a for a, _ in accesses), key=_RANK.__getitem__, default=CONNECTION)
+
+
+def _resources(accesses: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED))
 
 
 def describe_scan(match: str | None) -> Description:

@@ -543,11 +543,14 @@ class RedisConnection:
         result: int = self.execute("PUBLISH", channel, message)
         return result
 
-    def subscribe(self, *channels: str, patterns: bool = False) -> Subscription:
-        """A subscription to ``channels`` (``patterns=True``: PSUBSCRIBE to glob patterns):
-        iterate for messages, ``stop()`` to end. Checked and audited like a command: a
-        read of each channel, and a pattern needs a grant covering all it can match."""
-        return Subscription(self, channels, patterns=patterns)
+    def subscribe(
+        self, *channels: str, patterns: bool = False, sharded: bool = False
+    ) -> Subscription:
+        """A subscription to ``channels`` (``patterns=True``: PSUBSCRIBE to glob patterns;
+        ``sharded=True``: SSUBSCRIBE to sharded channels): iterate for messages, ``stop()``
+        to end. Checked and audited like a command: a read of each channel, and a pattern
+        needs a grant covering all it can match."""
+        return Subscription(self, channels, patterns=patterns, sharded=sharded)
 
     def ping(self) -> None:
         """Raise ``ConnectionFailed`` if the server does not answer."""
@@ -601,17 +604,24 @@ class Subscription:
     """
 
     def __init__(
-        self, conn: RedisConnection, channels: Sequence[str], *, patterns: bool = False
+        self,
+        conn: RedisConnection,
+        channels: Sequence[str],
+        *,
+        patterns: bool = False,
+        sharded: bool = False,
     ) -> None:
         if not channels:
             raise InterfaceError("subscribe() needs at least one channel")
+        if patterns and sharded:
+            raise InterfaceError("sharded channels take no patterns (Redis has no SPSUBSCRIBE)")
         self._conn = conn
         self._stopped = threading.Event()
-        command = "PSUBSCRIBE" if patterns else "SUBSCRIBE"
+        command = "PSUBSCRIBE" if patterns else "SSUBSCRIBE" if sharded else "SUBSCRIBE"
         described = describe_subscription(command, channels)
         try:
             self._pubsub = conn._client.pubsub(ignore_subscribe_messages=True)
-            start = self._pubsub.psubscribe if patterns else self._pubsub.subscribe
+            start = getattr(self._pubsub, command.lower())
             conn._pool.run(conn._context, "subscribe", lambda: described, lambda: start(*channels))
         except redis_errors.RedisError as exc:
             raise _error(exc, conn._pool.backend_name, command, conn._backend.secrets) from exc

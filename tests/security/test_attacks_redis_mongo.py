@@ -478,6 +478,18 @@ def test_redis_subscribe_beyond_the_grant_is_refused_and_audited(redis_world, ch
     assert _numsub(redis_world.app, "admin:cmdspec:ch") == 0
 
 
+@pytest.mark.parametrize(
+    "channels", [("admin:cmdspec:s",), ("user:cmdspec:s", "admin:cmdspec:s")], ids=str
+)
+def test_redis_sharded_subscribe_beyond_the_grant_is_refused(redis_world, channels):
+    session = redis_world.db.for_user(R)
+    with pytest.raises(PermissionDenied):
+        session.connection(DatabaseType.REDIS).subscribe(*channels, sharded=True)
+    assert [e.outcome for e in redis_world.audit.events if e.user == R] == ["denied"]
+    shards = redis_world.app.execute("PUBSUB", "SHARDNUMSUB", "admin:cmdspec:s")
+    assert int(shards[1]) == 0
+
+
 def test_redis_subscription_within_the_grant_is_audited_and_receives(redis_world):
     session = redis_world.db.for_user(R)
     channel = f"user:cmdspec:{uuid.uuid4().hex[:6]}"

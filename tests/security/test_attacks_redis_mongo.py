@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
@@ -868,17 +869,30 @@ MONGO_JAVASCRIPT: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def mongo():
+@pytest.fixture(
+    params=[
+        pytest.param("mock", id="mongomock"),
+        pytest.param("real", id="mongodb", marks=pytest.mark.mongodb),
+    ]
+)
+def mongo(request):
+    name = f"cmdspec_{uuid.uuid4().hex[:8]}"  # a database of its own, dropped at the end
+    if request.param == "real":
+        parts = urlsplit(request.getfixturevalue("mongo_url"))
+        url = urlunsplit(parts._replace(path=f"/{name}"))
+    else:
+        url = f"mongodb+mock://localhost/{name}"
     db = DatabaseManager()
-    db.create_pool(DatabaseType.MONGODB, f"mongodb+mock://localhost/{uuid.uuid4().hex[:8]}")
+    db.create_pool(DatabaseType.MONGODB, url)
     q = db.query(DatabaseType.MONGODB)
-    for name, docs in _DOCS.items():
-        q.collection(name).insert_many(docs).execute()
+    for collection, docs in _DOCS.items():
+        q.collection(collection).insert_many(docs).execute()
     db.use_access_control(_mongo_acl())
     audit = MemoryAuditSink()
     db.add_hook(AuditLog([audit]))
     yield db, audit
+    database = db.connection(DatabaseType.MONGODB).database
+    database.client.drop_database(database.name)
     db.close_all()
 
 

@@ -348,7 +348,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-class _Document(Mapping[str, Any]):
+class _Document:
     """A MongoDB document as ``_evaluate`` reads it: a policy column is a field path
     (``col("meta.tenant")`` is ``meta.tenant``), looked up in the nested documents with
     MongoDB's exact letter case; ``flat``: the keys are the paths already."""
@@ -356,7 +356,8 @@ class _Document(Mapping[str, Any]):
     def __init__(self, document: Mapping[str, Any], *, flat: bool = False) -> None:
         self._document, self._flat = document, flat
 
-    def _find(self, path: str) -> Any:
+    def find(self, path: str) -> Any:
+        """The value at ``path``, or ``_MISSING``."""
         if self._flat:
             return self._document.get(path, _MISSING)
         value: Any = self._document
@@ -366,28 +367,16 @@ class _Document(Mapping[str, Any]):
             value = value[step]
         return value
 
-    def __getitem__(self, path: str) -> Any:
-        value = self._find(path)
-        if value is _MISSING:
-            raise KeyError(path)
-        return value
 
-    def __contains__(self, path: object) -> bool:
-        return isinstance(path, str) and self._find(path) is not _MISSING
-
-    def __iter__(self) -> Any:
-        return iter(self._document)
-
-    def __len__(self) -> int:
-        return len(self._document)
-
-
-def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
+def _evaluate(node: Any, row: Mapping[str, Any] | _Document) -> Any:
     if isinstance(node, e.Column):
-        name = next(iter(_columns(node, paths=isinstance(row, _Document))))
-        if name not in row:
+        if isinstance(row, _Document):
+            value = row.find(next(iter(_columns(node, paths=True))))
+        else:
+            value = row.get(node.name, _MISSING)
+        if value is _MISSING:
             raise _Unknown
-        return row[name]
+        return value
     if isinstance(node, (e.Value, type(e.NULL))):
         return _bound(node)
     if isinstance(node, e.Compare) and node.op in _COMPARE:
@@ -407,7 +396,9 @@ def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
     raise _Unknown
 
 
-def _check_row(conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any]) -> None:
+def _check_row(
+    conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any] | _Document
+) -> None:
     try:
         allowed = bool(_evaluate(predicate, row))
     except _Unknown:

@@ -1040,3 +1040,65 @@ def test_every_command_of_the_table_is_classified(redis_url):
             assert all(
                 action in ("admin", "refused") or resource == "*" for action, resource in accesses
             ), name
+
+
+# -- the documented mapping (docs/SECURITY.md, "Redis and MongoDB by their command specs") --
+
+MAPPING = [
+    (("GET", "k"), (("select", "k"),)),
+    (("SET", "k", "v"), (("update", "k"),)),
+    (("SET", "k", "v", "GET"), (("select", "k"), ("update", "k"))),
+    (("SET", "k", "GET"), (("update", "k"),)),  # "GET" as the value reads nothing
+    (("LPUSH", "k", "v"), (("insert", "k"),)),
+    (("SETNX", "k", "v"), (("insert", "k"),)),
+    (("ZADD", "k", "1", "m"), (("update", "k"),)),
+    (("INCR", "k"), (("select", "k"), ("update", "k"))),
+    (("DEL", "a", "b"), (("delete", "a"), ("delete", "b"))),
+    (("LPOP", "k"), (("select", "k"), ("delete", "k"))),
+    (("RENAME", "a", "b"), (("select", "a"), ("delete", "a"), ("update", "b"))),
+    (("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"), (("select", "s"), ("update", "s"))),
+    (("PUBLISH", "ch", "m"), (("insert", "ch"),)),
+    (("EVAL", "return 1", "1", "k"), (("execute", "*"), ("select", "k"), ("update", "k"))),
+    (("INFO",), (("admin", "*"),)),
+    (("MEMORY", "USAGE", "k"), (("select", "k"),)),
+    (("MOVE", "k", "1"), (("admin", "*"), ("select", "k"), ("update", "k"))),
+    (("COPY", "a", "b", "DB", "1"), (("admin", "*"), ("select", "a"), ("update", "b"))),
+    (("SCAN", "0", "MATCH", "user:*"), (("select", "user:*"),)),
+    (("DBSIZE",), (("select", "*"),)),
+    (("PING",), ()),
+    (
+        ("SORT", "l", "BY", "w:*", "GET", "#", "GET", "o:*->f"),
+        (("select", "l"), ("select", "w:*")) + (("select", "o:*->f"),),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "accesses"), MAPPING, ids=[" ".join(command) for command, _ in MAPPING]
+)
+def test_redis_command_accesses_follow_the_documented_mapping(command, accesses):
+    from dbsystem.backends._redis_access import command_accesses
+
+    assert command_accesses(command) == accesses
+
+
+@pytest.mark.parametrize(
+    ("grant", "resource", "covered"),
+    [
+        ("user:*", "user:1", True),
+        ("user:*", "user:1:*", True),  # a pattern inside the grant's prefix
+        ("user:*", "*", False),
+        ("user:*", "us*", False),
+        ("user:*", "?ser:*", False),
+        ("user:?", "user:*", False),  # fnmatch would say yes: "?" matches the "*"
+        ("user:*:p", "user:*:p", True),  # the same pattern
+        ("*", "admin:*", True),
+    ],
+)
+def test_a_pattern_resource_is_covered_only_by_a_grant_covering_all_it_names(
+    grant, resource, covered
+):
+    acl = AccessControl()
+    acl.create_role(Role("r", grants={grant: Permission.SELECT}))
+    acl.assign_role("ann", "r")
+    assert acl.allowed("ann", "select", resource) is covered

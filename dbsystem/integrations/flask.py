@@ -42,7 +42,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, g, request, url_for
 
 from dbsystem.aio.manager import AsyncDatabaseManager
 from dbsystem.errors import ConfigurationError
@@ -149,7 +149,7 @@ class DBSystem:
         prefix = url_prefix.rstrip("/")
 
         def status_html() -> Response:
-            return Response(page.html(), mimetype="text/html")
+            return Response(page.html(url_for("dbsystem_status_data")), mimetype="text/html")
 
         def status_data() -> Response:
             return Response(page.json(), mimetype="application/json")

@@ -358,7 +358,9 @@ function el(tag, attrs, ...children) {
   return node;
 }
 function ms(seconds) {
-  return seconds == null ? "" : (seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1) + " ms";
+  if (seconds == null) return "";
+  if (seconds >= 1) return seconds.toFixed(1) + " s";
+  return (seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1) + " ms";
 }
 function table(headers, rows, emptyText) {
   if (!rows.length) return el("p", {class: "empty"}, emptyText);

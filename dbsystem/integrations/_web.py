@@ -10,7 +10,7 @@ made here once; each module only wires them into its framework.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,10 @@ class Identity:
     user: str
     attrs: Mapping[str, Any] | None = None
     session_id: str | None = None
+
+    def session(self, db: Any) -> Any:
+        """``db.for_user`` for this identity: the user session its requests run as."""
+        return db.for_user(self.user, session_id=self.session_id, attrs=self.attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,19 @@ class WebSettings:
                 ) from None
             parsed.append((DatabaseType.parse(db_type), pool_config))
         return cls(tuple(parsed), config, user, transaction, close)
+
+    def opening(self, db: Any) -> Iterator[Any]:
+        """Create the pools on ``db``, one at a time as this is iterated; each item is what
+        the manager returned (an awaitable for an ``AsyncDatabaseManager``: await it before
+        taking the next)."""
+        for db_type, pool_config in self.pools:
+            yield db.create_pool(db_type, pool_config)
+        if self.config is not None:
+            yield db.configure(self.config)
+
+    def closing(self, db: Any) -> Any:
+        """Close every pool of ``db`` unless ``close=False``: what ``close_all`` returned."""
+        return db.close_all() if self.close else None
 
 
 def identity_of(found: Any) -> Identity | None:

@@ -89,22 +89,15 @@ class DBSystem:
 
     async def open(self) -> None:
         """Create the configured pools (the lifespan's start-up)."""
-        db = self.db
-        for db_type, pool_config in self.settings.pools:
-            created = db.create_pool(db_type, pool_config)
-            if inspect.isawaitable(created):
-                await created
-        if self.settings.config is not None:
-            configured = db.configure(self.settings.config)
-            if inspect.isawaitable(configured):
-                await configured
+        for step in self.settings.opening(self.db):
+            if inspect.isawaitable(step):
+                await step
 
     async def close(self) -> None:
         """Close every pool of the manager (the lifespan's shutdown), unless ``close=False``."""
-        if self.settings.close:
-            closed = self.db.close_all()
-            if inspect.isawaitable(closed):
-                await closed
+        closed = self.settings.closing(self.db)
+        if inspect.isawaitable(closed):
+            await closed
 
     # -- dependencies ----------------------------------------------------------------------
 
@@ -188,11 +181,11 @@ class DBSystem:
 
     def _owner(self, request: Request) -> Any:
         identity = self._identity(self._raw_identity(request))
-        return self.db.for_user(identity.user, session_id=identity.session_id, attrs=identity.attrs)
+        return identity.session(self.db)
 
     async def _async_owner(self, request: Request) -> Any:
         found = self._raw_identity(request)
         if inspect.isawaitable(found):
             found = await found
         identity = self._identity(found)
-        return self.db.for_user(identity.user, session_id=identity.session_id, attrs=identity.attrs)
+        return identity.session(self.db)

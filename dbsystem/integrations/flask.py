@@ -85,18 +85,15 @@ class DBSystem:
 
     def init_app(self, app: Flask) -> None:
         """Open the configured pools and return each request's connections when it ends."""
-        for db_type, pool_config in self.settings.pools:
-            self.db.create_pool(db_type, pool_config)
-        if self.settings.config is not None:
-            self.db.configure(self.settings.config)
+        for _ in self.settings.opening(self.db):
+            pass
         app.extensions["dbsystem"] = self
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
 
     def close(self) -> None:
         """Close every pool of the manager (at the application's shutdown)."""
-        if self.settings.close:
-            self.db.close_all()
+        self.settings.closing(self.db)
 
     # -- per request -----------------------------------------------------------------------
 
@@ -133,9 +130,7 @@ class DBSystem:
             identity = identity_of(found)
             if identity is None:
                 abort(401)
-            session = self.db.for_user(
-                identity.user, session_id=identity.session_id, attrs=identity.attrs
-            )
+            session = identity.session(self.db)
             state["session"] = session
         return session
 

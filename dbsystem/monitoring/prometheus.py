@@ -52,7 +52,7 @@ from prometheus_client.registry import Collector
 from dbsystem.kernel.stats import WAIT_BUCKETS
 from dbsystem.monitoring.health import HealthStatus, manager_health, pool_label
 from dbsystem.monitoring.monitor import DURATION_BUCKETS, PerformanceMonitor
-from dbsystem.monitoring.status import StatusPage
+from dbsystem.monitoring.status import StatusPage, asgi_path, asgi_reply
 
 __all__ = [
     "DbsystemCollector",
@@ -290,10 +290,7 @@ def make_asgi_app_for(
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        path = scope.get("path", "/")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        root, path = asgi_path(scope)
         path = path.rstrip("/") or "/"
         if path == "/status" or path.startswith("/status/"):
             await status_page.page().asgi_app()(
@@ -313,14 +310,7 @@ def make_asgi_app_for(
         else:
             status, payload = 404, b"not found: try /metrics, /health, /pools or /status\n"
         await receive()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await asgi_reply(send, status, "application/json", payload)
 
     return app
 

@@ -39,7 +39,7 @@ from dbsystem.monitoring.health import amanager_health, manager_health, pool_lab
 from dbsystem.monitoring.monitor import PerformanceMonitor
 from dbsystem.security.audit import fingerprint, statement_shape
 
-__all__ = ["StatusPage"]
+__all__ = ["StatusPage", "asgi_path", "asgi_reply"]
 
 _MAX_SHAPES = 1000
 
@@ -261,23 +261,13 @@ class StatusPage:
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] != "http":
                 return
-            root = scope.get("root_path", "")
-            path = scope.get("path", "/")
-            if root and path.startswith(root):
-                path = path[len(root) :]
+            root, path = asgi_path(scope)
             if (path.rstrip("/") or "/") == "/data":
                 body = json.dumps(await self.adata()).encode()
                 status, content_type = "200 OK", "application/json"
             else:
                 status, content_type, body = self.respond(root, path)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": int(status.split()[0]),
-                    "headers": [(b"content-type", content_type.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await asgi_reply(send, int(status.split()[0]), content_type, body)
 
         return app
 
@@ -290,6 +280,28 @@ class StatusPage:
             data_url = f"{base.rstrip('/')}/data"
             return "200 OK", "text/html; charset=utf-8", self.html(data_url).encode()
         return "404 Not Found", "text/plain", b"not found: the status page is at / and /data\n"
+
+
+def asgi_path(scope: dict[str, Any]) -> tuple[str, str]:
+    """(mount prefix, path below it) of an ASGI request (Starlette keeps the full path in
+    ``path`` and the prefix in ``root_path``; other servers give the path below it)."""
+    root = str(scope.get("root_path", ""))
+    path = str(scope.get("path", "/"))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return root, path
+
+
+async def asgi_reply(send: Any, status: int, content_type: str, body: bytes) -> None:
+    """Send one whole HTTP response on an ASGI channel (the exporter's and the page's)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _sync_health(db: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 pools; connection and user-session dependencies; a transaction per request; sync routes on a
 DatabaseManager and async routes on an AsyncDatabaseManager, on SQLite and PostgreSQL."""
 
-import uuid
 from typing import Annotated, Any
 
 import pytest
@@ -14,41 +13,11 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 
-from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType
 from dbsystem.errors import PermissionDenied
 from dbsystem.integrations.fastapi import DBSystem
-from dbsystem.kernel.hooks import ExecutionHook
 from dbsystem.security import AccessControl, Permission, Role
-
-KINDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture
-def target(request, tmp_path):
-    """(type, URL, table): a table of the test's own, dropped at the end."""
-    kind = request.param
-    if kind == "sqlite":
-        db_type, url = DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'web.db'}"
-    else:
-        db_type, url = DatabaseType.POSTGRES, request.getfixturevalue("postgres_url")
-    table = f"integ_web_{uuid.uuid4().hex[:8]}"
-    setup = DatabaseManager()
-    setup.create_pool(db_type, PoolConfig(url=url))
-    setup.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, owner VARCHAR(20))")
-    setup.execute(f"INSERT INTO {table} (id, owner) VALUES (1, 'ann')")
-    yield db_type, url, table
-    setup.execute(f"DROP TABLE IF EXISTS {table}")
-    setup.close_all()
-
-
-class Users(ExecutionHook):
-    """Records the user of every statement (None: the application's own)."""
-
-    def __init__(self) -> None:
-        self.seen: list[str | None] = []
-
-    def after_execute(self, statement) -> None:
-        self.seen.append(statement.context.user if statement.context else None)
+from tests.integrations.conftest import WEB_KINDS, StatementUsers
 
 
 def _acl(table: str) -> AccessControl:
@@ -83,6 +52,10 @@ def _sync_app(db_type, url, table, db: DatabaseManager) -> tuple[FastAPI, DBSyst
             return session.fetch_all(f"SELECT id FROM {table} ORDER BY id")
         except PermissionDenied as exc:
             raise HTTPException(403, "not allowed") from exc
+
+    @app.get("/mine-conn")
+    def mine_conn(conn: Annotated[Any, Depends(dbs.connection(user=True))]):
+        return conn.fetch_all(f"SELECT id FROM {table} ORDER BY id")
 
     return app, dbs
 
@@ -121,47 +94,29 @@ def _async_app(db_type, url, table, db: AsyncDatabaseManager) -> tuple[FastAPI, 
     return app, dbs
 
 
-@pytest.mark.parametrize("target", KINDS, indirect=True)
-def test_sync_routes_lifespan_connection_transaction_and_user(target):
-    db_type, url, table = target
-    db = DatabaseManager()
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("web_target", WEB_KINDS, indirect=True)
+def test_routes_get_the_lifespans_pools_connections_transactions_and_users(web_target, mode):
+    db_type, url, table = web_target
+    db = DatabaseManager() if mode == "sync" else AsyncDatabaseManager()
     db.use_access_control(_acl(table))
-    users = db.add_hook(Users())
-    app, _ = _sync_app(db_type, url, table, db)
+    seen = db.add_hook(StatementUsers())
+    make = _sync_app if mode == "sync" else _async_app
+    app, _ = make(db_type, url, table, db)
     with TestClient(app) as client:
         assert list(db.pools()) == [(db_type, None)]
         assert client.get("/rows").json() == [{"id": 1, "owner": "ann"}]
         assert client.post("/rows/2").json() == {"added": 2}
         assert client.post("/rows/3", params={"fail": True}).status_code == 409
         assert [r["id"] for r in client.get("/rows").json()] == [1, 2]
-        users.seen.clear()
-        assert client.get("/mine", headers={"x-user": "ann"}).json() == [{"id": 1}, {"id": 2}]
-        assert users.seen == ["ann"]
-        assert client.get("/mine", headers={"x-user": "bob"}).status_code == 403
-        assert client.get("/mine").status_code == 401
-    assert db.pools() == {}
-
-
-@pytest.mark.parametrize("target", KINDS, indirect=True)
-def test_async_routes_lifespan_connection_transaction_and_user(target):
-    db_type, url, table = target
-    adb = AsyncDatabaseManager()
-    adb.use_access_control(_acl(table))
-    users = adb.add_hook(Users())
-    app, _ = _async_app(db_type, url, table, adb)
-    with TestClient(app) as client:
-        assert list(adb.pools()) == [(db_type, None)]
-        assert client.get("/rows").json() == [{"id": 1, "owner": "ann"}]
-        assert client.post("/rows/2").json() == {"added": 2}
-        assert client.post("/rows/3", params={"fail": True}).status_code == 409
-        assert [r["id"] for r in client.get("/rows").json()] == [1, 2]
-        users.seen.clear()
+        seen.users.clear()
         assert client.get("/mine", headers={"x-user": "ann"}).json() == [{"id": 1}, {"id": 2}]
         assert client.get("/mine-conn", headers={"x-user": "ann"}).status_code == 200
-        assert users.seen == ["ann", "ann"]
+        assert seen.users == ["ann", "ann"]
         assert client.get("/mine", headers={"x-user": "bob"}).status_code == 403
+        assert client.get("/mine").status_code == 401
         assert client.get("/mine-conn").status_code == 401
-    assert adb.pools() == {}
+    assert db.pools() == {}
 
 
 def test_an_exception_in_the_route_rolls_the_request_back(tmp_path):

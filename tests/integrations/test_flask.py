@@ -4,57 +4,28 @@ response), the request's user session; sync and async views; SQLite and PostgreS
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 pytest.importorskip("flask")
 
 from flask import Flask, abort, request
 
-from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType, PoolConfig
+from dbsystem import AsyncDatabaseManager, DatabaseManager, DatabaseType
 from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.integrations.flask import DBSystem
-from dbsystem.kernel.hooks import ExecutionHook
 from dbsystem.security import AccessControl, Permission, Role
-
-KINDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture
-def target(request, tmp_path):
-    kind = request.param
-    if kind == "sqlite":
-        db_type, url = DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'web.db'}"
-    else:
-        db_type, url = DatabaseType.POSTGRES, request.getfixturevalue("postgres_url")
-    table = f"integ_flask_{uuid.uuid4().hex[:8]}"
-    setup = DatabaseManager()
-    setup.create_pool(db_type, PoolConfig(url=url))
-    setup.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, owner VARCHAR(20))")
-    setup.execute(f"INSERT INTO {table} (id, owner) VALUES (1, 'ann')")
-    yield db_type, url, table
-    setup.execute(f"DROP TABLE IF EXISTS {table}")
-    setup.close_all()
+from tests.integrations.conftest import WEB_KINDS, StatementUsers
 
 
-class Seen(ExecutionHook):
-    def __init__(self) -> None:
-        self.users: list[str | None] = []
-
-    def after_execute(self, statement) -> None:
-        self.users.append(statement.context.user if statement.context else None)
-
-
-@pytest.mark.parametrize("target", KINDS, indirect=True)
-def test_sync_and_async_views_with_transactions_and_users(target):
-    db_type, url, table = target
+@pytest.mark.parametrize("web_target", WEB_KINDS, indirect=True)
+def test_sync_and_async_views_with_transactions_and_users(web_target):
+    db_type, url, table = web_target
     db = DatabaseManager()
     acl = AccessControl()
     acl.create_role(Role("reader", grants={table: Permission.SELECT}))
     acl.assign_role("ann", "reader")
     db.use_access_control(acl)
-    seen = db.add_hook(Seen())
+    seen = db.add_hook(StatementUsers())
     dbs = DBSystem(
         db, pools={db_type: url}, user=lambda r: r.headers.get("x-user"), transaction=True
     )
@@ -123,7 +94,7 @@ def test_the_extension_refuses_an_async_manager():
 
 def test_a_user_connection_runs_as_the_user(tmp_path):
     db = DatabaseManager()
-    seen = db.add_hook(Seen())
+    seen = db.add_hook(StatementUsers())
     db.use_access_control(AccessControl())  # nobody has grants
     dbs = DBSystem(
         db,

@@ -5,6 +5,7 @@ exporter, on every backend: SQLite, PostgreSQL, MariaDB, Redis (real servers) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -54,16 +55,44 @@ def _db_spans(exporter):
     return [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
 
 
+@contextlib.contextmanager
+def _instrumented(db_type, url, provider, **options):
+    """A manager with one pool, instrumented; uninstrumented and closed at the end."""
+    db = DatabaseManager()
+    db.create_pool(db_type, PoolConfig(url=url, **options))
+    instrument(db, tracer_provider=provider)
+    try:
+        yield db
+    finally:
+        uninstrument(db)
+        db.close_all()
+
+
+@contextlib.contextmanager
+def _table(db):
+    """A table ``integ_otel_*`` (id, name) of the test's own, dropped at the end."""
+    table = f"integ_otel_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))")
+    try:
+        yield table
+    finally:
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _children_per_parent(spans, parents: dict[str, int]) -> dict[str, int]:
+    """How many of ``spans`` each named parent span has."""
+    by_id = {span_id: name for name, span_id in parents.items()}
+    counts = dict.fromkeys(parents, 0)
+    for span in spans:
+        counts[by_id[span.parent.span_id]] += 1
+    return counts
+
+
 @pytest.mark.parametrize("kind", SQL_KINDS)
 def test_each_sql_statement_is_one_client_span_without_values(kind, request, tmp_path, traced):
     provider, exporter = traced
     db_type, url = _sql_url(kind, request, tmp_path)
-    table = f"integ_otel_{uuid.uuid4().hex[:8]}"
-    db = DatabaseManager()
-    db.create_pool(db_type, PoolConfig(url=url))
-    try:
-        instrument(db, tracer_provider=provider)
-        db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))")
+    with _instrumented(db_type, url, provider) as db, _table(db) as table:
         db.execute(f"INSERT INTO {table} (id, name) VALUES (:id, :name)", {"id": 1, "name": SECRET})
         exporter.clear()
         rows = db.fetch_all(f"SELECT name FROM {table} WHERE name = '{SECRET}' AND id = 1")
@@ -82,10 +111,6 @@ def test_each_sql_statement_is_one_client_span_without_values(kind, request, tmp
             assert attributes["server.address"] == "127.0.0.1"
             assert isinstance(attributes["server.port"], int)
             assert attributes["db.namespace"] == db.backend(db_type).url.database
-    finally:
-        uninstrument(db)
-        db.execute(f"DROP TABLE IF EXISTS {table}")
-        db.close_all()
 
 
 @pytest.mark.parametrize("kind", SQL_KINDS)
@@ -94,12 +119,8 @@ def test_placeholders_stay_in_the_query_text_and_parameters_never_appear(
 ):
     provider, exporter = traced
     db_type, url = _sql_url(kind, request, tmp_path)
-    table = f"integ_otel_{uuid.uuid4().hex[:8]}"
-    db = DatabaseManager()
-    db.create_pool(db_type, PoolConfig(url=url))
-    try:
-        db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))")
-        instrument(db, tracer_provider=provider)
+    with _instrumented(db_type, url, provider) as db, _table(db) as table:
+        exporter.clear()
         db.execute(f"INSERT INTO {table} (id, name) VALUES (:id, :name)", {"id": 7, "name": SECRET})
         (span,) = _db_spans(exporter)
         assert span.attributes["db.query.text"] == (
@@ -107,113 +128,116 @@ def test_placeholders_stay_in_the_query_text_and_parameters_never_appear(
         )
         assert span.attributes["db.operation.name"] == "INSERT"
         assert SECRET not in repr(dict(span.attributes))
-    finally:
-        uninstrument(db)
-        db.execute(f"DROP TABLE IF EXISTS {table}")
-        db.close_all()
 
 
 @pytest.mark.parametrize("kind", SQL_KINDS)
 def test_a_failing_statement_has_error_type_and_error_status(kind, request, tmp_path, traced):
     provider, exporter = traced
     db_type, url = _sql_url(kind, request, tmp_path)
-    db = DatabaseManager()
-    db.create_pool(db_type, PoolConfig(url=url))
-    try:
-        instrument(db, tracer_provider=provider)
+    with _instrumented(db_type, url, provider) as db:
         with pytest.raises(ProgrammingError):
             db.fetch_all("SELECT * FROM integ_otel_no_such_table")
-        (span,) = _db_spans(exporter)
-        assert span.attributes["error.type"] == "dbsystem.errors.ProgrammingError"
-        assert span.status.status_code is StatusCode.ERROR
-        assert span.status.description == "ProgrammingError"
-    finally:
-        uninstrument(db)
-        db.close_all()
+    (span,) = _db_spans(exporter)
+    assert span.attributes["error.type"] == "dbsystem.errors.ProgrammingError"
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ProgrammingError"
 
 
 def test_spans_nest_under_the_callers_span_in_each_thread(tmp_path, traced):
     provider, exporter = traced
     tracer = provider.get_tracer("app")
-    db = DatabaseManager()
-    db.create_pool(DatabaseType.SQLITE, PoolConfig(url=f"sqlite:///{tmp_path / 'n.db'}"))
-    instrument(db, tracer_provider=provider)
     parents = {}
+    with _instrumented(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'n.db'}", provider) as db:
 
-    def work(name: str) -> None:
-        with tracer.start_as_current_span(name) as span:
-            parents[name] = span.get_span_context().span_id
-            for _ in range(3):
-                db.fetch_value("SELECT 1")
+        def work(name: str) -> None:
+            with tracer.start_as_current_span(name) as span:
+                parents[name] = span.get_span_context().span_id
+                for _ in range(3):
+                    db.fetch_value("SELECT 1")
 
-    try:
         threads = [threading.Thread(target=work, args=(f"request-{i}",)) for i in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        spans = _db_spans(exporter)
-        assert len(spans) == 12
-        counts = dict.fromkeys(parents, 0)
-        by_id = {v: k for k, v in parents.items()}
-        for span in spans:
-            counts[by_id[span.parent.span_id]] += 1
-        assert counts == dict.fromkeys(parents, 3)
-    finally:
-        uninstrument(db)
-        db.close_all()
+    spans = _db_spans(exporter)
+    assert len(spans) == 12
+    assert _children_per_parent(spans, parents) == dict.fromkeys(parents, 3)
 
 
 def test_a_transaction_is_begin_statements_commit_under_the_same_parent(tmp_path, traced):
     provider, exporter = traced
     tracer = provider.get_tracer("app")
-    db = DatabaseManager()
-    db.create_pool(DatabaseType.SQLITE, PoolConfig(url=f"sqlite:///{tmp_path / 't.db'}"))
-    db.execute("CREATE TABLE integ_t (a INTEGER)")
-    instrument(db, tracer_provider=provider)
-    try:
+    with _instrumented(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 't.db'}", provider) as db:
+        db.execute("CREATE TABLE integ_t (a INTEGER)")
+        exporter.clear()
         with tracer.start_as_current_span("unit-of-work") as parent, db.transaction() as conn:
             conn.execute("INSERT INTO integ_t (a) VALUES (:a)", {"a": 1})
-        names = [s.name for s in _db_spans(exporter)]
-        assert names == ["BEGIN", "INSERT integ_t", "COMMIT"]
-        parent_id = parent.get_span_context().span_id
-        assert {s.parent.span_id for s in _db_spans(exporter)} == {parent_id}
-    finally:
-        uninstrument(db)
-        db.close_all()
+    names = [s.name for s in _db_spans(exporter)]
+    assert names == ["BEGIN", "INSERT integ_t", "COMMIT"]
+    parent_id = parent.get_span_context().span_id
+    assert {s.parent.span_id for s in _db_spans(exporter)} == {parent_id}
 
 
 def test_a_pool_wait_is_an_event_on_the_next_span(tmp_path, traced):
     provider, exporter = traced
-    db = DatabaseManager()
-    db.create_pool(
-        DatabaseType.SQLITE, PoolConfig(url=f"sqlite:///{tmp_path / 'w.db'}", max_size=1)
-    )
-    instrument(db, tracer_provider=provider)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
     held = threading.Event()
+    with _instrumented(DatabaseType.SQLITE, url, provider, max_size=1) as db:
 
-    def holder() -> None:
-        with db.connection() as conn:
-            conn.fetch_value("SELECT 1")
-            held.set()
-            time.sleep(0.3)
+        def holder() -> None:
+            with db.connection() as conn:
+                conn.fetch_value("SELECT 1")
+                held.set()
+                time.sleep(0.3)
 
-    try:
         thread = threading.Thread(target=holder)
         thread.start()
         held.wait(5)
         db.fetch_value("SELECT 2")
         thread.join()
-        waited = [s for s in _db_spans(exporter) if s.attributes["db.query.text"] == "select ?"]
-        # "select 1" and "select 2" share the shape: the waiting one is the second.
-        assert len(waited) == 2
-        events = [e for s in waited for e in s.events]
-        assert [e.name for e in events] == ["dbsystem.pool.wait"]
-        assert events[0].attributes["db.client.connection.pool.name"] == "sqlite"
-        assert events[0].attributes["dbsystem.pool.wait.duration"] >= 0.1
-    finally:
-        uninstrument(db)
-        db.close_all()
+    first, second = _db_spans(exporter)  # (both have the shape "select ?")
+    assert first.events == ()
+    (event,) = second.events
+    assert event.name == "dbsystem.pool.wait"
+    assert event.attributes["db.client.connection.pool.name"] == "sqlite"
+    assert event.attributes["dbsystem.pool.wait.duration"] >= 0.1
+
+
+def test_an_async_pool_wait_is_an_event_on_the_waiting_tasks_span(tmp_path, traced):
+    provider, exporter = traced
+    tracer = provider.get_tracer("app")
+
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(
+            DatabaseType.SQLITE, PoolConfig(url=f"sqlite:///{tmp_path / 'aw.db'}", max_size=1)
+        )
+        instrument(adb, tracer_provider=provider)
+        held = asyncio.Event()
+
+        async def holder() -> None:
+            async with adb.connection() as conn:
+                await conn.fetch_value("SELECT 1")
+                held.set()
+                await asyncio.sleep(0.3)
+
+        async def waiter() -> None:
+            await held.wait()
+            with tracer.start_as_current_span("waiter"):
+                await adb.fetch_value("SELECT 2")
+
+        try:
+            await asyncio.gather(holder(), waiter())
+        finally:
+            uninstrument(adb)
+            await adb.close_all()
+
+    asyncio.run(main())
+    first, second = _db_spans(exporter)
+    assert first.events == ()
+    assert [e.name for e in second.events] == ["dbsystem.pool.wait"]
+    assert second.events[0].attributes["dbsystem.pool.wait.duration"] >= 0.1
 
 
 def test_without_instrument_nothing_is_installed_and_uninstrument_removes_it(tmp_path, traced):
@@ -331,12 +355,9 @@ def test_async_spans_nest_under_each_tasks_span(kind, request, tmp_path, traced)
         return parents
 
     parents = asyncio.run(main())
-    by_id = {v: k for k, v in parents.items()}
-    counts = dict.fromkeys(parents, 0)
-    for span in _db_spans(exporter):
-        counts[by_id[span.parent.span_id]] += 1
-        assert span.attributes["db.system.name"] == SYSTEMS[kind]
-    assert counts == dict.fromkeys(parents, 3)
+    spans = _db_spans(exporter)
+    assert _children_per_parent(spans, parents) == dict.fromkeys(parents, 3)
+    assert {span.attributes["db.system.name"] for span in spans} == {SYSTEMS[kind]}
 
 
 def test_async_redis_and_mongodb_spans(redis_url, traced):

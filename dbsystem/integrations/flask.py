@@ -45,7 +45,7 @@ from typing import Any
 from flask import Flask, Response, abort, g, request, url_for
 
 from dbsystem.aio.manager import AsyncDatabaseManager
-from dbsystem.errors import ConfigurationError
+from dbsystem.errors import ConfigurationError, DBSystemError
 from dbsystem.integrations._web import Identity, PoolsArg, WebSettings, identity_of
 from dbsystem.kernel.types import DatabaseType
 
@@ -174,8 +174,9 @@ class DBSystem:
             stack.close()
 
 
-class _ErrorResponse(Exception):
-    """Handed to the request's transaction when the response is an error: it rolls back."""
+class _ErrorResponse(DBSystemError):
+    """Handed to the request's transaction when the response is an error: it rolls back.
+    (Never raised: the transaction only needs to see that the request failed.)"""
 
 
 def _request_state() -> dict[str, Any]:

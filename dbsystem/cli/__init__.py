@@ -245,12 +245,21 @@ def demo(
         Path | None,
         typer.Option(help="SQLite file to use (default: a new temporary file)."),
     ] = None,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(help="Also run on this PostgreSQL server (default: $DBSYSTEM_POSTGRES_URL)."),
+    ] = None,
+    mysql_url: Annotated[
+        str | None,
+        typer.Option(help="Also run on this MySQL/MariaDB server (default: $DBSYSTEM_MYSQL_URL)."),
+    ] = None,
 ) -> None:
-    """Run the end-to-end demo on an embedded SQLite file: no setup needed."""
+    """Run the end-to-end demo: SQLite, Redis and MongoDB (embedded mocks) with no setup,
+    PostgreSQL and MySQL when configured. It touches only the tables it creates."""
     from dbsystem.cli._demo import run_demo
 
     with _errors_to_exit():
-        run_demo(path, _out)
+        run_demo(path, _out, {DatabaseType.POSTGRES: postgres_url, DatabaseType.MYSQL: mysql_url})
 
 
 migrate_app = typer.Typer(

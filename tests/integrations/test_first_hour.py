@@ -158,3 +158,94 @@ def test_the_user_guides_install_lines_work_from_a_clone():
         match = re.fullmatch(r'pip install -e "\.\[([a-z,]+)\]"', line)
         assert match, line
         assert set(match.group(1).split(",")) <= extras, line
+
+
+def _readme_block(marker: str) -> str:
+    from tests.test_readme import python_blocks
+
+    return next(block for block in python_blocks() if marker in block)
+
+
+def _run_block(block: str, namespace: dict) -> list[str]:
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), namespace)
+    return out.getvalue().splitlines()
+
+
+def test_the_readme_quick_start_runs_twice_in_a_row(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(DatabaseManager, "_instance", None)
+    block = _readme_block("DatabaseManager.instance()")
+    first = _run_block(block, {})
+    assert first[:4] == ["1 1", "[{'id': 1, 'name': 'ada'}]",
+                         "sqlite UNIQUE constraint failed: users.name", "2"]  # fmt: skip
+    monkeypatch.setattr(DatabaseManager, "_instance", None)
+    assert _run_block(block, {})[:4] == first[:4]
+
+
+def test_the_readme_orm_example_runs_twice_beside_the_quick_starts_table(tmp_path):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'app.db'}")
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")  # Quick start's
+    block = _readme_block("class Member(Entity")
+    for _ in range(2):
+        namespace = {"db": db}
+        _run_block(block, namespace)
+        assert namespace["ada"].id == 1
+    assert db.fetch_value("SELECT COUNT(*) FROM members") == 1
+    db.close_all()
+
+
+def test_the_readme_mongodb_example_runs_twice_with_its_unique_index():
+    block = _readme_block('collection("users")')
+    create = next(line for line in block.splitlines() if "create_pool" in line)
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.MONGODB, "mongodb+mock://127.0.0.1:27017/app")  # (for create)
+    for _ in range(2):  # on one database, as twice on a real server
+        _run_block(block.replace(create, ""), {"db": db, "DatabaseType": DatabaseType})
+    users = db.query(DatabaseType.MONGODB).collection("users")
+    assert sorted(d["email"] for d in users.find().all()) == ["ada@example.com", "alan@example.com"]
+    db.close_all()
+
+
+def _sample(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBSYSTEM_")}
+    return subprocess.run(
+        [sys.executable, "-m", f"samples.{name}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "table"),
+    [("basic_usage", "sample_notes"), ("orm_examples", "sample_books"),
+     ("orm_examples", "dbsystem_migrations"), ("query_builders", "sample_people")],
+)  # fmt: skip
+def test_a_sample_refuses_to_touch_a_table_it_did_not_create(tmp_path, name, table):
+    target = tmp_path / "yours.db"
+    with sqlite3.connect(target) as conn:
+        conn.execute(f"CREATE TABLE {table} (precious TEXT)")
+        conn.execute(f"INSERT INTO {table} VALUES ('keep me')")
+    result = _sample(name, "--sql-url", f"sqlite:///{target}")
+    assert result.returncode == 2
+    assert f"{table} already exist" in result.stderr
+    with sqlite3.connect(target) as conn:
+        assert conn.execute(f"SELECT precious FROM {table}").fetchall() == [("keep me",)]
+
+
+@pytest.mark.parametrize("name", ["basic_usage", "orm_examples", "enterprise_example"])
+def test_a_sample_leaves_no_table_behind_and_runs_again(tmp_path, name):
+    target = tmp_path / "s.db"
+    for _ in range(2):
+        result = _sample(name, "--sql-url", f"sqlite:///{target}")
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(target) as conn:
+        left = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )  # (sqlite_sequence is SQLite's own, kept for AUTOINCREMENT)
+        assert left.fetchall() == []

@@ -50,6 +50,7 @@ import threading
 import time
 import weakref
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from dbsystem._version import __version__
@@ -110,17 +111,17 @@ class TracingHook(ExecutionHook):
         start = end - int((statement.duration or 0.0) * 1e9)
         target = self._target(statement)
         attributes = dict(target.attributes)
-        operation, collection = _operation(statement, target.system)
-        if operation:
-            attributes["db.operation.name"] = operation
-        if collection:
-            attributes["db.collection.name"] = collection
-        query = _query_text(statement, target.system)
-        if query:
-            attributes["db.query.text"] = query
+        name, described = _described(
+            target.system,
+            statement.text,
+            statement.operation == "pipeline",
+            statement.action,
+            statement.resources,
+            statement.operation,
+        )
+        attributes.update(described)
         if statement.operation == "executemany" and isinstance(statement.params, list | tuple):
             attributes["db.operation.batch.size"] = len(statement.params)
-        name = " ".join(part for part in (operation, collection) if part) or target.system
         span = self._tracer.start_span(
             name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start
         )
@@ -247,30 +248,55 @@ def _where(url: DatabaseURL | None) -> dict[str, str | int]:
     return out
 
 
-def _operation(statement: Statement, system: str) -> tuple[str, str]:
-    """(db.operation.name, db.collection.name) of ``statement``."""
-    text = statement.text
+@lru_cache(maxsize=2048)
+def _described(
+    system: str,
+    text: str,
+    pipeline: bool,
+    action: str,
+    resources: tuple[str, ...],
+    api_call: str,
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The span's name and the attributes its statement text determines (cached by text:
+    the same statement, run again, costs a dictionary lookup)."""
+    operation, collection = _operation(system, text, pipeline, action, resources, api_call)
+    query = _query_text(system, text, pipeline)
+    attributes = (
+        ("db.operation.name", operation),
+        ("db.collection.name", collection),
+        ("db.query.text", query),
+    )
+    name = " ".join(part for part in (operation, collection) if part) or system
+    return name, tuple((key, value) for key, value in attributes if value)
+
+
+def _operation(
+    system: str,
+    text: str,
+    pipeline: bool,
+    action: str,
+    resources: tuple[str, ...],
+    api_call: str,
+) -> tuple[str, str]:
+    """(db.operation.name, db.collection.name) of a statement."""
     if system == "redis":
-        if statement.operation == "pipeline":
+        if pipeline:
             return "PIPELINE", ""
         return text.split(None, 1)[0].upper() if text.strip() else "", ""
     if system == "mongodb":
-        resources = statement.resources
-        return _mongo_command(text) or statement.operation, resources[0] if resources else ""
+        return _mongo_command(text) or api_call, resources[0] if resources else ""
     word = text.split(None, 1)[0].upper() if text.strip() else ""
     if word in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "START", "SET"):
         return word, ""
     if word not in _QUERY_ACTIONS.values():  # WITH ..., a CTE: what it does
-        word = _QUERY_ACTIONS.get(statement.action, word)
-    resources = statement.resources
+        word = _QUERY_ACTIONS.get(action, word)
     return word, resources[0] if len(resources) == 1 else ""
 
 
-def _query_text(statement: Statement, system: str) -> str:
+def _query_text(system: str, text: str, pipeline: bool) -> str:
     """The statement's shape: no value it carries (see the module docstring)."""
-    text = statement.text
     if system == "redis":
-        if statement.operation == "pipeline":
+        if pipeline:
             return ""  # (the commands cannot be told apart from values holding "; ")
         words = text.split()
         return " ".join([words[0].upper(), *("?" * (len(words) - 1))]) if words else ""

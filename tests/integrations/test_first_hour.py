@@ -249,3 +249,13 @@ def test_a_sample_leaves_no_table_behind_and_runs_again(tmp_path, name):
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )  # (sqlite_sequence is SQLite's own, kept for AUTOINCREMENT)
         assert left.fetchall() == []
+
+
+def test_the_readme_documents_every_dot_command_of_the_shell():
+    from dbsystem.cli._shell import _DOTS
+
+    readme = (ROOT / "README.md").read_text()
+    commands = [word for word in _DOTS.split() if word.startswith(".")]
+    assert commands == [".tables", ".json", ".timing", ".help", ".quit"]
+    for command in commands:
+        assert f"| `{command}" in readme, command

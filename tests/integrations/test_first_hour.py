@@ -259,3 +259,28 @@ def test_the_readme_documents_every_dot_command_of_the_shell():
     assert commands == [".tables", ".json", ".timing", ".help", ".quit"]
     for command in commands:
         assert f"| `{command}" in readme, command
+
+
+@pytest.mark.parametrize("manager", ["sync", "async"])
+def test_configure_errors_name_the_pools_table(tmp_path, manager):
+    import asyncio
+
+    from dbsystem import AsyncDatabaseManager
+    from dbsystem.errors import ConfigurationError
+
+    path = tmp_path / "dbsystem.toml"
+    path.write_text('[databases.reports]\nurl = "sqlite:///r.db"\ntype = "postgres"\n')
+    with pytest.raises(ConfigurationError) as caught:
+        if manager == "sync":
+            DatabaseManager().configure(path)
+        else:
+            asyncio.run(AsyncDatabaseManager().configure(path))
+    assert (
+        str(caught.value) == "databases.reports: a sqlite:// URL connects to sqlite, not postgres"
+    )
+    path.write_text('[databases.cache]\nurl = "redis+mock://"\nmin_size = 5\nmax_size = 2\n')
+    with pytest.raises(ConfigurationError) as caught:
+        DatabaseManager().configure(path)
+    assert str(caught.value) == (
+        "databases.cache: invalid pool configuration: min_size (5) must not exceed max_size (2)"
+    )

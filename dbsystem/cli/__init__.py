@@ -507,13 +507,18 @@ def pools(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
+    # Fitted to the terminal: names fold onto more lines rather than being cut, and the
+    # figures are short columns that never wrap (the legend says what each one is).
     table = Table(title="pools")
-    for column in ("pool", "backend", "active", "idle", "max", "waiting", "timeouts", "leaks"):
-        table.add_column(column)
-    table.add_column("acquires waiting > 10 ms")
+    table.add_column("pool", overflow="fold")
+    table.add_column("backend", no_wrap=True)
+    for column in ("used", "idle", "wait", "t/o", "leak", "slow"):
+        table.add_column(column, justify="right", no_wrap=True)
     holders = Table(title="holders")
-    for column in ("pool", "held for", "label", "acquired at"):
-        holders.add_column(column)
+    holders.add_column("pool", overflow="fold")
+    holders.add_column("held", justify="right", no_wrap=True)
+    holders.add_column("label", overflow="fold")
+    holders.add_column("acquired at", overflow="fold")
     for pool in report["pools"]:
         st = pool["stats"]
         bounds, counts = pool["wait_buckets"], st["wait_counts"]
@@ -521,9 +526,9 @@ def pools(
             n for bound, n in zip([*bounds, float("inf")], counts, strict=False) if bound > 0.01
         )
         table.add_row(
-            pool["pool"], pool["backend"], str(st["active"]), str(st["idle"]),
-            str(st["max_size"]), str(st["waiting"]), str(st["timeouts"]), str(st["leaks"]),
-            f"{slow} of {st['acquired']}",
+            pool["pool"], pool["backend"], f"{st['active']}/{st['max_size']}", str(st["idle"]),
+            str(st["waiting"]), str(st["timeouts"]), str(st["leaks"]),
+            f"{slow}/{st['acquired']}",
         )  # fmt: skip
         for holder in pool["holders"]:
             holders.add_row(
@@ -531,10 +536,17 @@ def pools(
                 holder["location"],
             )  # fmt: skip
     _out.print(table)
+    _out.print(_POOLS_LEGEND, style="dim", highlight=False, soft_wrap=False)
     if holders.row_count:
         _out.print(holders)
     else:
         _out.print("no connection is lent out")
+
+
+_POOLS_LEGEND = (
+    "used: lent out/max_size; wait: callers waiting; t/o: acquire timeouts; "
+    "leak: leases leaked; slow: acquires that waited over 10 ms/all acquires"
+)
 
 
 @app.command()

@@ -284,3 +284,29 @@ def test_configure_errors_name_the_pools_table(tmp_path, manager):
     assert str(caught.value) == (
         "databases.cache: invalid pool configuration: min_size (5) must not exceed max_size (2)"
     )
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_dbsystem_pools_fits_its_tables_to_the_terminal(width):
+    from dbsystem.monitoring import PerformanceMonitor, PrometheusExporter
+
+    long_name = "a-rather-long-pool-name-for-reports"
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, "sqlite://:memory:")
+    db.create_pool(DatabaseType.SQLITE, "sqlite://:memory:", name=long_name)
+    monitor = PerformanceMonitor().attach(db)
+    held = db.connection(DatabaseType.SQLITE, label="nightly-report-with-a-long-label")
+    try:
+        with PrometheusExporter(port=0, monitor=monitor) as exporter:
+            result = runner.invoke(app, ["pools", exporter.url], env={"COLUMNS": str(width)})
+    finally:
+        held.release()
+        monitor.close()
+        db.close_all()
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in result.output  # nothing cut: long names fold onto more lines
+    first_table = lines[: next(i for i, line in enumerate(lines) if line.startswith("└"))]
+    pool_cells = "".join(line.split("│")[1].strip() for line in first_table if "│" in line)
+    assert f"sqlite/{long_name}" in pool_cells

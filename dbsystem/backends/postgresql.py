@@ -54,6 +54,14 @@ _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
 
 
+# DISCARD ALL without what would end the pinned test transaction (a simple-protocol batch:
+# one round trip; psycopg drops its prepared statements on DEALLOCATE ALL).
+_PINNED_RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; RESET ROLE; DEALLOCATE ALL; "
+    "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
 class PostgreSQLConnection(PyformatConnection):
     """One psycopg connection in autocommit mode."""
 
@@ -135,6 +143,20 @@ class PostgreSQLConnection(PyformatConnection):
 
     def ping(self) -> None:
         self._run("SELECT 1")
+
+    def _reset_session(self) -> None:
+        # Everything a session can change: settings (back to the connection's startup
+        # options, the pool's own), role and session authorization, prepared statements
+        # (psycopg forgets its own on seeing DISCARD ALL), cursors, LISTEN, advisory locks,
+        # temporary tables, cached plans and sequence state. Never prepared itself.
+        try:
+            self._cur.execute("DISCARD ALL", prepare=False)
+        except psycopg.Error as exc:
+            raise self._error(exc, "DISCARD ALL", None) from exc
+
+    def _reset_pinned_session(self) -> None:
+        # DISCARD ALL cannot run inside the test's transaction: its parts that can.
+        self._run(_PINNED_RESET)
 
     @property
     def backend_pid(self) -> int:

@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Self
 
@@ -45,7 +46,82 @@ from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands", "describe_scan"]
+__all__ = [
+    "RedisBackend",
+    "RedisConnection",
+    "Subscription",
+    "changes_session",
+    "describe_commands",
+    "describe_scan",
+    "reset_commands",
+    "resetting",
+]
+
+# Commands that change the state of the connection they run on (its database, name, client
+# tracking, an open MULTI, watched keys, the protocol, the authenticated user, reply mode,
+# subscriptions, replication roles): a connection that ran one is reset before redis-py's
+# pool lends it again (``RESET``, then the pool's own AUTH, SELECT and client name).
+_SESSION_COMMANDS = frozenset(
+    "SELECT CLIENT MULTI WATCH HELLO AUTH RESET READONLY READWRITE ASKING SUBSCRIBE "
+    "PSUBSCRIBE SSUBSCRIBE MONITOR SYNC PSYNC REPLCONF".split()
+)
+# True while a call that ran such a command is on its way: the pool's release resets.
+_SESSION_CHANGED: ContextVar[bool] = ContextVar("dbsystem_redis_session_changed", default=False)
+
+
+def changes_session(commands: Sequence[Sequence[Any]]) -> bool:
+    """True if one of ``commands`` changes the state of its connection."""
+    return any(command and str(command[0]).upper() in _SESSION_COMMANDS for command in commands)
+
+
+def resetting(call: Callable[[], Any]) -> Callable[[], Any]:
+    """``call`` run so that the driver connection it used is reset when it goes back to
+    redis-py's pool (the sync and the async client's pools both read the mark)."""
+
+    def marked() -> Any:
+        token = _SESSION_CHANGED.set(True)
+        try:
+            return call()
+        finally:
+            _SESSION_CHANGED.reset(token)
+
+    return marked
+
+
+def reset_commands(connection: Any) -> list[tuple[Any, ...]] | None:
+    """The commands that reset a redis-py connection and put the pool's settings back:
+    ``RESET`` (ends MULTI, WATCH, client tracking, subscriptions, reply modes; back to
+    database 0, RESP2, the default user), then the connection's own AUTH, SELECT and
+    CLIENT SETNAME. None when that cannot restore it (a credential provider, RESP3): the
+    connection is then closed, and the next use opens a fresh one."""
+    if getattr(connection, "credential_provider", None) is not None:
+        return None
+    if str(getattr(connection, "protocol", 2) or 2) != "2":
+        return None
+    commands: list[tuple[Any, ...]] = [("RESET",)]
+    password = getattr(connection, "password", None)
+    if password:
+        username = getattr(connection, "username", None)
+        commands.append(("AUTH", username, password) if username else ("AUTH", password))
+    if getattr(connection, "db", 0):
+        commands.append(("SELECT", connection.db))
+    name = getattr(connection, "client_name", None)
+    if name:
+        commands.append(("CLIENT", "SETNAME", name))
+    return commands
+
+
+def _reset_connection(connection: Any) -> None:
+    commands = reset_commands(connection)
+    if commands is None:
+        connection.disconnect()
+        return
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        for _ in commands:
+            connection.read_response()
+    except Exception:  # whatever went wrong, a closed connection reopens clean
+        connection.disconnect()
 
 # Command name -> the action access control and audit see.
 _READ = frozenset(
@@ -343,6 +419,8 @@ class _CountingPool(redis.BlockingConnectionPool):
         return connection
 
     def release(self, connection: Any) -> None:
+        if _SESSION_CHANGED.get():
+            _reset_connection(connection)
         super().release(connection)
         self._gate.release()
         with self._stats_lock:
@@ -530,7 +608,10 @@ class RedisConnection:
         return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        return self._run("command", [args], lambda: self._client.execute_command(*args, **options))
+        call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
+        if str(args[0]).upper() in _SESSION_COMMANDS:
+            call = resetting(call)
+        return self._run("command", [args], call)
 
     def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
@@ -542,7 +623,9 @@ class RedisConnection:
             return list(pipe.execute())
 
         words = [args for args, _ in commands]
-        result: list[Any] = self._run("pipeline", words, call)
+        result: list[Any] = self._run(
+            "pipeline", words, resetting(call) if changes_session(words) else call
+        )
         return result
 
     def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:

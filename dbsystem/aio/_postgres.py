@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._session import changes_session
 from dbsystem.backends._translate import translate
+from dbsystem.backends.postgresql import forget_prepared
 from dbsystem.backends.base import (
     SQLConnectionBase,
     commit_unknown,
@@ -307,6 +308,7 @@ class AsyncPostgresConnector:
                 await conn._cur.execute("DISCARD ALL", prepare=False)
             except psycopg.Error as exc:
                 raise conn._error(exc, "DISCARD ALL", None) from exc
+            forget_prepared(conn._conn)
             conn.dirty = False
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:

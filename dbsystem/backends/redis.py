@@ -91,23 +91,33 @@ def resetting(call: Callable[[], Any]) -> Callable[[], Any]:
 def reset_commands(connection: Any) -> list[tuple[Any, ...]] | None:
     """The commands that reset a redis-py connection and put the pool's settings back:
     ``RESET`` (ends MULTI, WATCH, client tracking, subscriptions, reply modes; back to
-    database 0, RESP2, the default user), then the connection's own AUTH, SELECT and
-    CLIENT SETNAME. None when that cannot restore it (a credential provider, RESP3): the
-    connection is then closed, and the next use opens a fresh one."""
+    database 0, RESP2, the default user), then the connection's own protocol, user and
+    name (``HELLO``, or ``AUTH`` and ``CLIENT SETNAME`` on RESP2) and database (``SELECT``).
+    None when that cannot restore it (a credential provider): the connection is then
+    closed, and the next use opens a fresh one."""
     if getattr(connection, "credential_provider", None) is not None:
         return None
-    if str(getattr(connection, "protocol", 2) or 2) != "2":
-        return None
-    commands: list[tuple[Any, ...]] = [("RESET",)]
+    protocol = str(getattr(connection, "protocol", 2) or 2)
     password = getattr(connection, "password", None)
-    if password:
-        username = getattr(connection, "username", None)
-        commands.append(("AUTH", username, password) if username else ("AUTH", password))
+    username = getattr(connection, "username", None)
+    name = getattr(connection, "client_name", None)
+    # RESET leaves CLIENT NO-EVICT on (Redis 7.0); a server without it answers an error,
+    # and the connection is closed instead.
+    commands: list[tuple[Any, ...]] = [("RESET",), ("CLIENT", "NO-EVICT", "OFF")]
+    if protocol != "2":
+        hello: tuple[Any, ...] = ("HELLO", protocol)
+        if password:
+            hello += ("AUTH", username or "default", password)
+        if name:
+            hello += ("SETNAME", name)
+        commands.append(hello)
+    else:
+        if password:
+            commands.append(("AUTH", username, password) if username else ("AUTH", password))
+        if name:
+            commands.append(("CLIENT", "SETNAME", name))
     if getattr(connection, "db", 0):
         commands.append(("SELECT", connection.db))
-    name = getattr(connection, "client_name", None)
-    if name:
-        commands.append(("CLIENT", "SETNAME", name))
     return commands
 
 

@@ -289,6 +289,7 @@ def test_psycopg_prepared_statements_still_work_after_a_reset(postgres_url):
     db = DatabaseManager()
     db.create_pool(DatabaseType.POSTGRES, _config(postgres_url))
     try:
+        db.execute("SET work_mem = '6MB'")  # a first reset, before anything was prepared
         for _ in range(3):
             with db.connection(DatabaseType.POSTGRES) as conn:
                 for _ in range(8):  # past psycopg's prepare_threshold: prepared server-side
@@ -340,3 +341,88 @@ def test_a_plain_lease_is_not_reset(kind, request, tmp_path):
     finally:
         db.execute("DROP TABLE reset_plain")
         db.close_all()
+
+
+# -- Redis: a command that changes the connection's session ---------------------------------
+
+
+def _client_info(text: str) -> dict[str, str]:
+    return dict(field.split("=", 1) for field in text.split() if "=" in field)
+
+
+@dataclass(frozen=True)
+class RedisLeak:
+    name: str
+    change: tuple[tuple[str, ...], ...]
+    field: str  # of CLIENT INFO, read on the next command's connection
+
+
+REDIS_LEAKS = [
+    RedisLeak("select", (("SELECT", "5"),), "db"),
+    RedisLeak("client_setname", (("CLIENT", "SETNAME", "reset_leak"),), "name"),
+    RedisLeak("client_tracking", (("CLIENT", "TRACKING", "ON"),), "flags"),
+    RedisLeak("client_no_evict", (("CLIENT", "NO-EVICT", "ON"),), "flags"),
+    RedisLeak("multi_left_open", (("MULTI",),), "multi"),
+    RedisLeak("multi_with_queued", (("MULTI",), ("SET", "reset:k", "1")), "multi"),
+    RedisLeak("watch", (("WATCH", "reset:watched"),), "flags"),
+]
+
+
+def _redis_config(url: str) -> PoolConfig:
+    return PoolConfig(url=f"{url}?client_name=reset_pool", min_size=1, max_size=1)
+
+
+@pytest.mark.parametrize("leak", REDIS_LEAKS, ids=lambda leak: leak.name)
+def test_redis_connection_is_reset(redis_url, leak):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.REDIS, _redis_config(redis_url))
+    try:
+        with db.connection(DatabaseType.REDIS) as redis:
+            fresh = _client_info(redis.execute("CLIENT", "INFO"))
+            for command in leak.change:
+                redis.execute(*command)
+            after = _client_info(redis.execute("CLIENT", "INFO"))
+        assert after[leak.field] == fresh[leak.field]
+        assert after["db"] == fresh["db"]
+        assert after["name"] == "reset_pool"
+        assert after["id"] == fresh["id"]  # the same server session, reset (not reopened)
+    finally:
+        db.close_all()
+
+
+@pytest.mark.parametrize("leak", REDIS_LEAKS, ids=lambda leak: leak.name)
+def test_redis_pipeline_is_reset(redis_url, leak):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.REDIS, _redis_config(redis_url))
+    try:
+        with db.connection(DatabaseType.REDIS) as redis:
+            fresh = _client_info(redis.execute("CLIENT", "INFO"))
+            try:
+                redis.pipeline([list(command) for command in leak.change])
+            except DBSystemError:
+                pass  # a MULTI inside a pipeline may be refused by the server: fine
+            after = _client_info(redis.execute("CLIENT", "INFO"))
+        assert after[leak.field] == fresh[leak.field]
+        assert after["db"] == fresh["db"]
+    finally:
+        db.close_all()
+
+
+@pytest.mark.parametrize("leak", REDIS_LEAKS, ids=lambda leak: leak.name)
+def test_redis_async_connection_is_reset(redis_url, leak):
+    async def main() -> None:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(DatabaseType.REDIS, _redis_config(redis_url))
+        try:
+            async with adb.connection(DatabaseType.REDIS) as redis:
+                fresh = _client_info(await redis.execute("CLIENT", "INFO"))
+                for command in leak.change:
+                    await redis.execute(*command)
+                after = _client_info(await redis.execute("CLIENT", "INFO"))
+            assert after[leak.field] == fresh[leak.field]
+            assert after["db"] == fresh["db"]
+            assert after["id"] == fresh["id"]
+        finally:
+            await adb.close_all()
+
+    asyncio.run(main())

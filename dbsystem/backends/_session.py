@@ -101,4 +101,3 @@ def changes_session(sql: str) -> bool:
         _PLAIN.clear()
     _PLAIN.add(sql)
     return False
-

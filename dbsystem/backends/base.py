@@ -348,7 +348,7 @@ class SQLConnectionBase(ABC):
             backend=self.backend_name,
         )
 
-    def _reset_pinned_session(self) -> None:
+    def _reset_pinned_session(self) -> None:  # noqa: B027 - optional for subclasses
         """``_reset_session`` inside the pinned test transaction, which must stay open.
         The default does nothing: backends reset what they can without ending it."""
 

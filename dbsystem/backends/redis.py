@@ -19,8 +19,8 @@ import ssl
 import threading
 import time
 from collections import deque
-from contextvars import ContextVar
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, ClassVar, Self
 
 import redis
@@ -132,6 +132,7 @@ def _reset_connection(connection: Any) -> None:
             connection.read_response()
     except Exception:  # whatever went wrong, a closed connection reopens clean
         connection.disconnect()
+
 
 # Command name -> the action access control and audit see.
 _READ = frozenset(

@@ -143,8 +143,7 @@ def pg_role(postgres_url):
     manager = DatabaseManager()
     manager.create_pool(DatabaseType.POSTGRES, postgres_url)
     manager.execute(
-        "DO $$ BEGIN CREATE ROLE reset_leak_role; EXCEPTION WHEN duplicate_object THEN NULL; "
-        "END $$"
+        "DO $$ BEGIN CREATE ROLE reset_leak_role; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     )
     manager.execute("GRANT reset_leak_role TO CURRENT_USER")
     yield "reset_leak_role"

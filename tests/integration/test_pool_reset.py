@@ -425,3 +425,55 @@ def test_redis_async_connection_is_reset(redis_url, leak):
             await adb.close_all()
 
     asyncio.run(main())
+
+
+# -- a connection pinned to a test's transaction (the pytest plugin) ------------------------
+
+
+def _pinned(db: DatabaseManager, db_type: DatabaseType) -> None:
+    """What ``dbsystem.testing``'s fixture does: an outer transaction no lease may end."""
+    with db.connection(db_type) as conn:
+        raw = conn._lease_raw()
+        raw.begin()
+        raw.base_depth = 1
+
+
+def test_sqlite_pinned_session_is_reset_and_keeps_the_tests_rows(tmp_path):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, _config(f"sqlite:///{tmp_path / 'pin.db'}"))
+    try:
+        db.execute("CREATE TABLE pinned (a INTEGER)")
+        _pinned(db, DatabaseType.SQLITE)
+        with db.connection(DatabaseType.SQLITE) as conn:
+            conn.execute("INSERT INTO pinned VALUES (1)")
+            conn.execute("PRAGMA recursive_triggers = ON")
+            conn.execute("CREATE TEMP TABLE reset_tmp (a)")
+        assert db.fetch_value("SELECT count(*) FROM pinned") == 1  # still in the transaction
+        assert db.fetch_value("PRAGMA recursive_triggers") == 0
+        assert db.fetch_value("SELECT count(*) FROM temp.sqlite_schema") == 0
+    finally:
+        db.close_all()
+
+
+def test_postgres_pinned_session_resets_the_role_and_keeps_the_tests_rows(postgres_url, pg_role):
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.POSTGRES, _config(postgres_url))
+    try:
+        user = db.fetch_value("SELECT current_user")
+        _pinned(db, DatabaseType.POSTGRES)
+        with db.connection(DatabaseType.POSTGRES) as conn:
+            conn.execute("CREATE TEMP TABLE reset_rows (a int) ON COMMIT PRESERVE ROWS")
+            conn.execute("CREATE TABLE IF NOT EXISTS reset_pinned (a int)")
+            conn.execute("INSERT INTO reset_pinned VALUES (1)")
+            conn.execute("SET ROLE reset_leak_role")
+            conn.execute("SET statement_timeout = '3s'")
+        assert db.fetch_value("SELECT current_user") == user
+        assert db.fetch_value("SHOW statement_timeout") == "0"
+        assert db.fetch_value("SELECT count(*) FROM reset_pinned") == 1  # the test's own row
+        assert db.fetch_value("SELECT to_regclass('pg_temp.reset_rows')::text") is None
+    finally:
+        with db.connection(DatabaseType.POSTGRES) as conn:
+            raw = conn._lease_raw()
+            raw.base_depth = 0
+            raw.rollback()
+        db.close_all()

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.errors import PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.query import expr as e
 from dbsystem.query.sql import _MISSING, condition
 
@@ -651,7 +651,7 @@ class CollectionQuery:
             except PermissionDenied as denied:  # through the hooks: audited as denied
                 connection.refuse(self._op, self._collection, self._build(), denied)
             if applied:
-                with policed():
+                with _policed_for(None):  # the one operation _execute runs
                     return query._execute(connection)
         return self._execute(connection)
 

@@ -134,7 +134,7 @@ class AsyncRedisConnection:
     async def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         # (``options`` are redis-py's response options, such as ``withscores``.)
         call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
-        if str(args[0]).upper() in _SESSION_COMMANDS:
+        if str(args[0]).upper() in _SESSION_COMMANDS and changes_session([args]):
             call = _resetting(call)
         return await self._run("command", [args], call)
 

@@ -69,9 +69,27 @@ _SESSION_COMMANDS = frozenset(
 _SESSION_CHANGED: ContextVar[bool] = ContextVar("dbsystem_redis_session_changed", default=False)
 
 
+# CLIENT subcommands that leave the calling connection as it was (they read, or act on
+# the server or on other clients); any other CLIENT subcommand marks the connection.
+_CLIENT_STATELESS = frozenset(
+    "PAUSE UNPAUSE KILL LIST INFO ID GETNAME TRACKINGINFO GETREDIR UNBLOCK HELP".split()
+)
+
+
+def _changes_session(args: Sequence[Any]) -> bool:
+    if not args:
+        return False
+    name = str(args[0]).upper()
+    if name not in _SESSION_COMMANDS:
+        return False
+    if name == "CLIENT" and len(args) > 1:
+        return str(args[1]).upper() not in _CLIENT_STATELESS
+    return True
+
+
 def changes_session(commands: Sequence[Sequence[Any]]) -> bool:
     """True if one of ``commands`` changes the state of its connection."""
-    return any(command and str(command[0]).upper() in _SESSION_COMMANDS for command in commands)
+    return any(_changes_session(command) for command in commands)
 
 
 def resetting(call: Callable[[], Any]) -> Callable[[], Any]:
@@ -620,7 +638,7 @@ class RedisConnection:
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
-        if str(args[0]).upper() in _SESSION_COMMANDS:
+        if str(args[0]).upper() in _SESSION_COMMANDS and _changes_session(args):
             call = resetting(call)
         return self._run("command", [args], call)
 

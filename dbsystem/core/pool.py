@@ -15,7 +15,11 @@ How it behaves (the choices, and why):
 * Connections are opened outside the pool lock, so a slow connect never blocks a return.
 * Health: a connection idle for longer than ``health_check_interval`` is pinged before it is
   handed out; a dead one is replaced and the caller never sees the error. Returns roll back
-  an open transaction; a connection that cannot be reset is dropped.
+  an open transaction and, when the lease may have changed its session, reset it (the
+  connector's ``reset``: see docs/SECURITY.md, "Sessions and pool reset"); a connection
+  that cannot be reset is dropped.
+* A user session's lease (``acquire_as``) counts against the user's cap on leases of the
+  pool; a user at the cap waits in a line of their own, so others are still served.
 * ``max_lifetime`` (less up to 10% jitter, so connections do not all expire together) is
   enforced on acquire, on return and by the maintenance thread; a connection in use is never
   closed under its borrower.

@@ -16,7 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
-from dbsystem.backends._session import changes_session
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -92,7 +92,7 @@ class AsyncPostgresConnection:
         return query
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
-        if not self.dirty and changes_session(sql):
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
             self.dirty = True
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
@@ -118,7 +118,7 @@ class AsyncPostgresConnection:
     async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
         if not seq_params:
             return ExecuteResult(0, None)
-        if not self.dirty and changes_session(sql):
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
             self.dirty = True
         for params in seq_params:
             query = self._query(sql, params)
@@ -173,7 +173,7 @@ class AsyncPostgresConnection:
         if own:
             await self.begin()
         name = f"dbsystem_stream_{next(_stream_ids)}"
-        if not self.dirty and changes_session(sql):
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
             self.dirty = True
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["changes_session"]
+__all__ = ["PLAIN", "changes_session"]
 
 _LEADS = frozenset({"select", "insert", "update", "delete", "with", "values", "table"})
 _READS = frozenset({"select", "with", "values", "table"})  # where INTO makes something
@@ -65,7 +65,10 @@ _WORD_INTO = re.compile(r"\binto\b", re.IGNORECASE)
 _WORD_TEMP = re.compile(r"\btemp(?:orary)?\b", re.IGNORECASE)
 
 # Texts known to be plain; bounded (cleared when full: texts repeat, so it refills at once).
-_PLAIN: set[str] = set()
+# The statement methods test ``sql not in PLAIN`` before calling ``changes_session``: on the
+# hot path that is the whole cost (a set lookup of a string whose hash is cached).
+PLAIN: set[str] = set()
+_PLAIN = PLAIN
 _PLAIN_MAX = 4096
 
 
@@ -98,6 +101,6 @@ def changes_session(sql: str) -> bool:
     if not _plain(sql):
         return True
     if len(_PLAIN) >= _PLAIN_MAX:
-        _PLAIN.clear()
+        _PLAIN.clear()  # (the same set object: the statement methods hold it)
     _PLAIN.add(sql)
     return False

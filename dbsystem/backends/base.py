@@ -20,7 +20,7 @@ from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dbsystem.backends._session import changes_session
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.errors import (
     CommitUnknownError,
@@ -150,7 +150,7 @@ class SQLConnectionBase(ABC):
     def note(self, sql: str) -> None:
         """Remember whether ``sql`` may change session state; the statement methods call it
         before running ``sql`` (a set lookup for a text seen before)."""
-        if not self.dirty and changes_session(sql):
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
             self.dirty = True
 
     @property

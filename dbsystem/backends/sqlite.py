@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dbsystem.backends._params import expand_lists
-from dbsystem.backends._session import changes_session
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     Backend,
@@ -180,7 +180,8 @@ class SQLiteConnection(StandardSQLConnection):
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
         """Execute ``sql``; expand lists and bind adapted values only if sqlite3 refused a
         value (or raise): the common path pays nothing for either."""
-        if not self.dirty and changes_session(sql):  # SQLConnectionBase.note, inlined
+        # SQLConnectionBase.note, inlined (a set lookup for a known text)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
             self.dirty = True
         try:
             return self._conn.execute(sql, () if params is None else params)

@@ -11,6 +11,7 @@ the pool's reset, not the access check (a statement the check refuses counts as 
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 import threading
 from collections.abc import Callable
@@ -318,6 +319,21 @@ def test_a_users_cap_is_the_smallest_of_its_roles_and_its_session(tmp_path):
             wide.connection(LITE, timeout=0.05)
         for lease in held:
             lease.release()
+    finally:
+        db.close_all()
+
+
+def test_a_lease_dropped_unreturned_gives_its_users_slot_back(tmp_path):
+    db = DatabaseManager()
+    db.create_pool(LITE, PoolConfig(url=f"sqlite:///{tmp_path / 'gc.db'}", max_size=3))
+    db.use_access_control(_acl())
+    try:
+        mallory = db.for_user("mallory", max_connections=1)
+        mallory.connection(LITE)  # dropped at once, never returned
+        gc.collect()
+        db.get_pool(LITE)._maintain()  # what the maintenance thread does
+        with mallory.connection(LITE, timeout=1.0) as conn:
+            assert conn.fetch_value("SELECT 1") == 1
     finally:
         db.close_all()
 

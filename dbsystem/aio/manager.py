@@ -301,6 +301,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         """The synchronous manager underneath: Redis and MongoDB pools, hooks, access control."""
         self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
         self._redis_clients: dict[Key, Any] = {}  # redis.asyncio clients, made on first use
+        self._redis_pipelines: dict[Key, Any] = {}  # their AutoPipelines (pipelining=True)
         self._mode: DatabaseType | None = None
         self._replicas: dict[Key, AsyncReplicaSet] = {}
 
@@ -447,6 +448,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
             await _close(pool)
             return
         client = self._redis_clients.pop(key, None)
+        self._redis_pipelines.pop(key, None)
         if client is not None:
             await _close_redis(client)
         await asyncio.to_thread(self.sync.close_pool, db_type, name)
@@ -457,6 +459,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         for pool in pools:
             await _close(pool)
         clients, self._redis_clients = list(self._redis_clients.values()), {}
+        self._redis_pipelines = {}
         for client in clients:
             await _close_redis(client)
         await asyncio.to_thread(self.sync.close_all)
@@ -500,12 +503,13 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     async def _acquire_threaded(self, key: Key, timeout: float | None, label: str | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
         if self.sync.backend(*key).kind == "kv":  # Redis: redis.asyncio
-            from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client
+            from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client, autopipeline
 
             client = self._redis_clients.get(key)
             if client is None:
                 client = self._redis_clients[key] = async_redis_client(sync_pool)
-            return AsyncRedisConnection(sync_pool, client)
+                self._redis_pipelines[key] = autopipeline(sync_pool, client)
+            return AsyncRedisConnection(sync_pool, client, self._redis_pipelines.get(key))
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout, label=label))
 
     @asynccontextmanager

@@ -76,14 +76,18 @@ _CLIENT_STATELESS = frozenset(
 )
 
 
+def _word(value: Any) -> str:
+    return (value.decode() if isinstance(value, bytes) else str(value)).upper()
+
+
 def _changes_session(args: Sequence[Any]) -> bool:
     if not args:
         return False
-    name = str(args[0]).upper()
+    name = _word(args[0])
     if name not in _SESSION_COMMANDS:
         return False
     if name == "CLIENT" and len(args) > 1:
-        return str(args[1]).upper() not in _CLIENT_STATELESS
+        return _word(args[1]) not in _CLIENT_STATELESS
     return True
 
 
@@ -638,7 +642,7 @@ class RedisConnection:
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
-        if str(args[0]).upper() in _SESSION_COMMANDS and _changes_session(args):
+        if _changes_session(args):
             call = resetting(call)
         return self._run("command", [args], call)
 

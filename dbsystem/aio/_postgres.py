@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._pg_hosts import refuse_session_state, role_mismatch
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -24,6 +25,7 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
+from dbsystem.backends.postgresql import forget_prepared
 from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
@@ -57,12 +59,15 @@ class AsyncPostgresConnection:
         self.broken = False
         self.session_attrs: str | None = None
         self.bounced = False  # through a transaction-pooling PgBouncer: session state refused
+        self.dirty = False  # as SQLConnectionBase.dirty: the session may have changed
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
-        """psycopg's connection; statements run on it bypass the hooks."""
+        """psycopg's connection; statements run on it bypass the hooks (the session is
+        reset on return)."""
+        self.dirty = True
         return self._conn
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
@@ -96,6 +101,8 @@ class AsyncPostgresConnection:
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
         if self.bounced:
             refuse_session_state(sql, bool(self.tx_depth))
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
                 raise ProgrammingError(
@@ -120,6 +127,8 @@ class AsyncPostgresConnection:
     async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
         if not seq_params:
             return ExecuteResult(0, None)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         for params in seq_params:
             query = self._query(sql, params)
         cur = self._cur
@@ -173,6 +182,8 @@ class AsyncPostgresConnection:
         if own:
             await self.begin()
         name = f"dbsystem_stream_{next(_stream_ids)}"
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False
         try:
@@ -310,10 +321,18 @@ class AsyncPostgresConnector:
             raise ConnectionFailed("the connection was lost", backend="postgresql")
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
+        if conn.dirty:  # as PostgreSQLConnection._reset_session
+            try:
+                await conn._cur.execute("DISCARD ALL", prepare=False)
+            except psycopg.Error as exc:
+                raise conn._error(exc, "DISCARD ALL", None) from exc
+            forget_prepared(conn._conn)
+            conn.dirty = False
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
         return (
             not conn.streams
+            and not conn.dirty
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE
         )

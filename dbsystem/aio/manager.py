@@ -46,7 +46,7 @@ from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext
+from dbsystem.core.session import SessionContext, session_context
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
@@ -157,9 +157,11 @@ class _Acquire(Generic[C]):
     async def _get(self) -> Any:  # a C
         pool = self._manager._pools.get(self._key)
         if pool is not None:
-            lease: Any = await pool.acquire(self._timeout, label=self._label)
-            lease._context = self._context
-            return lease
+            context = self._context
+            if context is None:
+                return await pool.acquire(self._timeout, label=self._label)
+            # A user session's: within the user's cap on leases of this pool.
+            return await pool.acquire_as(context, self._timeout, label=self._label)
         manager = self._manager  # Redis, MongoDB
         lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
         getattr(lease, "_lease", lease)._context = self._context
@@ -582,6 +584,10 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         key = (db_type or self._default_type(), name)
         return _Acquire(self, key, timeout, None, label)
 
+    def _connection_as(self, context: Any, db_type: DatabaseType, name: str | None) -> Any:
+        """``connection()`` for ``context`` (a user session's, or None: the application's)."""
+        return _Acquire(self, (db_type, name), None, context)
+
     def _default_type(self) -> DatabaseType:
         mode = self.mode
         if mode is None:
@@ -680,14 +686,21 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self.add_hook(acl)
 
     def for_user(
-        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+        self,
+        user: str,
+        *,
+        session_id: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        max_connections: int | None = None,
     ) -> AsyncUserSession:
-        """A session whose every statement is checked for ``user`` and audited."""
+        """A session whose every statement is checked for ``user`` and audited;
+        ``max_connections`` caps the connections of one pool it holds at once (its roles'
+        ``Role(max_connections=...)`` cap it too: the smallest applies)."""
         if self.sync._access_control is None:
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
+        return AsyncUserSession(self, session_context(user, session_id, attrs, max_connections))
 
 
 class AsyncUserSession(_AsyncSchema, _Calls):

@@ -27,12 +27,13 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 from dbsystem.backends._params import expand_lists
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     Backend,
@@ -65,6 +66,31 @@ _SQLITE_RANGE = 25
 
 # What sqlite3 raises for a statement: its own errors, and these two for values it cannot bind.
 _ERRORS = (sqlite3.Error, ValueError, OverflowError)
+# Connection-scoped PRAGMAs (integer valued) a pinned session gets back as the pool set them.
+_SESSION_PRAGMAS = (
+    "foreign_keys",
+    "query_only",
+    "recursive_triggers",
+    "defer_foreign_keys",
+    "reverse_unordered_selects",
+    "ignore_check_constraints",
+    "automatic_index",
+    "cell_size_check",
+    "trusted_schema",
+    "cache_size",
+    "temp_store",
+    "busy_timeout",
+)
+
+
+def _pragma(conn: sqlite3.Connection, name: str) -> Any:
+    try:
+        row = conn.execute(f"PRAGMA {name}").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else row[0]
+
+
 _JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
 
@@ -88,10 +114,18 @@ class SQLiteConnection(StandardSQLConnection):
 
     backend_name = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, show_params: bool) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        show_params: bool,
+        reopen: Callable[[], sqlite3.Connection] | None = None,
+    ) -> None:
         super().__init__()
         self._conn = conn
         self._show_params = show_params
+        self._reopen = reopen
+        # The connection's settings as the pool made them, put back in a pinned session.
+        self._pragmas = {name: _pragma(conn, name) for name in _SESSION_PRAGMAS}
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
@@ -146,6 +180,9 @@ class SQLiteConnection(StandardSQLConnection):
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
         """Execute ``sql``; expand lists and bind adapted values only if sqlite3 refused a
         value (or raise): the common path pays nothing for either."""
+        # SQLConnectionBase.note, inlined (a set lookup for a known text)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         try:
             return self._conn.execute(sql, () if params is None else params)
         except _ERRORS as exc:
@@ -156,6 +193,7 @@ class SQLiteConnection(StandardSQLConnection):
         return ExecuteResult(cur.rowcount, cur.lastrowid)
 
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
+        self.note(sql)
         try:
             cur = self._conn.executemany(sql, seq_params)
         except sqlite3.ProgrammingError:
@@ -254,8 +292,45 @@ class SQLiteConnection(StandardSQLConnection):
 
     @property
     def driver_connection(self) -> sqlite3.Connection:
-        """The sqlite3 connection underneath, for what dbsystem does not wrap."""
+        """The sqlite3 connection underneath, for what dbsystem does not wrap (the session is
+        reset on return: functions it registers do not outlive the lease)."""
+        self.dirty = True
         return self._conn
+
+    def _reset_session(self) -> None:
+        # What a session can change (PRAGMAs, temporary tables, attached databases,
+        # functions and collations registered on the driver connection) lives in the
+        # sqlite3 connection: a fresh one, made as the pool makes them (tens of
+        # microseconds; an in-memory database lives on in the backend's keeper).
+        if self._reopen is None:
+            super()._reset_session()
+            return
+        fresh = self._reopen()
+        old, self._conn = self._conn, fresh
+        try:
+            old.close()
+        except sqlite3.Error:
+            pass
+
+    def _reset_pinned_session(self) -> None:
+        # Inside the test's transaction: drop temporary objects, set the pool's PRAGMAs
+        # back, detach what can be (SQLite refuses DETACH inside a transaction: such a
+        # database stays attached until the fixture ends).
+        conn = self._conn
+        try:
+            temp = conn.execute(
+                "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+            for kind, name in temp:
+                quoted = name.replace('"', '""')
+                conn.execute(f'DROP {kind.upper()} IF EXISTS temp."{quoted}"')
+            for name, value in self._pragmas.items():
+                if value is not None:
+                    conn.execute(f"PRAGMA {name} = {int(value)}")
+            conn.execute("PRAGMA case_sensitive_like = 0")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reset", None) from exc
 
 
 class SQLiteBackend(Backend):
@@ -317,7 +392,7 @@ class SQLiteBackend(Backend):
         return conn
 
     def connect(self) -> SQLiteConnection:
-        return SQLiteConnection(self._open(), self.config.log_parameters)
+        return SQLiteConnection(self._open(), self.config.log_parameters, self._open)
 
     def dispose(self) -> None:
         if self._keeper is not None:

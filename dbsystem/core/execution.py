@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "refuse_for", "refuse_sql", "statement"]
 
 T = TypeVar("T")
 
@@ -67,6 +67,31 @@ def refuse_sql(
     raise error
 
 
+def refuse_for(
+    conn: Any, context: Any, operation: str, text: str, action: str, error: BaseException
+) -> NoReturn:
+    """Raise ``error`` for ``operation`` refused to ``context`` (a session's, or None: the
+    application's) on ``conn``, a lease that carries someone else (a block of another
+    user): reported through the hooks as that caller's refused statement, so the audit log
+    records who tried."""
+    pool = conn._pool
+    hooks: HookChain = pool.hooks
+    if hooks.hooks:
+        backend = conn.backend
+        refused = statement(
+            pool,
+            context,
+            operation,
+            text,
+            dialect=backend.dialect,
+            backend=pool.backend_name or backend.name,
+            action=action,
+            resources=(),
+        )
+        hooks.refuse(refused, error)
+    raise error
+
+
 class DriverPool(PoolLimits):
     """The manager's pool object for a backend whose driver pools for itself."""
 
@@ -88,6 +113,15 @@ class DriverPool(PoolLimits):
         if self._closed:
             raise self._closed_error()
         return self.connector.handle(self)
+
+    def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> Any:
+        """A handle whose operations carry ``context`` (a user session's). The driver
+        holds a connection only for each command, so there is no lease to cap."""
+        handle = self.acquire(timeout, label=label)
+        handle._context = context
+        return handle
 
     def try_acquire(self, *, label: str | None = None) -> Any:
         """A handle, or None at once when every driver connection is in use."""

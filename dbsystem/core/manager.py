@@ -217,10 +217,23 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         chosen = db_type or self._default or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            with self.connection(chosen) as conn:
-                conn._context = context
+            with self._connection_as(context, chosen, None) as conn:
                 return call(conn)
         return replicas.read(sql, call, context)
+
+    def _connection_as(
+        self,
+        context: Any,
+        db_type: DatabaseType | None,
+        name: str | None,
+        timeout: float | None = None,
+    ) -> Any:
+        """A lease for ``context``: a user session's (within the user's cap on leases of
+        the pool, ``acquire_as``), or None: the application's own (``connection()``)."""
+        pool = self.get_pool(db_type, name)
+        if context is None:
+            return pool.acquire(timeout)
+        return pool.acquire_as(context, timeout)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.backends._mongo_access import pipeline_accesses
 from dbsystem.errors import PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.query import expr as e
 from dbsystem.query.sql import _MISSING, condition
 
@@ -640,7 +640,7 @@ class CollectionQuery:
             except PermissionDenied as denied:  # through the hooks: audited as denied
                 connection.refuse(self._op, self._collection, self._build(), denied)
             if applied:
-                with policed():
+                with _policed_for(None):  # the one operation _execute runs
                     return query._execute(connection)
         return self._execute(connection)
 

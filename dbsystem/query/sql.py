@@ -25,7 +25,7 @@ from typing_extensions import TypeVar
 
 from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 from dbsystem.query.expr import (
     Compare,
@@ -294,8 +294,9 @@ class _Query(Generic[M, T]):
                 _refused(conn, self, denied)
             if applied:
                 compiled = query.compiled(conn.backend.dialect)
-                with policed():
-                    return _run(conn, compiled, compiled.bind(query.bound_values()))
+                params = compiled.bind(query.bound_values())
+                with _policed_for(compiled.sql, params):
+                    return _run(conn, compiled, params)
         compiled = query.compiled(conn.backend.dialect)
         return _run(conn, compiled, compiled.bind(query.bound_values()))
 
@@ -311,7 +312,7 @@ class _Query(Generic[M, T]):
         compiled = query.compiled(conn.backend.dialect)
         params = compiled.bind(query.bound_values())
         if applied:
-            with policed():
+            with _policed_for(compiled.sql, params):
                 return await _run(conn, compiled, params)
         return await _run(conn, compiled, params)
 

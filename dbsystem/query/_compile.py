@@ -410,20 +410,24 @@ class _Context:
     def _exists(self, node: e.Exists) -> Any:
         return sa.exists(self.child().any_select(node.subquery.query))
 
-    def order(self, node: e.Order, target: Any = None) -> list[Any]:
+    def order(self, node: e.Order, target: Any = None, flagged: Any = None) -> list[Any]:
+        """ORDER BY items for ``node``; ``flagged``: what MySQL tests for NULL in place of
+        ``target`` (a select item's expression, when ``target`` names its alias: MySQL
+        refuses an alias of an aggregate inside an expression)."""
         if target is None:
             target = self.expr(node.expr)
         ascending = node.direction == "asc"
         nulls = node.nulls
         item = target.asc() if ascending else target.desc()
-        if nulls is None:
+        low = "first" if ascending else "last"  # where NULLs go when they sort low
+        if nulls is None or (nulls == low and self.dialect_name != "postgresql"):
             # NULLs sort low everywhere; only PostgreSQL needs telling.
             if self.dialect_name != "postgresql":
                 return [item]
-            nulls = "first" if ascending else "last"
+            nulls = low
         if self.dialect_name == "mysql":
             # MySQL has no NULLS FIRST/LAST: sort on "is null" first.
-            flag = target.is_(sa.null())
+            flag = (target if flagged is None else flagged).is_(sa.null())
             return [flag.desc() if nulls == "first" else flag.asc(), item]
         return [item.nulls_first() if nulls == "first" else item.nulls_last()]
 
@@ -522,7 +526,20 @@ class _Context:
             if reuse
             else []
         )
-        return self._order_and_page(statement, query, targets)
+        flags: list[Any] = []
+        if self.dialect_name == "mysql":
+            labels = {
+                column.name: found[0]
+                for column, found in zip(query._columns, inner, strict=True)
+                if isinstance(column, e.Label) and found is not None
+            }
+            flags = [
+                labels.get(o.expr.name)
+                if isinstance(o.expr, e.Column) and o.expr.table is None
+                else None
+                for o in query._order
+            ]
+        return self._order_and_page(statement, query, targets, flags)
 
     def _reused(
         self,
@@ -559,13 +576,19 @@ class _Context:
         return self._order_and_page(statement, query)
 
     def _order_and_page(
-        self, statement: Any, query: q.SelectQuery | q.SetQuery, targets: Sequence[Any] = ()
+        self,
+        statement: Any,
+        query: q.SelectQuery | q.SetQuery,
+        targets: Sequence[Any] = (),
+        flags: Sequence[Any] = (),
     ) -> Any:
         """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result;
-        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item."""
+        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item
+        (``flags[i]``: see ``order``)."""
         for index, order in enumerate(query._order):
             target = targets[index] if index < len(targets) else None
-            statement = statement.order_by(*self.order(order, target))
+            flagged = flags[index] if index < len(flags) else None
+            statement = statement.order_by(*self.order(order, target, flagged))
         if query._limit is not None:
             statement = statement.limit(self.expr(query._limit))
         if query._offset is not None:

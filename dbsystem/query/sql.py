@@ -566,13 +566,20 @@ class SelectQuery(_Rows):
         """
         targets = [c.expr if isinstance(c, Label) else c for c in self._columns]
         found: list[int | None] = []
-        for item in (*self._group, *(o.expr for o in self._order)):
+        grouped: set[int] = set()  # a GROUP BY item takes a select item no other one took
+        groups = len(self._group)
+        for position, item in enumerate((*self._group, *(o.expr for o in self._order))):
             match = None
             if item._values:
                 for index, target in enumerate(targets):
-                    if target._key == item._key and _same_values(target._values, item._values):
-                        match = index
-                        break
+                    if (position < groups and index in grouped) or not (
+                        target._key == item._key and _same_values(target._values, item._values)
+                    ):
+                        continue
+                    match = index
+                    break
+            if match is not None and position < groups:
+                grouped.add(match)
             found.append(match)
         return tuple(found)
 

@@ -58,6 +58,26 @@ def test_group_by_the_selected_expression(db):
     ]
 
 
+def test_the_same_expression_selected_twice_and_grouped_twice(db):
+    """Each GROUP BY item takes its own select item: both occurrences in the select list
+    are then grouped, with their own parameters (found by the differential fuzzer)."""
+    rows = (
+        db.query()
+        .select(prefix().as_("a"), prefix().as_("b"), count().as_("n"))
+        .from_(db.table)
+        .group_by(prefix(), prefix())
+        .order_by("n")
+        .order_by("a")
+        .all()
+    )
+    assert rows == [
+        {"a": None, "b": None, "n": 1},
+        {"a": "+1 ", "b": "+1 ", "n": 1},
+        {"a": "+33", "b": "+33", "n": 1},
+        {"a": "+44", "b": "+44", "n": 2},
+    ]
+
+
 def test_group_by_a_different_value_is_a_different_expression(db):
     # The same shape with other values must not reuse the select item's parameters.
     query = db.query().select(prefix(3).as_("cc")).from_(db.table).group_by(prefix(2))

@@ -78,6 +78,15 @@ _STRFTIME = {
     "doy": "%j",
     "epoch": "%s",
 }
+_TRUNC_FORMAT = {  # strftime patterns; MySQL's DATE_FORMAT writes minutes as %i
+    "year": "%Y-01-01 00:00:00",
+    "month": "%Y-%m-01 00:00:00",
+    "day": "%Y-%m-%d 00:00:00",
+    "hour": "%Y-%m-%d %H:00:00",
+    "minute": "%Y-%m-%d %H:%M:00",
+    "second": "%Y-%m-%d %H:%M:%S",
+}
+_ZERO: Any = sa.literal_column("0")
 _CACHE_SIZE = 2048
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -288,6 +297,8 @@ class _Context:
         return sa.not_(operand) if node.op == "not" else -operand
 
     def _arith(self, node: e.Arith) -> Any:
+        if isinstance(node.right, e.Interval) and node.op in ("+", "-"):
+            return self._shift(self.expr(node.left), node.right, node.op == "-")
         left, right = self.expr(node.left), self.expr(node.right)
         if node.op == "+":
             return left + right
@@ -330,7 +341,10 @@ class _Context:
             return target.not_in(inner) if node.negate else target.in_(inner)
         if node.as_list:
             # "x IN :p0" with a list: expanded, or = ANY on PostgreSQL, by the connection.
-            return target.op("NOT IN" if node.negate else "IN")(self.bind())
+            # Untyped: a typed bind (after a CAST AS TIMESTAMP, say) gets PostgreSQL's
+            # "::TIMESTAMP" suffix, which would cast the whole "= ANY(...)" test.
+            untyped = sa.type_coerce(self.bind(), sa.types.NullType())
+            return target.op("NOT IN" if node.negate else "IN", is_comparison=True)(untyped)
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 
@@ -384,6 +398,72 @@ class _Context:
         if field in ("second", "epoch"):
             part = sa.func.floor(part)
         return sa.cast(part, kind)
+
+    def _interval(self, node: e.Interval) -> Any:
+        raise QueryBuildError(
+            "an interval is added to or subtracted from a date or timestamp: "
+            "col('d') + interval(days=1)"
+        )
+
+    def _shift(self, target: Any, span: e.Interval, subtract: bool) -> Any:
+        """``target`` moved by ``span``: calendar months first (kept to the month's last
+        day), then seconds; a timestamp on every backend."""
+        months: Any = self.bind()
+        seconds: Any = self.bind()
+        if self.dialect_name == "postgresql":
+            shift = sa.func.make_interval(
+                _ZERO, sa.cast(months, sa.Integer), _ZERO, _ZERO, _ZERO, _ZERO,
+                sa.cast(seconds, sa.Float),
+            )  # fmt: skip
+            stamp = sa.cast(target, sa.DateTime)
+            return stamp - shift if subtract else stamp + shift
+        if self.dialect_name == "mysql":
+            name = "date_sub" if subtract else "date_add"
+            moved = getattr(sa.func, name)(
+                sa.cast(target, sa.DateTime),
+                sa.text(f"INTERVAL :{months.key} MONTH").bindparams(months),
+            )
+            return getattr(sa.func, name)(
+                moved, sa.text(f"INTERVAL :{seconds.key} SECOND").bindparams(seconds)
+            )
+        # SQLite's '+N months' overflows into the next month (01-31 + 1 month = 03-02):
+        # move to the first of the month, add the months, then the day, capped at the
+        # month's last day; the time of day is kept.
+        if subtract:
+            months, seconds = sa.literal_column("0") - months, sa.literal_column("0") - seconds
+        month_text = sa.cast(months, sa.Text).concat(sa.literal_column("' months'"))
+        day = sa.cast(sa.func.strftime(sa.literal_column("'%d'"), target), sa.Integer)
+        day_text = sa.cast(day - sa.literal_column("1"), sa.Text).concat(
+            sa.literal_column("' days'")
+        )
+        start: Any = sa.literal_column("'start of month'")
+        same_day = sa.func.date(target, start, month_text, day_text)
+        last_day = sa.func.date(
+            target,
+            start,
+            month_text,
+            sa.literal_column("'+1 months'"),
+            sa.literal_column("'-1 days'"),
+        )
+        moved = (
+            sa.func.min(same_day, last_day)
+            .concat(sa.literal_column("' '"))
+            .concat(sa.func.time(target))
+        )
+        second_text = sa.cast(seconds, sa.Text).concat(sa.literal_column("' seconds'"))
+        return sa.func.datetime(moved, second_text)
+
+    def _datetrunc(self, node: e.DateTrunc) -> Any:
+        target = self.expr(node.expr)
+        unit = node.unit
+        if self.dialect_name == "postgresql":
+            return sa.func.date_trunc(sa.literal_column(f"'{unit}'"), sa.cast(target, sa.DateTime))
+        if self.dialect_name == "mysql":
+            pattern = _TRUNC_FORMAT[unit].replace("%M", "%i")
+            return sa.cast(
+                sa.func.date_format(target, sa.literal_column(f"'{pattern}'")), sa.DateTime
+            )
+        return sa.func.strftime(sa.literal_column(f"'{_TRUNC_FORMAT[unit]}'"), target)
 
     def _over(self, node: e.Over) -> Any:
         fn = self.expr(node.fn)

@@ -261,7 +261,16 @@ class _Context:
 
     # -- expressions -----------------------------------------------------------------------
 
+    substitutes: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = []
+    """While HAVING compiles: GROUP BY items holding values (shape, values, compiled
+    element, parameter names), used in place of an equal expression (see ``select``)."""
+
     def expr(self, node: e.Expr) -> Any:
+        if self.substitutes and node._values:
+            for key, values, element, names in self.substitutes:
+                if node._key == key and q._same_values(node._values, values):
+                    self.names.extend(names)
+                    return element
         method = getattr(self, "_" + type(node).__name__.lstrip("_").lower())
         return method(node)
 
@@ -344,7 +353,7 @@ class _Context:
             # Untyped: a typed bind (after a CAST AS TIMESTAMP, say) gets PostgreSQL's
             # "::TIMESTAMP" suffix, which would cast the whole "= ANY(...)" test.
             untyped = sa.type_coerce(self.bind(), sa.types.NullType())
-            return target.op("NOT IN" if node.negate else "IN", is_comparison=True)(untyped)
+            return target.op("NOT IN" if node.negate else "IN")(untyped)
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 
@@ -592,11 +601,34 @@ class _Context:
             statement = statement.distinct()
         if query._where is not None:
             statement = statement.where(self.expr(query._where))
+        substitutes: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = []
         if query._group:
-            groups = [self._reused(g, reuse[i], inner) for i, g in enumerate(query._group)]
+            groups = []
+            for i, g in enumerate(query._group):
+                start, transforms = len(self.names), len(self.transforms)
+                groups.append(self._reused(g, reuse[i], inner))
+                if g._values and len(self.transforms) == transforms:
+                    substitutes.append((g._key, g._values, groups[-1], self.names[start:]))
             statement = statement.group_by(*groups)
+        if self.dialect_name == "mysql":
+            # MySQL resolves names in HAVING against the select list only: an expression
+            # equal to a labelled select item is written as its label.
+            quote = self.dialect.identifier_preparer.quote
+            labelled: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = [
+                (c.expr._key, c.expr._values, sa.literal_column(quote(c.name)), found[1])
+                for c, found in zip(query._columns, inner, strict=True)
+                if isinstance(c, e.Label) and c.expr._values and found is not None
+            ]
+            substitutes = labelled + substitutes
         if query._having is not None:
-            statement = statement.having(self.expr(query._having))
+            # An expression of HAVING equal to a GROUP BY item (with the same values) takes
+            # that item's parameters, so PostgreSQL sees the grouped expression; the shape
+            # holds which ones match (``SelectQuery._having_reuse``).
+            self.substitutes = substitutes
+            try:
+                statement = statement.having(self.expr(query._having))
+            finally:
+                self.substitutes = []
         offset = len(query._group)
         targets = (
             [

@@ -78,6 +78,29 @@ def test_the_same_expression_selected_twice_and_grouped_twice(db):
     ]
 
 
+def test_having_an_expression_with_values(db):
+    """HAVING on the grouped expression takes its parameters too (issue 21); a different
+    value in HAVING is another expression, and compiles to other SQL."""
+    query = (
+        db.query()
+        .select(prefix().as_("cc"), count().as_("n"))
+        .from_(db.table)
+        .group_by(prefix())
+        .having(prefix().is_not_null() & (prefix() != "+1 "))
+        .order_by("cc")
+    )
+    assert query.all() == [{"cc": "+33", "n": 1}, {"cc": "+44", "n": 2}]
+    other = (
+        db.query()
+        .select(prefix().as_("cc"))
+        .from_(db.table)
+        .group_by(prefix())
+        .having(prefix(2).is_not_null())
+    )
+    assert other.build()[0] != query.build()[0]
+    assert other.shape() != query.shape()
+
+
 def test_group_by_a_different_value_is_a_different_expression(db):
     # The same shape with other values must not reuse the select item's parameters.
     query = db.query().select(prefix(3).as_("cc")).from_(db.table).group_by(prefix(2))

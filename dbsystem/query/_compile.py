@@ -87,6 +87,7 @@ _TRUNC_FORMAT = {  # strftime patterns; MySQL's DATE_FORMAT writes minutes as %i
     "second": "%Y-%m-%d %H:%M:%S",
 }
 _ZERO: Any = sa.literal_column("0")
+_AGGREGATES = frozenset({"count", "sum", "avg", "min", "max"})  # resolvable in MySQL HAVING
 _CACHE_SIZE = 2048
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -266,7 +267,7 @@ class _Context:
     element, parameter names), used in place of an equal expression (see ``select``)."""
 
     def expr(self, node: e.Expr) -> Any:
-        if self.substitutes and node._values:
+        if self.substitutes:
             for key, values, element, names in self.substitutes:
                 if node._key == key and q._same_values(node._values, values):
                     self.names.extend(names)
@@ -611,13 +612,17 @@ class _Context:
                     substitutes.append((g._key, g._values, groups[-1], self.names[start:]))
             statement = statement.group_by(*groups)
         if self.dialect_name == "mysql":
-            # MySQL resolves names in HAVING against the select list only: an expression
-            # equal to a labelled select item is written as its label.
+            # MySQL resolves names in HAVING against the select list and the grouped
+            # columns only: an expression equal to a labelled select item is written as
+            # its label (with values: the same values, see ``SelectQuery._having_reuse``).
             quote = self.dialect.identifier_preparer.quote
             labelled: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = [
                 (c.expr._key, c.expr._values, sa.literal_column(quote(c.name)), found[1])
                 for c, found in zip(query._columns, inner, strict=True)
-                if isinstance(c, e.Label) and c.expr._values and found is not None
+                if isinstance(c, e.Label)
+                and not isinstance(c.expr, e.Column)
+                and not (isinstance(c.expr, e.Func) and c.expr.name.lower() in _AGGREGATES)
+                and found
             ]
             substitutes = labelled + substitutes
         if query._having is not None:

@@ -367,6 +367,8 @@ def grouped_selects(draw: Any) -> tuple[Any, bool]:
         having = count() > draw(st.integers(0, 2))
         if draw(st.booleans()):
             having = having | (max_(col("t.a")) == draw(CONSTANTS["int"]))
+        if draw(st.booleans()):  # a grouped expression (maybe holding values) in HAVING
+            having = having & keys[draw(st.integers(0, len(keys) - 1))].is_not_null()
         query = query.having(having)
     labels = [f"g{i}" for i in range(len(keys))] + [f"v{i}" for i in range(len(aggregates))]
     return _ordered(draw, query, labels, page=True)

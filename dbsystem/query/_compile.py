@@ -354,7 +354,8 @@ class _Context:
             # Untyped: a typed bind (after a CAST AS TIMESTAMP, say) gets PostgreSQL's
             # "::TIMESTAMP" suffix, which would cast the whole "= ANY(...)" test.
             untyped = sa.type_coerce(self.bind(), sa.types.NullType())
-            return target.op("NOT IN" if node.negate else "IN")(untyped)
+            operator = target.op("NOT IN" if node.negate else "IN", return_type=sa.types.NullType)
+            return operator(untyped)
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 

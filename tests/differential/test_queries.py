@@ -24,7 +24,7 @@ any generated predicate p, the rows where p, NOT p and p IS NULL are the table, 
 
 Profiles: the CI profile is derandomized (the same queries every run): four tests of 800
 generated queries each (3,200 in all), plus 400 predicates through the oracle.
-``DBSYSTEM_FUZZ_PROFILE=long`` (or ``--hypothesis-profile=long``) searches with fresh
+``DBSYSTEM_FUZZ_PROFILE=long`` (or a registered ``long`` Hypothesis profile) searches with fresh
 random seeds and no time limit, for nightly runs:
 ``DBSYSTEM_FUZZ_PROFILE=long pytest -m differential tests/differential``.
 """

@@ -14,9 +14,10 @@
   standard isolation level; a read-only transaction sets ``PRAGMA query_only``.
 * sqlite3 binds ``:name`` parameters natively, so statements pass through untouched, but
   for a list after ``IN`` (``_params.expand_lists``). Values
-  sqlite3 has no storage class for (Decimal, UUID, date, datetime, time, dict, list) are
+  sqlite3 has no storage class for (UUID, date, datetime, time, dict, list) are
   stored as text (ISO 8601, JSON), converted only after sqlite3 refuses them, so the common
-  path pays nothing; they read back as text.
+  path pays nothing; they read back as text. A Decimal is bound as the number it is (an
+  integer, or a float when 15 significant digits hold it; text beyond that).
 """
 
 from __future__ import annotations
@@ -95,18 +96,56 @@ _JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "o
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
 
 
+def _decimal(value: Decimal) -> Any:
+    """A Decimal as the number SQLite computes with, so that it compares and adds as a
+    number (bound as text, ``x <= '-1.50'`` would hold for every number ``x``): an integer
+    when whole, a float when 15 significant digits hold it exactly; beyond that, text with
+    the exact digits (SQLite has no decimal type to keep them in)."""
+    if not value.is_finite():
+        return str(value)
+    if value == value.to_integral_value() and abs(value) < 2**63:
+        return int(value)
+    if len(value.normalize().as_tuple().digits) <= 15:
+        return float(value)
+    return str(value)
+
+
 def _adapt(value: Any) -> Any:
     """Text for the values sqlite3 has no storage class for (it stores them as TEXT)."""
-    if isinstance(value, Decimal | uuid.UUID):
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime.datetime):
-        # Always with microseconds: equal-width text sorts and compares like the instants.
-        return value.isoformat(" ", timespec="microseconds")
+        # sqlite3's own form (what its default adapter writes when a datetime is bound
+        # alone): one text per instant whichever path bound it, microseconds only when not
+        # zero; text order is still time order ("...:05" < "...:05.000001" < "...:06").
+        return value.isoformat(" ")
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), default=_json_value)
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what ``json`` cannot write, as the same value is stored alone."""
+    if isinstance(value, Decimal | uuid.UUID | datetime.date | datetime.time):
+        return _adapt(value)
+    raise ProgrammingError(
+        f"a {type(value).__name__} cannot be stored in JSON on SQLite", backend="sqlite"
+    )
+
+
+_NATIVE = (type(None), int, float, str, bytes, bytearray, memoryview)
+
+
+def _refused(value: Any) -> bool:
+    """Whether sqlite3 refuses to bind ``value`` (no storage class, no adapter of its own)."""
+    return (
+        not isinstance(value, _NATIVE)
+        and (type(value), sqlite3.PrepareProtocol) not in sqlite3.adapters
+    )
 
 
 class SQLiteConnection(StandardSQLConnection):
@@ -196,12 +235,25 @@ class SQLiteConnection(StandardSQLConnection):
         self.note(sql)
         try:
             cur = self._conn.executemany(sql, seq_params)
-        except sqlite3.ProgrammingError:
+        except sqlite3.ProgrammingError as exc:
+            # sqlite3 ran the rows before the first one it could not bind: go on from that
+            # row with its values adapted (running them all again would repeat the others).
             adapted = [{k: _adapt(v) for k, v in p.items()} for p in seq_params]
-            try:
-                cur = self._conn.executemany(sql, adapted)
-            except _ERRORS as exc:
+            first = next(
+                (
+                    index
+                    for index, row in enumerate(seq_params)
+                    if any(_refused(value) for value in row.values())
+                ),
+                None,
+            )
+            if first is None:
                 raise self._error(exc, sql, None) from exc
+            try:
+                cur = self._conn.executemany(sql, adapted[first:])
+            except _ERRORS as again:
+                raise self._error(again, sql, None) from again
+            return ExecuteResult(first + cur.rowcount, None)
         except _ERRORS as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)

@@ -251,6 +251,15 @@ def compile_expr(node: e.Expr) -> Any:
         else:
             part = {_DATE_OPERATORS[node.field]: target}
         return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, part]}
+    if isinstance(node, e.DateTrunc):
+        target = compile_expr(node.expr)
+        parts: dict[str, Any] = {}
+        for unit in e.TRUNC_UNITS:  # the parts up to the unit; the rest start over
+            parts[unit] = {_DATE_OPERATORS[unit]: target}
+            if unit == node.unit:
+                break
+        truncated = {"$dateFromParts": parts}
+        return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, truncated]}
     raise QueryBuildError(f"{type(node).__name__} has no MongoDB aggregation form")
 
 

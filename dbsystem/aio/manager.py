@@ -434,7 +434,11 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         """The default type: the one set, or the only pools' type, or None."""
         if self._mode is not None:
             return self._mode
-        types = {db_type for db_type, _ in self.pools()}
+        # Read on every call that names no type: no copy of the pools unless there are
+        # Redis/MongoDB (synchronous engine) pools to count as well.
+        types = {db_type for db_type, _ in self._pools}
+        if self.sync._pools:
+            types.update(db_type for db_type, _ in self.sync.pools())
         return next(iter(types)) if len(types) == 1 else None
 
     async def close_pool(self, db_type: DatabaseType, name: str | None = None) -> None:

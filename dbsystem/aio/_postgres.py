@@ -15,7 +15,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._pyformat import PyformatStatements
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -23,10 +23,9 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
+from dbsystem.backends.postgresql import _ADAPTERS, connection_lost
 from dbsystem.errors import (
     ConnectionFailed,
-    DBSystemError,
-    ProgrammingError,
 )
 from dbsystem.kernel.types import ExecuteResult, Row
 
@@ -36,7 +35,7 @@ _IDLE = int(TransactionStatus.IDLE)
 _stream_ids = itertools.count(1)
 
 
-class AsyncPostgresConnection:
+class AsyncPostgresConnection(PyformatStatements):
     """One ``psycopg.AsyncConnection`` in autocommit mode (the async twin of
     ``PostgreSQLConnection``)."""
 
@@ -62,43 +61,12 @@ class AsyncPostgresConnection:
         """psycopg's connection; statements run on it bypass the hooks."""
         return self._conn
 
-    def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
-        override: type[DBSystemError] | None = None
-        if self._conn.broken or self._conn.closed:
-            self.broken = True
-            override = ConnectionFailed
-        return translate(
-            exc,
-            backend=self.backend_name,
-            statement=sql,
-            params=params,
-            show_params=self._show_params,
-            secrets=self._secrets,
-            override=override,
-        )
-
-    def _query(self, sql: str, params: Mapping[str, Any]) -> str:
-        query, names = to_pyformat(sql, self.dialect)
-        for name in names:
-            if name not in params:
-                raise ProgrammingError(
-                    f"no value for parameter :{name}", backend=self.backend_name, statement=sql
-                )
-        return query
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return connection_lost(self._conn, exc)
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
-        if params is None:
-            if ";" in sql and is_stacked(sql, self.dialect):
-                raise ProgrammingError(
-                    "several statements in one call are refused: run them one at a time",
-                    backend=self.backend_name,
-                    statement=sql,
-                )
-            await cur.execute(sql)
-        else:
-            if params:
-                sql, params = expand_lists(sql, params, self.dialect)
-            await cur.execute(self._query(sql, params), params)
+        query, params = self._prepared(sql, params)
+        await cur.execute(query, params)
 
     async def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
         cur = self._cur
@@ -167,9 +135,8 @@ class AsyncPostgresConnection:
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False
         try:
-            if params:
-                sql, params = expand_lists(sql, params, self.dialect)
-            await cur.execute(sql if params is None else self._query(sql, params), params)
+            query, params = self._prepared(sql, params)
+            await cur.execute(query, params)
             while batch := await cur.fetchmany(batch_size):
                 for row in batch:
                     yield row
@@ -262,8 +229,6 @@ class AsyncPostgresConnector:
         self.backend = backend
 
     async def connect(self) -> AsyncPostgresConnection:
-        from dbsystem.backends.postgresql import _ADAPTERS
-
         backend = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(

@@ -44,7 +44,7 @@ from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
+__all__ = ["PostgreSQLBackend", "PostgreSQLConnection", "connection_lost"]
 
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
@@ -52,6 +52,15 @@ _IDLE = int(TransactionStatus.IDLE)
 _BAD = int(ConnStatus.BAD)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
+
+
+def connection_lost(conn: Any, exc: BaseException) -> bool:
+    """True if ``exc`` on psycopg's ``conn`` (sync or async) means the connection is gone."""
+    if conn.broken or conn.closed:
+        return True
+    # A socket closed under psycopg's wait ("connection socket closed") can leave
+    # ``broken`` unset; libpq's own status still says the connection is gone.
+    return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
 
 
 class PostgreSQLConnection(PyformatConnection):
@@ -70,12 +79,7 @@ class PostgreSQLConnection(PyformatConnection):
         return result is not None and result.nfields > 0
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        conn = self._conn
-        if conn.broken or conn.closed:
-            return True
-        # A socket closed under psycopg's wait ("connection socket closed") can leave
-        # ``broken`` unset; libpq's own status still says the connection is gone.
-        return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
+        return connection_lost(self._conn, exc)
 
     def _begin(self, isolation: str | None, readonly: bool) -> None:
         sql = "BEGIN"

@@ -17,7 +17,6 @@ verifier reports.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import hashlib
 import hmac
 import json
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from dbsystem._log import get_logger
 from dbsystem.errors import ConfigurationError, SecurityError
-from dbsystem.security._audit_sink import ChainSink
+from dbsystem.security._audit_sink import ChainSink, open_locked
 from dbsystem.security._records import (
     AUDIT_BACKEND,
     CHECKPOINT_MISMATCH,
@@ -171,15 +170,12 @@ class _Writer:
 
     def open(self) -> None:
         """Lock the file, repair a partial last line, compare it with its checkpoint."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigurationError(
-                f"the audit file {self.path} already has a writer (a JsonLinesAuditSink in "
-                "this process or another): one writer per file, or the chain would fork"
-            ) from None
+        fd = open_locked(
+            self.path,
+            os.O_WRONLY | os.O_APPEND,
+            f"the audit file {self.path} already has a writer (a JsonLinesAuditSink in "
+            "this process or another): one writer per file, or the chain would fork",
+        )
         try:
             self._load(fd)
         except BaseException:

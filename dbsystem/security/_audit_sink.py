@@ -9,9 +9,12 @@ once: choosing the key, writing, flushing, and rotating the key as a record of t
 
 from __future__ import annotations
 
+import fcntl
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from dbsystem._log import get_logger
@@ -25,9 +28,21 @@ from dbsystem.security._records import (
     signing_key,
 )
 
-__all__ = ["ChainSink", "ChainWriter"]
+__all__ = ["ChainSink", "ChainWriter", "open_locked"]
 
 _logger = get_logger("dbsystem.audit")
+
+
+def open_locked(path: Path, flags: int, taken: str) -> int:
+    """``path`` opened (created with mode 0600) and locked for this writer alone
+    (``flock``), or ``ConfigurationError(taken)`` when another writer holds it."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigurationError(taken) from None
+    return fd
 
 
 class ChainWriter(Protocol):

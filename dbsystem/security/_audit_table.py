@@ -7,7 +7,6 @@ own statements. Its optional checkpoint file works as the file sink's does.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 
 from dbsystem.errors import ConfigurationError
 from dbsystem.security._audit_file import ChainWalk, Verdict, judge_checkpoint, keyring
-from dbsystem.security._audit_sink import ChainSink
+from dbsystem.security._audit_sink import ChainSink, open_locked
 from dbsystem.security._records import (
     AUDIT_BACKEND,
     CHECKPOINT_SIZE,
@@ -209,16 +208,12 @@ class DatabaseAuditSink(ChainSink):
             last = conn.fetch_one(f"SELECT * FROM {self.table} ORDER BY seq DESC LIMIT 1")
         self._writer = _TableWriter(self, last)
         if self.checkpoint_path is not None:
-            fd = os.open(self.checkpoint_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise ConfigurationError(
-                    f"the audit checkpoint {self.checkpoint_path} already has a writer: one "
-                    "sink per checkpoint"
-                ) from None
-            self._writer.checkpoint_fd = fd
+            self._writer.checkpoint_fd = open_locked(
+                self.checkpoint_path,
+                os.O_RDWR,
+                f"the audit checkpoint {self.checkpoint_path} already has a writer: one "
+                "sink per checkpoint",
+            )
         if key is not None:
             self.use_key(key)
 

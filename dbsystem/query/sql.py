@@ -16,7 +16,7 @@ shape with other values reuses the cached SQL, so only the values are collected 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, TypeVar, Unpack
 
 from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
@@ -341,6 +341,14 @@ class Join:
         self._values = item._values + (on._values if on is not None else ())
 
 
+class RecursiveOptions(TypedDict, total=False):
+    """``with_recursive``'s options (``CTE``'s): the CTE's ``columns`` (default none named)
+    and ``union_all`` (default True; False: UNION, duplicates removed)."""
+
+    columns: Sequence[str]
+    union_all: bool
+
+
 class CTE:
     """WITH name [(columns)] AS (query) [recursive: base UNION [ALL] step]."""
 
@@ -480,16 +488,12 @@ class SelectQuery(_Rows):
         return self._copy(_ctes=self._ctes + (CTE(name, query, columns=columns),))
 
     def with_recursive(
-        self,
-        name: str,
-        base: _Query,
-        step: _Query,
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        self, name: str, base: _Query, step: _Query, **options: Unpack[RecursiveOptions]
     ) -> SelectQuery:
-        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
-        cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
+        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name.
+
+        ``columns`` names the CTE's columns; ``union_all=False`` makes it UNION."""
+        cte = CTE(name, base, step=step, **options)
         return self._copy(_ctes=self._ctes + (cte,))
 
     # -- set operations --------------------------------------------------------------------
@@ -957,18 +961,10 @@ class QueryFactory:
         return SelectQuery(self, ()).with_(name, query, columns=columns)
 
     def with_recursive(
-        self,
-        name: str,
-        base: _Query,
-        step: _Query,
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        self, name: str, base: _Query, step: _Query, **options: Unpack[RecursiveOptions]
     ) -> SelectQuery:
         """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
-        return SelectQuery(self, ()).with_recursive(
-            name, base, step, columns=columns, union_all=union_all
-        )
+        return SelectQuery(self, ()).with_recursive(name, base, step, **options)
 
 
 def select(*columns: Any) -> SelectQuery:

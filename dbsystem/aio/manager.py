@@ -211,6 +211,46 @@ class _Calls:
     connection: Callable[..., Any]  # the manager's, or the session's (with its user)
     _replicas: Mapping[Key, Any]  # the manager's read replicas
     _aread: Callable[..., Awaitable[Any]]  # a read on a replica (the session's: with its user)
+    _bound_owner: Callable[[], AsyncDatabaseManager]  # whose pools: the manager's
+    _bound_context: Callable[[], Any]  # whose blocks: None (the application) or a session's
+
+    @asynccontextmanager
+    async def transaction(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        isolation: str | None = None,
+        readonly: bool = False,
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a transaction, committed when the block exits cleanly.
+
+        Inside the block (in this task) ``bound_connection`` returns it, and a nested
+        ``transaction()`` for the same pool reuses it as a savepoint. A user session's
+        carries its user from the BEGIN on, and is refused inside another user's open
+        block on the same pool (as the sync one's).
+        """
+        manager = self._bound_owner()
+        key = (id(manager), db_type or manager._default_type(), name)
+
+        def borrow() -> Any:
+            return self.connection(key[1], name=name)
+
+        context = self._bound_context()
+        async with _transaction_block(key, context, borrow, isolation, readonly) as conn:
+            yield conn
+
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> AsyncConnection | None:
+        """The connection of this caller's ``transaction()`` block open in this task, or
+        None (a block of another user is not this caller's)."""
+        manager = self._bound_owner()
+        chosen = db_type or manager.mode
+        if chosen is None:
+            return None
+        conn: AsyncConnection | None = _bound_to((id(manager), chosen, name), self._bound_context())
+        return conn
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -506,37 +546,11 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
             return AsyncRedisConnection(sync_pool, client)
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout, label=label))
 
-    @asynccontextmanager
-    async def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> AsyncIterator[AsyncConnection]:
-        """A connection inside a transaction, committed when the block exits cleanly.
+    def _bound_owner(self) -> AsyncDatabaseManager:
+        return self
 
-        Inside the block (in this task) ``bound_connection`` returns it, and a nested
-        ``transaction()`` for the same pool reuses it as a savepoint.
-        """
-        key = (id(self), db_type or self._default_type(), name)
-
-        def borrow() -> Any:
-            return self.connection(key[1], name=name)
-
-        async with _transaction_block(key, None, borrow, isolation, readonly) as conn:
-            yield conn
-
-    def bound_connection(
-        self, db_type: DatabaseType | None = None, name: str | None = None
-    ) -> AsyncConnection | None:
-        """The connection of the ``transaction()`` block open in this task, or None."""
-        chosen = db_type or self.mode
-        if chosen is None:
-            return None
-        conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
-        return conn
+    def _bound_context(self) -> Any:
+        return None  # the application's own blocks
 
     def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
         """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
@@ -621,32 +635,11 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """The manager's default database type."""
         return self._manager.mode
 
-    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
-        """The connection of this session's open ``transaction()`` block, or None."""
-        chosen = db_type or self._manager.mode
-        if chosen is None:
-            return None
-        return _bound_to((id(self._manager), chosen, name), self.context)
+    def _bound_owner(self) -> AsyncDatabaseManager:
+        return self._manager
 
-    @asynccontextmanager
-    async def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> AsyncIterator[Any]:
-        """A transaction whose statements carry this session's user, from its BEGIN on
-        (refused inside another user's open block on the same pool, as the sync one's)."""
-        manager = self._manager
-        key = (id(manager), db_type or manager._default_type(), name)
-
-        def borrow() -> Any:
-            return self.connection(key[1], name=name)
-
-        async with _transaction_block(key, self.context, borrow, isolation, readonly) as conn:
-            yield conn
+    def _bound_context(self) -> Any:
+        return self.context
 
     @property
     def _replicas(self) -> Mapping[Key, Any]:  # type: ignore[override]

@@ -36,7 +36,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -51,7 +51,7 @@ from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.protocols import BackendInfo, TransactionOptions, transaction_options
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
@@ -216,20 +216,18 @@ class _Calls:
 
     @asynccontextmanager
     async def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]
     ) -> AsyncIterator[AsyncConnection]:
         """A connection inside a transaction, committed when the block exits cleanly.
 
-        Inside the block (in this task) ``bound_connection`` returns it, and a nested
-        ``transaction()`` for the same pool reuses it as a savepoint. A user session's
+        Options (``TransactionOptions``): ``name`` (a named pool), ``isolation`` (e.g.
+        ``"serializable"``), ``readonly``. Inside the block (in this task)
+        ``bound_connection`` returns it, and a nested ``transaction()`` for the same pool
+        reuses it as a savepoint. A user session's
         carries its user from the BEGIN on, and is refused inside another user's open
         block on the same pool (as the sync one's).
         """
+        name, isolation, readonly = transaction_options(options)
         manager = self._bound_owner()
         key = (id(manager), db_type or manager._default_type(), name)
 

@@ -51,7 +51,13 @@ from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
-from dbsystem.kernel.protocols import BackendInfo, TransactionOptions, transaction_options
+from dbsystem.kernel.protocols import (
+    BackendInfo,
+    ConnectionOptions,
+    TransactionOptions,
+    connection_options,
+    transaction_options,
+)
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
@@ -510,18 +516,16 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     # -- connections -----------------------------------------------------------------------
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Any:
         """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
-        and ``await conn.release()``). ``label`` names the borrower in the pool's
-        ``holders()`` (else its code location does)."""
-        key = (db_type or self._default_type(), name)
-        return _Acquire(self, key, timeout, None, label)
+        and ``await conn.release()``). Options (``ConnectionOptions``): ``name``,
+        ``timeout``, ``label`` (names the borrower in the pool's ``holders()``; else its
+        code location does)."""
+        if options:
+            name, timeout, label = connection_options(options)
+            return _Acquire(self, (db_type or self._default_type(), name), timeout, None, label)
+        return _Acquire(self, (db_type or self._default_type(), None), None, None)
 
     def _default_type(self) -> DatabaseType:
         mode = self.mode
@@ -618,15 +622,14 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         self.context = context
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Any:
-        """A connection whose statements carry the session's user."""
+        """A connection whose statements carry the session's user (options: the manager's
+        ``connection()``'s)."""
         manager = self._manager
-        return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
+        name, timeout, label = connection_options(options)
+        key = (db_type or manager._default_type(), name)
+        return _Acquire(manager, key, timeout, self.context, label)
 
     @property
     def mode(self) -> DatabaseType | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from dbsystem.core._calls import BoundTransactions, Calls
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.protocols import BackendInfo, ConnectionOptions
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
@@ -56,14 +56,11 @@ class EngineSession(BoundTransactions[Any], Calls):
         return BackendInfo.of(self._manager.backend(db_type, name))
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Any:
-        """Borrow a connection whose statements carry this session's user."""
-        conn = self._manager.connection(db_type, name=name, timeout=timeout)
+        """Borrow a connection whose statements carry this session's user (options: the
+        manager's ``connection()``'s)."""
+        conn = self._manager.connection(db_type, **options)
         conn._context = self.context
         return conn
 

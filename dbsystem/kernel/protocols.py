@@ -45,10 +45,12 @@ __all__ = [
     "BackendInfo",
     "BackendKind",
     "BackendLike",
+    "ConnectionOptions",
     "DriverPoolBackend",
     "StatementRunner",
     "TransactionOptions",
     "lookup_credential",
+    "connection_options",
     "set_credential_source",
     "transaction_options",
 ]
@@ -89,6 +91,33 @@ class DriverPoolBackend(BackendLike, Protocol):
         waiting, closed) of the driver's pool."""
 
 
+class ConnectionOptions(TypedDict, total=False):
+    """The options of ``connection()``, the same for every manager, user session and
+    bridge, sync and async (declared once here, checked by ``connection_options``)."""
+
+    name: str | None
+    """The named pool of the type (default: its default pool)."""
+    timeout: float | None
+    """How long to wait for a free connection (default: the pool's ``acquire_timeout``)."""
+    label: str | None
+    """Names the borrower in the pool's ``holders()`` (default: its code location)."""
+
+
+_CONNECTION_OPTIONS = frozenset(ConnectionOptions.__annotations__)
+
+
+def connection_options(options: Mapping[str, Any]) -> tuple[str | None, float | None, str | None]:
+    """``name``, ``timeout`` and ``label`` from ``connection()``'s keyword options; an
+    option it does not take raises ``InterfaceError`` naming it."""
+    unknown = options.keys() - _CONNECTION_OPTIONS
+    if unknown:
+        raise InterfaceError(
+            f"connection() takes no option {', '.join(sorted(unknown))} "
+            "(its options: name, timeout, label)"
+        )
+    return options.get("name"), options.get("timeout"), options.get("label")
+
+
 class TransactionOptions(TypedDict, total=False):
     """The options of ``transaction()``, the same for every manager, user session and
     bridge, sync and async (declared once here, checked by ``transaction_options``)."""
@@ -127,9 +156,9 @@ class StatementRunner(Protocol):
         """The backend behind a pool."""
 
     def connection(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None, **kwargs: Any
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Any:
-        """Borrow a connection (a context manager)."""
+        """Borrow a connection (a context manager; see ``ConnectionOptions``)."""
 
     def transaction(
         self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]

@@ -53,8 +53,9 @@ class AsyncPostgresConnection(PyformatStatements):
         self._secrets = secrets
         self.tx_depth = 0
         self.broken = False
-        # Open streams, closed when the connection goes back to the pool (as the sync side).
-        self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
+        # Open streams, closed when the connection goes back to the pool (as the sync side);
+        # None until the first: every release asks, and an empty WeakSet's len() is a call.
+        self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] | None = None
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -121,6 +122,8 @@ class AsyncPostgresConnection(PyformatStatements):
     ) -> AsyncGenerator[Row, None]:
         """``stream``, remembered so that returning the connection closes it."""
         rows = self._stream(sql, params, batch_size)
+        if self.streams is None:
+            self.streams = weakref.WeakSet()
         self.streams.add(rows)
         return rows
 
@@ -248,7 +251,7 @@ class AsyncPostgresConnector:
         await conn._run("SELECT 1")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
-        for stream in list(conn.streams):
+        for stream in list(conn.streams or ()):
             try:
                 await stream.aclose()
             except RuntimeError:  # still being read by another task: drop the connection
@@ -259,8 +262,9 @@ class AsyncPostgresConnector:
             await conn.rollback()
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
+        streams = conn.streams
         return (
-            not conn.streams
+            (streams is None or not streams)
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE
         )

@@ -109,11 +109,10 @@ _CONNECTION_OPTIONS = frozenset(ConnectionOptions.__annotations__)
 def connection_options(options: Mapping[str, Any]) -> tuple[str | None, float | None, str | None]:
     """``name``, ``timeout`` and ``label`` from ``connection()``'s keyword options; an
     option it does not take raises ``InterfaceError`` naming it."""
-    unknown = options.keys() - _CONNECTION_OPTIONS
-    if unknown:
+    if not options.keys() <= _CONNECTION_OPTIONS:  # (no set built: every builder call asks)
+        unknown = ", ".join(sorted(options.keys() - _CONNECTION_OPTIONS))
         raise InterfaceError(
-            f"connection() takes no option {', '.join(sorted(unknown))} "
-            "(its options: name, timeout, label)"
+            f"connection() takes no option {unknown} (its options: name, timeout, label)"
         )
     return options.get("name"), options.get("timeout"), options.get("label")
 
@@ -136,11 +135,10 @@ _TRANSACTION_OPTIONS = frozenset(TransactionOptions.__annotations__)
 def transaction_options(options: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
     """``name``, ``isolation`` and ``readonly`` from ``transaction()``'s keyword options;
     an option it does not take raises ``InterfaceError`` naming it."""
-    unknown = options.keys() - _TRANSACTION_OPTIONS
-    if unknown:
+    if not options.keys() <= _TRANSACTION_OPTIONS:
+        unknown = ", ".join(sorted(options.keys() - _TRANSACTION_OPTIONS))
         raise InterfaceError(
-            f"transaction() takes no option {', '.join(sorted(unknown))} "
-            "(its options: name, isolation, readonly)"
+            f"transaction() takes no option {unknown} (its options: name, isolation, readonly)"
         )
     return options.get("name"), options.get("isolation"), options.get("readonly", False)
 

@@ -19,7 +19,18 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeAlias, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NoReturn,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypedDict,
+    Unpack,
+    overload,
+)
 
 from typing_extensions import TypeVar
 
@@ -401,6 +412,14 @@ class Join:
         self._values = item._values + (on._values if on is not None else ())
 
 
+class RecursiveOptions(TypedDict, total=False):
+    """``with_recursive``'s options (``CTE``'s): the CTE's ``columns`` (default none named)
+    and ``union_all`` (default True; False: UNION, duplicates removed)."""
+
+    columns: Sequence[str]
+    union_all: bool
+
+
 class CTE:
     """WITH name [(columns)] AS (query) [recursive: base UNION [ALL] step]."""
 
@@ -554,12 +573,12 @@ class SelectQuery(_Rows[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> Self:
-        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
-        cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
+        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name.
+
+        ``columns`` names the CTE's columns; ``union_all=False`` makes it UNION."""
+        cte = CTE(name, base, step=step, **options)
         return self._copy(_ctes=self._ctes + (cte,))
 
     # -- set operations --------------------------------------------------------------------
@@ -1139,14 +1158,10 @@ class QueryFactory(Generic[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> SelectQuery[M]:
         """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
-        return SelectQuery(self, ()).with_recursive(
-            name, base, step, columns=columns, union_all=union_all
-        )
+        return SelectQuery(self, ()).with_recursive(name, base, step, **options)
 
 
 def select(*columns: Any) -> SelectQuery:

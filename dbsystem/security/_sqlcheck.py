@@ -35,7 +35,17 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-__all__ = ["SQL_DIALECTS", "Analysis", "analyse", "allowed_functions", "normalise"]
+from dbsystem.errors import DBSystemError
+
+__all__ = [
+    "SQL_DIALECTS",
+    "Analysis",
+    "allowed_functions",
+    "analyse",
+    "function_keys",
+    "normalise",
+    "readable",
+]
 
 SQL_DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
 
@@ -151,6 +161,11 @@ class _Reader:
             self._writes(tree)
         except _Undecidable as exc:
             return _refuse(str(exc))
+        unknown = _unknown_qualifier(tree)
+        if unknown is not None:
+            return _refuse(
+                f"a column of {unknown!r}, which the statement does not name (an implicit table)"
+            )
         for table in tree.find_all(exp.Table):
             if id(table) in self.done or not isinstance(table.this, exp.Identifier):
                 continue  # (a table-valued function: its name is checked as a function)
@@ -304,8 +319,9 @@ class _Reader:
             self._add("insert", target)  # CREATE TABLE ... AS SELECT fills it
 
 
-class _Undecidable(Exception):
-    pass
+class _Undecidable(DBSystemError):
+    """A statement part the checker cannot decide: the statement is refused (never raised
+    out of ``analyse``)."""
 
 
 def _first_word(text: str) -> str:
@@ -381,6 +397,27 @@ def _is_cte(table: exp.Table) -> bool:
     return False
 
 
+# Names a column may be qualified by without naming a table: the row an upsert proposes.
+_PSEUDO_TABLES = frozenset({"excluded", "new", "old"})
+
+
+def _unknown_qualifier(tree: Any) -> str | None:
+    """A column qualifier that names no table, alias or CTE of the statement, if any: a
+    builder's ``col("b.x")`` the compiler did not turn into a FROM item."""
+    names = set(_PSEUDO_TABLES)
+    for table in tree.find_all(exp.Table):
+        names.add(table.name.lower())
+    for alias in tree.find_all(exp.TableAlias):
+        names.add(alias.name.lower())
+    for cte in tree.find_all(exp.CTE):
+        names.add(cte.alias_or_name.lower())
+    for column in tree.find_all(exp.Column):
+        qualifier = column.table
+        if qualifier and qualifier.lower() not in names:
+            return str(qualifier)
+    return None
+
+
 def _functions(tree: Any) -> frozenset[str]:
     names = set()
     for node in tree.find_all(exp.Func):
@@ -397,6 +434,34 @@ def _function_name(node: exp.Func) -> str:
             return f"{parent.this.sql().lower()}.{name}"  # schema.fn(): not on any list
         return name
     return f"<{node.key}>"  # a function sqlglot knows by its own class
+
+
+_CLASSES = {cls.key: cls for cls in exp.ALL_FUNCTIONS}
+
+
+def readable(name: str) -> str:
+    """A function name of an analysis as SQL spells it (``<currentversion>`` ->
+    ``current_version``)."""
+    if name.startswith("<"):
+        cls = _CLASSES.get(name[1:-1])
+        return cls.sql_names()[0].lower() if cls is not None else name[1:-1]
+    return name
+
+
+@lru_cache(maxsize=1024)
+def function_keys(names: frozenset[str], dialect: str) -> frozenset[str]:
+    """What the function names a role grants (``Role(functions=...)``) are in an analysis
+    on ``dialect``: the name, and sqlglot's class for it when it has one."""
+    keys = set(names)
+    for name in names:
+        if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            try:
+                keys |= _functions(
+                    sqlglot.parse_one(f"SELECT {name}()", read=SQL_DIALECTS[dialect])
+                )
+            except SqlglotError:
+                pass  # (a function sqlglot reads only with arguments: its name stands)
+    return frozenset(keys)
 
 
 # -- the function allow-lists ---------------------------------------------------------------
@@ -609,6 +674,10 @@ _DIALECT_CALLS = {
 }
 
 
+# Allowed names no sample call above spells: MySQL's VALUES(col) in ON DUPLICATE KEY UPDATE.
+_EXTRA_NAMES = {"mysql": {"values"}}
+
+
 @cache
 def allowed_functions(dialect: str) -> frozenset[str]:
     """The functions any user session may call on ``dialect``: what sqlglot makes of the
@@ -620,4 +689,4 @@ def allowed_functions(dialect: str) -> frozenset[str]:
         except SqlglotError:
             continue  # (a spelling this dialect's parser does not read)
         names |= _functions(tree)
-    return frozenset(names)
+    return frozenset(names | _EXTRA_NAMES.get(dialect, set()))

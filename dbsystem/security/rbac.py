@@ -35,7 +35,14 @@ from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
 from dbsystem.query.expr import check_identifier
-from dbsystem.security._sqlcheck import SQL_DIALECTS, allowed_functions, analyse, normalise
+from dbsystem.security._sqlcheck import (
+    SQL_DIALECTS,
+    allowed_functions,
+    analyse,
+    function_keys,
+    normalise,
+    readable,
+)
 
 __all__ = ["AccessControl", "Permission", "Role"]
 
@@ -321,10 +328,9 @@ class AccessControl(ProcessWide, ExecutionHook):
             return ()
         extra = analysis.functions - allowed_functions(dialect)
         if extra:
-            granted = state.functions(user)
-            denied = sorted(f.strip("<>") for f in extra if f.strip("<>") not in granted)
-            if denied:
-                names = ", ".join(f"{name}()" for name in denied)
+            extra -= function_keys(state.functions(user), dialect)
+            if extra:
+                names = ", ".join(sorted(f"{readable(name)}()" for name in extra))
                 return (
                     f"user {user!r} may not call {names}: not on the {dialect} function "
                     "allow-list nor in any of the user's Role(functions=...)"

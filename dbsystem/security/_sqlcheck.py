@@ -38,6 +38,7 @@ from sqlglot.errors import SqlglotError
 from dbsystem.errors import DBSystemError
 
 __all__ = [
+    "CACHED_TEXT",
     "SQL_DIALECTS",
     "Analysis",
     "allowed_functions",
@@ -103,9 +104,26 @@ _SAVEPOINT = re.compile(
 _EXECUTABLE_COMMENT = re.compile(r"/\*[mM]?!")
 
 
-@lru_cache(maxsize=4096)
+# Texts up to this length are cached (a builder's shapes, the raw SQL an application's
+# users send again and again); a longer one is analysed each time, so that the cache holds
+# at most 4096 x 8 KiB whatever users send.
+CACHED_TEXT = 8 * 1024
+
+
 def analyse(text: str, dialect: str) -> Analysis:
-    """The analysis of ``text`` on ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), cached."""
+    """The analysis of ``text`` on ``dialect`` (``postgresql``, ``mysql``, ``sqlite``),
+    cached by (text, dialect) for texts up to ``CACHED_TEXT`` characters."""
+    if len(text) <= CACHED_TEXT:
+        return _cached(text, dialect)
+    return _analyse(text, dialect)
+
+
+@lru_cache(maxsize=4096)
+def _cached(text: str, dialect: str) -> Analysis:
+    return _analyse(text, dialect)
+
+
+def _analyse(text: str, dialect: str) -> Analysis:
     if dialect == "mysql":
         if _EXECUTABLE_COMMENT.search(text):
             return _refuse(

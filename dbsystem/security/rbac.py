@@ -36,6 +36,7 @@ from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
 from dbsystem.query.expr import check_identifier
 from dbsystem.security._sqlcheck import (
+    CACHED_TEXT,
     SQL_DIALECTS,
     allowed_functions,
     analyse,
@@ -292,9 +293,10 @@ class AccessControl(ProcessWide, ExecutionHook):
         verdict = state.sql.get(key)
         if verdict is None:
             verdict = self._sql_verdict(state, user, statement.dialect, raw, text)
-            if len(state.sql) > 100_000:
-                state.sql.clear()
-            state.sql[key] = verdict
+            if len(text) <= CACHED_TEXT:  # (bounded: at most 20,000 x 8 KiB)
+                if len(state.sql) >= 20_000:
+                    state.sql.clear()
+                state.sql[key] = verdict
         if type(verdict) is str:
             raise PermissionDenied(verdict, backend=statement.backend)
         if not verdict:

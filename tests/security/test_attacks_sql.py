@@ -736,20 +736,33 @@ def test_a_huge_raw_statement_is_refused_before_it_is_parsed(tmp_path: Any) -> N
 
 def test_revoke_racing_with_checks_never_leaves_an_allow() -> None:
     """300 trials: threads check while revoke_role runs; a check that starts after the
-    revoke returned must deny, and so must every check after the threads end."""
+    revoke returned must deny, and so must every check after the threads end. The checks
+    go over many tables (each a decision computed, not found) and the interpreter switches
+    threads as often as it can, so a decision computed from the grants before the revoke
+    and cached after it would be seen."""
+    import sys
+
     acl = AccessControl()
-    acl.create_role(Role("reader", grants={"sc_a": S}))
-    statement = Statement("sqlite", "sqlite", "p", "fetch_all", "SELECT id FROM sc_a")
+    acl.create_role(Role("reader", grants={"sc_*": S}))
+    statements = [
+        Statement("sqlite", "sqlite", "p", "fetch_all", f"SELECT id FROM sc_{i}") for i in range(40)
+    ]
     stale = 0
-    for _ in range(300):
-        acl.assign_role("ann", "reader")
-        stale += _race_once(acl, statement)
-        with pytest.raises(PermissionDenied):
-            acl.check("ann", statement)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(300):
+            acl.assign_role("ann", "reader")
+            stale += _race_once(acl, statements)
+            for statement in statements:
+                with pytest.raises(PermissionDenied):
+                    acl.check("ann", statement)
+    finally:
+        sys.setswitchinterval(interval)
     assert stale == 0
 
 
-def _race_once(acl: AccessControl, statement: Statement) -> int:
+def _race_once(acl: AccessControl, statements: list[Statement]) -> int:
     """Checks in 3 threads while revoke_role runs: how many that started after the revoke
     returned were allowed."""
     revoked, stop = threading.Event(), threading.Event()
@@ -759,18 +772,20 @@ def _race_once(acl: AccessControl, statement: Statement) -> int:
     def checker() -> None:
         started.wait()
         while not stop.is_set():
-            after = revoked.is_set()
-            try:
-                acl.check("ann", statement)
-            except PermissionDenied:
-                continue
-            if after:
-                late_allows.append(1)
+            for statement in statements:
+                after = revoked.is_set()
+                try:
+                    acl.check("ann", statement)
+                except PermissionDenied:
+                    continue
+                if after:
+                    late_allows.append(1)
 
     threads = [threading.Thread(target=checker) for _ in range(3)]
     for thread in threads:
         thread.start()
     started.wait()
+    time.sleep(0.0005)
     acl.revoke_role("ann", "reader")
     revoked.set()
     time.sleep(0.001)  # checks keep running a while after the revoke
@@ -778,3 +793,31 @@ def _race_once(acl: AccessControl, statement: Statement) -> int:
     for thread in threads:
         thread.join()
     return len(late_allows)
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_backslash_games_under_no_backslash_escapes_are_refused(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    """With ``sql_mode=NO_BACKSLASH_ESCAPES`` the server ends ``'a\\'`` at the second
+    quote, where the parser reads an escaped quote: the text reads ``sc_b`` on the server
+    while the parser sees one string. The application's own call shows the server's
+    reading; the user session's is refused and does not run."""
+    env = _env_for(request, MY)
+    env.reset()
+    attack = "SELECT 'a\\' AS s, (SELECT secret FROM sc_b) AS leak -- '"
+    url = env.url + ("&" if "?" in env.url else "?") + "sql_mode=NO_BACKSLASH_ESCAPES"
+    app = DatabaseManager()
+    app.create_pool(DatabaseType.MYSQL, url)
+    try:
+        assert app.fetch_all(attack) == [{"s": "a\\", "leak": "s3cret"}]
+    finally:
+        app.close_all()
+    moded = Env(MY, env.db, url, env.schema)
+
+    async def async_call(session: Any) -> Any:
+        return await session.fetch_all(attack)
+
+    ran = _attempt(moded, mode, "ann", lambda s: s.fetch_all(attack), async_call)
+    assert ran == []

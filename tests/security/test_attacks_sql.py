@@ -14,6 +14,7 @@ The positive cases at the end are what a normal user writes; they must still run
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -821,3 +822,39 @@ def test_backslash_games_under_no_backslash_escapes_are_refused(
 
     ran = _attempt(moded, mode, "ann", lambda s: s.fetch_all(attack), async_call)
     assert ran == []
+
+
+@pytest.mark.parametrize(
+    ("dialect", "user", "sql", "named"),
+    [
+        (PG, "ann", "COPY sc_b TO STDOUT", "COPY statements"),
+        (PG, "ann", "LISTEN sc_chan", "LISTEN statements"),
+        (PG, "ann", "SELECT pg_read_file('/etc/hostname')", "pg_read_file()"),
+        (MY, "ann", "SELECT sleep(1)", "sleep()"),
+        (LITE, "ann", "SELECT * FROM pragma_table_info('sc_b')", "pragma_table_info()"),
+        (MY, "ann", "SELECT 1 /*!50000 , 2 */", "executable comment"),
+        (MY, "ann", "SELECT 'a\\'", "backslash"),
+        (PG, "ann", "SELECT 1 FROM sc_a; SELECT 2 FROM sc_a", "2 statements in one text"),
+        (PG, "ann", "SELECT * FROM sc_a FOR UPDATE", "may not update on 'sc_a'"),
+        (PG, "ann", "SELECT * INTO sc_new FROM sc_a", "may not ddl on 'sc_new'"),
+        (PG, "ann", "WITH sc_b AS (SELECT * FROM sc_b) SELECT 1", "may not select on 'sc_b'"),
+        (PG, "ann", "SELECT * FROM public.sc_b", "may not select on 'public.sc_b'"),
+        (
+            PG,
+            "ian",
+            "INSERT INTO sc_a (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 1",
+            "update",
+        ),
+        (LITE, "ian", "REPLACE INTO sc_a (id) VALUES (1)", "may not delete on 'sc_a'"),
+        (PG, "max", "MERGE INTO sc_a USING sc_b ON true WHEN MATCHED THEN DELETE", "delete"),
+        (MY, "uma", "UPDATE sc_a JOIN sc_b ON 1 = 1 SET sc_b.x = 0", "may not update on 'sc_b'"),
+        (MY, "dee", "DELETE sc_a, sc_b FROM sc_a JOIN sc_b", "may not delete on 'sc_b'"),
+        (PG, "ann", "SELECT sc_b.secret FROM sc_a", "column of 'sc_b'"),
+        (PG, "ann", "SELEKT 1", "cannot parse"),
+    ],
+)
+def test_a_refusal_names_what_was_not_allowed(dialect: str, user: str, sql: str, named: str):
+    acl = _acl()
+    statement = Statement(dialect, dialect, "p", "execute", sql)
+    with pytest.raises(PermissionDenied, match=re.escape(named)):
+        acl.check(user, statement)

@@ -339,11 +339,11 @@ class AccessControl(ProcessWide, ExecutionHook):
                 )
         accesses = analysis.accesses or (("select", "*"),)  # no table: needs a "*" grant
         for action, resource in accesses:
-            if not state.allowed(user, action, resource):
+            if not state.allowed_sql(user, action, resource, dialect):
                 return f"user {user!r} may not {action} on {resource!r}"
         if self.raw_needs_grant and raw:
             for _, resource in accesses:
-                if not state.allowed(user, "raw", resource):
+                if not state.allowed_sql(user, "raw", resource, dialect):
                     return (
                         f"user {user!r} may not run raw SQL on {resource!r} (it needs the RAW "
                         "permission; the query builders and the ORM do not)"
@@ -474,6 +474,10 @@ class AccessControl(ProcessWide, ExecutionHook):
         )
 
 
+# Names of a dialect's system catalogs, which "*" does not reach (see _State.allowed_sql).
+_SYSTEM_PREFIX = {"postgresql": "pg_", "sqlite": "sqlite_"}
+
+
 class _State:
     """One version of the roles and assignments, and the caches derived from it.
 
@@ -539,6 +543,26 @@ class _State:
                 self.decisions.clear()
             self.decisions[key] = decision
         return decision
+
+    def allowed_sql(self, user: str, action: str, resource: str, dialect: str) -> bool:
+        """``allowed`` for a table a SQL text names. A schema-qualified name (``mysql.user``,
+        ``public.b``) and a system catalog's name (PostgreSQL's ``pg_*``, SQLite's
+        ``sqlite_*``) need a pattern that spells them out as such (``public.*``,
+        ``pg_stat*``): ``"*"`` means the tables of the application's own schema."""
+        prefix = _SYSTEM_PREFIX.get(dialect)
+        if "." in resource:
+            explicit = "."
+        elif prefix is not None and resource.startswith(prefix):
+            explicit = prefix
+        else:
+            return self.allowed(user, action, resource)
+        needed = _NEEDS.get(action, Permission.ADMIN)
+        return any(
+            needed in permissions
+            and (explicit in pattern if explicit == "." else pattern.startswith(explicit))
+            and fnmatch.fnmatchcase(resource, pattern)
+            for pattern, permissions, _ in self.grants(user)
+        )
 
     def has_policies(self, user: str) -> bool:
         found = self._policed.get(user)

@@ -17,7 +17,7 @@ import asyncio
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -43,6 +43,7 @@ ROLES = {
     "dan": {"sc_a": S | D},  # may delete from sc_a, nothing on sc_b
     "max": {"sc_a": S | INS | U, "sc_b": S},  # MERGE without DELETE
     "pat": {"sc_a": S | INS | U, "sc_b": S},  # the positive cases
+    "star": {"*": S},  # every table of the application's schema, not the system's
 }
 
 
@@ -184,6 +185,13 @@ def _cases() -> list[Case]:
         c("quoted_upper_sqlite", (LITE,), 'SELECT * FROM "SC_B"'),
         c("backquoted_name", (MY,), "SELECT * FROM `sc_b`"),
         c("schema_quoted", (PG,), 'SELECT * FROM "public"."sc_b"'),
+        c("system_table_mysql", (MY,), "SELECT * FROM mysql.user", "star"),
+        c("information_schema", (PG, MY), "SELECT * FROM information_schema.tables", "star"),
+        c("pg_catalog_qualified", (PG,), "SELECT * FROM pg_catalog.pg_authid", "star"),
+        c("pg_catalog_unqualified", (PG,), "SELECT * FROM pg_authid", "star"),
+        c("pg_stat_activity", (PG,), "SELECT query FROM pg_stat_activity", "star"),
+        c("sqlite_master", (LITE,), "SELECT sql FROM sqlite_master", "star"),
+        c("sqlite_schema_qualified", (LITE,), "SELECT sql FROM main.sqlite_schema", "star"),
         c("insert_select_reads_b", ALL, "INSERT INTO sc_a (id) SELECT id + 10 FROM sc_b", "ian"),
         c("update_reads_b", ALL, "UPDATE sc_a SET v = (SELECT x FROM sc_b WHERE id = 1)", "upa"),
         c("delete_where_b", ALL, "DELETE FROM sc_a WHERE id IN (SELECT id FROM sc_b)", "ian"),
@@ -581,37 +589,58 @@ def test_builder_attack_is_refused_and_does_not_run(
 
 
 _POSITIVE = [
-    Case(
-        "join_granted", ALL, "SELECT sc_a.id, sc_b.secret FROM sc_a JOIN sc_b ON sc_a.id = sc_b.id"
+    Case("star_reads_own_schema", ALL, "SELECT count(*) AS n FROM sc_a", "star"),
+    *(
+        replace(case, user="pat")
+        for case in [
+            Case(
+                "join_granted",
+                ALL,
+                "SELECT sc_a.id, sc_b.secret FROM sc_a JOIN sc_b ON sc_a.id = sc_b.id",
+            ),
+            Case("aggregates", ALL, "SELECT count(*) AS n, sum(v) AS s, max(x) AS m FROM sc_a"),
+            Case(
+                "coalesce_case", ALL, "SELECT coalesce(nullif(v, 10), 0) AS c FROM sc_a ORDER BY id"
+            ),
+            Case("cte_granted", ALL, "WITH s AS (SELECT id FROM sc_b) SELECT count(*) AS n FROM s"),
+            Case(
+                "window", ALL, "SELECT id, rank() OVER (ORDER BY id DESC) AS r FROM sc_a ORDER BY 1"
+            ),
+            Case("pg_json", (PG,), "SELECT CAST(j AS jsonb)->>'k' AS k FROM sc_a WHERE id = 1"),
+            Case(
+                "mysql_json",
+                (MY,),
+                "SELECT json_unquote(json_extract(j, '$.k')) AS k FROM sc_a WHERE id = 1",
+            ),
+            Case(
+                "sqlite_json", (LITE,), "SELECT json_extract(j, '$.k') AS k FROM sc_a WHERE id = 1"
+            ),
+            Case(
+                "pg_date",
+                (PG,),
+                "SELECT date_trunc('day', now())<=now() AS ok FROM sc_a WHERE id=1",
+            ),
+            Case(
+                "mysql_date",
+                (MY,),
+                "SELECT date_format(now(), '%Y') > '2000' AS ok FROM sc_a WHERE id=1",
+            ),
+            Case(
+                "sqlite_date",
+                (LITE,),
+                "SELECT strftime('%Y', 'now') > '2000' AS ok FROM sc_a WHERE id=1",
+            ),
+            Case("pg_dollar_string", (PG,), "SELECT $$a;b$$ AS s FROM sc_a WHERE id = 1"),
+            Case("pg_e_string", (PG,), "SELECT E'a\\'b' AS s FROM sc_a WHERE id = 1"),
+        ]
     ),
-    Case("aggregates", ALL, "SELECT count(*) AS n, sum(v) AS s, max(x) AS m FROM sc_a"),
-    Case("coalesce_case", ALL, "SELECT coalesce(nullif(v, 10), 0) AS c FROM sc_a ORDER BY id"),
-    Case("cte_granted", ALL, "WITH s AS (SELECT id FROM sc_b) SELECT count(*) AS n FROM s"),
-    Case("window", ALL, "SELECT id, rank() OVER (ORDER BY id DESC) AS r FROM sc_a ORDER BY 1"),
-    Case("pg_json", (PG,), "SELECT CAST(j AS jsonb)->>'k' AS k FROM sc_a WHERE id = 1"),
-    Case(
-        "mysql_json",
-        (MY,),
-        "SELECT json_unquote(json_extract(j, '$.k')) AS k FROM sc_a WHERE id = 1",
-    ),
-    Case("sqlite_json", (LITE,), "SELECT json_extract(j, '$.k') AS k FROM sc_a WHERE id = 1"),
-    Case("pg_date", (PG,), "SELECT date_trunc('day', now())<=now() AS ok FROM sc_a WHERE id=1"),
-    Case(
-        "mysql_date",
-        (MY,),
-        "SELECT date_format(now(), '%Y') > '2000' AS ok FROM sc_a WHERE id=1",
-    ),
-    Case(
-        "sqlite_date",
-        (LITE,),
-        "SELECT strftime('%Y', 'now') > '2000' AS ok FROM sc_a WHERE id=1",
-    ),
-    Case("pg_dollar_string", (PG,), "SELECT $$a;b$$ AS s FROM sc_a WHERE id = 1"),
-    Case("pg_e_string", (PG,), "SELECT E'a\\'b' AS s FROM sc_a WHERE id = 1"),
 ]
+
+
 _EXPECTED = {
     "join_granted": [{"id": 1, "secret": "s3cret"}],
     "aggregates": [{"n": 2, "s": 30, "m": 6}],
+    "star_reads_own_schema": [{"n": 2}],
     "coalesce_case": [{"c": 0}, {"c": 20}],
     "cte_granted": [{"n": 1}],
     "window": [{"id": 1, "r": 2}, {"id": 2, "r": 1}],
@@ -638,7 +667,7 @@ def test_what_a_normal_user_writes_still_runs(
         db.create_pool(kind, env.url)
         try:
             db.use_access_control(_acl())
-            rows = db.for_user("pat").fetch_all(case.sql)
+            rows = db.for_user(case.user).fetch_all(case.sql)
         finally:
             db.close_all()
     else:
@@ -648,7 +677,7 @@ def test_what_a_normal_user_writes_still_runs(
             await adb.create_pool(kind, env.url)
             try:
                 adb.use_access_control(_acl())
-                return await adb.for_user("pat").fetch_all(case.sql)
+                return await adb.for_user(case.user).fetch_all(case.sql)
             finally:
                 await adb.close_all()
 

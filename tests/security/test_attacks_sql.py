@@ -417,33 +417,57 @@ def _params(cases: list[Any]) -> list[Any]:
     return params
 
 
-async def _async_session(env: Env, acl: AccessControl, ran: _Ran, user: str, call: Any) -> Any:
-    adb = AsyncDatabaseManager()
-    await adb.create_pool(TYPES[env.dialect], env.url)
-    try:
-        adb.use_access_control(acl)
-        adb.add_hook(ran)
-        return await call(adb.for_user(user))
-    finally:
-        await adb.close_all()
-
-
-def _attempt(env: Env, mode: str, user: str, sync_call: Any, async_call: Any) -> list[str]:
-    """Run the attack as ``user``; assert it was refused; return what reached the driver."""
-    acl, ran = _acl(), _Ran()
+def _as_user(
+    env: Env,
+    mode: str,
+    user: str,
+    sync_call: Any,
+    async_call: Any,
+    *,
+    ran: _Ran | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Any:
+    """``sync_call(session)`` on a fresh manager, or ``await async_call(session)`` on a
+    fresh async one: ``user``'s session under ``_acl()``, ``ran`` recording."""
+    acl = _acl()
+    kind = TYPES[env.dialect]
     if mode == "sync":
         db = DatabaseManager()
-        db.create_pool(TYPES[env.dialect], env.url)
+        db.create_pool(kind, env.url)
         try:
             db.use_access_control(acl)
-            db.add_hook(ran)
-            with pytest.raises(PermissionDenied):
-                sync_call(db.for_user(user))
+            if ran is not None:
+                db.add_hook(ran)
+            return sync_call(db.for_user(user, attrs=attrs))
         finally:
             db.close_all()
-    else:
-        with pytest.raises(PermissionDenied):
-            asyncio.run(_async_session(env, acl, ran, user, async_call))
+
+    async def main() -> Any:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(kind, env.url)
+        try:
+            adb.use_access_control(acl)
+            if ran is not None:
+                adb.add_hook(ran)
+            return await async_call(adb.for_user(user, attrs=attrs))
+        finally:
+            await adb.close_all()
+
+    return asyncio.run(main())
+
+
+def _attempt(
+    env: Env,
+    mode: str,
+    user: str,
+    sync_call: Any,
+    async_call: Any,
+    attrs: dict[str, Any] | None = None,
+) -> list[str]:
+    """Run the attack as ``user``; assert it was refused; return what reached the driver."""
+    ran = _Ran()
+    with pytest.raises(PermissionDenied):
+        _as_user(env, mode, user, sync_call, async_call, ran=ran, attrs=attrs)
     return ran.ran
 
 
@@ -550,38 +574,15 @@ def test_builder_attack_is_refused_and_does_not_run(
     env.reset()
     before = env.snapshot()
     kind = TYPES[dialect]
-    attrs = {"tenant": 1}
 
     async def async_call(session: Any) -> Any:
         return await _builder(case.sql, session.query(kind)).execute()
 
-    acl, ran = _acl(), _Ran()
-    if mode == "sync":
-        db = DatabaseManager()
-        db.create_pool(kind, env.url)
-        try:
-            db.use_access_control(acl)
-            db.add_hook(ran)
-            session = db.for_user(case.user, attrs=attrs)
-            with pytest.raises(PermissionDenied):
-                _builder(case.sql, session.query(kind)).execute()
-        finally:
-            db.close_all()
-    else:
+    def sync_call(session: Any) -> Any:
+        return _builder(case.sql, session.query(kind)).execute()
 
-        async def main() -> Any:
-            adb = AsyncDatabaseManager()
-            await adb.create_pool(kind, env.url)
-            try:
-                adb.use_access_control(acl)
-                adb.add_hook(ran)
-                return await async_call(adb.for_user(case.user, attrs=attrs))
-            finally:
-                await adb.close_all()
-
-        with pytest.raises(PermissionDenied):
-            asyncio.run(main())
-    assert ran.ran == []
+    ran = _attempt(env, mode, case.user, sync_call, async_call, attrs={"tenant": 1})
+    assert ran == []
     assert env.snapshot() == before
 
 
@@ -661,27 +662,11 @@ def test_what_a_normal_user_writes_still_runs(
 ) -> None:
     env = _env_for(request, dialect)
     env.reset()
-    kind = TYPES[dialect]
-    if mode == "sync":
-        db = DatabaseManager()
-        db.create_pool(kind, env.url)
-        try:
-            db.use_access_control(_acl())
-            rows = db.for_user(case.user).fetch_all(case.sql)
-        finally:
-            db.close_all()
-    else:
 
-        async def main() -> Any:
-            adb = AsyncDatabaseManager()
-            await adb.create_pool(kind, env.url)
-            try:
-                adb.use_access_control(_acl())
-                return await adb.for_user(case.user).fetch_all(case.sql)
-            finally:
-                await adb.close_all()
+    async def async_call(session: Any) -> Any:
+        return await session.fetch_all(case.sql)
 
-        rows = asyncio.run(main())
+    rows = _as_user(env, mode, case.user, lambda s: s.fetch_all(case.sql), async_call)
     assert [dict(r) for r in rows] == _EXPECTED[case.name]
 
 
@@ -690,16 +675,14 @@ def test_upsert_with_both_grants_runs(request: pytest.FixtureRequest, dialect: s
     env = _env_for(request, dialect)
     env.reset()
     kind = TYPES[dialect]
-    db = DatabaseManager()
-    db.create_pool(kind, env.url)
-    try:
-        db.use_access_control(_acl())
-        pat = db.for_user("pat").query(kind)
+
+    def upsert(session: Any) -> Any:
+        pat = session.query(kind)
         pat.insert_into("sc_a").values(id=1, v=99, x=5, j="{}").upsert(["id"]).execute()
-        rows = pat.select("id", "v").from_("sc_a").order_by("id").execute()
-        assert rows == [{"id": 1, "v": 99}, {"id": 2, "v": 20}]
-    finally:
-        db.close_all()
+        return pat.select("id", "v").from_("sc_a").order_by("id").execute()
+
+    rows = _as_user(env, "sync", "pat", upsert, None)
+    assert rows == [{"id": 1, "v": 99}, {"id": 2, "v": 20}]
 
 
 @pytest.mark.parametrize("dialect", [pytest.param(d, marks=_MARKS[d]) for d in ALL])
@@ -709,20 +692,18 @@ def test_a_builder_join_over_granted_tables_and_the_policy_still_run(
     env = _env_for(request, dialect)
     env.reset()
     kind = TYPES[dialect]
-    db = DatabaseManager()
-    db.create_pool(kind, env.url)
-    try:
-        db.use_access_control(_acl())
-        ten = db.for_user("ten", attrs={"tenant": 1}).query(kind)
-        rows = (
-            ten.select(col("sc_a.id"), col("sc_b.secret"))
+
+    def join(session: Any) -> Any:
+        return (
+            session.query(kind)
+            .select(col("sc_a.id"), col("sc_b.secret"))
             .from_("sc_a")
             .join("sc_b", col("sc_a.id") == col("sc_b.id"))
             .execute()
         )
-        assert rows == [{"id": 1, "secret": "s3cret"}]
-    finally:
-        db.close_all()
+
+    rows = _as_user(env, "sync", "ten", join, None, attrs={"tenant": 1})
+    assert rows == [{"id": 1, "secret": "s3cret"}]
 
 
 def test_role_functions_extend_the_allow_list(tmp_path: Any) -> None:

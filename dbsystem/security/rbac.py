@@ -14,9 +14,11 @@ Deny by default: a statement runs only if every (action, resource) it needs is g
 one of the user's roles (directly or through inherited roles). Resources are table or
 collection names or Redis keys, and grants name them with glob patterns: ``"*"``,
 ``"orders"``, ``"user:*"`` (a Redis key prefix). The check is an ``ExecutionHook`` on the
-one execution path, so builders, raw SQL (read with sqlglot, every statement, CTEs and
-subqueries included), the ORM, Redis commands and MongoDB operations all pass through it;
-SQL it cannot read is denied. A change to roles or assignments applies to the next call.
+one execution path, so builders, raw SQL, the ORM, Redis commands and MongoDB operations
+all pass through it. A session's SQL is decided from the final text the driver gets, by
+one checker (``dbsystem.security._sqlcheck``): statement kinds and functions on
+allow-lists, every table with its real action; what it cannot read is denied. A change to
+roles or assignments applies atomically to every check that starts after it.
 """
 
 from __future__ import annotations

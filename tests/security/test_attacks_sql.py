@@ -421,6 +421,7 @@ def _cases() -> list[Case]:
             "DELETE FROM sc_a, sc_b USING sc_a JOIN sc_b ON sc_a.id = sc_b.id",
             "dee",
         ),
+        c("update_or_replace", (LITE,), "UPDATE OR REPLACE sc_a SET id = 2", "upa"),
         c("update_from_writes_b", (PG,), "UPDATE sc_b SET x = 0 FROM sc_a", "uma"),
         c(
             "cte_delete",
@@ -781,6 +782,29 @@ def test_a_huge_raw_statement_is_refused_before_it_is_parsed(tmp_path: Any) -> N
         assert time.perf_counter() - start < 0.05
     finally:
         db.close_all()
+
+
+def test_a_huge_raw_statement_is_refused_before_it_is_parsed_async(tmp_path: Any) -> None:
+    async def main() -> float:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(DatabaseType.SQLITE, f"sqlite:///{tmp_path / 'h.db'}")
+        try:
+            acl = AccessControl()
+            acl.create_role(Role("all", grants={"*": S}))
+            acl.assign_role("ann", "all")
+            adb.use_access_control(acl)
+            text = "SELECT 1 WHERE 1 IN (" + ",".join(["1"] * 400_000) + ")"
+            ann = adb.for_user("ann")
+            start = time.perf_counter()
+            with pytest.raises(PermissionDenied, match="over the limit"):
+                await ann.fetch_all(text)
+            with pytest.raises(PermissionDenied, match="over the limit"):
+                await ann.query().raw_sql(text).execute()
+            return time.perf_counter() - start
+        finally:
+            await adb.close_all()
+
+    assert asyncio.run(main()) < 0.05
 
 
 def test_revoke_racing_with_checks_never_leaves_an_allow() -> None:

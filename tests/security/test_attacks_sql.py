@@ -930,3 +930,23 @@ def test_a_refusal_names_what_was_not_allowed(dialect: str, user: str, sql: str,
     statement = Statement(dialect, dialect, "p", "execute", sql)
     with pytest.raises(PermissionDenied, match=re.escape(named)):
         acl.check(user, statement)
+
+
+@pytest.mark.parametrize("dialect", [pytest.param(d, marks=_MARKS[d]) for d in ALL])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_is_checked_before_its_first_row(
+    request: pytest.FixtureRequest, dialect: str, mode: str
+) -> None:
+    env = _env_for(request, dialect)
+    env.reset()
+    sql = "SELECT secret FROM sc_b"
+
+    def sync_call(session: Any) -> Any:
+        with session.connection(TYPES[dialect]) as conn:
+            return list(conn.stream(sql))
+
+    async def async_call(session: Any) -> Any:
+        async with session.connection(TYPES[dialect]) as conn:
+            return [row async for row in conn.stream(sql)]
+
+    assert _attempt(env, mode, "ann", sync_call, async_call) == []

@@ -255,9 +255,10 @@ class AccessControl(ProcessWide, ExecutionHook):
         if statement.dialect in SQL_DIALECTS:
             if statement.raw:
                 self._check_sql(state, user, statement, True)
-            elif statement._action == "transaction":
+                return
+            if statement._action == "transaction":
                 return  # BEGIN/COMMIT/SAVEPOINT the connection itself wrote
-            elif statement.operation != "insert_many":  # (its SQL is the driver's own)
+            if statement.operation != "insert_many":  # (its SQL is the driver's own)
                 self._check_sql(state, user, statement, False)
                 return
         accesses = statement.accesses

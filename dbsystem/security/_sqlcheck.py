@@ -31,11 +31,17 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from dbsystem.errors import DBSystemError
+
+# sqlglot is imported on the first analysis (``_load``), not with the package: the
+# application's own statements never need it.
+sqlglot: Any = None
+exp: Any = None
+SqlglotError: Any = None
+_DML: tuple[Any, ...] = ()
+_DDL: tuple[Any, ...] = ()
+_NEVER: tuple[Any, ...] = ()
+_CLASSES: dict[str, Any] = {}
 
 __all__ = [
     "CACHED_TEXT",
@@ -67,37 +73,50 @@ def _refuse(why: str) -> Analysis:
 
 _TRANSACTION = Analysis((), frozenset(), None, True)
 
-# The statement kinds a user may send (the tree's root); DDL needs Permission.DDL per table.
-_DML = (exp.Select, exp.SetOperation, exp.Values, exp.Insert, exp.Update, exp.Delete, exp.Merge)
-_DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 _DDL_KINDS = frozenset({"TABLE", "INDEX", "VIEW"})
 # Nodes refused wherever they sit (sqlglot nests some: a SET inside a CTE would be one).
-_NEVER = tuple(
-    getattr(exp, name)
-    for name in (
-        "Command",
-        "Set",
-        "Pragma",
-        "Attach",
-        "Detach",
-        "Copy",
-        "Grant",
-        "Revoke",
-        "Comment",
-        "Use",
-        "Describe",
-        "Kill",
-        "Analyze",
-        "LoadData",
-        "Cache",
-        "Uncache",
-        "Refresh",
-        "Summarize",
-        "Execute",
-        "Declare",
-    )
-    if hasattr(exp, name)
+_NEVER_NAMES = (
+    "Command",
+    "Set",
+    "Pragma",
+    "Attach",
+    "Detach",
+    "Copy",
+    "Grant",
+    "Revoke",
+    "Comment",
+    "Use",
+    "Describe",
+    "Kill",
+    "Analyze",
+    "LoadData",
+    "Cache",
+    "Uncache",
+    "Refresh",
+    "Summarize",
+    "Execute",
+    "Declare",
 )
+
+
+def _load() -> None:
+    """Import sqlglot and make the node tuples, once."""
+    global sqlglot, exp, SqlglotError, _DML, _DDL, _NEVER, _CLASSES
+    if exp is not None:
+        return
+    import sqlglot as parser
+    from sqlglot import expressions
+    from sqlglot.errors import SqlglotError as error
+
+    e = expressions
+    # The statement kinds a user may send (the tree's root); DDL needs Permission.DDL.
+    _DML = (e.Select, e.SetOperation, e.Values, e.Insert, e.Update, e.Delete, e.Merge)
+    _DDL = (e.Create, e.Drop, e.Alter, e.TruncateTable)
+    _NEVER = tuple(getattr(e, name) for name in _NEVER_NAMES if hasattr(e, name))
+    _CLASSES = {cls.key: cls for cls in e.ALL_FUNCTIONS}
+    sqlglot, SqlglotError, exp = parser, error, e
+
+
 _SAVEPOINT = re.compile(
     r"\s*(?:SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?)\s+[A-Za-z_][A-Za-z0-9_]*\s*;?\s*\Z", re.I
 )
@@ -124,6 +143,7 @@ def _cached(text: str, dialect: str) -> Analysis:
 
 
 def _analyse(text: str, dialect: str) -> Analysis:
+    _load()
     if dialect == "mysql":
         if _EXECUTABLE_COMMENT.search(text):
             return _refuse(
@@ -168,7 +188,7 @@ class _Reader:
             return _TRANSACTION
         if isinstance(tree, exp.Command):
             return self._command(tree, text)
-        if not isinstance(tree, (*_DML, *_DDL)):
+        if not _is_any(tree, (*_DML, *_DDL)):
             return _refuse(f"{_first_word(text)} statements")
         for node in tree.walk():
             if isinstance(node, _NEVER):
@@ -194,7 +214,7 @@ class _Reader:
             self._add("select", table)
         return Analysis(tuple(self.accesses), _functions(tree))
 
-    def _command(self, tree: exp.Command, text: str) -> Analysis:
+    def _command(self, tree: Any, text: str) -> Analysis:
         keyword = str(tree.this).upper()
         if _SAVEPOINT.match(text):
             return _TRANSACTION
@@ -210,7 +230,7 @@ class _Reader:
 
     # -- write targets ----------------------------------------------------------------------
 
-    def _add(self, action: str, table: exp.Table) -> None:
+    def _add(self, action: str, table: Any) -> None:
         self.done.add(id(table))
         self.accesses.setdefault((action, _name(table, self.dialect)), None)
 
@@ -259,7 +279,7 @@ class _Reader:
         for ddl in tree.find_all(*_DDL):
             self._ddl(ddl)
 
-    def _update(self, node: exp.Update) -> None:
+    def _update(self, node: Any) -> None:
         first = _target(node.this)
         candidates = [first, *(join.this for join in first.args.get("joins") or ())]
         candidates = [t for t in candidates if isinstance(t, exp.Table)]
@@ -277,7 +297,7 @@ class _Reader:
                 for table in candidates:
                     self._add("update", table)
 
-    def _delete(self, node: exp.Delete) -> None:
+    def _delete(self, node: Any) -> None:
         first = _target(node.this)
         sources = [first, *(join.this for join in first.args.get("joins") or ())]
         for using in node.args.get("using") or ():
@@ -301,7 +321,7 @@ class _Reader:
             else:
                 self._add("delete", table)
 
-    def _ddl(self, node: exp.Expression) -> None:
+    def _ddl(self, node: Any) -> None:
         if isinstance(node, exp.TruncateTable):
             for table in node.expressions:
                 self._add("ddl", _target(table))
@@ -342,18 +362,22 @@ class _Undecidable(DBSystemError):
     out of ``analyse``)."""
 
 
+def _is_any(node: Any, kinds: tuple[Any, ...]) -> bool:
+    return isinstance(node, kinds)
+
+
 def _first_word(text: str) -> str:
     words = re.findall(r"[A-Za-z_]+", text[:200])
     return words[0].upper() if words else "unknown"
 
 
-def _kind(node: exp.Expression) -> str:
+def _kind(node: Any) -> str:
     if isinstance(node, exp.Command):
         return str(node.this).upper()
     return type(node).__name__.upper()
 
 
-def _target(node: Any) -> exp.Table:
+def _target(node: Any) -> Any:
     if isinstance(node, exp.Schema):
         node = node.this
     if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
@@ -361,7 +385,7 @@ def _target(node: Any) -> exp.Table:
     return node
 
 
-def _name(table: exp.Table, dialect: str) -> str:
+def _name(table: Any, dialect: str) -> str:
     parts = [table.args.get("catalog"), table.args.get("db"), table.this]
     names = [
         normalise(part.name, bool(part.args.get("quoted")), dialect)
@@ -371,11 +395,11 @@ def _name(table: exp.Table, dialect: str) -> str:
     return ".".join(names)
 
 
-def _alias(table: exp.Table) -> str:
-    return table.alias or table.name
+def _alias(table: Any) -> str:
+    return str(table.alias or table.name)
 
 
-def _from_tables(select: exp.Select) -> list[exp.Table]:
+def _from_tables(select: Any) -> list[Any]:
     """The tables a SELECT reads directly (its FROM and joins): what its row locks lock."""
     found = []
     source = select.args.get("from_") or select.args.get("from")
@@ -388,7 +412,7 @@ def _from_tables(select: exp.Select) -> list[exp.Table]:
     return found
 
 
-def _is_cte(table: exp.Table) -> bool:
+def _is_cte(table: Any) -> bool:
     """True if the unqualified ``table`` names a CTE in scope where it sits.
 
     A CTE is visible in its WITH's main statement and in the CTEs after it (and in itself
@@ -396,7 +420,7 @@ def _is_cte(table: exp.Table) -> bool:
     """
     name = table.name.lower()
     child: Any = table
-    through: exp.Expression | None = None  # the last CTE passed on the way up
+    through: Any = None  # the last CTE passed on the way up
     node: Any = table.parent
     while node is not None:
         if isinstance(node, exp.CTE):
@@ -444,7 +468,7 @@ def _functions(tree: Any) -> frozenset[str]:
     return frozenset(names)
 
 
-def _function_name(node: exp.Func) -> str:
+def _function_name(node: Any) -> str:
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower()
         parent = node.parent
@@ -454,12 +478,10 @@ def _function_name(node: exp.Func) -> str:
     return f"<{node.key}>"  # a function sqlglot knows by its own class
 
 
-_CLASSES = {cls.key: cls for cls in exp.ALL_FUNCTIONS}
-
-
 def readable(name: str) -> str:
     """A function name of an analysis as SQL spells it (``<currentversion>`` ->
     ``current_version``)."""
+    _load()
     if name.startswith("<"):
         cls = _CLASSES.get(name[1:-1])
         return cls.sql_names()[0].lower() if cls is not None else name[1:-1]
@@ -470,6 +492,7 @@ def readable(name: str) -> str:
 def function_keys(names: frozenset[str], dialect: str) -> frozenset[str]:
     """What the function names a role grants (``Role(functions=...)``) are in an analysis
     on ``dialect``: the name, and sqlglot's class for it when it has one."""
+    _load()
     keys = set(names)
     for name in names:
         if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -700,6 +723,7 @@ _EXTRA_NAMES = {"mysql": {"values"}}
 def allowed_functions(dialect: str) -> frozenset[str]:
     """The functions any user session may call on ``dialect``: what sqlglot makes of the
     calls listed above (``<key>`` for the functions it knows by class, else the name)."""
+    _load()
     names: set[str] = set()
     for call in (*_COMMON_CALLS, *_DIALECT_CALLS.get(dialect, ())):
         try:

@@ -363,6 +363,9 @@ class AccessControl(ProcessWide, ExecutionHook):
 
     def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
         """A user session's builder with its row policies applied (``ExecutionHook.restrict``)."""
+        context = getattr(conn, "_context", None)
+        if context is None or not self._state.has_policies(context.user):
+            return query, False  # (the common case, on every builder call of a session)
         from dbsystem.security.policies import restrict_query
 
         return restrict_query(query, conn)

@@ -14,7 +14,9 @@ call's wall time**, in percent: the issue's measure (wall-time differences swing
 loaded machine by more than the check costs). Target: within 5 %, builder and raw.
 
 Run: ``python benchmarks/bench_security.py`` (``--quick``; ``--json PATH``;
-``DBSYSTEM_TEST_POSTGRES_URL``).
+``DBSYSTEM_TEST_POSTGRES_URL``). ``--client-only`` measures the same four calls (unchecked
+and checked, raw and builder) on an in-memory SQLite database instead: the client's CPU
+alone, without a server's noise.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ ROWS = 100_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--client-only", action="store_true")
     add_json_argument(parser)
     args = parser.parse_args()
+    if args.client_only:
+        client_only()
+        return
     recorder = Recorder("bench_security", args.json)
     url = os.environ.get("DBSYSTEM_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
     n, rounds = (500, 3) if args.quick else (3000, 7)
@@ -134,6 +140,45 @@ def main() -> None:
         )
     print(f"  audit records written: {lines} (record by record), {lines_behind} (background)")
     recorder.write()
+
+
+def client_only() -> None:
+    """The check's client CPU: the same calls on SQLite in memory, median of 7 x 3,000."""
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.SQLITE, "sqlite:///:memory:")
+    db.execute("CREATE TABLE bench_acl (id INTEGER PRIMARY KEY, name TEXT)")
+    db.insert_many("bench_acl", [{"id": i, "name": f"n{i}"} for i in range(1, 1001)])
+    acl = AccessControl()
+    acl.create_role(Role("reader", grants={"bench_acl": Permission.SELECT}))
+    acl.assign_role("ann", "reader")
+    db.use_access_control(acl)  # (installed for both: the application's calls pass it)
+    ann = db.for_user("ann")
+    app_q, user_q = db.query(DatabaseType.SQLITE), ann.query(DatabaseType.SQLITE)
+    cases = {
+        "unchecked raw": lambda i: db.fetch_one(SQL, {"id": i % 1000 + 1}),
+        "checked raw": lambda i: ann.fetch_one(SQL, {"id": i % 1000 + 1}),
+        "unchecked builder": lambda i: (
+            app_q.select("id", "name").from_("bench_acl").where(col("id") == i % 1000 + 1).first()
+        ),
+        "checked builder": lambda i: (
+            user_q.select("id", "name").from_("bench_acl").where(col("id") == i % 1000 + 1).first()
+        ),
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(7):
+        for name, fn in cases.items():
+            sw = Stopwatch()
+            for i in range(3000):
+                fn(i)
+            cpu[name].append(sw.stop().cpu / 3000 * 1e6)
+    db.close_all()
+    print("SQLite in memory, process CPU us per call, median of 7 rounds of 3000")
+    for kind in ("raw", "builder"):
+        plain, checked = (statistics.median(cpu[f"{c} {kind}"]) for c in ("unchecked", "checked"))
+        print(
+            f"  {kind:<8} unchecked {plain:6.1f}   checked {checked:6.1f}"
+            f"   added {checked - plain:+.1f}"
+        )
 
 
 if __name__ == "__main__":

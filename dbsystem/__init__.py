@@ -14,6 +14,7 @@ are written against is in ``dbsystem.extend``.
 """
 
 import logging
+import typing as _typing
 
 from dbsystem import errors
 from dbsystem._facade import DatabaseManager, UserSession
@@ -59,6 +60,9 @@ from dbsystem.kernel.stats import PoolHolder, PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult
 from dbsystem.kernel.url import DatabaseURL
 from dbsystem.scaling.sharding import Route, ShardedPool
+
+if _typing.TYPE_CHECKING:  # loaded on first use at run time (see __getattr__), typed for checkers
+    from dbsystem.aio import AsyncDatabaseManager
 
 logging.getLogger("dbsystem").addHandler(logging.NullHandler())
 

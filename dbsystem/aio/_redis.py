@@ -4,10 +4,18 @@ Commands are classified and checked by the same code as the synchronous connecti
 (``describe_commands``) and run through the same hooks; errors are translated the same
 way. The client has a connection pool of its own, with the pool's settings, made on first
 use in the running event loop.
+
+Automatic pipelining (``PoolConfig.pipelining``, on by default), as ioredis'
+``enableAutoPipelining``: single commands that tasks issue in the same event-loop
+iteration, each after its own check, are sent in one write (one pipeline per identity:
+the application, or one user session; never mixed) and each task gets its own answer or
+its own error. Commands that hold or change a connection's state (blocking reads,
+WATCH/MULTI, pub/sub, AUTH, SELECT, CLIENT...) keep a connection of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,7 +26,7 @@ from dbsystem.backends.base import driver_refused
 from dbsystem.backends.redis import _error, _text, describe_commands, describe_scan
 from dbsystem.errors import InterfaceError, NotSupportedError
 
-__all__ = ["AsyncRedisConnection", "async_redis_client"]
+__all__ = ["AsyncRedisConnection", "AutoPipeline", "async_redis_client", "autopipeline"]
 
 
 def async_redis_client(pool: Any) -> Any:
@@ -49,12 +57,90 @@ def async_redis_client(pool: Any) -> Any:
     return aioredis.Redis(connection_pool=async_pool)
 
 
+# Commands that block, or hold or change their connection's state: never pipelined.
+_DEDICATED = frozenset(
+    {
+        "AUTH", "BLMOVE", "BLMPOP", "BLPOP", "BRPOP", "BRPOPLPUSH", "BZMPOP", "BZPOPMAX",
+        "BZPOPMIN", "CLIENT", "DISCARD", "EXEC", "HELLO", "MONITOR", "MULTI", "PSUBSCRIBE",
+        "PUNSUBSCRIBE", "QUIT", "READONLY", "READWRITE", "RESET", "SELECT", "SSUBSCRIBE",
+        "SUBSCRIBE", "SUNSUBSCRIBE", "UNSUBSCRIBE", "UNWATCH", "WAIT", "WAITAOF", "WATCH",
+        "XREAD", "XREADGROUP",
+    }
+)  # fmt: skip
+
+_Queued = tuple[object, Sequence[Any], dict[str, Any], "asyncio.Future[Any]"]
+
+
+def autopipeline(pool: Any, client: Any) -> AutoPipeline | None:
+    """The ``AutoPipeline`` for ``client``, or None when the pool turns pipelining off."""
+    return AutoPipeline(client) if pool.connector.config.pipelining else None
+
+
+def _text_word(word: Any) -> str:
+    return word.decode() if isinstance(word, bytes) else str(word)
+
+
+class AutoPipeline:
+    """One client's automatic pipelining: commands queued in one loop iteration go out
+    together when the loop comes round, one pipeline per identity."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queue: list[_Queued] = []
+        self._sending: set[asyncio.Task[None]] = set()  # (kept referenced until done)
+
+    def submit(self, identity: object, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """A future for the answer to ``args``, sent with the others of this iteration."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((identity, args, options, future))
+        return future
+
+    def _flush(self) -> None:
+        queued, self._queue = self._queue, []
+        batches: dict[int, list[_Queued]] = {}
+        for item in queued:  # (the queue holds each identity, so its id is its own)
+            batches.setdefault(id(item[0]), []).append(item)
+        for batch in batches.values():
+            task = asyncio.ensure_future(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Queued]) -> None:
+        try:
+            if len(batch) == 1:
+                _, args, options, _future = batch[0]
+                results: list[Any] = [await self._client.execute_command(*args, **options)]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for _, args, options, _future in batch:
+                    pipe.execute_command(*args, **options)
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the write or the connection failed: every caller hears it
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():  # (its task was cancelled meanwhile)
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
 class AsyncRedisConnection:
     """``async with adb.connection(DatabaseType.REDIS) as redis``: ``await redis.execute(...)``."""
 
-    def __init__(self, pool: Any, client: Any) -> None:
+    def __init__(self, pool: Any, client: Any, pipeline: AutoPipeline | None = None) -> None:
         self._pool = pool
         self._client = client
+        self._autopipeline = pipeline
         self._context: Any = None
         self.released = False
 
@@ -90,6 +176,12 @@ class AsyncRedisConnection:
 
     async def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         # (``options`` are redis-py's response options, such as ``withscores``.)
+        batcher = self._autopipeline
+        if batcher is not None and _text_word(args[0]).upper() not in _DEDICATED:
+            context = self._context
+            return await self._run(
+                "command", [args], lambda: batcher.submit(context, args, options)
+            )
         return await self._run(
             "command", [args], lambda: self._client.execute_command(*args, **options)
         )

@@ -36,7 +36,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -52,13 +52,15 @@ from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
 from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 from dbsystem.query.mongo import AsyncMongoQuery
 from dbsystem.query.redis import AsyncRedisQuery
-from dbsystem.query.sql import QueryFactory
+from dbsystem.query.sql import Async, QueryFactory
 
 if TYPE_CHECKING:
+    from dbsystem.aio._redis import AsyncRedisConnection
     from dbsystem.aio.replicas import AsyncReplicaSet
     from dbsystem.backends.mock import MockBackend
 
@@ -66,6 +68,7 @@ __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
 Key = tuple[DatabaseType, str | None]
 T = TypeVar("T")
+C = TypeVar("C")
 
 # The connections of open adb.transaction() blocks, per task: (manager id, type, name) -> conn.
 _BOUND: ContextVar[dict[tuple[int, DatabaseType, str | None], Any]] = ContextVar(
@@ -110,7 +113,7 @@ def _bound_to(key: tuple[int, DatabaseType, str | None], context: Any) -> Any:
     return conn if conn is not None and conn._context is context else None
 
 
-class AsyncQueryFactory(QueryFactory):
+class AsyncQueryFactory(QueryFactory[Async]):
     """``adb.query(type)``: the same builders, whose ``execute()`` (``all()``, ``first()``,
     ``scalar_value()``) return coroutines."""
 
@@ -124,13 +127,16 @@ _BUILDERS: dict[str, Any] = {"kv": AsyncRedisQuery, "document": AsyncMongoQuery}
 
 def _builders(
     owner: Any, manager: AsyncDatabaseManager, db_type: DatabaseType, name: str | None
-) -> Any:
+) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
     kind = manager.backend(db_type, name).kind
-    return _BUILDERS.get(kind, AsyncQueryFactory)(owner, db_type, name)
+    found: AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery
+    found = _BUILDERS.get(kind, AsyncQueryFactory)(owner, db_type, name)
+    return found
 
 
-class _Acquire:
-    """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release."""
+class _Acquire(Generic[C]):
+    """``adb.connection(...)``: ``async with`` it, or ``await`` it for a lease to release
+    (``C``: an ``AsyncConnection`` for SQL, an ``AsyncRedisConnection`` for Redis)."""
 
     __slots__ = ("_context", "_key", "_label", "_lease", "_manager", "_timeout")
 
@@ -147,7 +153,7 @@ class _Acquire:
         self._label = label
         self._lease: Any = None
 
-    async def _get(self) -> Any:
+    async def _get(self) -> Any:  # a C
         pool = self._manager._pools.get(self._key)
         if pool is not None:
             lease: Any = await pool.acquire(self._timeout, label=self._label)
@@ -158,12 +164,13 @@ class _Acquire:
         getattr(lease, "_lease", lease)._context = self._context
         return lease
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, C]:
         return self._get().__await__()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> C:
         self._lease = await self._get()
-        return self._lease
+        lease: C = self._lease
+        return lease
 
     async def __aexit__(self, *exc_info: object) -> None:
         lease, self._lease = self._lease, None
@@ -211,6 +218,28 @@ class _Calls:
     connection: Callable[..., Any]  # the manager's, or the session's (with its user)
     _replicas: Mapping[Key, Any]  # the manager's read replicas
     _aread: Callable[..., Awaitable[Any]]  # a read on a replica (the session's: with its user)
+    _owner: Callable[[], AsyncDatabaseManager]  # the manager (a session's: its manager's)
+
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], *, name: str | None = None
+    ) -> AsyncRedisQuery: ...
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], *, name: str | None = None
+    ) -> AsyncMongoQuery: ...
+    @overload
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory: ...
+
+    def query(
+        self, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> AsyncQueryFactory | AsyncRedisQuery | AsyncMongoQuery:
+        """The query builders for a pool (SQL, Redis or MongoDB), run as this manager or
+        session; ``execute()`` is awaited."""
+        manager = self._owner()
+        return _builders(self, manager, db_type or manager._default_type(), name)
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -226,21 +255,43 @@ class _Calls:
         seq_params: Sequence[Mapping[str, Any]],
         *,
         db_type: DatabaseType | None = None,
-    ) -> Any:
+    ) -> ExecuteResult:
         """Run one statement per parameter mapping."""
         async with self.connection(db_type) as conn:
-            return await conn.executemany(sql, seq_params)
+            result: ExecuteResult = await conn.executemany(sql, seq_params)
+            return result
 
+    @overload
     async def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Every row of a query (on a replica when the pool has them and it only reads)."""
+    ) -> list[Row]: ...
+    @overload
+    async def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T],
+    ) -> list[T]: ...
+
+    async def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T] | None = None,
+    ) -> list[Row] | list[T]:
+        """Every row of a query, as a dict or a ``row_type`` (as ``DatabaseManager.fetch_all``;
+        on a replica when the pool has them and it only reads)."""
+        rows: list[Row]
         if self._replicas:
-            rows_: list[Row] = await self._aread(db_type, sql, lambda c: c.fetch_all(sql, params))
-            return rows_
-        async with self.connection(db_type) as conn:
-            rows: list[Row] = await conn.fetch_all(sql, params)
-            return rows
+            rows = await self._aread(db_type, sql, lambda c: c.fetch_all(sql, params))
+        else:
+            async with self.connection(db_type) as conn:
+                rows = await conn.fetch_all(sql, params)
+        return rows if row_type is None else rows_as(rows, row_type)
 
     async def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -299,6 +350,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         """The synchronous manager underneath: Redis and MongoDB pools, hooks, access control."""
         self._pools: dict[Key, AsyncConnectionPool[Any]] = {}
         self._redis_clients: dict[Key, Any] = {}  # redis.asyncio clients, made on first use
+        self._redis_pipelines: dict[Key, Any] = {}  # their AutoPipelines (pipelining=True)
         self._mode: DatabaseType | None = None
         self._replicas: dict[Key, AsyncReplicaSet] = {}
 
@@ -306,6 +358,9 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     def handle(cls) -> Self:
         """Alias of ``instance()``."""
         return cls.instance()
+
+    def _owner(self) -> AsyncDatabaseManager:
+        return self
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -378,14 +433,15 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         chosen = db_type or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            async with _Acquire(self, (chosen, None), None, context) as conn:
+            async with _Acquire[Any](self, (chosen, None), None, context) as conn:
                 return await call(conn)
         return await replicas.aread(sql, call, context)
 
     async def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
         for spec in specs:
-            await self.create_pool(spec.db_type, spec.config, name=spec.name)
+            with spec.errors_named():
+                await self.create_pool(spec.db_type, spec.config, name=spec.name)
             if spec.default:
                 self.set_mode(spec.db_type)
 
@@ -445,6 +501,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
             await _close(pool)
             return
         client = self._redis_clients.pop(key, None)
+        self._redis_pipelines.pop(key, None)
         if client is not None:
             await _close_redis(client)
         await asyncio.to_thread(self.sync.close_pool, db_type, name)
@@ -455,6 +512,7 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         for pool in pools:
             await _close(pool)
         clients, self._redis_clients = list(self._redis_clients.values()), {}
+        self._redis_pipelines = {}
         for client in clients:
             await _close_redis(client)
         await asyncio.to_thread(self.sync.close_all)
@@ -467,6 +525,25 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
 
     # -- connections -----------------------------------------------------------------------
 
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[AsyncRedisConnection]: ...
+    @overload
+    def connection(
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[Any]: ...
+    @overload
     def connection(
         self,
         db_type: DatabaseType | None = None,
@@ -474,7 +551,16 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         name: str | None = None,
         timeout: float | None = None,
         label: str | None = None,
-    ) -> Any:
+    ) -> _Acquire[AsyncConnection]: ...
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> _Acquire[Any]:
         """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
         and ``await conn.release()``). ``label`` names the borrower in the pool's
         ``holders()`` (else its code location does)."""
@@ -494,12 +580,13 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     async def _acquire_threaded(self, key: Key, timeout: float | None, label: str | None) -> Any:
         sync_pool = self.sync.get_pool(*key)
         if self.sync.backend(*key).kind == "kv":  # Redis: redis.asyncio
-            from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client
+            from dbsystem.aio._redis import AsyncRedisConnection, async_redis_client, autopipeline
 
             client = self._redis_clients.get(key)
             if client is None:
                 client = self._redis_clients[key] = async_redis_client(sync_pool)
-            return AsyncRedisConnection(sync_pool, client)
+                self._redis_pipelines[key] = autopipeline(sync_pool, client)
+            return AsyncRedisConnection(sync_pool, client, self._redis_pipelines.get(key))
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout, label=label))
 
     @asynccontextmanager
@@ -533,10 +620,6 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
             return None
         conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
         return conn
-
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        """The query builders for a pool (SQL, Redis or MongoDB); ``execute()`` is awaited."""
-        return _builders(self, self, db_type or self._default_type(), name)
 
     async def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...:
@@ -601,13 +684,41 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         self._manager = manager  # private: the application's manager runs unchecked
         self.context = context
 
+    def _owner(self) -> AsyncDatabaseManager:
+        return self._manager
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[AsyncRedisConnection]: ...
+    @overload
+    def connection(
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[Any]: ...
+    @overload
     def connection(
         self,
         db_type: DatabaseType | None = None,
         *,
         name: str | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> _Acquire[AsyncConnection]: ...
+
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> _Acquire[Any]:
         """A connection whose statements carry the session's user."""
         manager = self._manager
         return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
@@ -617,12 +728,15 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """The manager's default database type."""
         return self._manager.mode
 
-    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> AsyncConnection | None:
         """The connection of this session's open ``transaction()`` block, or None."""
         chosen = db_type or self._manager.mode
         if chosen is None:
             return None
-        return _bound_to((id(self._manager), chosen, name), self.context)
+        conn: AsyncConnection | None = _bound_to((id(self._manager), chosen, name), self.context)
+        return conn
 
     @asynccontextmanager
     async def transaction(
@@ -632,7 +746,7 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         name: str | None = None,
         isolation: str | None = None,
         readonly: bool = False,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[AsyncConnection]:
         """A transaction whose statements carry this session's user, from its BEGIN on
         (refused inside another user's open block on the same pool, as the sync one's)."""
         manager = self._manager
@@ -654,11 +768,7 @@ class AsyncUserSession(_AsyncSchema, _Calls):
         """A read on a replica (see ``AsyncDatabaseManager._aread``), as this user."""
         return await self._manager._aread(db_type, sql, call, self.context)
 
-    def query(self, db_type: DatabaseType | None = None, *, name: str | None = None) -> Any:
-        """The query builders, run as the session's user."""
-        return _builders(self, self._manager, db_type or self._manager._default_type(), name)
-
-    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> BackendInfo:
         """What the session may know of a pool's backend (``BackendInfo``), as the sync
         session's ``backend()``."""
         return BackendInfo.of(self._manager.backend(db_type, name))

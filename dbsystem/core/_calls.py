@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
 __all__ = ["BOUND", "BoundKey", "BoundTransactions", "Calls", "bound_block", "refuse_mixed_users"]
@@ -181,15 +182,38 @@ class Calls:
     # fetch_all, fetch_one and fetch_value repeat their few lines on purpose: a shared
     # helper would add a Python call to every statement on the hot path.
 
+    @overload
     def fetch_all(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
-    ) -> list[Row]:
-        """Run a query on the default (or given) database; every row as a dict (on a
-        replica when the pool has them and the query only reads)."""
+    ) -> list[Row]: ...
+    @overload
+    def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T],
+    ) -> list[T]: ...
+
+    def fetch_all(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        db_type: DatabaseType | None = None,
+        row_type: type[T] | None = None,
+    ) -> list[Row] | list[T]:
+        """Run a query on the default (or given) database; every row as a dict, or as a
+        ``row_type`` (a pydantic model, a dataclass, a TypedDict: ``kernel.rows.rows_as``);
+        on a replica when the pool has them and the query only reads."""
+        rows: list[Row]
         if self._replicas:
-            return self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))  # type: ignore[no-any-return]
-        with self.connection(db_type) as conn:
-            return conn.fetch_all(sql, params)  # type: ignore[no-any-return]
+            rows = self._read(db_type, sql, lambda conn: conn.fetch_all(sql, params))
+        else:
+            with self.connection(db_type) as conn:
+                rows = conn.fetch_all(sql, params)
+        return rows if row_type is None else rows_as(rows, row_type)
 
     def fetch_one(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
+    from dbsystem.backends.mongodb import MongoConnection
+    from dbsystem.backends.redis import RedisConnection
+    from dbsystem.core.connection import Connection
     from dbsystem.core.manager import Engine
 
 T = TypeVar("T")
@@ -50,10 +53,35 @@ class EngineSession(BoundTransactions[Any], Calls):
         """The manager's default database type."""
         return self._manager.mode
 
-    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> BackendInfo:
         """What the session may know of the backend behind a pool (``BackendInfo``: kind,
         dialect, capabilities); never the backend itself, which opens connections."""
         return BackendInfo.of(self._manager.backend(db_type, name))
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.REDIS],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> RedisConnection: ...
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self,
+        db_type: Literal[DatabaseType.MONGODB],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> MongoConnection: ...
+    @overload
+    def connection(
+        self,
+        db_type: DatabaseType | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> Connection: ...
 
     def connection(
         self,
@@ -61,7 +89,7 @@ class EngineSession(BoundTransactions[Any], Calls):
         *,
         name: str | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection whose statements carry this session's user."""
         conn = self._manager.connection(db_type, name=name, timeout=timeout)
         conn._context = self.context

@@ -72,6 +72,7 @@ _POOL_FIELDS = (
     "connect_timeout",
     "echo",
     "log_parameters",
+    "pipelining",
 )
 _NONE_WORDS = frozenset({"none", "null", "off", ""})
 
@@ -171,6 +172,11 @@ class PoolConfig(BaseModel):
     """How a read picks its replica."""
     max_replica_lag: float | None = Field(default=None, gt=0)
     """A replica further behind than this many seconds gets no reads until it catches up."""
+    pipelining: bool = True
+    """Async Redis: commands that tasks of one identity (the application, or one user
+    session) issue in the same event-loop iteration go to the server in one write, each
+    still checked, audited and answered on its own (``dbsystem.aio`` docs). False sends
+    every command on its own round trip."""
     options: OptionsField = Field(default_factory=dict)
     """Backend-specific options (the URL's query options that are not pool settings).
     Secret ones (``is_secret_option``: ``sslpassword``...) show as ``***`` in ``repr``,
@@ -295,7 +301,7 @@ def _configuration_error(exc: ValidationError, what: str) -> ConfigurationError:
     # Name each bad field and say why, but never echo the input: a URL may carry a password.
     problems = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "config"
+        field = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{field}: {message}")
+        problems.append(f"{field}: {message}" if field else message)  # (a check of several)
     return ConfigurationError(f"invalid {what}: " + "; ".join(problems))

@@ -30,20 +30,42 @@ import json
 import typing
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pydantic
 from pydantic._internal._model_construction import ModelMetaclass
 
 from dbsystem.errors import ConflictError, InterfaceError, NotSupportedError, SchemaError
 from dbsystem.kernel.types import DatabaseType
-from dbsystem.orm.fields import ColumnSpec, RelationOptions, column_spec, relation_options
+from dbsystem.orm.fields import (
+    ColumnSpec,
+    Field,
+    RelationOptions,
+    column_spec,
+    portable_type,
+    relation_options,
+)
 from dbsystem.query.expr import Column, Expr, check_identifier, col
 
-if TYPE_CHECKING:
-    from dbsystem.core.manager import Engine as DatabaseManager
+__all__ = ["Entity", "EntityQuery", "Metadata", "Runner"]
 
-__all__ = ["Entity", "EntityQuery", "Metadata"]
+
+class Runner(Protocol):
+    """What entities persist through (typing only): a ``DatabaseManager``, a user session
+    (``db.for_user(...)``), a ``ShardedPool``, the ``run_sync`` bridge of the async manager."""
+
+    @property
+    def mode(self) -> DatabaseType | None:
+        """The default database type."""
+        ...
+
+    def backend(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The backend (or what a session may know of it) behind a pool."""
+        ...
+
+    def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
+        """The connection of the open ``transaction()`` block, or None."""
+        ...
 
 
 class Metadata:
@@ -81,16 +103,109 @@ class Metadata:
             for c in self.columns
             if (typing.get_origin(c.python_type) or c.python_type) in (dict, list)
         ]
+        _check_concepts(cls, self)
 
 
+# Entities by table name, for checking foreign keys when their class is defined; and the
+# foreign keys whose target table had no entity yet: checked when one is defined.
+_TABLES: dict[str, Metadata] = {}
+_PENDING_KEYS: dict[str, list[tuple[str, str, str]]] = {}
+
+
+def _unresolved(annotation: Any) -> bool:
+    """True if ``annotation`` still holds a forward reference (a name defined later)."""
+    if isinstance(annotation, (str, typing.ForwardRef)):
+        return True
+    return any(_unresolved(arg) for arg in typing.get_args(annotation))
+
+
+def _check_concepts(cls: type[Entity], meta: Metadata) -> None:
+    """Refuse, when the class is defined, an entity that could not work (``SchemaError``):
+    a field type with no column type, an index, unique or key on a JSON column, a version
+    or auto-increment field that is not an ``int``, a foreign key that is not
+    ``"table.column"`` or names a column its (already defined) entity lacks, a relation
+    whose ``local_key`` is not a field or whose type names something else than an entity.
+
+    A foreign key to a table no entity has declared yet is checked when one does (that
+    class's definition fails, naming the field that points at it); a table no entity ever
+    declares (made by a migration or by hand) is left to the database. A relation to a
+    class defined later (a forward reference) is checked when it is first loaded.
+    """
+    name = cls.__name__
+    for spec in meta.columns:
+        if _unresolved(spec.python_type):
+            continue  # a forward reference, resolved later by pydantic
+        kind = portable_type(spec)  # SchemaError: no column type for it
+        keyed = spec.options.primary_key or spec.options.unique or spec.options.index
+        if kind == "json" and keyed:
+            raise SchemaError(
+                f"{name}.{spec.field}: a JSON column cannot be a key, unique or indexed"
+            )
+        integral = kind == "bigint" and spec.python_type is not bool
+        if spec.options.version and not integral:
+            raise SchemaError(f"{name}.{spec.field}: a version=True field must be an int")
+        if spec.options.auto_increment and not integral:
+            raise SchemaError(f"{name}.{spec.field}: an auto_increment field must be an int")
+        target = spec.options.foreign_key
+        if target is not None:
+            table, dot, column = target.partition(".")
+            if not dot:
+                raise SchemaError(
+                    f"{name}.{spec.field}: foreign_key={target!r} must be 'table.column'"
+                )
+            check_identifier(table, "foreign key table")
+            check_identifier(column, "foreign key column")
+            known = _TABLES.get(table)
+            if known is None:
+                _PENDING_KEYS.setdefault(table, []).append((f"{name}.{spec.field}", target, column))
+            elif column not in known.by_column:
+                raise SchemaError(
+                    f"{name}.{spec.field}: foreign_key={target!r} names no column of "
+                    f"{table!r} (its columns: {sorted(known.by_column)})"
+                )
+    for field, relation in meta.relations.items():
+        if relation.local_key is not None and relation.local_key not in meta.by_field:
+            raise SchemaError(
+                f"{name}.{field}: Relation(local_key={relation.local_key!r}) names no field "
+                f"of {name} (fields: {sorted(meta.by_field)})"
+            )
+        if not _unresolved(cls.model_fields[field].annotation):
+            _related_class(cls, field)  # SchemaError: the type names no entity
+    for referrer, target, column in _PENDING_KEYS.pop(meta.table, []):
+        if column not in meta.by_column:
+            raise SchemaError(
+                f"{referrer}: foreign_key={target!r} names no column of {meta.table!r} as "
+                f"{name} declares it (its columns: {sorted(meta.by_column)})"
+            )
+    _TABLES[meta.table] = meta
+
+
+@typing.dataclass_transform(
+    kw_only_default=True,
+    field_specifiers=(pydantic.Field, pydantic.PrivateAttr, Field),
+)
 class _EntityMeta(ModelMetaclass):
-    """Lets ``User.age`` (on the class) be the column expression of the field."""
+    """Lets ``User.age`` (on the class) be the column expression of the field.
 
-    def __getattr__(cls, name: str) -> Any:
-        meta = cls.__dict__.get("__dbsystem__")
-        if meta is not None and name in meta.by_field:
-            return col(meta.by_field[name].column)
-        return super().__getattr__(name)  # type: ignore[misc]
+    For the type checkers ``User.age`` keeps the field's declared type (``int``), as in
+    SQLModel: ``User.age > 18`` is then a ``bool`` to them, which ``where()`` accepts, a
+    comparison with the wrong type stays an error, and an unknown name (``User.agee``) is
+    one; hence the ``__getattr__`` below exists at run time only. The
+    ``dataclass_transform`` repeats pydantic's with this package's ``Field`` as a field
+    specifier, so that the constructor is checked field by field (``Relation(...)`` is
+    not one: to the checkers it is a default, and a relation is optional in the
+    constructor, as at run time).
+    """
+
+    if not TYPE_CHECKING:  # an untyped __getattr__ would accept any name
+
+        def __getattr__(cls, name: str) -> Any:
+            meta = cls.__dict__.get("__dbsystem__")
+            if meta is not None and name in meta.by_field:
+                return col(meta.by_field[name].column)
+            if meta is not None and name in meta.relations:
+                return _RelationRef(cls, name)  # for include(User.posts)
+            return super().__getattr__(name)
 
 
 class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
@@ -174,10 +289,10 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
     # -- persistence -----------------------------------------------------------------------
 
     @classmethod
-    def _target(cls, db: DatabaseManager, db_type: DatabaseType | None) -> Any:
+    def _target(cls, db: Runner, db_type: DatabaseType | None) -> Any:
         return _Target(db, db_type)
 
-    def save(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+    def save(self, db: Runner, *, db_type: DatabaseType | None = None) -> Self:
         """Insert this entity, or update the fields that changed since it was loaded."""
         target = self._target(db, db_type)
         assigned = self.__pydantic_fields_set__
@@ -197,7 +312,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
 
     @classmethod
     def save_all(
-        cls, db: DatabaseManager, entities: Sequence[Self], *, db_type: DatabaseType | None = None
+        cls, db: Runner, entities: Sequence[Self], *, db_type: DatabaseType | None = None
     ) -> None:
         """Insert many new entities at once (``insert_many``: COPY on PostgreSQL).
 
@@ -211,7 +326,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         for entity in entities:
             entity._mark_persisted()
 
-    def delete(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> None:
+    def delete(self, db: Runner, *, db_type: DatabaseType | None = None) -> None:
         """Delete this entity's row (or document, or Redis hash)."""
         target = self._target(db, db_type)
         if target.kind == "kv":
@@ -220,7 +335,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
             target.delete(self)
         object.__setattr__(self, "__pydantic_fields_set__", set())
 
-    def refresh(self, db: DatabaseManager, *, db_type: DatabaseType | None = None) -> Self:
+    def refresh(self, db: Runner, *, db_type: DatabaseType | None = None) -> Self:
         """Reload every field from the database."""
         meta = self.__dbsystem__
         key = getattr(self, meta.primary_key.field)
@@ -233,9 +348,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         return self
 
     @classmethod
-    def get(
-        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
-    ) -> Self | None:
+    def get(cls, db: Runner, key: Any, *, db_type: DatabaseType | None = None) -> Self | None:
         """The entity with this primary key, or None."""
         meta = cls.__dbsystem__
         target = cls._target(db, db_type)
@@ -246,7 +359,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
 
     @classmethod
     def history(
-        cls, db: DatabaseManager, key: Any, *, db_type: DatabaseType | None = None
+        cls, db: Runner, key: Any, *, db_type: DatabaseType | None = None
     ) -> list[tuple[Self, datetime.datetime, datetime.datetime | None]]:
         """Every version of one row, oldest first: (entity, valid_from, valid_to).
 
@@ -260,7 +373,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
     @classmethod
     def restore(
         cls,
-        db: DatabaseManager,
+        db: Runner,
         key: Any,
         *,
         as_of: datetime.datetime | None = None,
@@ -280,9 +393,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         return entity.save(db, db_type=db_type)
 
     @classmethod
-    def query(
-        cls, db: DatabaseManager, *, db_type: DatabaseType | None = None
-    ) -> EntityQuery[Self]:
+    def query(cls, db: Runner, *, db_type: DatabaseType | None = None) -> EntityQuery[Self]:
         """A query over this entity: ``where``, ``order_by``, ``limit``, ``all``, ``first``."""
         target = cls._target(db, db_type)
         if target.kind == "kv":
@@ -326,30 +437,50 @@ class EntityQuery(Generic[E]):
         }
         return EntityQuery(self._entity, self._target, **state)
 
-    def include(self, *relations: str) -> EntityQuery[E]:
-        """Load these relations too: one more query per relation, never one per entity."""
+    def include(self, *relations: str | Entity | Sequence[Entity] | None) -> EntityQuery[E]:
+        """Load these relations too: one more query per relation, never one per entity.
+
+        A relation is named (``"books"``) or given as the class attribute
+        (``Author.books``, typed ``list[Book]`` to the checkers, so a field that is no
+        relation, such as ``Author.id``, is flagged by them).
+        """
         known = self._entity.__dbsystem__.relations
-        for name in relations:
-            if name not in known:
+        names: list[str] = []
+        for relation in relations:
+            name: object = relation
+            if isinstance(relation, _RelationRef) and relation.owner is self._entity:
+                name = relation.name
+            if not isinstance(name, str) or name not in known:
                 raise InterfaceError(
                     f"{self._entity.__name__} has no relation {name!r}; "
                     f"relations: {sorted(known) or 'none'}"
                 )
-        return self._copy(include=(*self._include, *relations))
+            names.append(name)
+        return self._copy(include=(*self._include, *names))
 
-    def where(self, condition: Expr) -> EntityQuery[E]:
-        """Add a condition (``User.age > 18``); several are ANDed."""
+    def where(self, condition: Expr | bool) -> EntityQuery[E]:
+        """Add a condition (``User.age > 18``); several are ANDed.
+
+        ``bool`` is in the signature for the type checkers only, which see ``User.age``
+        as an ``int`` and so ``User.age > 18`` as a ``bool``; at run time it is an
+        expression, and a real ``True``/``False`` is refused (``InterfaceError``).
+        """
         if not isinstance(condition, Expr):
             raise InterfaceError("where() takes an expression such as User.age > 18")
         new = condition if self._where is None else self._where & condition
         return self._copy(where=new)
 
-    def order_by(self, field: str | Column, direction: str = "asc") -> EntityQuery[E]:
-        """Order by a field (its name, or ``User.name``)."""
+    def order_by(self, field: object, direction: str = "asc") -> EntityQuery[E]:
+        """Order by a field: its name (``"name"``), or the class attribute (``User.name``).
+
+        ``field`` is typed ``object`` because the type checkers see ``User.age`` as the
+        field's type (an ``int``); anything but a field name or a field of the entity is
+        refused at run time (``InterfaceError``).
+        """
         meta = self._entity.__dbsystem__
         if isinstance(field, Column):
             column = field.name
-        elif field in meta.by_field:
+        elif isinstance(field, str) and field in meta.by_field:
             column = meta.by_field[field].column
         else:
             raise InterfaceError(f"{self._entity.__name__} has no field {field!r}")
@@ -395,8 +526,8 @@ class EntityQuery(Generic[E]):
 class _Target:
     """Runs entity operations on one of the manager's pools, SQL or MongoDB."""
 
-    def __init__(self, db: DatabaseManager, db_type: DatabaseType | None) -> None:
-        self.db = db
+    def __init__(self, db: Runner, db_type: DatabaseType | None) -> None:
+        self.db: Any = db  # (what else it offers depends on its kind: connection, transaction)
         self.db_type = db_type or db.mode
         if self.db_type is None:
             raise InterfaceError("several database types have pools: pass db_type=")
@@ -807,6 +938,18 @@ def _load_relation(owner: type[Entity], name: str, entities: list[Any], target: 
             children[child.__dict__[foreign.field]].append(child)
     for entity in entities:
         entity.__dict__[name] = children[entity.__dict__[own_pk]]
+
+
+class _RelationRef:
+    """``Author.books`` on the class: the relation, for ``include()``."""
+
+    __slots__ = ("name", "owner")
+
+    def __init__(self, owner: type[Entity], name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def __repr__(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
 
 
 class _Persisted(set[str]):

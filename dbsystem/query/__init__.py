@@ -24,12 +24,15 @@ from dbsystem.query.expr import (
     sum_,
 )
 from dbsystem.query.sql import (
+    Async,
     DeleteQuery,
     InsertQuery,
     QueryFactory,
     RawQuery,
     SelectQuery,
     SetQuery,
+    SQLValue,
+    Sync,
     UpdateQuery,
     delete_from,
     insert_into,
@@ -39,13 +42,16 @@ from dbsystem.query.sql import (
 )
 
 __all__ = [
+    "Async",
     "DeleteQuery",
     "Expr",
     "InsertQuery",
     "QueryFactory",
     "RawQuery",
+    "SQLValue",
     "SelectQuery",
     "SetQuery",
+    "Sync",
     "UpdateQuery",
     "avg",
     "case",

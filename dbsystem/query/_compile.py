@@ -117,7 +117,7 @@ _cache: dict[tuple[str, tuple[Any, ...]], Compiled] = {}
 _cache_lock = threading.Lock()
 
 
-def compile_query(query: q._Query, dialect: str) -> Compiled:
+def compile_query(query: q._Query[Any, Any], dialect: str) -> Compiled:
     """The compiled form of ``query`` for ``dialect``, from the cache when the shape is known."""
     key = (dialect, query.shape())
     found = _cache.get(key)
@@ -136,7 +136,7 @@ def cache_size() -> int:
     return len(_cache)
 
 
-def _compile(query: q._Query, dialect_name: str) -> Compiled:
+def _compile(query: q._Query[Any, Any], dialect_name: str) -> Compiled:
     dialect = _DIALECTS.get(dialect_name)
     if dialect is None:
         raise QueryBuildError(f"no SQL dialect {dialect_name!r}; use {sorted(_DIALECTS)}")
@@ -154,7 +154,7 @@ def _compile(query: q._Query, dialect_name: str) -> Compiled:
         ) from exc
 
 
-def _compile_with(query: q._Query, dialect_name: str, dialect: Dialect) -> Compiled:
+def _compile_with(query: q._Query[Any, Any], dialect_name: str, dialect: Dialect) -> Compiled:
     ctx = _Context(dialect_name, dialect)
     if isinstance(query, q.SelectQuery):
         statement: Any = ctx.select(query)

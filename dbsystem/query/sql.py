@@ -15,13 +15,18 @@ shape with other values reuses the cached SQL, so only the values are collected 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+import datetime
+import decimal
+import uuid
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeAlias, overload
+
+from typing_extensions import TypeVar
 
 from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
 from dbsystem.kernel.hooks import policed
-from dbsystem.kernel.types import Row
+from dbsystem.kernel.types import ExecuteResult, Params, Row
 from dbsystem.query.expr import (
     Compare,
     Expr,
@@ -41,12 +46,15 @@ if TYPE_CHECKING:
     from dbsystem.query._compile import Compiled
 
 __all__ = [
+    "Async",
     "DeleteQuery",
     "InsertQuery",
     "QueryFactory",
     "RawQuery",
+    "SQLValue",
     "SelectQuery",
     "SetQuery",
+    "Sync",
     "UpdateQuery",
     "delete_from",
     "insert_into",
@@ -55,10 +63,51 @@ __all__ = [
     "update",
 ]
 
-Q = TypeVar("Q", bound="_Query")
-R = TypeVar("R", bound="_Rows")
-W = TypeVar("W", bound="_Write")
-F = TypeVar("F", bound="_FilteredWrite")
+
+class Sync:
+    """The mode of builders whose ``execute()`` returns its result (``db.query(...)``)."""
+
+
+class Async:
+    """The mode of builders whose ``execute()`` returns a coroutine (``adb.query(...)``)."""
+
+
+M = TypeVar("M", default=Sync)
+"""How a builder's ``execute()`` answers: ``Sync`` (at once) or ``Async`` (awaited). Typing
+only: at run time the factory (or the connection given) decides."""
+T = TypeVar("T", default=Any)
+"""What a builder's ``execute()`` gives: rows, or the affected row count."""
+W = TypeVar("W", default=ExecuteResult)
+"""What a write gives: the affected row count, or with ``returning()`` the rows."""
+V = TypeVar("V")
+
+SQLValue: TypeAlias = (
+    Expr
+    | str
+    | int
+    | float
+    | decimal.Decimal
+    | bytes
+    | datetime.date
+    | datetime.time
+    | datetime.timedelta
+    | uuid.UUID
+    | Mapping[str, Any]
+    | Sequence[Any]
+    | None
+)
+"""What ``values()``, ``set()`` and ``upsert()`` take for a column: an expression, or a
+value the drivers bind (bool is an int, datetime a date; a mapping or list is JSON)."""
+
+
+class AwaitedConnection(Protocol):
+    """An ``AsyncConnection`` as the builders see it (typing only): given one,
+    ``execute(conn)`` returns a coroutine."""
+
+    def fetch_all(self, sql: str, params: Params = None, /) -> Coroutine[Any, Any, list[Row]]:
+        """Every row of a query, awaited."""
+        ...
+
 
 _OPERATORS = {
     "=": "=",
@@ -135,7 +184,7 @@ def _check_count(value: object, what: str) -> int:
     return value
 
 
-class _Query:
+class _Query(Generic[M, T]):
     """What every builder shares: shape and values (cached), build, execute.
 
     Builders keep their parts in the instance ``__dict__`` (no ``__slots__``): a modified
@@ -144,11 +193,11 @@ class _Query:
     what it was given.
     """
 
-    _factory: QueryFactory | None
+    _factory: QueryFactory[M] | None
     _shape_cache: tuple[Any, ...] | None = None  # computed on first use
     _values_cache: tuple[Any, ...] | None = None
 
-    def _copy(self: Q, **changes: Any) -> Q:
+    def _copy(self, **changes: Any) -> Self:
         new = object.__new__(type(self))
         state = self.__dict__.copy()
         state.update(changes)
@@ -193,14 +242,24 @@ class _Query:
         compiled = self.compiled(dialect)
         return compiled.sql, compiled.bind(self.bound_values())
 
-    def execute(self, conn: Connection | None = None) -> Any:
-        """Run the query: rows for a select (or RETURNING), else the affected row count.
+    @overload
+    def execute(self, conn: Connection) -> T: ...
+    @overload
+    def execute(self, conn: AwaitedConnection) -> Coroutine[Any, Any, T]: ...
+    @overload
+    def execute(self: _Query[Sync, V], conn: None = None) -> V: ...
+    @overload
+    def execute(self: _Query[Async, V], conn: None = None) -> Coroutine[Any, Any, V]: ...
+
+    def execute(self, conn: Connection | AwaitedConnection | None = None) -> Any:
+        """Run the query: rows for a select (or RETURNING), else the affected row count
+        (awaited, for a builder of ``AsyncDatabaseManager.query()`` or an ``AsyncConnection``).
 
         Uses ``conn`` if given (to run inside its transaction), else borrows a connection
         from the bound manager's pool.
         """
         if conn is not None:
-            return self._run_on(conn)
+            return self._run_on(conn)  # type: ignore[arg-type]  # (an AsyncConnection too)
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
@@ -214,7 +273,7 @@ class _Query:
         with manager.connection(factory.db_type, name=factory.name) as borrowed:
             return self._run_on(borrowed)
 
-    async def _execute_async(self, factory: QueryFactory) -> Any:
+    async def _execute_async(self, factory: QueryFactory[Any]) -> Any:
         manager: Any = factory.manager
         if self._reads and factory.name is None and getattr(manager, "_replicas", None):
             return await manager._aread(factory.db_type, None, self._run_on)  # maybe a replica
@@ -227,7 +286,7 @@ class _Query:
     def _run_on(self, conn: Connection) -> Any:
         if conn._is_async:
             return self._run_on_async(conn)
-        query: _Query = self
+        query: _Query[Any, Any] = self
         if conn._context is not None:  # a user session: its row policies, if any
             try:
                 query, applied = conn._pool.hooks.restrict(self, conn)
@@ -242,7 +301,7 @@ class _Query:
 
     async def _run_on_async(self, conn: Any) -> Any:
         """``_run_on`` for an ``AsyncConnection``: the same policies, the same statement."""
-        query: _Query = self
+        query: _Query[Any, Any] = self
         applied = False
         if conn._context is not None:
             try:
@@ -270,7 +329,7 @@ async def _scalar_async(row: Any) -> Any:
     return None if found is None else next(iter(found.values()), None)
 
 
-def _refused(conn: Any, query: _Query, denied: PermissionDenied) -> NoReturn:
+def _refused(conn: Any, query: _Query[Any, Any], denied: PermissionDenied) -> NoReturn:
     """Raise ``denied`` (a row policy's refusal) through the hooks, so that the audit log
     records the statement as denied and the metrics count it, as for a missing grant."""
     compiled = query.compiled(conn.backend.dialect)
@@ -291,7 +350,7 @@ class FromItem:
 
     __slots__ = ("_key", "_values", "alias", "source")
 
-    def __init__(self, source: str | _Query, alias: str | None) -> None:
+    def __init__(self, source: str | _Query[Any, Any], alias: str | None) -> None:
         if isinstance(source, str):
             check_identifier(source, "table name")
             self._key: tuple[Any, ...] = ("table", source, alias)
@@ -311,7 +370,7 @@ class FromItem:
 _FROM_CACHE: dict[tuple[str, str | None], FromItem] = {}
 
 
-def _from_item(source: str | _Query, alias: str | None) -> FromItem:
+def _from_item(source: str | _Query[Any, Any], alias: str | None) -> FromItem:
     # Table sources are immutable and few: validate each name once.
     if isinstance(source, str):
         key = (source, alias)
@@ -349,9 +408,9 @@ class CTE:
     def __init__(
         self,
         name: str,
-        query: _Query,
+        query: _Query[Any, Any],
         *,
-        step: _Query | None = None,
+        step: _Query[Any, Any] | None = None,
         columns: Sequence[str] = (),
         union_all: bool = True,
     ) -> None:
@@ -375,7 +434,7 @@ class CTE:
         self._values = query.bound_values() + (step.bound_values() if step is not None else ())
 
 
-class _Rows(_Query):
+class _Rows(_Query[M, list[Row]]):
     """What SELECT and set operations share: rows (replicas may serve them), ORDER BY,
     LIMIT and OFFSET (over the combined result, for a set operation)."""
 
@@ -384,7 +443,7 @@ class _Rows(_Query):
     _limit: Expr | None = None
     _offset: Expr | None = None
 
-    def order_by(self: R, column: Any, direction: str = "asc", *, nulls: str | None = None) -> R:
+    def order_by(self, column: Any, direction: str = "asc", *, nulls: str | None = None) -> Self:
         """ORDER BY column [asc|desc] (an output column name, for a set operation); NULLs
         sort first ascending and last descending on every backend unless ``nulls="first"``
         or ``"last"`` says otherwise."""
@@ -393,18 +452,26 @@ class _Rows(_Query):
         item = column if isinstance(column, Order) else order_item(column, direction, nulls)
         return self._copy(_order=self._order + (item,))
 
-    def limit(self: R, count: int) -> R:
+    def limit(self, count: int) -> Self:
         """LIMIT count (a non-negative int)."""
         return self._copy(_limit=Value(_check_count(count, "limit")))
 
-    def offset(self: R, count: int) -> R:
+    def offset(self, count: int) -> Self:
         """OFFSET count (a non-negative int)."""
         return self._copy(_offset=Value(_check_count(count, "offset")))
 
-    def all(self, conn: Connection | None = None) -> list[Row]:
-        """Every row (the same as ``execute``)."""
-        rows: list[Row] = self.execute(conn)
-        return rows
+    @overload
+    def all(self, conn: Connection) -> list[Row]: ...
+    @overload
+    def all(self, conn: AwaitedConnection) -> Coroutine[Any, Any, list[Row]]: ...
+    @overload
+    def all(self: _Rows[Sync], conn: None = None) -> list[Row]: ...
+    @overload
+    def all(self: _Rows[Async], conn: None = None) -> Coroutine[Any, Any, list[Row]]: ...
+
+    def all(self, conn: Connection | AwaitedConnection | None = None) -> Any:
+        """Every row (the same as ``execute``; awaited on the async side)."""
+        return self.execute(conn)  # type: ignore[arg-type]
 
     def _page_values(self) -> tuple[Any, ...]:
         """The values of ORDER BY, LIMIT and OFFSET, in that order (they end the query)."""
@@ -417,7 +484,7 @@ class _Rows(_Query):
         return values
 
 
-class SelectQuery(_Rows):
+class SelectQuery(_Rows[M]):
     """``SELECT ... FROM ... [JOIN ...] [WHERE] [GROUP BY] [HAVING] [ORDER BY] [LIMIT/OFFSET]``."""
 
     _ctes: tuple[CTE, ...] = ()
@@ -428,85 +495,87 @@ class SelectQuery(_Rows):
     _group: tuple[Expr, ...] = ()
     _having: Expr | None = None
 
-    def __init__(self, factory: QueryFactory | None, columns: Sequence[Any]) -> None:
+    def __init__(self, factory: QueryFactory[M] | None, columns: Sequence[Any]) -> None:
         self._factory = factory
         self._columns: tuple[Expr, ...] = tuple(_select_item(c) for c in columns)
 
     # -- clauses ---------------------------------------------------------------------------
 
-    def select(self, *columns: Any) -> SelectQuery:
+    def select(self, *columns: Any) -> Self:
         """Add columns or expressions to the select list."""
         return self._copy(_columns=self._columns + tuple(_select_item(c) for c in columns))
 
-    def distinct(self) -> SelectQuery:
+    def distinct(self) -> Self:
         """SELECT DISTINCT."""
         return self._copy(_distinct=True)
 
-    def from_(self, source: str | _Query, alias: str | None = None) -> SelectQuery:
+    def from_(self, source: str | _Query[Any, Any], alias: str | None = None) -> Self:
         """FROM a table (or CTE) name, or a subquery (which needs an alias)."""
         return self._copy(_from=self._from + (_from_item(source, alias),))
 
     def join(
         self,
-        source: str | _Query,
+        source: str | _Query[Any, Any],
         on: Expr | None = None,
         *,
         alias: str | None = None,
         kind: str = "inner",
-    ) -> SelectQuery:
+    ) -> Self:
         """JOIN source ON condition; ``kind``: inner, left, right, full or cross."""
         join = Join(kind.lower() if isinstance(kind, str) else kind, _from_item(source, alias), on)
         return self._copy(_joins=self._joins + (join,))
 
-    def left_join(self, source: str | _Query, on: Expr, *, alias: str | None = None) -> SelectQuery:
+    def left_join(
+        self, source: str | _Query[Any, Any], on: Expr, *, alias: str | None = None
+    ) -> Self:
         """LEFT OUTER JOIN."""
         return self.join(source, on, alias=alias, kind="left")
 
-    def where(self, left: object, op: str | None = None, value: object = _MISSING) -> SelectQuery:
+    def where(self, left: object, op: str | None = None, value: object = _MISSING) -> Self:
         """Add a condition (ANDed with earlier ones): triple form or expression."""
         return self._copy(_where=_and(self._where, condition(left, op, value)))
 
-    def group_by(self, *columns: Any) -> SelectQuery:
+    def group_by(self, *columns: Any) -> Self:
         """GROUP BY columns or expressions."""
         items = tuple(col(c) if isinstance(c, str) else coerce(c) for c in columns)
         return self._copy(_group=self._group + items)
 
-    def having(self, left: object, op: str | None = None, value: object = _MISSING) -> SelectQuery:
+    def having(self, left: object, op: str | None = None, value: object = _MISSING) -> Self:
         """Add a HAVING condition: ``having(count(), ">", 50)`` or an expression."""
         return self._copy(_having=_and(self._having, condition(left, op, value)))
 
-    def with_(self, name: str, query: _Query, *, columns: Sequence[str] = ()) -> SelectQuery:
+    def with_(self, name: str, query: _Query[Any, Any], *, columns: Sequence[str] = ()) -> Self:
         """WITH name AS (query): a common table expression, usable by name in FROM/JOIN."""
         return self._copy(_ctes=self._ctes + (CTE(name, query, columns=columns),))
 
     def with_recursive(
         self,
         name: str,
-        base: _Query,
-        step: _Query,
+        base: _Query[Any, Any],
+        step: _Query[Any, Any],
         *,
         columns: Sequence[str] = (),
         union_all: bool = True,
-    ) -> SelectQuery:
+    ) -> Self:
         """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
         cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
         return self._copy(_ctes=self._ctes + (cte,))
 
     # -- set operations --------------------------------------------------------------------
 
-    def union(self, other: _Query) -> SetQuery:
+    def union(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """UNION (duplicates removed)."""
         return SetQuery(self._factory, "union", (self, other))
 
-    def union_all(self, other: _Query) -> SetQuery:
+    def union_all(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """UNION ALL."""
         return SetQuery(self._factory, "union_all", (self, other))
 
-    def intersect(self, other: _Query) -> SetQuery:
+    def intersect(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """INTERSECT."""
         return SetQuery(self._factory, "intersect", (self, other))
 
-    def except_(self, other: _Query) -> SetQuery:
+    def except_(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """EXCEPT."""
         return SetQuery(self._factory, "except", (self, other))
 
@@ -522,16 +591,35 @@ class SelectQuery(_Rows):
 
     # -- results ---------------------------------------------------------------------------
 
-    def first(self, conn: Connection | None = None) -> Row | None:
+    @overload
+    def first(self, conn: Connection) -> Row | None: ...
+    @overload
+    def first(self, conn: AwaitedConnection) -> Coroutine[Any, Any, Row | None]: ...
+    @overload
+    def first(self: SelectQuery[Sync], conn: None = None) -> Row | None: ...
+    @overload
+    def first(self: SelectQuery[Async], conn: None = None) -> Coroutine[Any, Any, Row | None]: ...
+
+    def first(self, conn: Connection | AwaitedConnection | None = None) -> Any:
         """The first row, or None (a coroutine on an async connection or manager)."""
-        rows = self.execute(conn)
+        rows: Any = self.execute(conn)  # type: ignore[arg-type]
         if not isinstance(rows, list):  # a coroutine: the async path
-            return _first_async(rows)  # type: ignore[return-value]
+            return _first_async(rows)
         return rows[0] if rows else None
 
-    def scalar_value(self, conn: Connection | None = None) -> Any:
-        """The first column of the first row, or None."""
-        row = self.first(conn)
+    @overload
+    def scalar_value(self, conn: Connection) -> Any: ...
+    @overload
+    def scalar_value(self, conn: AwaitedConnection) -> Coroutine[Any, Any, Any]: ...
+    @overload
+    def scalar_value(self: SelectQuery[Sync], conn: None = None) -> Any: ...
+    @overload
+    def scalar_value(self: SelectQuery[Async], conn: None = None) -> Coroutine[Any, Any, Any]: ...
+
+    def scalar_value(self, conn: Connection | AwaitedConnection | None = None) -> Any:
+        """The first column of the first row, or None (awaited on the async side): a
+        database value, whose type the query does not say."""
+        row: Any = self.first(conn)  # type: ignore[arg-type]
         if row is not None and not isinstance(row, Mapping):  # a coroutine: the async path
             return _scalar_async(row)
         return None if row is None else next(iter(row.values()), None)
@@ -623,10 +711,12 @@ def _and(current: Expr | None, new: Expr) -> Expr:
     return new if current is None else current & new
 
 
-class SetQuery(_Rows):
+class SetQuery(_Rows[M]):
     """UNION / UNION ALL / INTERSECT / EXCEPT of selects, with ORDER BY / LIMIT on the whole."""
 
-    def __init__(self, factory: QueryFactory | None, op: str, queries: Sequence[_Query]) -> None:
+    def __init__(
+        self, factory: QueryFactory[M] | None, op: str, queries: Sequence[_Query[Any, Any]]
+    ) -> None:
         for query in queries:
             if not isinstance(query, (SelectQuery, SetQuery)):
                 raise QueryBuildError("set operations combine select queries")
@@ -634,11 +724,11 @@ class SetQuery(_Rows):
         self._op = op
         self._queries = tuple(queries)
 
-    def union(self, other: _Query) -> SetQuery:
+    def union(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """UNION with one more query."""
         return SetQuery(self._factory, "union", (self, other))
 
-    def union_all(self, other: _Query) -> SetQuery:
+    def union_all(self, other: _Query[Any, Any]) -> SetQuery[M]:
         """UNION ALL with one more query."""
         return SetQuery(self._factory, "union_all", (self, other))
 
@@ -662,17 +752,18 @@ class SetQuery(_Rows):
 # -- writes ---------------------------------------------------------------------------------
 
 
-class _Write(_Query):
+class _Write(_Query[M, W]):
     """What INSERT, UPDATE and DELETE share: a table and RETURNING."""
 
     _returning: tuple[Expr, ...] = ()
 
-    def __init__(self, factory: QueryFactory | None, table: str) -> None:
+    def __init__(self, factory: QueryFactory[M] | None, table: str) -> None:
         self._factory = factory
         self._table = check_identifier(table, "table name")
 
-    def returning(self: W, *columns: Any) -> W:
-        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError)."""
+    def _with_returning(self, columns: Sequence[Any]) -> Any:
+        """RETURNING columns: a copy whose ``execute()`` gives rows (each write class
+        types its ``returning()`` so)."""
         return self._copy(_returning=self._returning + tuple(_select_item(c) for c in columns))
 
     def _returning_values(self) -> tuple[Any, ...]:
@@ -682,20 +773,20 @@ class _Write(_Query):
         return values
 
 
-class InsertQuery(_Write):
+class InsertQuery(_Write[M, W]):
     """INSERT INTO table ... VALUES (one or many rows) or SELECT, with upsert and RETURNING."""
 
     _columns: tuple[str, ...] = ()
     _rows: tuple[tuple[Expr, ...], ...] = ()
-    _from_select: _Query | None = None
+    _from_select: _Query[Any, Any] | None = None
     _upsert: tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...], bool] | None = None
 
     def values(
         self,
-        rows: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        rows: Mapping[str, SQLValue] | Sequence[Mapping[str, SQLValue]] | None = None,
         /,
-        **columns: Any,
-    ) -> InsertQuery:
+        **columns: SQLValue,
+    ) -> Self:
         """Rows to insert: one mapping, a list of mappings (same keys), or keywords."""
         if columns:
             if rows is not None:
@@ -717,7 +808,7 @@ class InsertQuery(_Write):
             raise QueryBuildError("every values() call must use the same columns")
         return self._copy(_columns=names, _rows=self._rows + tuple(converted))
 
-    def from_select(self, columns: Sequence[str], query: _Query) -> InsertQuery:
+    def from_select(self, columns: Sequence[str], query: _Query[Any, Any]) -> Self:
         """INSERT INTO table (columns) SELECT ..."""
         for name in columns:
             check_identifier(name, "column name")
@@ -728,8 +819,8 @@ class InsertQuery(_Write):
     def upsert(
         self,
         conflict: Sequence[str],
-        update: Sequence[str] | Mapping[str, Any] | None = None,
-    ) -> InsertQuery:
+        update: Sequence[str] | Mapping[str, SQLValue] | None = None,
+    ) -> Self:
         """Insert, or update the existing row when ``conflict`` columns collide.
 
         ``update``: the columns to overwrite with the new row's values (default: every
@@ -754,6 +845,12 @@ class InsertQuery(_Write):
             updates = tuple((check_identifier(c, "column name"), None) for c in update)
             default = False
         return self._copy(_upsert=(keys, updates, default))
+
+    def returning(self, *columns: Any) -> InsertQuery[M, list[Row]]:
+        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError):
+        ``execute()`` then gives the rows."""
+        returning: InsertQuery[M, list[Row]] = self._with_returning(columns)
+        return returning
 
     def _resolved_upsert(self) -> tuple[tuple[str, ...], tuple[tuple[str, Expr | None], ...]]:
         assert self._upsert is not None
@@ -791,17 +888,17 @@ class InsertQuery(_Write):
         return values + self._returning_values()
 
 
-class _FilteredWrite(_Write):
+class _FilteredWrite(_Write[M, W]):
     """What UPDATE and DELETE share: WHERE and the all-rows guard."""
 
     _where: Expr | None = None
     _all_rows = False
 
-    def where(self: F, left: object, op: str | None = None, value: object = _MISSING) -> F:
+    def where(self, left: object, op: str | None = None, value: object = _MISSING) -> Self:
         """Add a condition (ANDed with earlier ones)."""
         return self._copy(_where=_and(self._where, condition(left, op, value)))
 
-    def all_rows(self: F) -> F:
+    def all_rows(self) -> Self:
         """Allow this statement to touch every row (it has no WHERE on purpose)."""
         return self._copy(_all_rows=True)
 
@@ -818,18 +915,26 @@ class _FilteredWrite(_Write):
             )
 
 
-class UpdateQuery(_FilteredWrite):
+class UpdateQuery(_FilteredWrite[M, W]):
     """UPDATE table SET ... WHERE ... (refused without WHERE unless ``all_rows()``)."""
 
     _set: tuple[tuple[str, Expr], ...] = ()
 
-    def set(self, assignments: Mapping[str, Any] | None = None, /, **columns: Any) -> UpdateQuery:
+    def set(
+        self, assignments: Mapping[str, SQLValue] | None = None, /, **columns: SQLValue
+    ) -> Self:
         """Columns to set: values (bound) or expressions (``col("n") + 1``)."""
         items = {**(assignments or {}), **columns}
         if not items:
             raise QueryBuildError("set() needs at least one column")
         pairs = tuple((check_identifier(c, "column name"), _value(v)) for c, v in items.items())
         return self._copy(_set=self._set + pairs)
+
+    def returning(self, *columns: Any) -> UpdateQuery[M, list[Row]]:
+        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError):
+        ``execute()`` then gives the rows."""
+        returning: UpdateQuery[M, list[Row]] = self._with_returning(columns)
+        return returning
 
     def _shape(self) -> tuple[Any, ...]:
         return (
@@ -848,8 +953,14 @@ class UpdateQuery(_FilteredWrite):
         return values + self._filter_values()
 
 
-class DeleteQuery(_FilteredWrite):
+class DeleteQuery(_FilteredWrite[M, W]):
     """DELETE FROM table WHERE ... (refused without WHERE unless ``all_rows()``)."""
+
+    def returning(self, *columns: Any) -> DeleteQuery[M, list[Row]]:
+        """RETURNING columns (PostgreSQL, SQLite; MySQL raises NotSupportedError):
+        ``execute()`` then gives the rows."""
+        returning: DeleteQuery[M, list[Row]] = self._with_returning(columns)
+        return returning
 
     def _shape(self) -> tuple[Any, ...]:
         return (
@@ -864,11 +975,11 @@ class DeleteQuery(_FilteredWrite):
         return self._filter_values()
 
 
-class RawQuery(_Query):
+class RawQuery(_Query[M, list[Row] | ExecuteResult]):
     """Raw SQL with ``:name`` parameters, run through the same path as every builder."""
 
     def __init__(
-        self, factory: QueryFactory | None, text: str, params: Mapping[str, Any] | None
+        self, factory: QueryFactory[M] | None, text: str, params: Mapping[str, Any] | None
     ) -> None:
         if not isinstance(text, str) or not text.strip():
             raise QueryBuildError("raw_sql needs SQL text")
@@ -886,8 +997,23 @@ class RawQuery(_Query):
         """The text and parameters as given."""
         return self._text, dict(self._params)
 
-    def execute(self, conn: Connection | None = None) -> Any:
-        """Rows if the statement reads, else the affected row count."""
+    @overload
+    def execute(self, conn: Connection) -> list[Row] | ExecuteResult: ...
+    @overload
+    def execute(
+        self, conn: AwaitedConnection
+    ) -> Coroutine[Any, Any, list[Row] | ExecuteResult]: ...
+    @overload
+    def execute(self: RawQuery[Sync], conn: None = None) -> list[Row] | ExecuteResult: ...
+    @overload
+    def execute(
+        self: RawQuery[Async], conn: None = None
+    ) -> Coroutine[Any, Any, list[Row] | ExecuteResult]: ...
+
+    def execute(self, conn: Connection | AwaitedConnection | None = None) -> Any:
+        """Rows if the statement reads, else the affected row count (awaited on the
+        async side)."""
+        given: Any = conn  # a Connection or an AsyncConnection
 
         def run(connection: Connection) -> Any:
             # Raw: the hooks classify it statement by statement (access control reads the
@@ -896,7 +1022,7 @@ class RawQuery(_Query):
             return connection._run_built(operation, self._text, self._params, None, None)
 
         if conn is not None:
-            return run(conn)
+            return run(given)
         factory = self._factory
         if factory is None:
             raise QueryBuildError("this query is not bound to a database: pass conn=")
@@ -931,8 +1057,11 @@ def _raw_operation(conn: Any, text: str) -> str:
 # -- entry points ---------------------------------------------------------------------------
 
 
-class QueryFactory:
-    """What ``db.query(type)`` returns: builders bound to that database's pool and dialect."""
+class QueryFactory(Generic[M]):
+    """What ``db.query(type)`` returns: builders bound to that database's pool and dialect.
+
+    ``QueryFactory[Async]`` (``AsyncDatabaseManager.query()``) gives builders whose
+    ``execute()`` is awaited; the type checkers know which from ``M``."""
 
     __slots__ = ("db_type", "dialect", "manager", "name")
     is_async = False  # AsyncQueryFactory: execute() returns a coroutine
@@ -942,39 +1071,41 @@ class QueryFactory:
         self.manager, self.db_type, self.name = manager, db_type, name
         self.dialect: str = manager.backend(db_type, name).dialect
 
-    def select(self, *columns: Any) -> SelectQuery:
+    def select(self, *columns: Any) -> SelectQuery[M]:
         """SELECT columns (none: ``*``)."""
         return SelectQuery(self, columns)
 
-    def insert_into(self, table: str) -> InsertQuery:
+    def insert_into(self, table: str) -> InsertQuery[M]:
         """INSERT INTO table."""
         return InsertQuery(self, table)
 
-    def update(self, table: str) -> UpdateQuery:
+    def update(self, table: str) -> UpdateQuery[M]:
         """UPDATE table."""
         return UpdateQuery(self, table)
 
-    def delete_from(self, table: str) -> DeleteQuery:
+    def delete_from(self, table: str) -> DeleteQuery[M]:
         """DELETE FROM table."""
         return DeleteQuery(self, table)
 
-    def raw_sql(self, text: str, params: Mapping[str, Any] | None = None) -> RawQuery:
+    def raw_sql(self, text: str, params: Mapping[str, Any] | None = None) -> RawQuery[M]:
         """Raw SQL with ``:name`` parameters."""
         return RawQuery(self, text, params)
 
-    def with_(self, name: str, query: _Query, *, columns: Sequence[str] = ()) -> SelectQuery:
+    def with_(
+        self, name: str, query: _Query[Any, Any], *, columns: Sequence[str] = ()
+    ) -> SelectQuery[M]:
         """Start a query WITH a common table expression."""
         return SelectQuery(self, ()).with_(name, query, columns=columns)
 
     def with_recursive(
         self,
         name: str,
-        base: _Query,
-        step: _Query,
+        base: _Query[Any, Any],
+        step: _Query[Any, Any],
         *,
         columns: Sequence[str] = (),
         union_all: bool = True,
-    ) -> SelectQuery:
+    ) -> SelectQuery[M]:
         """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
         return SelectQuery(self, ()).with_recursive(
             name, base, step, columns=columns, union_all=union_all

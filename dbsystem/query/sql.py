@@ -1079,16 +1079,12 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
     def execute(self, conn: Connection | AwaitedConnection | None = None) -> Any:
         """Rows if the statement reads, else the affected row count (awaited on the
         async side)."""
-        from dbsystem.kernel.hooks import classify_sql
-
         given: Any = conn  # a Connection or an AsyncConnection
-        dialect = given.backend.dialect if given is not None else self._dialect(None)
-        action, resources = classify_sql(self._text, dialect)
-        operation = "fetch_all" if action == "select" else "execute"
 
         def run(connection: Connection) -> Any:
             # Raw: the hooks classify it statement by statement (access control reads the
             # precise accesses, and may require the RAW permission).
+            operation = _raw_operation(connection, self._text)
             return connection._run_built(operation, self._text, self._params, None, None)
 
         if conn is not None:
@@ -1108,6 +1104,20 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
             return run_async()
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return run(borrowed)
+
+
+def _raw_operation(conn: Any, text: str) -> str:
+    """``fetch_all`` for raw SQL that reads, else ``execute``. A user session's text over a
+    hook's ``max_sql_length`` is not parsed here: the hook refuses it before it runs."""
+    from dbsystem.kernel.hooks import classify_sql
+
+    if conn._context is not None:
+        for hook in conn._pool.hooks.hooks:
+            limit = getattr(hook, "max_sql_length", None)
+            if isinstance(limit, int) and len(text) > limit:
+                return "execute"
+    action, _ = classify_sql(text, conn.backend.dialect)
+    return "fetch_all" if action == "select" else "execute"
 
 
 # -- entry points ---------------------------------------------------------------------------

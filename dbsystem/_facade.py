@@ -10,11 +10,10 @@ below never import this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 from dbsystem.core.manager import Engine
-from dbsystem.core.session import EngineSession, session_context
+from dbsystem.core.session import EngineSession, SessionOptions, session_context
 from dbsystem.monitoring.health import manager_health
 from dbsystem.orm.schema import SchemaMixin
 from dbsystem.query._mixin import QueryMixin
@@ -43,13 +42,11 @@ class DatabaseManager(QueryMixin, SchemaMixin, Engine):
     def for_user(
         self,
         user: str,
-        *,
-        session_id: str | None = None,
-        attrs: Mapping[str, Any] | None = None,
-        max_connections: int | None = None,
+        **options: Unpack[SessionOptions],
     ) -> UserSession:
-        """A session whose every statement is checked for ``user`` and audited;
-        ``max_connections`` caps the connections of one pool it holds at once (its roles'
+        """A session whose every statement is checked for ``user`` and audited. Options
+        (``SessionOptions``): ``session_id``, ``attrs`` (what row policies read),
+        ``max_connections`` (caps the connections of one pool it holds at once; its roles'
         ``Role(max_connections=...)`` cap it too: the smallest applies).
 
         Installs ``AccessControl.instance()`` on first use, unless ``use_access_control``
@@ -60,7 +57,7 @@ class DatabaseManager(QueryMixin, SchemaMixin, Engine):
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return UserSession(self, session_context(user, session_id, attrs, max_connections))
+        return UserSession(self, session_context(user, **options))
 
     def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...

@@ -25,7 +25,7 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
-from dbsystem.backends.postgresql import _ADAPTERS, connection_lost, forget_prepared
+from dbsystem.backends.postgresql import _ADAPTERS, connection_lost, demoted, forget_prepared
 from dbsystem.errors import ConnectionFailed, DBSystemError
 from dbsystem.kernel.types import ExecuteResult, Row
 
@@ -71,12 +71,7 @@ class AsyncPostgresConnection(PyformatStatements):
         return connection_lost(self._conn, exc)
 
     def _override(self, exc: BaseException) -> type[DBSystemError] | None:
-        lost = super()._override(exc)
-        if lost is None and role_mismatch(self._conn.pgconn, self.session_attrs, exc):
-            # The server was demoted under this connection: the pool must drop it.
-            self.broken = True
-            return ConnectionFailed
-        return lost
+        return demoted(self, super()._override(exc), exc)
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
         if self.bounced:

@@ -46,7 +46,7 @@ from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext, session_context
+from dbsystem.core.session import SessionContext, SessionOptions, session_context
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
@@ -224,10 +224,38 @@ class _Calls:
     user_session = False
     """The one-statement calls of a manager or a session, each on a connection of its own."""
 
-    connection: Callable[..., Any]  # the manager's, or the session's (with its user)
     _replicas: Mapping[Key, Any]  # the manager's read replicas
     _aread: Callable[..., Awaitable[Any]]  # a read on a replica (the session's: with its user)
     _owner: Callable[[], AsyncDatabaseManager]  # the manager (a session's: its manager's)
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
+    ) -> _Acquire[AsyncRedisConnection]: ...
+    @overload
+    def connection(
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
+    ) -> _Acquire[Any]: ...
+    @overload
+    def connection(
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
+    ) -> _Acquire[AsyncConnection]: ...
+
+    def connection(
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
+    ) -> _Acquire[Any]:
+        """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
+        and ``await conn.release()``). Options (``ConnectionOptions``): ``name``,
+        ``timeout``, ``label`` (names the borrower in the pool's ``holders()``; else its
+        code location does). A user session's connection carries its user."""
+        manager = self._owner()
+        if options:
+            name, timeout, label = connection_options(options)
+            key = (db_type or manager._default_type(), name)
+            return _Acquire(manager, key, timeout, self._bound_context(), label)
+        return _Acquire(
+            manager, (db_type or manager._default_type(), None), None, self._bound_context()
+        )
 
     @overload
     def query(  # type: ignore[overload-overlap]
@@ -590,31 +618,6 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
 
     # -- connections -----------------------------------------------------------------------
 
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[AsyncRedisConnection]: ...
-    @overload
-    def connection(
-        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[Any]: ...
-    @overload
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[AsyncConnection]: ...
-
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[Any]:
-        """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
-        and ``await conn.release()``). Options (``ConnectionOptions``): ``name``,
-        ``timeout``, ``label`` (names the borrower in the pool's ``holders()``; else its
-        code location does)."""
-        if options:
-            name, timeout, label = connection_options(options)
-            return _Acquire(self, (db_type or self._default_type(), name), timeout, None, label)
-        return _Acquire(self, (db_type or self._default_type(), None), None, None)
-
     def _connection_as(self, context: Any, db_type: DatabaseType, name: str | None) -> Any:
         """``connection()`` for ``context`` (a user session's, or None: the application's)."""
         return _Acquire(self, (db_type, name), None, context)
@@ -687,22 +690,14 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self.sync._access_control = acl
         self.add_hook(acl)
 
-    def for_user(
-        self,
-        user: str,
-        *,
-        session_id: str | None = None,
-        attrs: Mapping[str, Any] | None = None,
-        max_connections: int | None = None,
-    ) -> AsyncUserSession:
-        """A session whose every statement is checked for ``user`` and audited;
-        ``max_connections`` caps the connections of one pool it holds at once (its roles'
-        ``Role(max_connections=...)`` cap it too: the smallest applies)."""
+    def for_user(self, user: str, **options: Unpack[SessionOptions]) -> AsyncUserSession:
+        """``DatabaseManager.for_user``'s session, async: its statements checked for
+        ``user`` and audited (options: ``SessionOptions``)."""
         if self.sync._access_control is None:
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return AsyncUserSession(self, session_context(user, session_id, attrs, max_connections))
+        return AsyncUserSession(self, session_context(user, **options))
 
 
 class AsyncUserSession(_AsyncSchema, _Calls):
@@ -716,29 +711,6 @@ class AsyncUserSession(_AsyncSchema, _Calls):
 
     def _owner(self) -> AsyncDatabaseManager:
         return self._manager
-
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[AsyncRedisConnection]: ...
-    @overload
-    def connection(
-        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[Any]: ...
-    @overload
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[AsyncConnection]: ...
-
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> _Acquire[Any]:
-        """A connection whose statements carry the session's user (options: the manager's
-        ``connection()``'s)."""
-        manager = self._manager
-        name, timeout, label = connection_options(options)
-        key = (db_type or manager._default_type(), name)
-        return _Acquire(manager, key, timeout, self.context, label)
 
     @property
     def mode(self) -> DatabaseType | None:

@@ -51,7 +51,13 @@ from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PostgreSQLBackend", "PostgreSQLConnection", "connection_lost", "forget_prepared"]
+__all__ = [
+    "PostgreSQLBackend",
+    "PostgreSQLConnection",
+    "connection_lost",
+    "demoted",
+    "forget_prepared",
+]
 
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
@@ -86,6 +92,18 @@ def forget_prepared(conn: Any) -> None:
         flush.clear()  # the server has none left: no DEALLOCATE ALL to send
 
 
+def demoted(
+    connection: Any, lost: type[DBSystemError] | None, exc: BaseException
+) -> type[DBSystemError] | None:
+    """The error class for ``exc`` on a psycopg-backed ``connection`` (sync or async):
+    ``lost`` (the connection is gone), else ``ConnectionFailed`` when the server was demoted
+    under it (the pool must drop it), else None."""
+    if lost is None and role_mismatch(connection._conn.pgconn, connection.session_attrs, exc):
+        connection.broken = True
+        return ConnectionFailed
+    return lost
+
+
 def connection_lost(conn: Any, exc: BaseException) -> bool:
     """True if ``exc`` on psycopg's ``conn`` (sync or async) means the connection is gone."""
     if conn.broken or conn.closed:
@@ -113,12 +131,7 @@ class PostgreSQLConnection(PyformatConnection):
         return result is not None and result.nfields > 0
 
     def _override(self, exc: BaseException) -> type[DBSystemError] | None:
-        lost = super()._override(exc)
-        if lost is None and role_mismatch(self._conn.pgconn, self.session_attrs, exc):
-            # The server was demoted under this connection: the pool must drop it.
-            self.broken = True
-            return ConnectionFailed
-        return lost
+        return demoted(self, super()._override(exc), exc)
 
     def _connection_lost(self, exc: BaseException) -> bool:
         return connection_lost(self._conn, exc)

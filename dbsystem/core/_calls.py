@@ -13,15 +13,33 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, Unpack, overload
 
 from dbsystem.core.execution import refuse_for
 from dbsystem.errors import PermissionDenied
-from dbsystem.kernel.protocols import TransactionOptions, transaction_options
+from dbsystem.kernel.protocols import (
+    ConnectionOptions,
+    TransactionOptions,
+    connection_options,
+    transaction_options,
+)
 from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
-__all__ = ["BOUND", "BoundKey", "BoundTransactions", "Calls", "bound_block", "refuse_mixed_users"]
+if TYPE_CHECKING:
+    from dbsystem.backends.mongodb import MongoConnection
+    from dbsystem.backends.redis import RedisConnection
+    from dbsystem.core.connection import Connection
+
+__all__ = [
+    "BOUND",
+    "BoundKey",
+    "BoundTransactions",
+    "Calls",
+    "Lending",
+    "bound_block",
+    "refuse_mixed_users",
+]
 
 T = TypeVar("T")
 L = TypeVar("L")
@@ -136,6 +154,54 @@ class BoundTransactions(Generic[L]):
         if found is None or found._context is not self._bound_context():  # type: ignore[attr-defined]
             return None
         return found
+
+
+class Lending:
+    """``connection()`` of the manager and of its user sessions, written once: the lease
+    of the owner's pool, carrying the caller's user (``_bound_context``) from the start."""
+
+    _bound_owner: Callable[[], Any]
+    _bound_context: Callable[[], Any]
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
+    ) -> RedisConnection: ...
+
+    @overload
+    def connection(  # type: ignore[overload-overlap]
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
+    ) -> MongoConnection: ...
+
+    @overload
+    def connection(
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
+    ) -> Connection: ...
+
+    def connection(
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
+    ) -> Connection | RedisConnection | MongoConnection:
+        """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
+
+        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. Options
+        (``ConnectionOptions``): ``name`` (a named pool), ``timeout`` (the wait for a free
+        connection), ``label`` (names the borrower in the pool's ``holders()`` and
+        ``dbsystem pools``; else its code location does). A user session's connection
+        carries its user, within the user's cap on connections of that pool
+        (``max_connections``, ``acquire_as``).
+        """
+        context = self._bound_context()
+        if not options and context is None:  # (the application's common call)
+            conn: Connection | RedisConnection | MongoConnection = (
+                self._bound_owner().get_pool(db_type).acquire()
+            )
+            return conn
+        name, timeout, label = connection_options(options)
+        owner = self._bound_owner()
+        lease: Connection | RedisConnection | MongoConnection = owner._connection_as(
+            context, db_type, name, timeout, label
+        )
+        return lease
 
 
 class Calls:

@@ -21,12 +21,12 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, Unpack, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
 from dbsystem.backends._registry import scheme_database_type
-from dbsystem.core._calls import BoundTransactions, Calls
+from dbsystem.core._calls import BoundTransactions, Calls, Lending
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
 from dbsystem.core.execution import DriverPool
@@ -35,15 +35,13 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
-from dbsystem.kernel.protocols import ConnectionOptions, connection_options, lookup_credential
+from dbsystem.kernel.protocols import lookup_credential
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
     from dbsystem.backends.base import Backend
     from dbsystem.backends.mock import MockBackend
-    from dbsystem.backends.mongodb import MongoConnection
-    from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
     from dbsystem.core.topology import Topology
 
@@ -57,7 +55,7 @@ PoolKey = DatabaseType | tuple[DatabaseType, str]
 """How ``pool_stats()`` names a pool: its type, or (type, name) for a named pool."""
 
 
-class Engine(BoundTransactions[Connection], Calls, ProcessWide):
+class Engine(Lending, BoundTransactions[Connection], Calls, ProcessWide):
     """Holds the pools of an application and lends their connections. Thread-safe.
 
     Use it through ``dbsystem.DatabaseManager``, which adds the feature methods.
@@ -388,36 +386,6 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         return chain
 
     # -- lending connections ---------------------------------------------------------------
-
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
-    ) -> RedisConnection: ...
-
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
-    ) -> MongoConnection: ...
-
-    @overload
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> Connection: ...
-
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> Connection | RedisConnection | MongoConnection:
-        """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
-
-        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. Options
-        (``ConnectionOptions``): ``name`` (a named pool), ``timeout`` (the wait for a free
-        connection), ``label`` (names the borrower in the pool's ``holders()`` and
-        ``dbsystem pools``; else its code location does).
-        """
-        if options:
-            name, timeout, label = connection_options(options)
-            return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
-        return self.get_pool(db_type).acquire()  # type: ignore[return-value]
 
     def _default_for_bound(self) -> DatabaseType | None:
         return self._default

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
-from dbsystem.core._calls import BoundTransactions, Calls
-from dbsystem.errors import ConfigurationError
-from dbsystem.kernel.protocols import BackendInfo, ConnectionOptions, connection_options
+from dbsystem.core._calls import BoundTransactions, Calls, Lending
+from dbsystem.errors import ConfigurationError, InterfaceError
+from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
-    from dbsystem.backends.mongodb import MongoConnection
-    from dbsystem.backends.redis import RedisConnection
-    from dbsystem.core.connection import Connection
     from dbsystem.core.manager import Engine
 
 T = TypeVar("T")
 
-__all__ = ["EngineSession", "SessionContext", "session_context"]
+__all__ = ["EngineSession", "SessionContext", "SessionOptions", "session_context"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +39,32 @@ class SessionContext:
     max_connections: int | None = None
 
 
-def session_context(
-    user: str,
-    session_id: str | None,
-    attrs: Mapping[str, Any] | None,
-    max_connections: int | None,
-) -> SessionContext:
-    """The context of ``for_user(...)`` (sync and async): ``max_connections`` checked."""
+class SessionOptions(TypedDict, total=False):
+    """The options of ``for_user()``, the same for the sync and async managers."""
+
+    session_id: str | None
+    """Names the session in audit records (default: none)."""
+    attrs: Mapping[str, Any] | None
+    """Attributes row policies read (``ctx.attrs["tenant"]``)."""
+    max_connections: int | None
+    """Caps the connections of one pool the session holds at once (its roles'
+    ``Role(max_connections=...)`` cap it too: the smallest applies)."""
+
+
+_SESSION_OPTIONS = frozenset(SessionOptions.__annotations__)
+
+
+def session_context(user: str, **options: Unpack[SessionOptions]) -> SessionContext:
+    """The context of ``for_user(user, **options)`` (sync and async): options checked."""
+    if not options.keys() <= _SESSION_OPTIONS:
+        unknown = ", ".join(sorted(options.keys() - _SESSION_OPTIONS))
+        raise InterfaceError(
+            f"for_user() takes no option {unknown} (its options: session_id, attrs, "
+            "max_connections)"
+        )
+    session_id = options.get("session_id")
+    attrs = options.get("attrs")
+    max_connections = options.get("max_connections")
     if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
         raise ConfigurationError(
             f"for_user({user!r}): max_connections must be a positive int, not {max_connections!r}"
@@ -56,7 +72,7 @@ def session_context(
     return SessionContext(user, session_id, dict(attrs or {}), max_connections)
 
 
-class EngineSession(BoundTransactions[Any], Calls):
+class EngineSession(Lending, BoundTransactions[Any], Calls):
     """A user's view of a manager; see the module docstring."""
 
     user_session = True
@@ -74,30 +90,6 @@ class EngineSession(BoundTransactions[Any], Calls):
         """What the session may know of the backend behind a pool (``BackendInfo``: kind,
         dialect, capabilities); never the backend itself, which opens connections."""
         return BackendInfo.of(self._manager.backend(db_type, name))
-
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
-    ) -> RedisConnection: ...
-    @overload
-    def connection(  # type: ignore[overload-overlap]
-        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
-    ) -> MongoConnection: ...
-    @overload
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> Connection: ...
-
-    def connection(
-        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
-    ) -> Connection | RedisConnection | MongoConnection:
-        """Borrow a connection whose statements carry this session's user, within the
-        user's cap on connections of that pool (``max_connections``, ``acquire_as``)."""
-        name, timeout, label = connection_options(options)
-        conn: Connection | RedisConnection | MongoConnection = self._manager._connection_as(
-            self.context, db_type, name, timeout, label
-        )
-        return conn
 
     @property
     def _replicas(self) -> Any:  # type: ignore[override]

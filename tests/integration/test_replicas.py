@@ -155,7 +155,7 @@ def test_orm_reads_go_to_the_replica_and_its_writes_to_the_primary(db):
 
 def test_user_sessions_read_on_the_replica_and_are_still_checked(db):
     acl = AccessControl()
-    acl.create_role(Role("reader", grants={"*": Permission.SELECT}))
+    acl.create_role(Role("reader", grants={"*": Permission.SELECT}, functions={"inet_server_port"}))
     acl.assign_role("analyst", "reader")
     db.use_access_control(acl)
     analyst = db.for_user("analyst")

@@ -34,6 +34,14 @@ class ThreadedSQLConnection:
         self.sync.broken = value
 
     @property
+    def backend_name(self) -> str:
+        return self.sync.backend_name
+
+    def enter_scope(self, scope: Any) -> None:
+        """The backend's ``enter_scope`` (the lease is idle: no statement is running)."""
+        self.sync.enter_scope(scope)
+
+    @property
     def tx_depth(self) -> int:
         return self.sync.tx_depth
 

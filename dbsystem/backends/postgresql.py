@@ -41,6 +41,7 @@ from dbsystem.errors import (
     DBSystemError,
 )
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
@@ -83,7 +84,55 @@ class PostgreSQLConnection(PyformatConnection):
             sql += f" ISOLATION LEVEL {isolation.upper()}"
         if readonly:
             sql += " READ ONLY"
+        if self._scope_sql is not None:  # one round trip: the transaction begins scoped
+            sql += "; " + self._scope_sql
         self._run(sql)
+
+    # -- native access control: each statement of a scoped lease runs in a transaction
+    # that begins with SET LOCAL ROLE and the session's settings, so nothing outlives it.
+
+    _scope_sql: str | None = None
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Run every statement of the lease as ``scope.role`` with ``scope.settings``
+        (``set_config(..., true)``: local to the statement's transaction)."""
+        parts = [f"set_config('role', {_literal(scope.role)}, true)"] if scope.role else []
+        parts += [f"set_config({_literal(k)}, {_literal(v)}, true)" for k, v in scope.settings]
+        self._scope_sql = "SELECT " + ", ".join(parts) if parts else None
+        self.scope = scope
+        if self.tx_depth and self._scope_sql is not None:  # (a pinned test transaction)
+            self._run(self._scope_sql)
+
+    def leave_scope(self) -> None:
+        self.scope = None
+        self._scope_sql = None
+        if self.tx_depth and not self.broken:  # (a pinned test transaction: back to the app)
+            self._run("SELECT set_config('role', 'none', true)")
+
+    def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        if self._scope_sql is None or self.tx_depth:
+            super()._send(cur, sql, params)
+            return
+        self._scoped(lambda: super(PostgreSQLConnection, self)._send(cur, sql, params))
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+        if self._scope_sql is None or self.tx_depth:
+            return super().executemany(sql, seq_params)
+        return self._scoped(lambda: super(PostgreSQLConnection, self).executemany(sql, seq_params))
+
+    def _scoped(self, call: Any) -> Any:
+        """``call()`` in a transaction of its own that begins scoped (autocommit outside)."""
+        self.begin()
+        try:
+            result = call()
+        except BaseException:
+            try:
+                self.rollback()
+            except DBSystemError:
+                pass
+            raise
+        self.commit()
+        return result
 
     def _rollback(self) -> None:
         if self._conn.pgconn.transaction_status != _IDLE:
@@ -140,6 +189,15 @@ class PostgreSQLConnection(PyformatConnection):
     def backend_pid(self) -> int:
         """The server process serving this connection (for ``pg_terminate_backend``)."""
         return int(self._conn.info.backend_pid)
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (``standard_conforming_strings``: only quotes are doubled)."""
+    if "\x00" in text:
+        raise ConfigurationError(
+            "a NUL character cannot be sent in a setting", backend="postgresql"
+        )
+    return "'" + text.replace("'", "''") + "'"
 
 
 class _Watchdog:

@@ -45,10 +45,12 @@ from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
     IntegrityError,
+    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import ExecuteResult, Row
 from dbsystem.kernel.url import DatabaseURL
 
@@ -249,6 +251,24 @@ class SQLiteConnection(StandardSQLConnection):
     def close(self) -> None:
         try:
             self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Install the scope's authorizer for the lease: SQLite then refuses, as it prepares
+        each statement, whatever the callback does not allow (``sqlite3`` expires the
+        statements prepared before, so none escapes it)."""
+        if scope.authorizer is None:
+            raise NotSupportedError(
+                "a native scope without an authorizer cannot be enforced", backend="sqlite"
+            )
+        self._conn.set_authorizer(scope.authorizer)
+        self.scope = scope
+
+    def leave_scope(self) -> None:
+        self.scope = None
+        try:
+            self._conn.set_authorizer(None)
         except sqlite3.Error:
             pass
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
+from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "enter_native_scope", "refuse_sql", "statement"]
 
 T = TypeVar("T")
 
@@ -65,6 +66,27 @@ def refuse_sql(
     if hooks.hooks:
         hooks.refuse(conn._statement(operation, text, None, action, resources), error)
     raise error
+
+
+def enter_native_scope(lease: Any, context: Any) -> None:
+    """Give a SQL lease just lent to ``context``'s user session the scope the database
+    enforces for it (``ExecutionHook.native_scope``: a role, settings, an authorizer), sync
+    and async alike; the backend connection drops it when the lease returns to the pool.
+    A backend connection that cannot apply a scope it is given refuses the lease."""
+    hooks: HookChain = lease._pool.hooks
+    if context is None or not hooks.hooks:
+        return
+    raw = lease._raw
+    scope = hooks.native_scope(context, getattr(raw, "backend_name", ""))
+    if scope is None:
+        return
+    enter = getattr(raw, "enter_scope", None)
+    if enter is None:
+        raise NotSupportedError(
+            "native access control is on, but this connection cannot apply it",
+            backend=lease._pool.backend_name,
+        )
+    enter(scope)
 
 
 class DriverPool(PoolLimits):

@@ -28,7 +28,15 @@ from functools import lru_cache
 from time import perf_counter
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
-__all__ = ["Description", "ExecutionHook", "HookChain", "Statement", "is_policed", "policed"]
+__all__ = [
+    "Description",
+    "ExecutionHook",
+    "HookChain",
+    "NativeScope",
+    "Statement",
+    "is_policed",
+    "policed",
+]
 
 T = TypeVar("T")
 
@@ -163,6 +171,22 @@ class Description(NamedTuple):
     accesses: tuple[tuple[str, str], ...] | None = None
 
 
+class NativeScope(NamedTuple):
+    """What the database itself enforces for one user-session lease (the second wall):
+    returned by ``ExecutionHook.native_scope``, applied by the backend connection for the
+    lease and dropped when the lease returns to the pool.
+
+    ``role``: the role each statement runs as (PostgreSQL: ``SET LOCAL ROLE`` in the
+    statement's transaction; MariaDB: ``SET ROLE`` for the lease). ``settings``: custom
+    settings set with the role (PostgreSQL ``set_config(name, value, true)``). ``authorizer``:
+    a ``sqlite3`` authorizer callback installed for the lease.
+    """
+
+    role: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()
+    authorizer: Callable[..., int] | None = None
+
+
 # A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``
 # must not lend the mark to the tasks that run meanwhile on the same thread.
 _policed: ContextVar[int] = ContextVar("dbsystem_policed", default=0)
@@ -204,6 +228,12 @@ class ExecutionHook:
         refuse it (the builder reports the refusal through ``HookChain.refuse``).
         """
         return query, False
+
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
+        """What the database should enforce for a lease of ``context``'s user session on a
+        ``dialect`` backend (``NativeScope``), or None for nothing. Called when a user
+        session borrows a connection; raise ``PermissionDenied`` to refuse the lease."""
+        return None
 
 
 class HookChain:
@@ -264,6 +294,15 @@ class HookChain:
                 query, changed = hook.restrict(query, conn)
                 applied = applied or changed
         return query, applied
+
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
+        """The first ``NativeScope`` a hook gives for a lease of ``context`` (or None)."""
+        for hook in self.hooks:
+            if type(hook).native_scope is not ExecutionHook.native_scope:
+                scope = hook.native_scope(context, dialect)
+                if scope is not None:
+                    return scope
+        return None
 
     def refuse(self, statement: Statement, error: BaseException) -> NoReturn:
         """Report ``statement`` as refused before it ran (``executed`` false), as a hook's

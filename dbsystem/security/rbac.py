@@ -127,9 +127,20 @@ class AccessControl(ProcessWide, ExecutionHook):
     ``AccessControl.instance()`` is the process-wide one.
     """
 
-    def __init__(self, *, require_user: bool = False, raw_needs_grant: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        require_user: bool = False,
+        raw_needs_grant: bool = False,
+        native: bool = False,
+        native_prefix: str = "dbsystem_r_",
+    ) -> None:
         self.require_user = require_user
         self.raw_needs_grant = raw_needs_grant
+        #: Also enforce the model in each database (``dbsystem.security.native``).
+        self.native = native
+        self.native_prefix = native_prefix
+        self._python_check = True  # off only in tests (dbsystem.testing.python_check_disabled)
         self._lock = threading.Lock()
         self._roles: dict[str, Role] = {}
         self._assignments: dict[str, set[str]] = {}
@@ -184,6 +195,41 @@ class AccessControl(ProcessWide, ExecutionHook):
         """The roles assigned to ``user`` (not counting inherited ones)."""
         with self._lock:
             return set(self._assignments.get(user, ()))
+
+    def roles(self) -> list[Role]:
+        """Every role defined."""
+        with self._lock:
+            return list(self._roles.values())
+
+    def assignments(self) -> dict[str, set[str]]:
+        """Each user's assigned roles (a copy)."""
+        with self._lock:
+            return {user: set(roles) for user, roles in self._assignments.items()}
+
+    # -- native enforcement (dbsystem.security.native) ----------------------------------------
+
+    def native_plan(self, db: Any, db_type: Any, *, name: str | None = None) -> Any:
+        """What ``apply_native`` would run on ``db``'s ``db_type`` pool (a ``NativePlan``),
+        and what stays enforced in Python only; changes nothing."""
+        from dbsystem.security.native import native_plan
+
+        return native_plan(self, db, db_type, name=name)
+
+    def apply_native(self, db: Any, db_type: Any = None, *, name: str | None = None) -> Any:
+        """Make the database's roles, grants and row-level security match the model
+        (PostgreSQL); converges, touching only objects with ``native_prefix``."""
+        from dbsystem.kernel.types import DatabaseType
+        from dbsystem.security.native import apply_native
+
+        return apply_native(self, db, db_type or DatabaseType.POSTGRES, name=name)
+
+    def native_scope(self, context: Any, dialect: str) -> Any:
+        """The scope a user-session lease runs under in the database (``native=True``)."""
+        if not self.native:
+            return None
+        from dbsystem.security.native import native_scope
+
+        return native_scope(self, context, dialect)
 
     # -- checking -------------------------------------------------------------------------
 
@@ -304,9 +350,13 @@ class AccessControl(ProcessWide, ExecutionHook):
         """A user session's builder with its row policies applied (``ExecutionHook.restrict``)."""
         from dbsystem.security.policies import restrict_query
 
+        if not self._python_check:
+            return query, False
         return restrict_query(query, conn)
 
     def before_execute(self, statement: Statement) -> None:
+        if not self._python_check:
+            return
         context = statement.context
         if context is None:
             if self.require_user:

@@ -92,6 +92,18 @@ class PostgreSQLConnection(PyformatConnection):
     # that begins with SET LOCAL ROLE and the session's settings, so nothing outlives it.
 
     _scope_sql: str | None = None
+    _ctl_cursor: Any = None
+
+    def _run(self, sql: str) -> None:
+        # Transaction control on a cursor of its own: a scoped statement's COMMIT must not
+        # replace the statement's result (row count) on the statement's cursor.
+        cur = self._ctl_cursor
+        if cur is None:
+            cur = self._ctl_cursor = self._conn.cursor()
+        try:
+            cur.execute(sql)
+        except psycopg.Error as exc:
+            raise self._error(exc, sql, None) from exc
 
     def enter_scope(self, scope: NativeScope) -> None:
         """Run every statement of the lease as ``scope.role`` with ``scope.settings``

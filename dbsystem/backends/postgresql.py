@@ -108,12 +108,8 @@ class PostgreSQLConnection(PyformatConnection):
     def enter_scope(self, scope: NativeScope) -> None:
         """Run every statement of the lease as ``scope.role`` with ``scope.settings``
         (``set_config(..., true)``: local to the statement's transaction)."""
-        parts = [f"set_config('role', {_literal(scope.role)}, true)"] if scope.role else []
-        parts += [f"set_config({_literal(k)}, {_literal(v)}, true)" for k, v in scope.settings]
-        self._scope_sql = "SELECT " + ", ".join(parts) if parts else None
+        self._scope_sql = _scope_sql(scope)
         self.scope = scope
-        if self.tx_depth and self._scope_sql is not None:  # (a pinned test transaction)
-            self._run(self._scope_sql)
 
     def leave_scope(self) -> None:
         self.scope = None
@@ -122,29 +118,32 @@ class PostgreSQLConnection(PyformatConnection):
             self._run("SELECT set_config('role', 'none', true)")
 
     def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
-        if self._scope_sql is None or self.tx_depth:
+        scope_sql = self._scope_sql
+        if scope_sql is None:
             super()._send(cur, sql, params)
-            return
-        self._scoped(lambda: super(PostgreSQLConnection, self)._send(cur, sql, params))
+        elif isinstance(cur, psycopg.ServerCursor):  # a stream, in its own scoped transaction
+            self._run(scope_sql)
+            super()._send(cur, sql, params)
+        else:
+            self._scoped(lambda: super(PostgreSQLConnection, self)._send(cur, sql, params))
 
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
-        if self._scope_sql is None or self.tx_depth:
+        if self._scope_sql is None:
             return super().executemany(sql, seq_params)
         return self._scoped(lambda: super(PostgreSQLConnection, self).executemany(sql, seq_params))
 
     def _scoped(self, call: Any) -> Any:
-        """``call()`` in a transaction of its own that begins scoped (autocommit outside)."""
-        self.begin()
-        try:
-            result = call()
-        except BaseException:
-            try:
-                self.rollback()
-            except DBSystemError:
-                pass
-            raise
-        self.commit()
-        return result
+        """``call()`` preceded by the scope, in one round trip (libpq's pipeline, one
+        Sync): the scope's ``set_config(..., true)`` holds for the statement's transaction,
+        the implicit one of the pipeline outside ``transaction()``, and is set again
+        before every statement, so a statement that resets the role changes only itself."""
+        conn = self._conn
+        ctl = self._ctl_cursor
+        if ctl is None:
+            ctl = self._ctl_cursor = conn.cursor()
+        with conn.pipeline():
+            ctl.execute(self._scope_sql)
+            return call()
 
     def _rollback(self) -> None:
         if self._conn.pgconn.transaction_status != _IDLE:
@@ -210,6 +209,23 @@ def _literal(text: str) -> str:
             "a NUL character cannot be sent in a setting", backend="postgresql"
         )
     return "'" + text.replace("'", "''") + "'"
+
+
+_SCOPE_SQL: dict[NativeScope, str | None] = {}
+
+
+def _scope_sql(scope: NativeScope) -> str | None:
+    """The SELECT that sets a scope's role and settings local to the transaction."""
+    found = _SCOPE_SQL.get(scope, _literal)
+    if found is not _literal:
+        return found  # type: ignore[return-value]
+    parts = [f"set_config('role', {_literal(scope.role)}, true)"] if scope.role else []
+    parts += [f"set_config({_literal(k)}, {_literal(v)}, true)" for k, v in scope.settings]
+    sql = "SELECT " + ", ".join(parts) if parts else None
+    if len(_SCOPE_SQL) > 4096:
+        _SCOPE_SQL.clear()
+    _SCOPE_SQL[scope] = sql
+    return sql
 
 
 class _Watchdog:

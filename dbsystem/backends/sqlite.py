@@ -254,23 +254,40 @@ class SQLiteConnection(StandardSQLConnection):
         except sqlite3.Error:
             pass
 
+    # The authorizer the cached prepared statements were authorized by (None: not one
+    # installed yet), and whether the application prepared statements since (unchecked).
+    _authorized_by: Any = None
+    _app_prepared = True
+
     def enter_scope(self, scope: NativeScope) -> None:
-        """Install the scope's authorizer for the lease: SQLite then refuses, as it prepares
-        each statement, whatever the callback does not allow (``sqlite3`` expires the
-        statements prepared before, so none escapes it)."""
-        if scope.authorizer is None:
+        """Authorize each statement the lease prepares with the scope's authorizer.
+
+        SQLite authorizes a statement when it prepares it; ``set_authorizer`` expires every
+        statement prepared before, so none prepared for someone else escapes. It is called
+        again only when needed: the connection's own dispatcher stays installed, and a
+        lease of the same scope reuses the statements the previous one prepared, unless
+        the application prepared any in between.
+        """
+        authorizer = scope.authorizer
+        if authorizer is None:
             raise NotSupportedError(
                 "a native scope without an authorizer cannot be enforced", backend="sqlite"
             )
-        self._conn.set_authorizer(scope.authorizer)
         self.scope = scope
+        if self._app_prepared or authorizer is not self._authorized_by:
+            self._conn.set_authorizer(self._authorize)  # expires every prepared statement
+            self._authorized_by = authorizer
+            self._app_prepared = False
+
+    def _authorize(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
+        scope = self.scope
+        if scope is None or scope.authorizer is None:  # the application's own statement
+            self._app_prepared = True
+            return sqlite3.SQLITE_OK
+        return scope.authorizer(action, arg1, arg2, db, source)
 
     def leave_scope(self) -> None:
         self.scope = None
-        try:
-            self._conn.set_authorizer(None)
-        except sqlite3.Error:
-            pass
 
     @property
     def driver_connection(self) -> sqlite3.Connection:

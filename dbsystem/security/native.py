@@ -684,7 +684,28 @@ def apply_native(
 
 
 def native_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:
-    """The ``NativeScope`` of a lease of ``context``'s session on a ``dialect`` backend."""
+    """The ``NativeScope`` of a lease of ``context``'s session on a ``dialect`` backend.
+
+    Made once per session context and backend, and again after any change of the user's
+    grants (the flattened grants ``acl._grants`` gives are rebuilt on every change): the
+    same scope object lets SQLite keep the statements it prepared under it.
+    """
+    cache: dict[int, tuple[Any, str, Any, NativeScope | None]] = acl.__dict__.setdefault(
+        "_native_scopes", {}
+    )
+    token = acl._grants(context.user)
+    key = id(context)
+    found = cache.get(key)
+    if found is not None and found[0] is context and found[1] == dialect and found[2] is token:
+        return found[3]
+    scope = _make_scope(acl, context, dialect)
+    if len(cache) > 4096:
+        cache.clear()
+    cache[key] = (context, dialect, token, scope)
+    return scope
+
+
+def _make_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:
     user = context.user
     if dialect == "sqlite":
         return NativeScope(authorizer=sqlite_authorizer(acl, user))

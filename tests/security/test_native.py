@@ -190,6 +190,15 @@ def test_a_transaction_of_the_session_runs_as_its_role(applied: PgWorld) -> None
 
 
 @pytest.mark.postgres
+def test_a_statement_resetting_the_role_changes_only_itself(applied: PgWorld) -> None:
+    ann = applied.db.for_user("ann", attrs={"tenant": 7})
+    with python_check_disabled(applied.acl), ann.transaction(PG) as conn:
+        conn.execute("RESET ROLE")
+        with pytest.raises(DBSystemError, match="permission"):
+            conn.fetch_all(f"SELECT * FROM {applied.secret}")
+
+
+@pytest.mark.postgres
 def test_nothing_outlives_the_statement(applied: PgWorld) -> None:
     ann = applied.db.for_user("ann", attrs={"tenant": 7})
     with python_check_disabled(applied.acl), ann.connection(PG) as conn:
@@ -341,6 +350,17 @@ def test_sqlite_a_statement_the_application_prepared_is_authorized_again(
     assert db.fetch_value("SELECT count(*) FROM secret") == 1  # cached by sqlite3
     with python_check_disabled(acl), pytest.raises(DBSystemError, match=REFUSED):
         db.for_user("ann").fetch_value("SELECT count(*) FROM secret")
+
+
+def test_sqlite_a_statement_the_application_prepared_between_leases_is_authorized(
+    lite: tuple[DatabaseManager, AccessControl],
+) -> None:
+    db, acl = lite
+    ann = db.for_user("ann")
+    ann.fetch_all("SELECT id FROM orders")
+    assert db.fetch_value("SELECT max(id) FROM secret") == 1
+    with python_check_disabled(acl), pytest.raises(DBSystemError, match=REFUSED):
+        ann.fetch_value("SELECT max(id) FROM secret")
 
 
 def test_sqlite_the_authorizer_ends_with_the_lease(

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
+from dbsystem.backends.postgresql import scope_sql
 from dbsystem.backends.base import (
     SQLConnectionBase,
     commit_unknown,
@@ -28,6 +29,7 @@ from dbsystem.errors import (
     DBSystemError,
     ProgrammingError,
 )
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
@@ -56,6 +58,20 @@ class AsyncPostgresConnection:
         self.broken = False
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
+        # Native access control: the lease's scope and the SELECT that sets it (as the
+        # sync ``PostgreSQLConnection``: before every statement, in one round trip).
+        self.scope: NativeScope | None = None
+        self._scope_sql: str | None = None
+        self._ctl = conn.cursor()
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Run every statement of the lease as ``scope.role`` with ``scope.settings``."""
+        self._scope_sql = scope_sql(scope)
+        self.scope = scope
+
+    def leave_scope(self) -> None:
+        self.scope = None
+        self._scope_sql = None
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -87,6 +103,17 @@ class AsyncPostgresConnection:
         return query
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        scope = self._scope_sql
+        if scope is not None and not isinstance(cur, psycopg.AsyncServerCursor):
+            async with self._conn.pipeline():  # one round trip, one implicit transaction
+                await self._ctl.execute(scope)
+                await self._send_unscoped(cur, sql, params)
+            return
+        if scope is not None:  # a stream, in its own transaction
+            await self._run(scope)
+        await self._send_unscoped(cur, sql, params)
+
+    async def _send_unscoped(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
                 raise ProgrammingError(
@@ -115,7 +142,12 @@ class AsyncPostgresConnection:
             query = self._query(sql, params)
         cur = self._cur
         try:
-            await cur.executemany(query, seq_params)
+            if self._scope_sql is not None:
+                async with self._conn.pipeline():
+                    await self._ctl.execute(self._scope_sql)
+                    await cur.executemany(query, seq_params)
+            else:
+                await cur.executemany(query, seq_params)
         except psycopg.Error as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)
@@ -201,7 +233,7 @@ class AsyncPostgresConnection:
 
     async def _run(self, sql: str) -> None:
         try:
-            await self._cur.execute(sql)
+            await self._ctl.execute(sql)  # (not the statements' cursor: see the sync side)
         except psycopg.Error as exc:
             raise self._error(exc, sql, None) from exc
 
@@ -213,6 +245,8 @@ class AsyncPostgresConnection:
                 sql += f" ISOLATION LEVEL {level.upper()}"
             if readonly:
                 sql += " READ ONLY"
+            if self._scope_sql is not None:
+                sql += "; " + self._scope_sql
             await self._run(sql)
             self.tx_depth = 1
             return None
@@ -290,12 +324,14 @@ class AsyncPostgresConnector:
                 conn.broken = True
         if conn.broken:
             raise ConnectionFailed("the connection was lost", backend="postgresql")
+        conn.leave_scope()
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
         return (
             not conn.streams
+            and conn.scope is None
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE
         )

@@ -45,7 +45,7 @@ from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
+__all__ = ["PostgreSQLBackend", "PostgreSQLConnection", "scope_sql"]
 
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
@@ -108,7 +108,7 @@ class PostgreSQLConnection(PyformatConnection):
     def enter_scope(self, scope: NativeScope) -> None:
         """Run every statement of the lease as ``scope.role`` with ``scope.settings``
         (``set_config(..., true)``: local to the statement's transaction)."""
-        self._scope_sql = _scope_sql(scope)
+        self._scope_sql = scope_sql(scope)
         self.scope = scope
 
     def leave_scope(self) -> None:
@@ -214,7 +214,7 @@ def _literal(text: str) -> str:
 _SCOPE_SQL: dict[NativeScope, str | None] = {}
 
 
-def _scope_sql(scope: NativeScope) -> str | None:
+def scope_sql(scope: NativeScope) -> str | None:
     """The SELECT that sets a scope's role and settings local to the transaction."""
     found = _SCOPE_SQL.get(scope, _literal)
     if found is not _literal:

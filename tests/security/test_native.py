@@ -9,6 +9,7 @@ also shows that ``apply_native`` converges by dropping what the model no longer 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -436,3 +437,87 @@ def _attr(name: str) -> Any:
     from dbsystem.security.native import _SymbolicContext
 
     return _SymbolicContext().attrs[name]
+
+
+# -- async: the same scope, applied by the async connections -------------------------------
+
+
+@pytest.mark.postgres
+def test_async_pg_session_runs_as_its_role_and_tenant(applied: PgWorld) -> None:
+    from dbsystem import AsyncDatabaseManager
+
+    async def main() -> tuple[list[Any], str]:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(PG, applied.url)
+        adb.use_access_control(applied.acl)
+        try:
+            ann = adb.for_user("ann", attrs={"tenant": 8})
+            with python_check_disabled(applied.acl):
+                rows = await ann.fetch_all(f"SELECT id FROM {applied.orders}")
+                with pytest.raises(DBSystemError, match="permission"):
+                    await ann.fetch_all(f"SELECT * FROM {applied.secret}")
+            who = await adb.fetch_value("SELECT current_user")
+            return rows, who
+        finally:
+            await adb.close_all()
+
+    rows, who = asyncio.run(main())
+    assert (rows, who) == ([{"id": 2}], "root")
+
+
+def test_async_sqlite_session_is_refused_by_the_authorizer(tmp_path: Any) -> None:
+    from dbsystem import AsyncDatabaseManager
+
+    async def main() -> int:
+        adb = AsyncDatabaseManager()
+        await adb.create_pool(LITE, f"sqlite:///{tmp_path / 'native.db'}")
+        try:
+            await adb.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+            await adb.execute("CREATE TABLE secret (id INTEGER PRIMARY KEY)")
+            await adb.execute("INSERT INTO secret VALUES (1)")
+            acl = AccessControl(native=True)
+            acl.create_role(Role("analyst", grants={"orders": Permission.SELECT}))
+            acl.assign_role("ann", "analyst")
+            adb.use_access_control(acl)
+            with python_check_disabled(acl), pytest.raises(DBSystemError, match=REFUSED):
+                await adb.for_user("ann").fetch_all("SELECT * FROM secret")
+            count: int = await adb.fetch_value("SELECT count(*) FROM secret")
+            return count
+        finally:
+            await adb.close_all()
+
+    assert asyncio.run(main()) == 1
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_cli_plans_then_applies(pg: PgWorld, tmp_path: Any, monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from dbsystem.cli import app
+
+    module = f"native_acl_{uuid.uuid4().hex[:6]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from dbsystem.security import AccessControl, Role\n"
+        f"acl = AccessControl(native=True, native_prefix={pg.prefix!r})\n"
+        f"acl.create_role(Role('reader', grants={{{pg.notes!r}: 'SELECT'}}))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = CliRunner()
+    planned = runner.invoke(app, ["security", "plan", pg.url, "--acl", f"{module}:acl"])
+    applied = runner.invoke(app, ["security", "apply", pg.url, "--acl", f"{module}:acl"])
+    again = runner.invoke(app, ["security", "plan", pg.url, "--acl", f"{module}:acl"])
+    assert f'CREATE ROLE "{pg.prefix}reader" NOLOGIN;' in planned.output
+    assert applied.exit_code == 0
+    assert "-- nothing to change" in again.output
+
+
+def test_cli_refuses_an_acl_that_is_not_one() -> None:
+    from typer.testing import CliRunner
+
+    from dbsystem.cli import app
+
+    result = CliRunner().invoke(app, ["security", "plan", "sqlite://", "--acl", "json:dumps"])
+    assert (result.exit_code, "not an AccessControl" in result.output) == (2, True)

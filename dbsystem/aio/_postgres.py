@@ -17,13 +17,13 @@ from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._translate import translate
-from dbsystem.backends.postgresql import scope_sql
 from dbsystem.backends.base import (
     SQLConnectionBase,
     commit_unknown,
     next_savepoint,
     normalize_isolation,
 )
+from dbsystem.backends.postgresql import scope_sql
 from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,

@@ -83,6 +83,8 @@ class NativePlan:
     statements: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     python_only: list[str] = field(default_factory=list)
+    #: Tables whose every row policy the database enforces (PostgreSQL row-level security).
+    ruled: set[str] = field(default_factory=set)
 
     @property
     def empty(self) -> bool:
@@ -436,6 +438,7 @@ def _pg_policies(
                     sql = None
                 compiled[(name, table)] = sql
     ruled = {table for (_, table), sql in compiled.items() if sql is not None}
+    plan.ruled = {t for t in ruled if all(sql for (_, t2), sql in compiled.items() if t2 == t)}
     out: list[tuple[str, str, str]] = []
     for table in sorted(ruled):
         for name, role in sorted(roles.items()):
@@ -680,7 +683,23 @@ def apply_native(
                         backend="postgresql",
                     ) from exc
                 raise
+        _remember_ruled(acl, conn._pool.name, plan.ruled)
     return plan
+
+
+def _fingerprint(acl: Any) -> tuple[int, ...]:
+    return tuple(sorted(id(role) for role in acl.roles()))
+
+
+def _remember_ruled(acl: Any, pool: str, tables: set[str]) -> None:
+    acl.__dict__.setdefault("_native_ruled", {})[pool] = (_fingerprint(acl), frozenset(tables))
+
+
+def natively_ruled(acl: Any, pool: str, table: str) -> bool:
+    """True if ``apply_native`` made PostgreSQL pool ``pool`` enforce every row policy on
+    ``table``, for the roles as they are now (any change of a role forgets it)."""
+    found = acl.__dict__.get("_native_ruled", {}).get(pool)
+    return found is not None and table in found[1] and found[0] == _fingerprint(acl)
 
 
 def native_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:

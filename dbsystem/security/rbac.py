@@ -223,6 +223,15 @@ class AccessControl(ProcessWide, ExecutionHook):
 
         return apply_native(self, db, db_type or DatabaseType.POSTGRES, name=name)
 
+    def _native_rows(self, statement: Statement, resource: str) -> bool:
+        """True if the database itself applies every row policy on ``resource`` for this
+        statement (``native=True``, applied to the statement's PostgreSQL pool)."""
+        if not self.native or statement.backend != "postgresql":
+            return False
+        from dbsystem.security.native import natively_ruled
+
+        return natively_ruled(self, statement.pool, resource)
+
     def native_scope(self, context: Any, dialect: str) -> Any:
         """The scope a user-session lease runs under in the database (``native=True``)."""
         if not self.native:
@@ -340,6 +349,8 @@ class AccessControl(ProcessWide, ExecutionHook):
                 return
             for action, resource in accesses:
                 if self.policy_applies(user, action, resource):
+                    if self._native_rows(statement, resource):
+                        continue  # the database filters the rows (row-level security)
                     raise PermissionDenied(
                         f"a row policy applies to {resource!r} for user {user!r}: use the "
                         "query builder or the ORM, which apply it (raw statements cannot)",

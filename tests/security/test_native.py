@@ -260,6 +260,39 @@ def test_both_walls_refuse_with_our_check_first_and_audit_it(applied: PgWorld) -
 
 
 @pytest.mark.postgres
+def test_raw_sql_on_a_table_whose_policy_the_database_enforces_is_allowed(
+    applied: PgWorld,
+) -> None:
+    ann = applied.db.for_user("ann", attrs={"tenant": 7})
+    rows = ann.fetch_all(f"SELECT id FROM {applied.orders} ORDER BY id")
+    assert [r["id"] for r in rows] == [1, 3]
+
+
+@pytest.mark.postgres
+def test_raw_sql_is_refused_again_once_the_model_changes(applied: PgWorld) -> None:
+    applied.acl.create_role(Role("reader", grants={applied.notes: "SELECT"}))  # not applied
+    ann = applied.db.for_user("ann", attrs={"tenant": 7})
+    with pytest.raises(PermissionDenied, match="row policy"):
+        ann.fetch_all(f"SELECT id FROM {applied.orders}")
+
+
+@pytest.mark.postgres
+def test_raw_sql_on_a_python_only_policy_stays_refused(pg: PgWorld) -> None:
+    pg.acl.create_role(
+        Role(
+            "odd",
+            grants={pg.notes: "SELECT"},
+            policies={pg.notes: lambda ctx: col("body") == ctx.attrs["x"].upper()},
+        )
+    )
+    pg.acl.assign_role("olga", "odd")
+    pg.acl.apply_native(pg.db)
+    pg.db.use_access_control(pg.acl)
+    with pytest.raises(PermissionDenied, match="row policy"):
+        pg.db.for_user("olga", attrs={"x": "n"}).fetch_all(f"SELECT * FROM {pg.notes}")
+
+
+@pytest.mark.postgres
 def test_our_check_refuses_changing_the_role(applied: PgWorld) -> None:
     ann = applied.db.for_user("ann", attrs={"tenant": 7})
     with pytest.raises(PermissionDenied):

@@ -45,7 +45,7 @@ from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
-from dbsystem.core.execution import enter_native_scope
+from dbsystem.core.execution import lend
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
 from dbsystem.core.session import SessionContext
 from dbsystem.errors import ConfigurationError, InterfaceError
@@ -158,9 +158,8 @@ class _Acquire(Generic[C]):
         pool = self._manager._pools.get(self._key)
         if pool is not None:
             lease: Any = await pool.acquire(self._timeout, label=self._label)
-            lease._context = self._context
             try:
-                enter_native_scope(lease, self._context)
+                lend(lease, self._context)
             except BaseException:
                 await lease.release()
                 raise

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from dbsystem.core.execution import lend
 from dbsystem.core.replicas import _LAG_EVERY, _LAG_SQL, ReplicaSet, _lag_of
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
 from dbsystem.kernel.hooks import classify_sql
@@ -62,7 +63,7 @@ class AsyncReplicaSet(ReplicaSet):
             started = time.perf_counter()
             try:
                 async with self.db.connection(self.db_type, name=replica) as conn:
-                    conn._context = context
+                    lend(conn, context)
                     result = await call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._failed(replica, exc)
@@ -70,5 +71,5 @@ class AsyncReplicaSet(ReplicaSet):
                 self._served(replica, started)
                 return result
         async with self.db.connection(self.db_type, name=self.primary) as conn:
-            conn._context = context
+            lend(conn, context)
             return await call(conn)

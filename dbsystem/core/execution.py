@@ -21,7 +21,7 @@ from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "enter_native_scope", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "enter_native_scope", "lend", "refuse_sql", "statement"]
 
 T = TypeVar("T")
 
@@ -66,6 +66,16 @@ def refuse_sql(
     if hooks.hooks:
         hooks.refuse(conn._statement(operation, text, None, action, resources), error)
     raise error
+
+
+def lend(lease: Any, context: Any) -> None:
+    """Mark ``lease`` as lent to ``context``'s user session (None: the application's own
+    use): its statements carry the context to the hooks, and a SQL lease enters the scope
+    the database enforces for it (``enter_native_scope``). Every place that lends a
+    connection to a session goes through here."""
+    lease._context = context
+    if context is not None and getattr(lease, "_raw", None) is not None:
+        enter_native_scope(lease, context)
 
 
 def enter_native_scope(lease: Any, context: Any) -> None:

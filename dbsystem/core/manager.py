@@ -29,7 +29,7 @@ from dbsystem.backends._registry import scheme_database_type
 from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
-from dbsystem.core.execution import DriverPool
+from dbsystem.core.execution import DriverPool, lend
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
 from dbsystem.kernel._singleton import ProcessWide
@@ -202,7 +202,7 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
             with self.connection(chosen) as conn:
-                conn._context = context
+                lend(conn, context)
                 return call(conn)
         return replicas.read(sql, call, context)
 

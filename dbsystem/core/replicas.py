@@ -36,6 +36,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
+from dbsystem.core.execution import lend
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
 from dbsystem.kernel.hooks import ExecutionHook, Statement, classify_sql
 from dbsystem.kernel.types import DatabaseType
@@ -199,7 +200,7 @@ class ReplicaSet:
             started = time.perf_counter()
             try:
                 with self.db.connection(self.db_type, name=replica) as conn:
-                    conn._context = context
+                    lend(conn, context)
                     result = call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._failed(replica, exc)
@@ -207,5 +208,5 @@ class ReplicaSet:
                 self._served(replica, started)
                 return result
         with self.db.connection(self.db_type, name=self.primary) as conn:
-            conn._context = context
+            lend(conn, context)
             return call(conn)

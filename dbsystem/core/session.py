@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from dbsystem.core._calls import BoundTransactions, Calls
-from dbsystem.core.execution import enter_native_scope
+from dbsystem.core.execution import lend
 from dbsystem.kernel.protocols import BackendInfo
 from dbsystem.kernel.types import DatabaseType
 
@@ -93,13 +93,11 @@ class EngineSession(BoundTransactions[Any], Calls):
     ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection whose statements carry this session's user."""
         conn = self._manager.connection(db_type, name=name, timeout=timeout)
-        conn._context = self.context
-        if getattr(conn, "_raw", None) is not None:  # a SQL lease: what the database enforces
-            try:
-                enter_native_scope(conn, self.context)
-            except BaseException:
-                conn.release()
-                raise
+        try:
+            lend(conn, self.context)
+        except BaseException:
+            conn.release()
+            raise
         return conn
 
     @property

@@ -191,6 +191,22 @@ def test_a_transaction_of_the_session_runs_as_its_role(applied: PgWorld) -> None
 
 
 @pytest.mark.postgres
+def test_a_read_served_by_a_replica_is_scoped_too(applied: PgWorld) -> None:
+    from dbsystem import PoolConfig
+
+    db = DatabaseManager()
+    db.create_pool(PG, PoolConfig(url=applied.url, replicas=[applied.url], max_size=2))
+    db.use_access_control(applied.acl)
+    try:
+        ann = db.for_user("ann", attrs={"tenant": 8})
+        with python_check_disabled(applied.acl):
+            rows = ann.fetch_all(f"SELECT id FROM {applied.orders}")
+    finally:
+        db.close_all()
+    assert rows == [{"id": 2}]
+
+
+@pytest.mark.postgres
 def test_a_statement_resetting_the_role_changes_only_itself(applied: PgWorld) -> None:
     ann = applied.db.for_user("ann", attrs={"tenant": 7})
     with python_check_disabled(applied.acl), ann.transaction(PG) as conn:

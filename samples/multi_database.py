@@ -18,7 +18,7 @@ from typing import Any
 
 from dbsystem import DatabaseManager, DatabaseType
 from dbsystem.query import col
-from samples._common import database_type, sample_urls
+from samples._common import database_type, own_tables, sample_urls
 
 TTL = 60
 
@@ -61,38 +61,42 @@ def main(urls: dict[str, str]) -> None:
     db.create_pool(sql, urls["sql"])
     db.create_pool(DatabaseType.REDIS, urls["redis"])
     try:
-        db.execute("DROP TABLE IF EXISTS sample_users", db_type=sql)
-        db.execute(
-            "CREATE TABLE sample_users (id INTEGER PRIMARY KEY, name VARCHAR(50), "
-            "email VARCHAR(100), plan VARCHAR(20))",
-            db_type=sql,
-        )
-        db.query(sql).insert_into("sample_users").values(
-            [
-                {"id": n, "name": f"user{n}", "email": f"user{n}@example.com", "plan": "free"}
-                for n in range(1, 101)
-            ]
-        ).execute()
-        db.query(DatabaseType.REDIS).delete(*(f"sample:user:{n}" for n in range(1, 101))).execute()
-        store = UserStore(db, sql)
+        with own_tables(db, sql, "sample_users"):
+            db.execute(
+                "CREATE TABLE sample_users (id INTEGER PRIMARY KEY, name VARCHAR(50), "
+                "email VARCHAR(100), plan VARCHAR(20))",
+                db_type=sql,
+            )
+            db.query(sql).insert_into("sample_users").values(
+                [
+                    {"id": n, "name": f"user{n}", "email": f"user{n}@example.com", "plan": "free"}
+                    for n in range(1, 101)
+                ]
+            ).execute()
+            db.query(DatabaseType.REDIS).delete(
+                *(f"sample:user:{n}" for n in range(1, 101))
+            ).execute()
+            store = UserStore(db, sql)
 
-        start = time.perf_counter()
-        for n in range(1, 101):
-            store.get(n)
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        for n in range(1, 101):
-            store.get(n)
-        warm = time.perf_counter() - start
-        print(f"first pass: {store.misses} misses, {cold * 1000:.1f} ms (database, then cached)")
-        print(f"second pass: {store.hits} hits, {warm * 1000:.1f} ms (Redis only)")
+            start = time.perf_counter()
+            for n in range(1, 101):
+                store.get(n)
+            cold = time.perf_counter() - start
+            start = time.perf_counter()
+            for n in range(1, 101):
+                store.get(n)
+            warm = time.perf_counter() - start
+            print(
+                f"first pass: {store.misses} misses, {cold * 1000:.1f} ms (database, then cached)"
+            )
+            print(f"second pass: {store.hits} hits, {warm * 1000:.1f} ms (Redis only)")
 
-        print(f"user 7 before: {store.get(7)['plan']}")
-        store.change_plan(7, "pro")
-        print(f"user 7 after the change: {store.get(7)['plan']} (the cached copy was dropped)")
-        print(f"cache: {store.hits} hits, {store.misses} misses")
-        for key, stats in db.pool_stats().items():
-            print(f"pool {key.value}: acquired={stats.acquired} total={stats.total}")
+            print(f"user 7 before: {store.get(7)['plan']}")
+            store.change_plan(7, "pro")
+            print(f"user 7 after the change: {store.get(7)['plan']} (the cached copy was dropped)")
+            print(f"cache: {store.hits} hits, {store.misses} misses")
+            for key, stats in db.pool_stats().items():
+                print(f"pool {key.value}: acquired={stats.acquired} total={stats.total}")
     finally:
         db.close_all()
 

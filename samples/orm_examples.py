@@ -15,7 +15,7 @@ from pathlib import Path
 from dbsystem import ConflictError, DatabaseManager, DatabaseType
 from dbsystem.orm import Entity, Field, Relation
 from dbsystem.orm.migrations import MigrationRunner
-from samples._common import database_type, sample_urls
+from samples._common import database_type, own_tables, sample_urls
 
 
 class Author(Entity, table="sample_authors"):
@@ -41,6 +41,9 @@ class Price(Entity, table="sample_prices", versioned=True):  # keeps its history
 
 Author.model_rebuild()
 
+# Every table (MongoDB: collection) the sample creates, parents first; dropped at the end.
+TABLES = ("sample_authors", "sample_books", "sample_prices", "sample_prices_history")
+
 BOOKS = {
     "Ursula K. Le Guin": (1929, [("A Wizard of Earthsea", 1968), ("The Dispossessed", 1974)]),
     "Stanislaw Lem": (1921, [("Solaris", 1961), ("The Cyberiad", 1965), ("Fiasco", 1986)]),
@@ -50,7 +53,6 @@ BOOKS = {
 
 def tour(db: DatabaseManager, db_type: DatabaseType, label: str) -> None:
     print(f"--- {label}")
-    db.drop_tables([Book, Author, Price], db_type=db_type)
     db.create_tables([Author, Book, Price], db_type=db_type)
     for name, (born, books) in BOOKS.items():
         author = Author(name=name, born=born).save(db, db_type=db_type)  # id filled in
@@ -114,10 +116,13 @@ def main(urls: dict[str, str]) -> None:
     db.create_pool(sql, urls["sql"])
     db.create_pool(DatabaseType.MONGODB, urls["mongo"])
     try:
-        tour(db, sql, f"{sql.value} ({urls['sql'].split('://')[0]})")
-        tour(db, DatabaseType.MONGODB, "mongodb, the same classes")
-        db.execute("DROP TABLE IF EXISTS dbsystem_migrations", db_type=sql)
-        migrations(db, sql)
+        with (
+            own_tables(db, sql, *TABLES, "dbsystem_migrations"),
+            own_tables(db, DatabaseType.MONGODB, *TABLES),
+        ):
+            tour(db, sql, f"{sql.value} ({urls['sql'].split('://')[0]})")
+            tour(db, DatabaseType.MONGODB, "mongodb, the same classes")
+            migrations(db, sql)  # (its history table too is created here, and dropped)
     finally:
         db.close_all()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dbsystem import DatabaseManager, DatabaseType
 from dbsystem.query import avg, col, count
-from samples._common import database_type, sample_urls
+from samples._common import database_type, own_tables, sample_urls
 
 PEOPLE = [
     {"id": 1, "name": "Ada", "dept": "research", "salary": 120, "active": True},
@@ -26,7 +26,6 @@ PEOPLE = [
 def sql_side(db: DatabaseManager, sql: DatabaseType) -> None:
     q = db.query(sql)
     with db.connection(sql) as conn:
-        conn.execute("DROP TABLE IF EXISTS sample_people")
         conn.execute(
             "CREATE TABLE sample_people (id INTEGER PRIMARY KEY, name VARCHAR(50), "
             "dept VARCHAR(50), salary INTEGER, active BOOLEAN)"
@@ -53,7 +52,6 @@ def sql_side(db: DatabaseManager, sql: DatabaseType) -> None:
 
 def mongo_side(db: DatabaseManager) -> None:
     people = db.query(DatabaseType.MONGODB).collection("sample_people")
-    people.all_documents().delete_many().execute()
     people.insert_many([{**p, "_id": p["id"]} for p in PEOPLE]).execute()
     by_dept = (
         people.aggregate()
@@ -95,9 +93,13 @@ def main(urls: dict[str, str]) -> None:
     db.create_pool(DatabaseType.MONGODB, urls["mongo"])
     db.create_pool(DatabaseType.REDIS, urls["redis"])
     try:
-        sql_side(db, sql)
-        mongo_side(db)
-        redis_side(db)
+        with (
+            own_tables(db, sql, "sample_people"),
+            own_tables(db, DatabaseType.MONGODB, "sample_people"),
+        ):
+            sql_side(db, sql)
+            mongo_side(db)
+            redis_side(db)
     finally:
         db.close_all()
 

@@ -100,6 +100,18 @@ def mongo_url() -> str:
     return server_url("mongodb")
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("redis+mock://", id="fakeredis"),
+        pytest.param("real", id="redis", marks=pytest.mark.redis),
+    ]
+)
+def redis_target(request: pytest.FixtureRequest) -> str:
+    """A Redis URL: fakeredis, then the real server (``DBSYSTEM_TEST_REDIS_URL``)."""
+    url: str = request.getfixturevalue("redis_url") if request.param == "real" else request.param
+    return url
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test that uses a server fixture gets that server's marker, so -m "not postgres" works.
     markers = {

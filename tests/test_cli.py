@@ -61,6 +61,7 @@ def test_demo_runs_with_no_setup(tmp_path):
     assert "IntegrityError" in result.output and "pool: total=" in result.output
     assert "Redis leaderboard (redis+mock://)" in result.output
     assert "MongoDB aggregation (mongodb+mock://)" in result.output
+    assert "pip install" not in result.output  # the mocks come with dbsystem
 
 
 def test_console_script_is_installed():

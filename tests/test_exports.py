@@ -68,6 +68,7 @@ def test_public_names_are_exported():
         "monitoring",
         "streams",
         "aio",
+        "integrations",
     }
     assert public - submodules <= set(dbsystem.__all__)
 

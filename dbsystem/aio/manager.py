@@ -445,7 +445,8 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
     async def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
         for spec in specs:
-            await self.create_pool(spec.db_type, spec.config, name=spec.name)
+            with spec.errors_named():
+                await self.create_pool(spec.db_type, spec.config, name=spec.name)
             if spec.default:
                 self.set_mode(spec.db_type)
 

@@ -27,6 +27,7 @@ from bson import errors as bson_errors
 from pymongo import errors as mongo_errors
 from pymongo import monitoring
 
+from dbsystem.backends._mongo_access import operation_accesses
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
@@ -394,11 +395,15 @@ class MongoConnection:
 def _description(
     operation: str, collection: str, command: dict[str, Any], resources: tuple[str, ...] = ()
 ) -> Description:
-    """What a MongoDB operation touches, as the engine's ``Statement`` tells the hooks."""
+    """What a MongoDB operation touches, as the engine's ``Statement`` tells the hooks:
+    each collection with its own action (``dbsystem.backends._mongo_access``)."""
+    accesses = operation_accesses(operation, collection, command)
+    named = (r for a, r in accesses if a != "refused")
     return Description(
         text=_describe(command),
         action=operation_action(operation),
-        resources=tuple(dict.fromkeys((collection, *resources))),
+        resources=tuple(dict.fromkeys((collection, *resources, *named))),
+        accesses=accesses,
     )
 
 

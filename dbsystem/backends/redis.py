@@ -20,11 +20,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import redis
 import redis.exceptions as redis_errors
 
+from dbsystem.backends._redis_access import (
+    CONNECTION,
+    REFUSED,
+    command_accesses,
+    subscribe_accesses,
+)
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import DriverBackend, check_options, driver_refused
 from dbsystem.errors import (
@@ -45,121 +51,37 @@ from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["RedisBackend", "RedisConnection", "Subscription", "describe_commands", "describe_scan"]
-
-# Command name -> the action access control and audit see.
-_READ = frozenset(
-    "GET MGET EXISTS TTL PTTL TYPE STRLEN GETRANGE HGET HMGET HGETALL HKEYS HVALS HLEN "
-    "HEXISTS LRANGE LLEN LINDEX SMEMBERS SISMEMBER SCARD SRANDMEMBER ZRANGE ZREVRANGE "
-    "ZRANGEBYSCORE ZRANK ZREVRANK ZSCORE ZCARD ZCOUNT SCAN SSCAN HSCAN ZSCAN KEYS DBSIZE "
-    "PING ECHO".split()
-)
-_DELETE = frozenset("DEL UNLINK HDEL LPOP RPOP SREM ZREM GETDEL SPOP".split())
-_INSERT = frozenset("LPUSH RPUSH SADD ZADD PUBLISH XADD".split())
-_ADMIN = frozenset(
-    "FLUSHALL FLUSHDB CONFIG SHUTDOWN DEBUG SCRIPT EVAL EVALSHA FUNCTION MODULE ACL "
-    "CLIENT REPLICAOF SLAVEOF MIGRATE RESTORE KEYS SELECT SWAPDB MOVE FCALL FCALL_RO "
-    "EVAL_RO EVALSHA_RO".split()
-)
-# Where each command's keys are, so that access control checks every key a command touches
-# (RENAME a b writes b; SUNIONSTORE d a b reads a and b). Commands not listed take their
-# first argument as their one key.
-_ALL_KEYS = frozenset(
-    "DEL UNLINK EXISTS MGET TOUCH WATCH SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE "
-    "SDIFFSTORE PFCOUNT PFMERGE".split()
-)
-_TWO_KEYS = frozenset(
-    "RENAME RENAMENX COPY SMOVE LMOVE BLMOVE RPOPLPUSH BRPOPLPUSH GEOSEARCHSTORE ZRANGESTORE "
-    "LCS".split()
-)
-_KEYS_THEN_TIMEOUT = frozenset("BLPOP BRPOP BZPOPMIN BZPOPMAX".split())
-_DEST_NUMKEYS = frozenset("ZUNIONSTORE ZINTERSTORE ZDIFFSTORE".split())
-_NUMKEYS = frozenset("ZUNION ZINTER ZDIFF ZINTERCARD SINTERCARD LMPOP ZMPOP".split())
-_TIMEOUT_NUMKEYS = frozenset("BLMPOP BZMPOP".split())
-# Commands whose other keys follow an option word: SORT's STORE destination and its BY/GET
-# patterns (which read other keys), GEORADIUS's STORE/STOREDIST destinations.
-_GEO_STORE = frozenset({"STORE", "STOREDIST"})
-_OPTION_KEYS = {
-    "SORT": frozenset({"STORE", "BY", "GET"}),
-    "SORT_RO": frozenset({"BY", "GET"}),
-    "GEORADIUS": _GEO_STORE,
-    "GEORADIUSBYMEMBER": _GEO_STORE,
-    "GEORADIUS_RO": _GEO_STORE,
-    "GEORADIUSBYMEMBER_RO": _GEO_STORE,
-}
-_NO_KEY = frozenset(
-    "PING ECHO DBSIZE FLUSHALL FLUSHDB SCAN KEYS PUBLISH CONFIG CLIENT INFO "
-    "TIME MULTI EXEC DISCARD UNWATCH".split()
-)
-
-
-def _numkeys(args: Sequence[Any], at: int) -> tuple[str, ...]:
-    try:
-        n = int(args[at])
-    except (IndexError, ValueError):
-        return ("*",)  # malformed: check against every key
-    return tuple(str(a) for a in args[at + 1 : at + 1 + n])
-
-
-def _command_keys(name: str, args: Sequence[Any]) -> tuple[str, ...]:
-    rest = args[1:]
-    if name in _NO_KEY or name in _ADMIN or not rest:
-        return ()
-    if name in _ALL_KEYS:
-        return tuple(str(a) for a in rest)
-    if name in _TWO_KEYS:
-        return tuple(str(a) for a in rest[:2])
-    if name in _KEYS_THEN_TIMEOUT:
-        return tuple(str(a) for a in rest[:-1])
-    if name in _DEST_NUMKEYS:
-        return (str(rest[0]), *_numkeys(args, 2))
-    if name in _NUMKEYS:
-        return _numkeys(args, 1)
-    if name in _TIMEOUT_NUMKEYS:
-        return _numkeys(args, 2)
-    if name in ("MSET", "MSETNX"):
-        return tuple(str(a) for a in rest[::2])
-    if name == "BITOP":
-        return tuple(str(a) for a in rest[1:])
-    if name in ("OBJECT", "MEMORY"):
-        return tuple(str(a) for a in rest[1:2])
-    if name in _OPTION_KEYS:  # keys (and key patterns) named after an option word
-        words = _OPTION_KEYS[name]
-        upper = [str(a).upper() for a in rest]
-        named = [
-            str(rest[i + 1])
-            for i, w in enumerate(upper[:-1])
-            if w in words and str(rest[i + 1]).upper() not in ("#", "NOSORT")
-        ]
-        return (str(rest[0]), *named)
-    if name in ("XREAD", "XREADGROUP"):
-        upper = [str(a).upper() for a in rest]
-        if "STREAMS" not in upper:
-            return ("*",)
-        streams = rest[upper.index("STREAMS") + 1 :]
-        return tuple(str(a) for a in streams[: len(streams) // 2])
-    return (str(rest[0]),)
-
+__all__ = [
+    "RedisBackend",
+    "RedisConnection",
+    "Subscription",
+    "describe_commands",
+    "describe_scan",
+    "describe_subscription",
+]
 
 _OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
 
 
+# Actions from the least to the most that one command can need, for its ``action``.
+_RANK = {
+    CONNECTION: 0,
+    "select": 1,
+    "insert": 2,
+    "update": 3,
+    "delete": 4,
+    "execute": 5,
+    "admin": 6,
+    REFUSED: 7,
+}
+
+
 def classify_command(args: Sequence[Any]) -> tuple[str, tuple[str, ...]]:
-    """The action and keys of one command (``("GET", "user:1")`` -> select, (user:1,))."""
-    if not args:
-        return "unknown", ()
-    name = str(args[0]).upper()
-    if name in _ADMIN:
-        action = "ddl"
-    elif name in _READ:
-        action = "select"
-    elif name in _DELETE:
-        action = "delete"
-    elif name in _INSERT:
-        action = "insert"
-    else:
-        action = "update"
-    return action, _command_keys(name, args)
+    """The action and keys (channels, patterns) of one command: ``("GET", "user:1")`` ->
+    ``("select", ("user:1",))``; the action is the most privileged the command needs
+    (``command_accesses`` has each key's own)."""
+    accesses = command_accesses(args)
+    return _action(accesses), _resources(accesses)
 
 
 def _error(
@@ -225,33 +147,48 @@ def _cross_slot_error(
     )
 
 
-def describe_commands(commands: Sequence[Sequence[Any]]) -> Description:
+def describe_commands(commands: Sequence[Sequence[Any]], *, watch: bool = False) -> Description:
     """What Redis commands touch, as the engine's ``Statement`` tells the hooks (the sync
-    and the async connection's).
+    and the async connection's): every key, channel and pattern of every command, each
+    with its own action (``dbsystem.backends._redis_access``).
 
     Each command is checked for itself: a keyless admin command must not borrow the keys
     of its neighbours in a pipeline.
     """
+    if len(commands) == 1:  # the common case, without the merging below
+        found = command_accesses(commands[0], watch=watch)
+        if len(found) == 1:
+            action, resource = found[0]
+            keys = () if action == REFUSED else (resource,)
+            return Description(_text(commands), action, keys, found)
+        return Description(_text(commands), _action(found), _resources(found), found)
     actions: set[str] = set()
-    keys: list[str] = []
     accesses: list[tuple[str, str]] = []
     for command in commands:
-        action, command_keys = classify_command(command)
-        actions.add(action)
-        keys.extend(command_keys)
-        accesses.extend((action, key) for key in command_keys or ("*",))
+        found = command_accesses(command, watch=watch)
+        actions.add(_action(found))
+        accesses.extend(found)
     return Description(
         text=_text(commands),
         action=actions.pop() if len(actions) == 1 else "multiple",
-        resources=tuple(dict.fromkeys(keys)),
+        resources=_resources(accesses),
         accesses=tuple(dict.fromkeys(accesses)),
     )
 
 
+def _action(accesses: Sequence[tuple[str, str]]) -> str:
+    """The most privileged action of one command's accesses (its ``Statement.action``)."""
+    return max((a for a, _ in accesses), key=_RANK.__getitem__, default=CONNECTION)
+
+
+def _resources(accesses: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r for a, r in accesses if a != REFUSED))
+
+
 def describe_scan(match: str | None) -> Description:
     """What a SCAN over ``match`` touches (the sync and the async connection's): a read of
-    no key in particular."""
-    return Description(" ".join(["SCAN", "0"] + (["MATCH", match] if match else [])), "select", ())
+    every key the pattern can name (``"*"`` without one)."""
+    return describe_commands([["SCAN", "0"] + (["MATCH", match] if match else [])])
 
 
 def _text(commands: Sequence[Sequence[Any]]) -> str:
@@ -549,22 +486,27 @@ class RedisConnection:
         """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,
         then ``pipe.multi()`` and queue writes); retried when a watched key changed.
 
-        ``func`` gets redis-py's own pipeline, whose commands skip the checks: a user
-        session's connection refuses ``optimistic`` (audited as refused).
+        Every command on ``pipe`` takes the one path through the hooks: ``WATCH`` and the
+        reads before ``multi()`` one by one, the queued commands as one pipeline at
+        ``EXEC``; so on a user session each is checked (every key with its own action)
+        and audited, as ``execute`` and ``pipeline`` are.
         """
-        if self._context is not None:
+        cluster = getattr(self._backend, "cluster", False)
+        if cluster and self._context is not None:
             denied = PermissionDenied(
-                f"user {self._context.user!r}: optimistic() runs redis-py's own pipeline, "
-                "outside the checks; use the builder's multi() instead",
+                f"user {self._context.user!r}: optimistic() on a Redis Cluster runs outside "
+                "the checks; use the builder's multi() instead",
                 backend=self._pool.backend_name,
             )
             self._pool.refuse(
                 self._context, "transaction", lambda: describe_commands([("WATCH", *watch)]), denied
             )
-
-        def call() -> Any:
+        try:
             for _ in range(retries):
                 with self._client.pipeline(transaction=True) as pipe:  # a cluster's too
+                    if not cluster:
+                        pipe.__class__ = _CheckedPipeline
+                        cast(_CheckedPipeline, pipe)._dbsystem_owner = self
                     try:
                         pipe.watch(*watch)
                         result = func(pipe)
@@ -572,12 +514,13 @@ class RedisConnection:
                         return result
                     except redis_errors.WatchError:
                         continue
-            raise OperationalError(
-                f"optimistic transaction on {list(watch)} kept conflicting ({retries} tries)",
-                backend=self._pool.backend_name,
-            )
-
-        return self._run("transaction", [("WATCH", *watch)], call)
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            text = _text([("WATCH", *watch)])
+            raise _error(exc, self._pool.backend_name, text, self._backend.secrets) from exc
+        raise OperationalError(
+            f"optimistic transaction on {list(watch)} kept conflicting ({retries} tries)",
+            backend=self._pool.backend_name,
+        )
 
     def scan(self, match: str | None = None, count: int | None = None) -> Iterator[str]:
         """Iterate over keys with SCAN (never KEYS), lazily: ``conn.scan(match="user:*")``.
@@ -600,13 +543,57 @@ class RedisConnection:
         result: int = self.execute("PUBLISH", channel, message)
         return result
 
-    def subscribe(self, *channels: str) -> Subscription:
-        """A subscription to ``channels``: iterate for messages, ``stop()`` to end."""
-        return Subscription(self, channels)
+    def subscribe(
+        self, *channels: str, patterns: bool = False, sharded: bool = False
+    ) -> Subscription:
+        """A subscription to ``channels`` (``patterns=True``: PSUBSCRIBE to glob patterns;
+        ``sharded=True``: SSUBSCRIBE to sharded channels): iterate for messages, ``stop()``
+        to end. Checked and audited like a command: a read of each channel, and a pattern
+        needs a grant covering all it can match."""
+        return Subscription(self, channels, patterns=patterns, sharded=sharded)
 
     def ping(self) -> None:
         """Raise ``ConnectionFailed`` if the server does not answer."""
         self.execute("PING")
+
+
+_MESSAGES = frozenset({"message", "pmessage", "smessage"})
+
+
+def describe_subscription(command: str, channels: Sequence[str]) -> Description:
+    """What ``SUBSCRIBE``/``PSUBSCRIBE``/``SSUBSCRIBE`` of ``channels`` touches: a read of
+    each channel or pattern (the connections' ``subscribe()`` and the stream listeners')."""
+    return Description(
+        " ".join([command, *channels]), "select", tuple(channels), subscribe_accesses(channels)
+    )
+
+
+class _CheckedPipeline(redis.client.Pipeline):
+    """redis-py's pipeline whose commands take the one path (``RedisConnection.optimistic``):
+    the immediate ones (WATCH, reads before MULTI) each through the pool's hooks, the
+    queued ones as one pipeline at ``execute``."""
+
+    _dbsystem_owner: RedisConnection
+
+    def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        owner = self._dbsystem_owner
+        return owner._pool.run(
+            owner._context,
+            "command",
+            lambda: describe_commands([args], watch=True),
+            lambda: super(_CheckedPipeline, self).immediate_execute_command(*args, **options),
+        )
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        owner = self._dbsystem_owner
+        stack = [args for args, _ in self.command_stack]
+        result: list[Any] = owner._pool.run(
+            owner._context,
+            "pipeline",
+            lambda: describe_commands(stack),
+            lambda: super(_CheckedPipeline, self).execute(raise_on_error),
+        )
+        return result
 
 
 class Subscription:
@@ -616,23 +603,28 @@ class Subscription:
     the connection. Also a context manager.
     """
 
-    def __init__(self, conn: RedisConnection, channels: Sequence[str]) -> None:
+    def __init__(
+        self,
+        conn: RedisConnection,
+        channels: Sequence[str],
+        *,
+        patterns: bool = False,
+        sharded: bool = False,
+    ) -> None:
+        if not channels:
+            raise InterfaceError("subscribe() needs at least one channel")
+        if patterns and sharded:
+            raise InterfaceError("sharded channels take no patterns (Redis has no SPSUBSCRIBE)")
         self._conn = conn
         self._stopped = threading.Event()
-        text = " ".join(["SUBSCRIBE", *channels])
-        described = Description(
-            text, "select", tuple(channels), tuple(("select", c) for c in channels)
-        )
+        command = "PSUBSCRIBE" if patterns else "SSUBSCRIBE" if sharded else "SUBSCRIBE"
+        described = describe_subscription(command, channels)
         try:
             self._pubsub = conn._client.pubsub(ignore_subscribe_messages=True)
-            conn._pool.run(
-                conn._context,
-                "subscribe",
-                lambda: described,
-                lambda: self._pubsub.subscribe(*channels),
-            )
+            start = getattr(self._pubsub, command.lower())
+            conn._pool.run(conn._context, "subscribe", lambda: described, lambda: start(*channels))
         except redis_errors.RedisError as exc:
-            raise _error(exc, conn._pool.backend_name, "SUBSCRIBE", conn._backend.secrets) from exc
+            raise _error(exc, conn._pool.backend_name, command, conn._backend.secrets) from exc
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._stopped.is_set():
@@ -644,7 +636,7 @@ class Subscription:
                 raise _error(
                     exc, self._conn._pool.backend_name, "SUBSCRIBE", self._conn._backend.secrets
                 ) from exc
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") in _MESSAGES:
                 yield {"channel": message["channel"], "data": message["data"]}
 
     def get(self, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -652,7 +644,7 @@ class Subscription:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._stopped.is_set():
             message = self._pubsub.get_message(timeout=min(0.05, timeout))
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") in _MESSAGES:
                 return {"channel": message["channel"], "data": message["data"]}
         return None
 

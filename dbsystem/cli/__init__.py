@@ -246,12 +246,21 @@ def demo(
         Path | None,
         typer.Option(help="SQLite file to use (default: a new temporary file)."),
     ] = None,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(help="Also run on this PostgreSQL server (default: $DBSYSTEM_POSTGRES_URL)."),
+    ] = None,
+    mysql_url: Annotated[
+        str | None,
+        typer.Option(help="Also run on this MySQL/MariaDB server (default: $DBSYSTEM_MYSQL_URL)."),
+    ] = None,
 ) -> None:
-    """Run the end-to-end demo on an embedded SQLite file: no setup needed."""
+    """Run the end-to-end demo: SQLite, Redis and MongoDB (embedded mocks) with no setup,
+    PostgreSQL and MySQL when configured. It touches only the tables it creates."""
     from dbsystem.cli._demo import run_demo
 
     with _errors_to_exit():
-        run_demo(path, _out)
+        run_demo(path, _out, {DatabaseType.POSTGRES: postgres_url, DatabaseType.MYSQL: mysql_url})
 
 
 migrate_app = typer.Typer(
@@ -557,13 +566,18 @@ def pools(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
+    # Fitted to the terminal: names fold onto more lines rather than being cut, and the
+    # figures are short columns that never wrap (the legend says what each one is).
     table = Table(title="pools")
-    for column in ("pool", "backend", "active", "idle", "max", "waiting", "timeouts", "leaks"):
-        table.add_column(column)
-    table.add_column("acquires waiting > 10 ms")
+    table.add_column("pool", overflow="fold")
+    table.add_column("backend", no_wrap=True)
+    for column in ("used", "idle", "wait", "t/o", "leak", "slow"):
+        table.add_column(column, justify="right", no_wrap=True)
     holders = Table(title="holders")
-    for column in ("pool", "held for", "label", "acquired at"):
-        holders.add_column(column)
+    holders.add_column("pool", overflow="fold")
+    holders.add_column("held", justify="right", no_wrap=True)
+    holders.add_column("label", overflow="fold")
+    holders.add_column("acquired at", overflow="fold")
     for pool in report["pools"]:
         st = pool["stats"]
         bounds, counts = pool["wait_buckets"], st["wait_counts"]
@@ -571,9 +585,9 @@ def pools(
             n for bound, n in zip([*bounds, float("inf")], counts, strict=False) if bound > 0.01
         )
         table.add_row(
-            pool["pool"], pool["backend"], str(st["active"]), str(st["idle"]),
-            str(st["max_size"]), str(st["waiting"]), str(st["timeouts"]), str(st["leaks"]),
-            f"{slow} of {st['acquired']}",
+            pool["pool"], pool["backend"], f"{st['active']}/{st['max_size']}", str(st["idle"]),
+            str(st["waiting"]), str(st["timeouts"]), str(st["leaks"]),
+            f"{slow}/{st['acquired']}",
         )  # fmt: skip
         for holder in pool["holders"]:
             holders.add_row(
@@ -581,10 +595,17 @@ def pools(
                 holder["location"],
             )  # fmt: skip
     _out.print(table)
+    _out.print(_POOLS_LEGEND, style="dim", highlight=False, soft_wrap=False)
     if holders.row_count:
         _out.print(holders)
     else:
         _out.print("no connection is lent out")
+
+
+_POOLS_LEGEND = (
+    "used: lent out/max_size; wait: callers waiting; t/o: acquire timeouts; "
+    "leak: leases leaked; slow: acquires that waited over 10 ms/all acquires"
+)
 
 
 @app.command()

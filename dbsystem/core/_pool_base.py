@@ -389,6 +389,8 @@ class PoolBase(PoolLimits, Generic[C]):
             self._wait_total += waited
             if waited > self._wait_max:
                 self._wait_max = waited
+        for hook in self.hooks._wait:  # (empty unless a hook traces waits)
+            hook(self.name, waited)
 
     # -- errors ----------------------------------------------------------------------------
 

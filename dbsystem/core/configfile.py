@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,19 @@ class PoolSpec:
     config: PoolConfig
     name: str | None = None
     default: bool = False
+    source: str | None = None
+    """Where it was defined (``databases.reports``), named in its errors."""
+
+    @contextmanager
+    def errors_named(self) -> Iterator[None]:
+        """Prefix a ``ConfigurationError`` raised in the block with ``source`` (creating
+        the pool: a URL of the wrong type, say), so that it names the pool's table."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            if self.source is None or exc.message.startswith(f"{self.source}:"):
+                raise
+            raise ConfigurationError(f"{self.source}: {exc.message}") from None
 
 
 def load_toml(path: str | os.PathLike[str]) -> list[PoolSpec]:
@@ -71,7 +85,15 @@ def load_toml(path: str | os.PathLike[str]) -> list[PoolSpec]:
         except DBSystemError as exc:
             raise ConfigurationError(f"databases.{key}: {exc.message}") from None
         name = None if key in ("default", db_type.value) else key
-        specs.append(PoolSpec(db_type=db_type, config=config, name=name, default=is_default))
+        specs.append(
+            PoolSpec(
+                db_type=db_type,
+                config=config,
+                name=name,
+                default=is_default,
+                source=f"databases.{key}",
+            )
+        )
     return specs
 
 

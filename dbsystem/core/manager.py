@@ -209,7 +209,8 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
         for spec in specs:
-            self.create_pool(spec.db_type, spec.config, name=spec.name)
+            with spec.errors_named():
+                self.create_pool(spec.db_type, spec.config, name=spec.name)
             if spec.default:
                 self.set_mode(spec.db_type)
 

@@ -301,7 +301,7 @@ def _configuration_error(exc: ValidationError, what: str) -> ConfigurationError:
     # Name each bad field and say why, but never echo the input: a URL may carry a password.
     problems = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "config"
+        field = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{field}: {message}")
+        problems.append(f"{field}: {message}" if field else message)  # (a check of several)
     return ConfigurationError(f"invalid {what}: " + "; ".join(problems))

@@ -221,6 +221,11 @@ class ExecutionHook:
     def after_execute(self, statement: Statement) -> None:
         """Called after the statement ran, failed, or was refused."""
 
+    def after_wait(self, pool: str, waited: float) -> None:
+        """Called when an acquire from the SQL pool named ``pool`` did not find an idle
+        connection and waited ``waited`` seconds (for another caller's, or for a connect),
+        on the borrower's thread or task, before its statements run (tracing uses it)."""
+
     def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
         """The builder ``query`` as ``conn``'s user may run it, and whether it changed.
 
@@ -243,7 +248,7 @@ class HookChain:
     without a lock and a concurrent ``add`` never disturbs a statement in flight.
     """
 
-    __slots__ = ("_after", "_before", "_lock", "hooks")
+    __slots__ = ("_after", "_before", "_lock", "_wait", "hooks")
 
     def __init__(self) -> None:
         self.hooks: tuple[ExecutionHook, ...] = ()
@@ -251,6 +256,7 @@ class HookChain:
         # after_execute (a monitor) costs no before call. Swapped with ``hooks``.
         self._before: tuple[Callable[[Statement], None], ...] = ()
         self._after: tuple[Callable[[Statement], None], ...] = ()
+        self._wait: tuple[Callable[[str, float], None], ...] = ()
         self._lock = threading.Lock()
 
     def add(self, hook: ExecutionHook) -> ExecutionHook:
@@ -274,6 +280,11 @@ class HookChain:
             h.after_execute
             for h in hooks
             if getattr(type(h), "after_execute", None) is not ExecutionHook.after_execute
+        )
+        self._wait = tuple(
+            h.after_wait
+            for h in hooks
+            if getattr(type(h), "after_wait", None) not in (None, ExecutionHook.after_wait)
         )
         self.hooks = hooks
 

@@ -2,7 +2,8 @@
 
 ``PerformanceMonitor.instance()`` times every statement of ``DatabaseManager.instance()``;
 ``HealthMonitor(db).start()`` keeps every pool's health for ``db.health()``;
-``PrometheusExporter(port=9091).start()`` serves ``/metrics``, ``/health`` and ``/pools``.
+``PrometheusExporter(port=9091).start()`` serves ``/metrics``, ``/health``, ``/pools`` and
+the live status page ``/status`` (``StatusPage``, also mountable in any WSGI/ASGI app).
 """
 
 from dbsystem.monitoring.alerts import Alert, AlertThresholds
@@ -22,6 +23,7 @@ from dbsystem.monitoring.prometheus import (
     make_wsgi_app_for,
     pools_report,
 )
+from dbsystem.monitoring.status import StatusPage
 
 __all__ = [
     "Alert",
@@ -36,6 +38,7 @@ __all__ = [
     "PrometheusExporter",
     "QueryStats",
     "SlowQuery",
+    "StatusPage",
     "make_asgi_app_for",
     "make_registry",
     "make_wsgi_app_for",

@@ -52,6 +52,7 @@ from prometheus_client.registry import Collector
 from dbsystem.kernel.stats import WAIT_BUCKETS
 from dbsystem.monitoring.health import HealthStatus, manager_health, pool_label
 from dbsystem.monitoring.monitor import DURATION_BUCKETS, PerformanceMonitor
+from dbsystem.monitoring.status import StatusPage, asgi_path, asgi_reply
 
 __all__ = [
     "DbsystemCollector",
@@ -247,13 +248,21 @@ StartResponse = Callable[..., Any]
 def make_wsgi_app_for(
     monitor: PerformanceMonitor | None = None, registry: CollectorRegistry | None = None
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """A WSGI app serving ``/metrics``, ``/health`` and ``/pools`` (mount it in Flask,
-    Django or any WSGI server)."""
+    """A WSGI app serving ``/metrics``, ``/health``, ``/pools`` and the live status page
+    ``/status`` (``dbsystem.monitoring.status``); mount it in Flask, Django or any WSGI
+    server."""
     monitor = monitor or PerformanceMonitor.instance()
     metrics = _metrics_wsgi_app(registry or make_registry(monitor))
 
+    status_page = _LazyStatus(monitor)
+
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
+        if path == "/status" or path.startswith("/status/"):
+            base = environ.get("SCRIPT_NAME", "").rstrip("/") + "/status"
+            code, content_type, page = status_page.page().respond(base, path[len("/status") :])
+            start_response(code, [("Content-Type", content_type)])
+            return [page]
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
         if path == "/health":
@@ -264,7 +273,7 @@ def make_wsgi_app_for(
             start_response("200 OK", _json_headers())
             return [json.dumps(pools_report(monitor)).encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found: try /metrics, /health or /pools\n"]
+        return [b"not found: try /metrics, /health, /pools or /status\n"]
 
     return app
 
@@ -272,19 +281,24 @@ def make_wsgi_app_for(
 def make_asgi_app_for(
     monitor: PerformanceMonitor | None = None, registry: CollectorRegistry | None = None
 ) -> Callable[..., Any]:
-    """An ASGI app serving ``/metrics``, ``/health`` and ``/pools`` (mount it in FastAPI
-    or Starlette: ``app.mount("/monitoring", make_asgi_app_for())``)."""
+    """An ASGI app serving ``/metrics``, ``/health``, ``/pools`` and ``/status`` (mount it
+    in FastAPI or Starlette: ``app.mount("/monitoring", make_asgi_app_for())``)."""
     monitor = monitor or PerformanceMonitor.instance()
     metrics = make_asgi_app(registry or make_registry(monitor))
+    status_page = _LazyStatus(monitor)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        path = scope.get("path", "/")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        root, path = asgi_path(scope)
         path = path.rstrip("/") or "/"
+        if path == "/status" or path.startswith("/status/"):
+            await status_page.page().asgi_app()(
+                {**scope, "root_path": root + "/status", "path": path[len("/status") :] or "/"},
+                receive,
+                send,
+            )
+            return
         if path == "/metrics":
             await metrics(scope, receive, send)
             return
@@ -294,18 +308,27 @@ def make_asgi_app_for(
         elif path == "/pools":
             status, payload = 200, json.dumps(pools_report(monitor)).encode()
         else:
-            status, payload = 404, b"not found: try /metrics, /health or /pools\n"
+            status, payload = 404, b"not found: try /metrics, /health, /pools or /status\n"
         await receive()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await asgi_reply(send, status, "application/json", payload)
 
     return app
+
+
+class _LazyStatus:
+    """The status page of an exporter's app, made on its first request (it then times the
+    statements of the monitored managers, for its slowest shapes)."""
+
+    def __init__(self, monitor: PerformanceMonitor) -> None:
+        self._monitor = monitor
+        self._page: StatusPage | None = None
+        self._lock = threading.Lock()
+
+    def page(self) -> StatusPage:
+        with self._lock:
+            if self._page is None:
+                self._page = StatusPage(monitor=self._monitor)
+            return self._page
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -314,7 +337,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class PrometheusExporter:
-    """Serves ``/metrics``, ``/health`` and ``/pools`` over HTTP on a daemon thread.
+    """Serves ``/metrics``, ``/health``, ``/pools`` and the live status page ``/status``
+    over HTTP on a daemon thread.
 
     Binds 127.0.0.1 by default: ``/pools`` names code locations, so exposing it beyond the
     machine is a choice (``host="0.0.0.0"``). ``port=0`` picks a free port (see ``port``).

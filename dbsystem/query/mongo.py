@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dbsystem.backends._mongo_access import pipeline_accesses
 from dbsystem.errors import PermissionDenied, QueryBuildError
 from dbsystem.kernel.hooks import policed
 from dbsystem.query import expr as e
@@ -74,6 +75,19 @@ _UPDATE_OPERATORS = frozenset(
         "$bit",
     }
 )
+# The stages an update pipeline may hold (MongoDB's own list).
+_UPDATE_STAGES = frozenset(
+    {"$addFields", "$set", "$project", "$unset", "$replaceRoot", "$replaceWith"}
+)
+# pymongo's bulk request classes -> the single operation each is.
+_BULK_REQUESTS = {
+    "InsertOne": "insert_one",
+    "UpdateOne": "update_one",
+    "UpdateMany": "update_many",
+    "ReplaceOne": "replace_one",
+    "DeleteOne": "delete_one",
+    "DeleteMany": "delete_many",
+}
 _COMPARE = {"=": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 _UNSET: Any = object()
 _READ_OPERATIONS = frozenset({"find", "count", "distinct"})
@@ -256,45 +270,9 @@ def _in(node: e.In, truth: bool) -> dict[str, Any]:
 def _pipeline_collections(stages: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], bool]:
     """Every other collection a pipeline reads or writes (nested pipelines included), and
     whether it writes ($out, $merge), so access control checks each of them."""
-    found: list[str] = []
-    writes = False
-
-    def name_of(target: Any) -> Any:
-        if isinstance(target, Mapping):
-            if "db" in target:
-                return None  # another database: which collection there is not ours to name
-            return target.get("coll") or target.get("into") or target.get("from")
-        return target
-
-    def walk(pipeline: Any) -> None:
-        nonlocal writes
-        for stage in pipeline if isinstance(pipeline, (list, tuple)) else ():
-            if not isinstance(stage, Mapping):
-                continue
-            for key, spec in stage.items():
-                if key in ("$lookup", "$graphLookup", "$unionWith"):
-                    raw = spec if key == "$unionWith" else spec.get("from")
-                    target = name_of(raw)
-                    if isinstance(target, str):
-                        found.append(target)
-                    elif raw is not None:
-                        found.append("*")  # another database: needs a grant on every name
-                    if isinstance(spec, Mapping):
-                        walk(spec.get("pipeline"))
-                elif key in ("$out", "$merge"):
-                    writes = True
-                    target = name_of(spec)
-                    target = name_of(target)  # $merge: {"into": {"coll": ...}}
-                    if isinstance(target, str):
-                        found.append(target)
-                    else:
-                        found.append("*")  # cannot tell which: needs a grant on every one
-                elif key == "$facet" and isinstance(spec, Mapping):
-                    for sub in spec.values():
-                        walk(sub)
-
-    walk(stages)
-    return tuple(dict.fromkeys(found)), writes
+    found = pipeline_accesses(stages)
+    others = tuple(dict.fromkeys(r for a, r in found if a != "refused"))
+    return others, any(a in ("insert", "update", "delete") for a, _ in found)
 
 
 def _check_document(document: Any, what: str) -> None:
@@ -512,14 +490,20 @@ class CollectionQuery:
             _check_fields(document)
         return self._copy(_op="insert_many", _args={"documents": [dict(d) for d in documents]})
 
-    def update_one(self, update: Mapping[str, Any], *, upsert: bool = False) -> CollectionQuery:
-        """Apply update operators (``{"$set": ...}``) to the first matching document."""
+    def update_one(
+        self, update: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, upsert: bool = False
+    ) -> CollectionQuery:
+        """Apply update operators (``{"$set": ...}``) to the first matching document, or an
+        update pipeline (a list of ``$set``/``$addFields``/``$unset``/``$project``/
+        ``$replaceRoot``/``$replaceWith`` stages)."""
         return self._copy(
             _op="update_one", _args={"update": _check_update(update), "upsert": upsert}
         )
 
-    def update_many(self, update: Mapping[str, Any], *, upsert: bool = False) -> CollectionQuery:
-        """Apply update operators to every matching document."""
+    def update_many(
+        self, update: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, upsert: bool = False
+    ) -> CollectionQuery:
+        """Apply update operators (or an update pipeline) to every matching document."""
         return self._copy(
             _op="update_many", _args={"update": _check_update(update), "upsert": upsert}
         )
@@ -563,11 +547,20 @@ class CollectionQuery:
         return self._copy(_op="create_index", _args={"keys": spec, **options})
 
     def bulk_write(self, operations: Sequence[Any], *, ordered: bool = True) -> CollectionQuery:
-        """pymongo bulk operations (InsertOne, UpdateOne, DeleteMany...), in one round trip."""
+        """pymongo bulk operations (InsertOne, UpdateOne, UpdateMany, ReplaceOne, DeleteOne,
+        DeleteMany), in one round trip. Each is read and checked as the single operation
+        of the same name is: server-side JavaScript refused, update operators known, and on
+        a user session the grants and row policies of each."""
         if not operations:
             raise QueryBuildError("bulk_write() needs at least one operation")
+        requests = list(operations)
         return self._copy(
-            _op="bulk_write", _args={"requests": list(operations), "ordered": ordered}
+            _op="bulk_write",
+            _args={
+                "requests": requests,
+                "ops": [_bulk_request(r) for r in requests],
+                "ordered": ordered,
+            },
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -626,11 +619,7 @@ class CollectionQuery:
         if op == "create_index":
             args = dict(self._args)
             return {"createIndexes": coll, "indexes": [{"key": dict(args.pop("keys")), **args}]}
-        return {
-            "bulkWrite": coll,
-            "ops": len(self._args["requests"]),
-            "ordered": self._args["ordered"],
-        }
+        return {"bulkWrite": coll, "ops": self._args["ops"], "ordered": self._args["ordered"]}
 
     def _guard(self) -> None:
         if not self._filter and not self._all:
@@ -851,7 +840,23 @@ def _check_fields(document: Mapping[str, Any]) -> None:
     _check_document(document, "document")
 
 
-def _check_update(update: Mapping[str, Any]) -> dict[str, Any]:
+def _check_update(update: Any) -> Any:
+    """An update document (operators) or an update pipeline (a list of stages), checked."""
+    if isinstance(update, (list, tuple)):
+        if not update:
+            raise QueryBuildError("an update pipeline needs at least one stage")
+        for stage in update:
+            if (
+                not isinstance(stage, Mapping)
+                or len(stage) != 1
+                or next(iter(stage)) not in _UPDATE_STAGES
+            ):
+                raise QueryBuildError(
+                    f"an update pipeline holds one stage per document, of "
+                    f"{sorted(_UPDATE_STAGES)}, not {stage!r}"
+                )
+        _check_document(list(update), "update")
+        return [dict(stage) for stage in update]
     if not isinstance(update, Mapping) or not update:
         raise QueryBuildError("an update is a mapping of update operators ({'$set': {...}})")
     for key in update:
@@ -862,6 +867,36 @@ def _check_update(update: Mapping[str, Any]) -> dict[str, Any]:
             )
     _check_document(update, "update")
     return dict(update)
+
+
+def _bulk_request(request: Any) -> dict[str, Any]:
+    """A pymongo bulk request as the single operation it is (``{"op": "update_one", "q":
+    filter, "u": update, "upsert": False}``), checked as that operation is."""
+    op = _BULK_REQUESTS.get(type(request).__name__)
+    if op is None:
+        raise QueryBuildError(
+            f"bulk_write() takes pymongo's {', '.join(_BULK_REQUESTS)}, "
+            f"not {type(request).__name__}"
+        )
+    if getattr(request, "_namespace", None) is not None:
+        raise QueryBuildError("bulk_write(): a request with a namespace writes elsewhere")
+    if op == "insert_one":
+        _check_fields(request._doc)
+        return {"op": op, "document": request._doc}
+    flt = request._filter
+    if not isinstance(flt, Mapping):
+        raise QueryBuildError("bulk_write(): a filter is a mapping")
+    _check_document(flt, "filter")
+    entry: dict[str, Any] = {"op": op, "q": dict(flt)}
+    if op.startswith("update"):
+        entry["u"] = _check_update(request._doc)
+        _check_document(getattr(request, "_array_filters", None), "array filters")
+    elif op == "replace_one":
+        _check_fields(request._doc)
+        entry["u"] = dict(request._doc)
+    if op in ("update_one", "update_many", "replace_one"):
+        entry["upsert"] = bool(request._upsert)
+    return entry
 
 
 def _first(documents: list[dict[str, Any]]) -> dict[str, Any] | None:

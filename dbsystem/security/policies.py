@@ -21,6 +21,7 @@ unrestricted on it; two roles with policies give the rows either allows (OR).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from functools import reduce
 from typing import Any
@@ -213,9 +214,10 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
         return query, False
     acl, context = found
     from dbsystem.backends.mongodb import operation_action
-    from dbsystem.query.mongo import compile_filter
 
     op, collection = query._op, query._collection
+    if op == "bulk_write":
+        return _restrict_bulk(query, conn, acl, context)
     action = operation_action(op)
     if not acl.policy_applies(context.user, action, collection):
         return query, False
@@ -225,7 +227,7 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
     if op in ("insert_one", "insert_many"):
         docs = [query._args["document"]] if op == "insert_one" else query._args["documents"]
         for doc in docs:
-            _check_row(conn, collection, predicate, dict(doc))
+            _check_row(conn, collection, predicate, _Document(doc))
         return query, True
     if op in (
         "find",
@@ -239,14 +241,65 @@ def restrict_mongo(query: Any, conn: Any) -> tuple[Any, bool]:
     ):
         if query._args.get("upsert"):
             raise _deny(conn, collection, "upserts cannot be checked")
-        if op == "replace_one":
-            _check_row(conn, collection, predicate, dict(query._args["replacement"]))
-        elif op.startswith("update"):
-            _check_mongo_update(conn, collection, predicate, query._args["update"])
-        flt = compile_filter(predicate)
-        merged = {"$and": [query._filter, flt]} if query._filter else flt
-        return query._copy(_filter=merged), True
+        _check_mongo_write(conn, collection, predicate, op, query._args)
+        return query._copy(_filter=_mongo_and(query._filter, predicate)), True
     raise _deny(conn, collection, f"{op} cannot carry it")
+
+
+def _mongo_and(flt: Any, predicate: e.Expr) -> dict[str, Any]:
+    from dbsystem.query.mongo import compile_filter
+
+    policy = compile_filter(predicate)
+    return {"$and": [flt, policy]} if flt else policy
+
+
+def _check_mongo_write(
+    conn: Any, collection: str, predicate: e.Expr, op: str, args: Mapping[str, Any]
+) -> None:
+    """A replacement must satisfy the policy; an update may not move a document out."""
+    if op == "replace_one":
+        _check_row(conn, collection, predicate, _Document(args["replacement"]))
+    elif op.startswith("update"):
+        _check_mongo_update(conn, collection, predicate, args["update"])
+
+
+def _restrict_bulk(query: Any, conn: Any, acl: Any, context: Any) -> tuple[Any, bool]:
+    """``bulk_write``: each request checked and filtered as its single operation is."""
+    import copy
+
+    from dbsystem.backends.mongodb import operation_action
+
+    collection = query._collection
+    requests, ops, applied = [], [], False
+    for request, entry in zip(query._args["requests"], query._args["ops"], strict=True):
+        op = entry["op"]
+        action = operation_action(op)
+        if not acl.policy_applies(context.user, action, collection):
+            requests.append(request)
+            ops.append(entry)
+            continue
+        applied = True
+        predicate = acl.row_filter(context, action, collection)
+        if predicate is None:
+            requests.append(request)
+            ops.append(entry)
+            continue
+        if op == "insert_one":
+            _check_row(conn, collection, predicate, _Document(entry["document"]))
+            requests.append(request)
+            ops.append(entry)
+            continue
+        if entry.get("upsert"):
+            raise _deny(conn, collection, "upserts cannot be checked")
+        args = {"update": entry.get("u"), "replacement": entry.get("u")}
+        _check_mongo_write(conn, collection, predicate, op, args)
+        restricted = copy.copy(request)
+        restricted._filter = _mongo_and(entry["q"], predicate)
+        requests.append(restricted)
+        ops.append({**entry, "q": restricted._filter})
+    if not applied:
+        return query, False
+    return query._copy(_args={**query._args, "requests": requests, "ops": ops}), True
 
 
 def combine(predicates: list[e.Expr]) -> e.Expr:
@@ -269,16 +322,17 @@ def _bound(node: Any) -> Any:
     raise _Unknown
 
 
-def _columns(node: Any) -> set[str]:
+def _columns(node: Any, *, paths: bool = False) -> set[str]:
+    """The columns a predicate reads; ``paths``: as MongoDB field paths (``meta.tenant``)."""
     if isinstance(node, e.Column):
-        return {node.name}
+        return {f"{node.table}.{node.name}" if paths and node.table else node.name}
     found: set[str] = set()
     for name in ("left", "right", "operand", "expr"):
         child = getattr(node, name, None)
         if isinstance(child, e.Expr):
-            found |= _columns(child)
+            found |= _columns(child, paths=paths)
     for item in getattr(node, "items", None) or ():
-        found |= _columns(item)
+        found |= _columns(item, paths=paths)
     return found
 
 
@@ -294,11 +348,35 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
+class _Document:
+    """A MongoDB document as ``_evaluate`` reads it: a policy column is a field path
+    (``col("meta.tenant")`` is ``meta.tenant``), looked up in the nested documents with
+    MongoDB's exact letter case; ``flat``: the keys are the paths already."""
+
+    def __init__(self, document: Mapping[str, Any], *, flat: bool = False) -> None:
+        self._document, self._flat = document, flat
+
+    def find(self, path: str) -> Any:
+        """The value at ``path``, or ``_MISSING``."""
+        if self._flat:
+            return self._document.get(path, _MISSING)
+        value: Any = self._document
+        for step in path.split("."):
+            if not isinstance(value, Mapping) or step not in value:
+                return _MISSING
+            value = value[step]
+        return value
+
+
+def _evaluate(node: Any, row: Mapping[str, Any] | _Document) -> Any:
     if isinstance(node, e.Column):
-        if node.name not in row:
+        if isinstance(row, _Document):
+            value = row.find(next(iter(_columns(node, paths=True))))
+        else:
+            value = row.get(node.name, _MISSING)
+        if value is _MISSING:
             raise _Unknown
-        return row[node.name]
+        return value
     if isinstance(node, (e.Value, type(e.NULL))):
         return _bound(node)
     if isinstance(node, e.Compare) and node.op in _COMPARE:
@@ -318,7 +396,9 @@ def _evaluate(node: Any, row: Mapping[str, Any]) -> Any:
     raise _Unknown
 
 
-def _check_row(conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any]) -> None:
+def _check_row(
+    conn: Any, table: str, predicate: e.Expr, row: Mapping[str, Any] | _Document
+) -> None:
     try:
         allowed = bool(_evaluate(predicate, row))
     except _Unknown:
@@ -334,23 +414,164 @@ def _touches(fields: set[str], names: Any) -> bool:
     return any(str(name).split(".")[0].lower() in lowered for name in names)
 
 
+_POSITIONAL = re.compile(r"^(\$(\[[^\]]*\])?|\d+)$")  # $, $[], $[id], an index
+
+
+def _overlap(path: str, field: str) -> str | None:
+    """How an update path meets a policy field (any letter case, positional segments as
+    wildcards): ``"same"``, ``"parent"`` (the path holds the field), ``"inside"`` (the
+    path is below the field, or only a wildcard makes it the field) or None."""
+    steps, wanted = str(path).lower().split("."), field.lower().split(".")
+    wild = False
+    for step, part in zip(steps, wanted, strict=False):
+        if _POSITIONAL.match(step):
+            wild = True
+        elif step != part:
+            return None
+    if len(steps) < len(wanted):
+        return "inside" if wild else "parent"
+    if len(steps) > len(wanted) or wild:
+        return "inside"
+    return "same"
+
+
+def _literal(value: Any) -> Any:
+    """The value of an update pipeline's expression, when it is a constant."""
+    if isinstance(value, str) and value.startswith("$"):
+        raise _Unknown  # a field path: another field's value
+    if isinstance(value, Mapping):
+        if set(value) == {"$literal"}:
+            return value["$literal"]
+        if any(str(k).startswith("$") for k in value):
+            raise _Unknown  # an operator expression
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_literal(v) for v in value]
+    return value
+
+
+def _dig(value: Any, rest: list[str]) -> Any:
+    """The part of ``value`` (a document set whole) at the path ``rest``, or _MISSING."""
+    for step in rest:
+        if not isinstance(value, Mapping):
+            return _MISSING
+        if step not in value:  # (MongoDB's exact letter case)
+            return _MISSING
+        value = value[step]
+    return value
+
+
+_MISSING: Any = object()
+
+
+def _assigned(
+    conn: Any, collection: str, fields: set[str], assignments: Any, what: str, *, pipeline: bool
+) -> dict[str, Any]:
+    """The policy fields ``$set`` (or a pipeline's ``$set``/``$addFields``) gives a value."""
+    values: dict[str, Any] = {}
+    if not isinstance(assignments, Mapping):
+        raise _deny(conn, collection, f"{what} is not a document")
+    for path, value in assignments.items():
+        for field in fields:
+            how = _overlap(str(path), field)
+            if how is None:
+                continue
+            if how == "inside":
+                raise _deny(conn, collection, f"{what} into the policy field {field!r}")
+            try:
+                value = _literal(value) if pipeline else value
+            except _Unknown:
+                raise _deny(
+                    conn, collection, f"{what} gives {field!r} a value known only when it runs"
+                ) from None
+            if how == "parent":
+                rest = field.split(".")[len(str(path).split(".")) :]
+                found = _dig(value, rest)
+                if found is _MISSING:
+                    raise _deny(conn, collection, f"{what} removes the policy field {field!r}")
+                value = found
+            values[field] = value
+    return values
+
+
 def _check_mongo_update(conn: Any, collection: str, predicate: e.Expr, change: Any) -> None:
-    """A MongoDB update may touch a policy field only with ``$set`` to an allowed value:
-    ``$inc``, ``$rename`` (either side), ``$unset``, ``$mul``, ``$max``... would move or strip
-    the row out of the policy without a value to check; a pipeline update cannot be read."""
-    fields = _columns(predicate)
+    """A MongoDB update may give a policy field only a value the policy allows, with
+    ``$set`` (or ``$setOnInsert``), whole or through a parent document: ``$inc``,
+    ``$rename`` (either side), ``$unset``, ``$mul``, ``$max``, ``$push``... on it would move
+    or strip the document out of the policy, and are refused. An update pipeline may
+    ``$set``/``$addFields`` it to a constant, ``$project`` it only by keeping it, and
+    ``$replaceWith``/``$replaceRoot`` only with a document giving it an allowed constant."""
+    fields = _columns(predicate, paths=True)
+    if isinstance(change, (list, tuple)):
+        for stage in change:
+            for name, spec in stage.items():
+                _check_update_stage(conn, collection, predicate, fields, name, spec)
+        return
     if not isinstance(change, Mapping):
-        raise _deny(conn, collection, "a pipeline update cannot be checked")
+        raise _deny(conn, collection, "the update cannot be read")
+    values: dict[str, Any] = {}
     for operator, part in change.items():
+        if operator in ("$set", "$setOnInsert"):
+            values.update(_assigned(conn, collection, fields, part, operator, pipeline=False))
+            continue
         names = list(part) if isinstance(part, Mapping) else [part]
         if operator == "$rename" and isinstance(part, Mapping):
             names += list(part.values())
-        if operator != "$set" and _touches(fields, names):
-            raise _deny(conn, collection, f"{operator} on a policy field cannot be checked")
-    assignments = change.get("$set", {})
-    if isinstance(assignments, Mapping) and _touches(fields, assignments):
-        values = {str(k): e.Value(v) for k, v in assignments.items()}
-        _check_assignments(conn, collection, predicate, values)
+        for name in names:
+            if any(_overlap(str(name), field) for field in fields):
+                raise _deny(conn, collection, f"{operator} on a policy field cannot be checked")
+    _check_values(conn, collection, predicate, fields, values)
+
+
+def _check_values(
+    conn: Any, collection: str, predicate: e.Expr, fields: set[str], values: Mapping[str, Any]
+) -> None:
+    """The policy fields an update gives a value must all be given one the policy allows."""
+    if not values:
+        return
+    if set(values) != fields:
+        raise _deny(conn, collection, "an update setting some of its fields cannot be checked")
+    _check_row(conn, collection, predicate, _Document(values, flat=True))
+
+
+def _check_update_stage(
+    conn: Any, collection: str, predicate: e.Expr, fields: set[str], name: str, spec: Any
+) -> None:
+    what = f"the update stage {name}"
+    if name in ("$set", "$addFields"):
+        values = _assigned(conn, collection, fields, spec, what, pipeline=True)
+        _check_values(conn, collection, predicate, fields, values)
+    elif name == "$unset":
+        paths = [spec] if isinstance(spec, str) else list(spec or ())
+        if any(_overlap(str(path), field) for path in paths for field in fields):
+            raise _deny(conn, collection, f"{what} removes a policy field")
+    elif name == "$project":
+        if not isinstance(spec, Mapping):
+            raise _deny(conn, collection, f"{what} cannot be read")
+        excluding = all(v in (0, False) for k, v in spec.items() if k != "_id")
+        for field in fields:
+            touching = [k for k in spec if _overlap(str(k), field)]
+            kept = all(spec[k] in (1, True) and _overlap(str(k), field) == "same" for k in touching)
+            if (touching and not kept) or (not touching and not excluding):
+                raise _deny(conn, collection, f"{what} drops or changes the policy field {field!r}")
+    elif name in ("$replaceWith", "$replaceRoot"):
+        root = spec.get("newRoot") if name == "$replaceRoot" and isinstance(spec, Mapping) else spec
+        try:
+            document = _literal(root) if isinstance(root, Mapping) else _literal(str(root))
+        except _Unknown:
+            why = f"{what} builds a document known only when it runs"
+            raise _deny(conn, collection, why) from None
+        if not isinstance(document, Mapping):
+            raise _deny(conn, collection, f"{what} cannot be read")
+        values = {}
+        for field in fields:
+            found = _dig(document, field.split("."))
+            if found is _MISSING:
+                raise _deny(conn, collection, f"{what} removes the policy field {field!r}")
+            values[field] = found
+        _check_values(conn, collection, predicate, fields, values)
+    else:
+        raise _deny(conn, collection, f"{what} cannot be checked")
 
 
 def _check_assignments(

@@ -81,7 +81,36 @@ _NEEDS = {
     "delete": Permission.DELETE,
     "ddl": Permission.DDL,
     "raw": Permission.RAW,
+    "execute": Permission.EXECUTE,  # scripts (Redis EVAL, FCALL)
+    "admin": Permission.ADMIN,  # server administration (Redis INFO, SAVE, CONFIG...)
 }
+# An access no grant allows: its resource says what was refused (a Redis command that
+# changes the pooled connection, a command or MongoDB operator no table knows).
+_REFUSED = "refused"
+# Statements that need no grant at all (transaction control, Redis PING).
+_FREE = ("transaction", "connection")
+_GLOB = frozenset("*?[\\")
+
+
+def _covers(pattern: str, resource: str) -> bool:
+    """Whether the grant ``pattern`` covers ``resource``.
+
+    A plain name matches the pattern as a glob. A resource that is itself a pattern (a
+    Redis ``PSUBSCRIBE`` or ``SCAN ... MATCH`` pattern, ``SORT ... GET other:*``: every
+    key or channel it can name) is covered only by the same pattern, ``"*"``, or a
+    ``prefix*`` grant whose plain prefix the resource starts with (``user:*`` covers
+    ``user:1:*``, never ``*`` or ``u*``).
+    """
+    if not _GLOB.intersection(resource):
+        return fnmatch.fnmatchcase(resource, pattern)
+    if pattern in ("*", resource):
+        return True
+    prefix = pattern[:-1]
+    return (
+        pattern.endswith("*")
+        and not _GLOB.intersection(prefix)
+        and (resource.startswith(prefix) and not _GLOB.intersection(resource[: len(prefix)]))
+    )
 
 
 @dataclass(frozen=True)
@@ -267,8 +296,8 @@ class AccessControl(ProcessWide, ExecutionHook):
         decision = self._decisions.get(key)
         if decision is None:
             needed = _NEEDS.get(action, Permission.ADMIN)
-            decision = any(
-                needed in permissions and fnmatch.fnmatchcase(resource, pattern)
+            decision = action != _REFUSED and any(
+                needed in permissions and _covers(pattern, resource)
                 for pattern, permissions, _ in self._grants(user)
             )
             if len(self._decisions) > 100_000:
@@ -289,7 +318,7 @@ class AccessControl(ProcessWide, ExecutionHook):
         needed = _NEEDS.get(action, Permission.ADMIN)
         found = []
         for pattern, permissions, policy in self._grants(user):
-            if needed in permissions and fnmatch.fnmatchcase(resource, pattern):
+            if needed in permissions and _covers(pattern, resource):
                 if policy is None:
                     return None
                 found.append(policy)
@@ -329,9 +358,14 @@ class AccessControl(ProcessWide, ExecutionHook):
                 f"user {user!r}: the statement cannot be classified, so it is denied",
                 backend=statement.backend,
             )
-        if not accesses and statement.action not in ("transaction",):
+        if not accesses and statement.action not in _FREE:
             accesses = ((statement.action, "*"),)  # no named resource: needs a "*" grant
         for action, resource in accesses:
+            if action == _REFUSED:
+                raise PermissionDenied(
+                    f"user {user!r} may not run {resource}: no grant allows it",
+                    backend=statement.backend,
+                )
             if not self.allowed(user, action, resource):
                 raise PermissionDenied(
                     f"user {user!r} may not {action} on {resource!r}", backend=statement.backend

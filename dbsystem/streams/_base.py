@@ -131,6 +131,10 @@ class Subscription(ABC):
                     connected = True
                     delay = self.reconnect_delay
                 self._read()
+            except PermissionDenied as exc:  # a grant revoked meanwhile: no retrying
+                self.last_error = exc
+                logger.warning("%s change stream refused, stopping: %s", self.source, exc)
+                break
             except Exception as exc:
                 if self._stopping.is_set():
                     break

@@ -1,4 +1,13 @@
-"""Redis pub/sub, and Redis Streams read by a consumer group with acknowledgement."""
+"""Redis pub/sub, and Redis Streams read by a consumer group with acknowledgement.
+
+A listener holds a connection of its own (a subscriber blocks it), but what it asks the
+server for takes the one path: each time it subscribes (at start and after every
+reconnection) the ``SUBSCRIBE``/``PSUBSCRIBE``, or the consumer group's ``XGROUP CREATE``
+with the ``XREADGROUP``/``XACK`` it will run, goes through the pool's hooks as a
+``Statement``: access control checks it for a user session (``db.for_user(...)``: a read
+of each channel or pattern; INSERT, SELECT and UPDATE on the stream) and the audit log
+records it, for the application's listeners too. A refusal stops the listener.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import exceptions as redis_errors
 
+from dbsystem.backends.redis import describe_commands, describe_subscription
 from dbsystem.errors import InterfaceError
+from dbsystem.kernel.hooks import Description
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.streams._base import ChangeEvent, Subscription, application_backend
 
@@ -19,21 +30,47 @@ if TYPE_CHECKING:
 __all__ = ["RedisChannelListener", "RedisStreamConsumer"]
 
 
-def _own_client(db: DatabaseManager, name: str | None) -> Any:
+def _route(db: Any, name: str | None) -> tuple[Any, Any, Any]:
+    """(the Redis backend, the pool whose hooks see the listener's commands, the user
+    session's context or None) for a manager or a user session of one."""
+    from dbsystem.core.manager import Engine
+    from dbsystem.core.session import EngineSession
+
+    if isinstance(db, (Engine, EngineSession)):
+        handle = db.connection(DatabaseType.REDIS, name=name)
+        return handle._backend, handle._pool, handle._context
+    # (an asyncio manager's sync bridge: the application's only)
+    return application_backend(db, DatabaseType.REDIS, name), None, None
+
+
+def _own_client(backend: Any) -> Any:
     """A client with a connection pool of its own, on the pool's server and settings: a
     subscriber holds its connection, which must not take one from the application."""
-    shared = application_backend(db, DatabaseType.REDIS, name).pool
+    shared = backend.pool
     pool = redis.ConnectionPool(
         connection_class=shared.connection_class, max_connections=2, **shared.connection_kwargs
     )
     return redis.Redis(connection_pool=pool)
 
 
+class _Routed:
+    """The listener's commands through the pool's hooks (checked and audited)."""
+
+    def __init__(self, db: Any, name: str | None) -> None:
+        backend, self._pool, self._context = _route(db, name)
+        self._client = _own_client(backend)
+
+    def _hooked(self, describe: Callable[[], Description], call: Callable[[], Any]) -> Any:
+        if self._pool is None:
+            return call()
+        return self._pool.run(self._context, "subscribe", describe, call)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisChannelListener(Subscription):
+class RedisChannelListener(_Routed, Subscription):
     """SUBSCRIBE to channels (``patterns=True``: PSUBSCRIBE). At most once, like NOTIFY:
     messages published while it reconnects are lost."""
 
@@ -49,23 +86,25 @@ class RedisChannelListener(Subscription):
         callback: Callable[[ChangeEvent], Any] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(callback=callback, **options)
+        Subscription.__init__(self, callback=callback, **options)
         if not channels:
             raise InterfaceError(
                 "RedisChannelListener: channels is empty; SUBSCRIBE needs at least one"
             )
         self.channels = list(channels)
         self.patterns = patterns
-        self._client = _own_client(db, name)
+        _Routed.__init__(self, db, name)
         self._pubsub: Any = None
 
     def _open(self) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        command = "PSUBSCRIBE" if self.patterns else "SUBSCRIBE"
+        start = pubsub.psubscribe if self.patterns else pubsub.subscribe
         try:
-            if self.patterns:
-                pubsub.psubscribe(*self.channels)
-            else:
-                pubsub.subscribe(*self.channels)
+            self._hooked(
+                lambda: describe_subscription(command, self.channels),
+                lambda: start(*self.channels),
+            )
         except BaseException:
             pubsub.close()
             raise
@@ -87,7 +126,7 @@ class RedisChannelListener(Subscription):
                 pass
 
 
-class RedisStreamConsumer(Subscription):
+class RedisStreamConsumer(_Routed, Subscription):
     """One consumer of a consumer group on a stream (XREADGROUP), at least once.
 
     The group is created if missing (at ``start_id``: ``"$"`` new entries only, ``"0"``
@@ -113,18 +152,29 @@ class RedisStreamConsumer(Subscription):
         callback: Callable[[ChangeEvent], Any] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(callback=callback, **options)
+        Subscription.__init__(self, callback=callback, **options)
         self.stream, self.group, self.consumer = stream, group, consumer
         self.start_id, self.auto_ack, self.count = start_id, auto_ack, count
-        self._client = _own_client(db, name)
+        _Routed.__init__(self, db, name)
         self._cursor = "0"  # the pending entries are read from here; ">" once they are done
 
     def _open(self) -> None:
-        try:
-            self._client.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
-        except redis_errors.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        stream, group = self.stream, self.group
+        # What the consumer will run, checked and audited once per connection.
+        commands = [
+            ("XGROUP", "CREATE", stream, group, self.start_id, "MKSTREAM"),
+            ("XREADGROUP", "GROUP", group, self.consumer, "STREAMS", stream, ">"),
+            ("XACK", stream, group, "0-0"),
+        ]
+
+        def create() -> None:
+            try:
+                self._client.xgroup_create(stream, group, id=self.start_id, mkstream=True)
+            except redis_errors.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        self._hooked(lambda: describe_commands(commands), create)
         self._cursor = "0"
 
     def _read(self) -> None:

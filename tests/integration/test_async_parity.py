@@ -236,16 +236,6 @@ def test_a_session_transaction_carries_its_user(tmp_path):
     asyncio.run(main())
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("redis+mock://", id="fakeredis"),
-        pytest.param("real", id="redis", marks=pytest.mark.redis),
-    ]
-)
-def redis_target(request) -> str:
-    return request.getfixturevalue("redis_url") if request.param == "real" else request.param
-
-
 def test_async_redis_builders_build_the_same_commands_and_pass_the_hooks(redis_target):
     async def main() -> None:
         adb = AsyncDatabaseManager()

@@ -13,7 +13,7 @@ The layers, bottom to top (docs/ARCHITECTURE.md draws them):
     features   query, security, orm, monitoring, streams, scaling
     aio        the async engine (its engine modules import no feature) and async facade
     facade     dbsystem (the package) and dbsystem._facade
-    leaves     cli, testing
+    leaves     cli, testing, integrations
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ ALLOWED = {
     },
 }
 ALLOWED["cli"] = ALLOWED["testing"] = {*ALLOWED["facade"], "facade"}
+ALLOWED["integrations"] = {*ALLOWED["facade"], "facade"}
 
 # The async engine: these modules of dbsystem.aio stay at the engine's level.
 ASYNC_ENGINE = {

@@ -8,7 +8,8 @@ from dbsystem import DatabaseManager, DatabaseType, IntegrityError, PoolConfig
 db = DatabaseManager.instance()  # process-wide; DatabaseManager() for an isolated one
 db.create_pool(
     DatabaseType.SQLITE,
-    PoolConfig(url="sqlite:///app.db", min_size=2, max_size=10, acquire_timeout=5.0),
+    # "sqlite:///app.db" for a file; this one is shared by the pool's connections, and new each run
+    PoolConfig(url="sqlite://:memory:", min_size=2, max_size=10, acquire_timeout=5.0),
 )
 with db.connection(DatabaseType.SQLITE) as conn:  # borrowed from the pool, returned on exit
     conn.execute("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
@@ -49,13 +50,15 @@ rows = top.execute()
 from dbsystem.orm import Entity, Field
 
 
-class User(Entity, table="users"):
+class Member(Entity, table="members"):
     id: int | None = Field(default=None, primary_key=True, auto_increment=True)
     username: str = Field(max_length=50, index=True)
     email: str = Field(unique=True)
     age: int = 0
 
 
-db.create_tables([User])
-u = User(username="ada", email="ada@example.com", age=36).save(db)  # id filled in
-User.query(db).where(User.age > 18).order_by("username").limit(10).all()
+db.create_tables([Member])  # CREATE TABLE IF NOT EXISTS, with its indexes
+ada = Member.query(db).where(Member.email == "ada@example.com").first()
+if ada is None:  # (unique email: saved once, found on the next run)
+    ada = Member(username="ada", email="ada@example.com", age=36).save(db)  # id filled in
+Member.query(db).where(Member.age > 18).order_by("username").limit(10).all()

@@ -14,6 +14,6 @@ summary = monitor.summary()  # over a sliding window (60 s by default)
 print(summary.total_queries, summary.error_rate, list(summary.by_operation))
 # 20 0.0 ['fetch_value']
 print(db.health()["sqlite"].status)  # up (also degraded, down); never waits on a busy pool
-exporter = PrometheusExporter(port=0, monitor=monitor).start()  # /metrics, /health, /pools
+exporter = PrometheusExporter(port=0, monitor=monitor).start()  # /metrics, /health, /pools, /status
 exporter.stop()
 monitor.close()

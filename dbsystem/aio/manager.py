@@ -166,7 +166,7 @@ class _Acquire(Generic[C]):
             return lease
         manager = self._manager  # Redis, MongoDB
         lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
-        getattr(lease, "_lease", lease)._context = self._context
+        lend(getattr(lease, "_lease", lease), self._context)
         return lease
 
     def __await__(self) -> Generator[Any, None, C]:

@@ -74,7 +74,7 @@ def lend(lease: Any, context: Any) -> None:
     the database enforces for it (``enter_native_scope``). Every place that lends a
     connection to a session goes through here."""
     lease._context = context
-    if context is not None and getattr(lease, "_raw", None) is not None:
+    if context is not None:
         enter_native_scope(lease, context)
 
 
@@ -86,11 +86,13 @@ def enter_native_scope(lease: Any, context: Any) -> None:
     hooks: HookChain = lease._pool.hooks
     if context is None or not hooks.hooks:
         return
-    raw = lease._raw
-    scope = hooks.native_scope(context, getattr(raw, "backend_name", ""))
+    # A SQL lease's backend connection, or a driver's handle (Redis, MongoDB) itself.
+    target = getattr(lease, "_raw", None) or lease
+    name = getattr(target, "backend_name", None) or getattr(lease._pool.connector, "name", None)
+    scope = hooks.native_scope(context, name or "")
     if scope is None:
         return
-    enter = getattr(raw, "enter_scope", None)
+    enter = getattr(target, "enter_scope", None)
     if enter is None:
         raise NotSupportedError(
             "native access control is on, but this connection cannot apply it",

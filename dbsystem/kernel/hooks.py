@@ -179,12 +179,14 @@ class NativeScope(NamedTuple):
     ``role``: the role each statement runs as (PostgreSQL: ``SET LOCAL ROLE`` in the
     statement's transaction; MariaDB: ``SET ROLE`` for the lease). ``settings``: custom
     settings set with the role (PostgreSQL ``set_config(name, value, true)``). ``authorizer``:
-    a ``sqlite3`` authorizer callback installed for the lease.
+    a ``sqlite3`` authorizer callback installed for the lease. ``password``: the role's
+    secret (a ``SecretStr``, never printed) where the lease authenticates as the role (Redis).
     """
 
     role: str | None = None
     settings: tuple[tuple[str, str], ...] = ()
     authorizer: Callable[..., int] | None = None
+    password: Any = None
 
 
 # A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbsystem.errors import ConfigurationError, DBSystemError, SecurityError
+from dbsystem.errors import ConfigurationError, DBSystemError, PermissionDenied, SecurityError
 from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.query import expr as e
@@ -591,6 +591,94 @@ def sqlite_authorizer(acl: Any, user: str) -> Callable[..., int]:
     return authorize
 
 
+# -- Redis ---------------------------------------------------------------------------------
+
+_WRITES = ("insert", "update", "delete")
+
+
+def _effective(roles: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """pattern -> permissions granted by ``names`` and the roles they inherit (a union)."""
+    grants: dict[str, Any] = {}
+    pending, seen = list(names), set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in roles:
+            continue
+        seen.add(name)
+        for pattern, permissions in roles[name].grants.items():
+            grants[pattern] = grants.get(pattern, _permission("none")) | permissions
+        pending.extend(roles[name].inherits)
+    return grants
+
+
+def _credentials(acl: Any) -> Any:
+    from dbsystem.security.credentials import CredentialManager
+
+    return acl.native_credentials or CredentialManager.instance()
+
+
+def _redis_users(acl: Any) -> dict[str, frozenset[str]]:
+    """ACL user name -> the roles it holds: one per role, one per set of roles users hold."""
+    prefix = acl.native_prefix
+    users = {_role_name(prefix, name): frozenset({name}) for name in _roles(acl)}
+    for roles in acl.assignments().values():
+        if len(roles) != 1:
+            users[_combination_name(prefix, frozenset(roles))] = frozenset(roles)
+    return users
+
+
+def _redis_rules(grants: Mapping[str, Any], plan: NativePlan, user: str) -> list[str]:
+    keys: list[str] = []
+    categories: set[str] = set()
+    for pattern, permissions in sorted(grants.items()):
+        read = _permission("select") in permissions
+        write = any(_permission(a) in permissions for a in _WRITES)
+        if read or write:
+            keys.append(("~" if read and write else "%R~" if read else "%W~") + pattern)
+            keys.append("&" + pattern)  # channels share the resource names
+            categories |= {"+@read"} if read else set()
+            categories |= {"+@write"} if write else set()
+            categories.add("+@pubsub")
+        for extra in ("DDL", "EXECUTE", "ADMIN"):
+            if _permission(extra.lower()) in permissions:
+                plan.python_only.append(f"user {user!r}: {extra} on {pattern!r}")
+    return [
+        "reset", "on", "resetkeys", "resetchannels", "-@all", "+@connection", "+select",
+        "+multi", "+exec", "+discard", "+watch",
+        "+unwatch", *sorted(categories), "-@dangerous", "-@admin", "-@scripting", *keys,
+    ]  # fmt: skip
+
+
+def _plan_redis(acl: Any, conn: Any, *, create_passwords: bool) -> NativePlan:
+    plan = NativePlan("redis")
+    roles = _roles(acl)
+    existing = {u for u in conn.execute("ACL", "USERS") if u.startswith(acl.native_prefix)}
+    credentials = _credentials(acl)
+    wanted = _redis_users(acl)
+    for user, names in sorted(wanted.items()):
+        try:
+            secret = credentials.get(user).password.get_secret_value()
+        except ConfigurationError:
+            if not create_passwords:
+                plan.notes.append(f"{user}: a password is made and stored by apply_native")
+                secret = ""
+            else:
+                import secrets
+
+                secret = secrets.token_urlsafe(32)
+                credentials.set(user, username=user, password=secret)
+        digest = "#" + hashlib.sha256(secret.encode()).hexdigest()
+        rules = _redis_rules(_effective(roles, names), plan, user)
+        plan.statements.append(" ".join(["ACL", "SETUSER", user, *rules[:2], digest, *rules[2:]]))
+    for user in sorted(existing - set(wanted)):
+        plan.statements.append(f"ACL DELUSER {user}")
+    plan.notes.append(
+        "Redis has no role inheritance: each user gets its roles' grants flattened; the "
+        "password digest is shown, never the password (kept in the credential manager)"
+    )
+    return plan
+
+
 # -- MongoDB -------------------------------------------------------------------------------
 
 _MONGO_ACTIONS = (
@@ -650,6 +738,9 @@ def native_plan(acl: Any, db: Any, db_type: DatabaseType, *, name: str | None = 
     if db_type is DatabaseType.POSTGRES:
         with db.connection(db_type, name=name) as conn:
             return _plan_postgres(acl, _pg_catalog(conn, acl.native_prefix))
+    if db_type is DatabaseType.REDIS:
+        with db.connection(db_type, name=name) as conn:
+            return _plan_redis(acl, conn, create_passwords=False)
     if db_type is DatabaseType.MONGODB:
         database = getattr(getattr(db.backend(db_type, name), "url", None), "database", None)
         return _plan_mongo(acl, database or "admin")
@@ -668,6 +759,21 @@ def apply_native(
     acl: Any, db: Any, db_type: DatabaseType = DatabaseType.POSTGRES, *, name: str | None = None
 ) -> NativePlan:
     """Make the database match the model: plan and run it in one transaction; the plan run."""
+    if db_type is DatabaseType.REDIS:
+        with db.connection(db_type, name=name) as conn:
+            plan = _plan_redis(acl, conn, create_passwords=True)
+            for statement in plan.statements:
+                try:
+                    conn.execute(*statement.split())
+                except DBSystemError as exc:
+                    if "NOPERM" not in str(exc) and "no permissions" not in str(exc):
+                        raise
+                    raise NativeApplyError(
+                        f"the application's Redis user cannot run {statement.split()[:3]}: "
+                        f"it needs the ACL command (+acl) ({type(exc).__name__})",
+                        backend="redis",
+                    ) from exc
+        return plan
     if db_type is not DatabaseType.POSTGRES:
         return native_plan(acl, db, db_type, name=name)  # nothing to run there
     with db.connection(db_type, name=name) as conn, conn.transaction():
@@ -738,4 +844,15 @@ def _make_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:
             text = json.dumps(value) if isinstance(value, dict | list) else str(value)
             settings.append((f"dbsystem.attr.{key}", text))
         return NativeScope(role=user_role(acl, user), settings=tuple(settings))
+    if dialect == "redis":
+        role = user_role(acl, user)
+        try:
+            credential = _credentials(acl).get(role)
+        except ConfigurationError:
+            raise PermissionDenied(
+                f"user {user!r}: no credential for the Redis ACL user {role!r} (run "
+                "apply_native, or load the credential into the credential manager)",
+                backend="redis",
+            ) from None
+        return NativeScope(role=role, password=credential.password)
     return None  # MariaDB/MySQL and others: the Python check alone (see docs/SECURITY.md)

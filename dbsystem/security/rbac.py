@@ -163,12 +163,15 @@ class AccessControl(ProcessWide, ExecutionHook):
         raw_needs_grant: bool = False,
         native: bool = False,
         native_prefix: str = "dbsystem_r_",
+        native_credentials: Any = None,
     ) -> None:
         self.require_user = require_user
         self.raw_needs_grant = raw_needs_grant
         #: Also enforce the model in each database (``dbsystem.security.native``).
         self.native = native
         self.native_prefix = native_prefix
+        #: Where the passwords of Redis ACL users live (default: CredentialManager.instance()).
+        self.native_credentials = native_credentials
         self._python_check = True  # off only in tests (dbsystem.testing.python_check_disabled)
         self._lock = threading.Lock()
         self._roles: dict[str, Role] = {}

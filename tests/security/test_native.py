@@ -570,3 +570,85 @@ def test_cli_refuses_an_acl_that_is_not_one() -> None:
 
     result = CliRunner().invoke(app, ["security", "plan", "sqlite://", "--acl", "json:dumps"])
     assert (result.exit_code, "not an AccessControl" in result.output) == (2, True)
+
+
+# -- Redis: one ACL user per role, the lease authenticated as it ---------------------------
+
+
+@pytest.fixture
+def red(redis_url: str) -> Iterator[tuple[DatabaseManager, AccessControl, str]]:
+    from dbsystem.security import CredentialManager
+
+    suffix = uuid.uuid4().hex[:6]
+    prefix = f"dbsystem_r_native_{suffix}_"
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.REDIS, redis_url)
+    credentials = CredentialManager()
+    acl = AccessControl(native=True, native_prefix=prefix, native_credentials=credentials)
+    acl.create_role(Role("reader", grants={f"nat:{suffix}:a:*": "SELECT"}))
+    acl.assign_role("ann", "reader")
+    with db.connection(DatabaseType.REDIS) as conn:
+        conn.execute("SET", f"nat:{suffix}:a:1", "A")
+        conn.execute("SET", f"nat:{suffix}:b:1", "B")
+    try:
+        acl.apply_native(db, DatabaseType.REDIS)
+        db.use_access_control(acl)
+        yield db, acl, suffix
+    finally:
+        empty = AccessControl(native_prefix=prefix, native_credentials=credentials)
+        empty.apply_native(db, DatabaseType.REDIS)  # deletes the test's ACL users
+        with db.connection(DatabaseType.REDIS) as conn:
+            conn.execute("DEL", f"nat:{suffix}:a:1", f"nat:{suffix}:b:1")
+        db.close_all()
+
+
+@pytest.mark.redis
+def test_redis_engine_alone_allows_what_is_granted(red: Any) -> None:
+    db, acl, suffix = red
+    with python_check_disabled(acl), db.for_user("ann").connection(DatabaseType.REDIS) as conn:
+        assert conn.execute("GET", f"nat:{suffix}:a:1") == "A"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("GET", "nat:{s}:b:1"),  # a read outside the grants
+        ("SET", "nat:{s}:a:1", "x"),  # a write without the action
+        ("DEL", "nat:{s}:a:1"),
+        ("KEYS", "*"),  # administration
+        ("EVAL", "return 1", "0"),  # scripts
+        ("FLUSHDB",),
+        ("CONFIG", "GET", "maxmemory"),
+    ],
+)
+def test_redis_engine_alone_refuses(red: Any, command: tuple[str, ...]) -> None:
+    db, acl, suffix = red
+    args = [part.format(s=suffix) for part in command]
+    with python_check_disabled(acl), db.for_user("ann").connection(DatabaseType.REDIS) as conn:
+        with pytest.raises(DBSystemError, match="NOPERM|no permissions"):
+            conn.execute(*args)
+
+
+@pytest.mark.redis
+def test_redis_both_walls_refuse_with_our_check_first(red: Any) -> None:
+    db, _, suffix = red
+    with db.for_user("ann").connection(DatabaseType.REDIS) as conn:
+        with pytest.raises(PermissionDenied):
+            conn.execute("GET", f"nat:{suffix}:b:1")
+
+
+@pytest.mark.redis
+def test_redis_apply_converges_and_never_shows_the_password(red: Any) -> None:
+    db, acl, _ = red
+    plan = acl.native_plan(db, DatabaseType.REDIS)
+    secret = acl.native_credentials.get(f"{acl.native_prefix}reader").password
+    assert secret.get_secret_value() not in str(plan)
+
+
+@pytest.mark.redis
+def test_redis_the_application_keeps_its_own_user(red: Any) -> None:
+    db, _, suffix = red
+    db.for_user("ann").connection(DatabaseType.REDIS).execute("GET", f"nat:{suffix}:a:1")
+    with db.connection(DatabaseType.REDIS) as conn:
+        assert conn.execute("GET", f"nat:{suffix}:b:1") == "B"

@@ -31,6 +31,7 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
+from dbsystem.backends._params import string_literal as _literal
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import Backend, Capabilities
@@ -200,15 +201,6 @@ class PostgreSQLConnection(PyformatConnection):
     def backend_pid(self) -> int:
         """The server process serving this connection (for ``pg_terminate_backend``)."""
         return int(self._conn.info.backend_pid)
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (``standard_conforming_strings``: only quotes are doubled)."""
-    if "\x00" in text:
-        raise ConfigurationError(
-            "a NUL character cannot be sent in a setting", backend="postgresql"
-        )
-    return "'" + text.replace("'", "''") + "'"
 
 
 _SCOPE_SQL: dict[NativeScope, str | None] = {}

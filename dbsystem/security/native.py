@@ -36,12 +36,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbsystem.backends._params import string_literal
 from dbsystem.errors import ConfigurationError, DBSystemError, PermissionDenied, SecurityError
 from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import DatabaseType
@@ -175,10 +177,10 @@ def _quote(name: str) -> str:
 def _literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
     if isinstance(value, str) and "\x00" not in value:
-        return "'" + value.replace("'", "''") + "'"
+        return string_literal(value)
     raise _Unexpressible(f"the value {value!r} has no SQL literal here")
 
 

@@ -108,7 +108,7 @@ def test_plan_shows_grants_and_rls_policies(pg: PgWorld) -> None:
     text = str(pg.acl.native_plan(pg.db, PG))
     assert f'GRANT SELECT ON TABLE "{pg.orders}" TO "{pg.prefix}analyst"' in text
     assert f'ALTER TABLE "{pg.orders}" ENABLE ROW LEVEL SECURITY' in text
-    assert "current_setting('dbsystem.attr.tenant', true)" in text
+    assert "current_setting(E'dbsystem.attr.tenant', true)" in text
 
 
 @pytest.mark.postgres
@@ -250,6 +250,26 @@ def test_a_user_the_database_does_not_know_is_refused(applied: PgWorld) -> None:
     newcomer = applied.db.for_user("newcomer", attrs={"tenant": 7})
     with python_check_disabled(applied.acl), pytest.raises(DBSystemError, match="role"):
         newcomer.fetch_all(f"SELECT id FROM {applied.orders}")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("body", ["n' OR 'a'='a", "n\\' OR true --"])
+def test_an_attribute_is_a_value_never_sql(pg: PgWorld, body: str) -> None:
+    pg.acl.create_role(
+        Role(
+            "scribe",
+            grants={pg.notes: "SELECT"},
+            policies={pg.notes: lambda ctx: col("body") == ctx.attrs["body"]},
+        )
+    )
+    pg.acl.assign_role("sam", "scribe")
+    pg.acl.apply_native(pg.db)
+    pg.db.use_access_control(pg.acl)
+    pg.db.execute(f"INSERT INTO {pg.notes} VALUES (2, :b)", {"b": body})
+    sam = pg.db.for_user("sam", attrs={"body": body})
+    with python_check_disabled(pg.acl):
+        rows = sam.fetch_all(f"SELECT body FROM {pg.notes}")
+    assert rows == [{"body": body}]
 
 
 @pytest.mark.postgres
@@ -448,8 +468,8 @@ def test_a_policy_compiles_to_a_typed_setting_comparison() -> None:
     columns = {"tenant_id": "integer", "state": "text"}
     predicate = (col("tenant_id") == _attr("tenant")) & col("state").in_(["open", "held"])
     assert compile_predicate(predicate, columns) == (
-        "((\"tenant_id\" = (NULLIF(current_setting('dbsystem.attr.tenant', true), ''))"
-        "::integer) AND (\"state\" IN ('open', 'held')))"
+        "((\"tenant_id\" = (NULLIF(current_setting(E'dbsystem.attr.tenant', true), ''))"
+        "::integer) AND (\"state\" IN (E'open', E'held')))"
     )
 
 

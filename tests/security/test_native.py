@@ -672,3 +672,15 @@ def test_redis_the_application_keeps_its_own_user(red: Any) -> None:
     db.for_user("ann").connection(DatabaseType.REDIS).execute("GET", f"nat:{suffix}:a:1")
     with db.connection(DatabaseType.REDIS) as conn:
         assert conn.execute("GET", f"nat:{suffix}:b:1") == "B"
+
+
+def test_mongo_plan_from_a_manager_names_its_database() -> None:
+    db = DatabaseManager()
+    db.create_pool(DatabaseType.MONGODB, "mongodb+mock://localhost/shop")
+    try:
+        acl = AccessControl(native=True)
+        acl.create_role(Role("analyst", grants={"orders": "SELECT"}))
+        plan = acl.native_plan(db, DatabaseType.MONGODB)
+    finally:
+        db.close_all()
+    assert '"resource": {"collection": "orders", "db": "shop"}' in plan.statements[0]

@@ -29,12 +29,16 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.kernel._singleton import ProcessWide
-from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
+from dbsystem.kernel.hooks import ExecutionHook, NativeScope, Statement, is_policed
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
+
+if TYPE_CHECKING:
+    from dbsystem.security.native import NativePlan
 
 __all__ = ["AccessControl", "Permission", "Role"]
 
@@ -240,17 +244,18 @@ class AccessControl(ProcessWide, ExecutionHook):
 
     # -- native enforcement (dbsystem.security.native) ----------------------------------------
 
-    def native_plan(self, db: Any, db_type: Any, *, name: str | None = None) -> Any:
+    def native_plan(self, db: Any, db_type: DatabaseType, *, name: str | None = None) -> NativePlan:
         """What ``apply_native`` would run on ``db``'s ``db_type`` pool (a ``NativePlan``),
         and what stays enforced in Python only; changes nothing."""
         from dbsystem.security.native import native_plan
 
         return native_plan(self, db, db_type, name=name)
 
-    def apply_native(self, db: Any, db_type: Any = None, *, name: str | None = None) -> Any:
+    def apply_native(
+        self, db: Any, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> NativePlan:
         """Make the database's roles, grants and row-level security match the model
         (PostgreSQL); converges, touching only objects with ``native_prefix``."""
-        from dbsystem.kernel.types import DatabaseType
         from dbsystem.security.native import apply_native
 
         return apply_native(self, db, db_type or DatabaseType.POSTGRES, name=name)
@@ -264,7 +269,7 @@ class AccessControl(ProcessWide, ExecutionHook):
 
         return natively_ruled(self, statement.pool, resource)
 
-    def native_scope(self, context: Any, dialect: str) -> Any:
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
         """The scope a user-session lease runs under in the database (``native=True``)."""
         if not self.native:
             return None

@@ -16,6 +16,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._pg_hosts import refuse_session_state, role_mismatch
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -23,7 +25,7 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
-from dbsystem.backends.postgresql import scope_sql
+from dbsystem.backends.postgresql import forget_prepared, scope_sql
 from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
@@ -56,6 +58,9 @@ class AsyncPostgresConnection:
         self._secrets = secrets
         self.tx_depth = 0
         self.broken = False
+        self.session_attrs: str | None = None
+        self.bounced = False  # through a transaction-pooling PgBouncer: session state refused
+        self.dirty = False  # as SQLConnectionBase.dirty: the session may have changed
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
         # Native access control: the lease's scope and the SELECT that sets it (as the
@@ -75,12 +80,18 @@ class AsyncPostgresConnection:
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
-        """psycopg's connection; statements run on it bypass the hooks."""
+        """psycopg's connection; statements run on it bypass the hooks (the session is
+        reset on return)."""
+        self.dirty = True
         return self._conn
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
-        if self._conn.broken or self._conn.closed:
+        if (
+            self._conn.broken
+            or self._conn.closed
+            or role_mismatch(self._conn.pgconn, self.session_attrs, exc)
+        ):
             self.broken = True
             override = ConnectionFailed
         return translate(
@@ -114,6 +125,10 @@ class AsyncPostgresConnection:
         await self._send_unscoped(cur, sql, params)
 
     async def _send_unscoped(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
                 raise ProgrammingError(
@@ -138,6 +153,8 @@ class AsyncPostgresConnection:
     async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
         if not seq_params:
             return ExecuteResult(0, None)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         for params in seq_params:
             query = self._query(sql, params)
         cur = self._cur
@@ -196,6 +213,8 @@ class AsyncPostgresConnection:
         if own:
             await self.begin()
         name = f"dbsystem_stream_{next(_stream_ids)}"
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False
         try:
@@ -232,6 +251,8 @@ class AsyncPostgresConnection:
         return SQLConnectionBase.quote_identifier(self, name)  # type: ignore[arg-type]
 
     async def _run(self, sql: str) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
         try:
             await self._ctl.execute(sql)  # (not the statements' cursor: see the sync side)
         except psycopg.Error as exc:
@@ -301,7 +322,7 @@ class AsyncPostgresConnector:
         backend = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(
-                backend._conninfo, autocommit=True, context=_ADAPTERS
+                backend._conninfo, autocommit=True, context=_ADAPTERS, **backend.connect_kwargs
             )
         except psycopg.Error as exc:
             raise translate(
@@ -311,10 +332,17 @@ class AsyncPostgresConnector:
                 override=ConnectionFailed,
                 message=f"cannot connect to {backend.url}: {exc}",
             ) from exc
-        return AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made = AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made.session_attrs = backend.session_attrs
+        made.bounced = backend.pooling == "transaction"
+        return made
 
     async def check(self, conn: AsyncPostgresConnection) -> None:
         await conn._run("SELECT 1")
+        reason = role_mismatch(conn._conn.pgconn, conn.session_attrs)
+        if reason is not None:
+            conn.broken = True
+            raise ConnectionFailed(f"{reason}: the connection is dropped", backend="postgresql")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
         for stream in list(conn.streams):
@@ -327,11 +355,19 @@ class AsyncPostgresConnector:
         conn.leave_scope()
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
+        if conn.dirty:  # as PostgreSQLConnection._reset_session
+            try:
+                await conn._cur.execute("DISCARD ALL", prepare=False)
+            except psycopg.Error as exc:
+                raise conn._error(exc, "DISCARD ALL", None) from exc
+            forget_prepared(conn._conn)
+            conn.dirty = False
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
         return (
             not conn.streams
             and conn.scope is None
+            and not conn.dirty
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE
         )

@@ -45,9 +45,9 @@ from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
-from dbsystem.core.execution import lend
+from dbsystem.core.execution import enter_native_scope
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext
+from dbsystem.core.session import SessionContext, session_context
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from dbsystem.aio._redis import AsyncRedisConnection
     from dbsystem.aio.replicas import AsyncReplicaSet
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.core.topology import Topology
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
@@ -157,16 +158,16 @@ class _Acquire(Generic[C]):
     async def _get(self) -> Any:  # a C
         pool = self._manager._pools.get(self._key)
         if pool is not None:
-            lease: Any = await pool.acquire(self._timeout, label=self._label)
-            try:
-                lend(lease, self._context)
-            except BaseException:
-                await lease.release()
-                raise
-            return lease
+            context = self._context
+            if context is None:
+                return await pool.acquire(self._timeout, label=self._label)
+            # A user session's: within the user's cap on leases of this pool.
+            return await pool.acquire_as(context, self._timeout, label=self._label)
         manager = self._manager  # Redis, MongoDB
         lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
-        lend(getattr(lease, "_lease", lease), self._context)
+        target = getattr(lease, "_lease", lease)
+        target._context = self._context
+        enter_native_scope(target, self._context)
         return lease
 
     def __await__(self) -> Generator[Any, None, C]:
@@ -403,6 +404,12 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self._pools[key] = pool
         if config.replicas:
             await self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.aio.replicas import AsyncPatroniWatcher
+
+            watcher = AsyncPatroniWatcher(self, db_type, name, config)
+            await watcher.start()
+            self._replicas[key] = watcher.replicas
         return pool
 
     async def _create_replicas(
@@ -418,6 +425,14 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         owner: Any = self  # the async manager has the calls the replica set makes
         replicas = AsyncReplicaSet(owner, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
+
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool believes about its cluster, as ``DatabaseManager.topology``."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default_type()
+        replicas = self._replicas.get((chosen, name))
+        return current_topology(self.backend(chosen, name).config, replicas)
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a task, send that task's reads to the primary for ``seconds``
@@ -572,6 +587,10 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         key = (db_type or self._default_type(), name)
         return _Acquire(self, key, timeout, None, label)
 
+    def _connection_as(self, context: Any, db_type: DatabaseType, name: str | None) -> Any:
+        """``connection()`` for ``context`` (a user session's, or None: the application's)."""
+        return _Acquire(self, (db_type, name), None, context)
+
     def _default_type(self) -> DatabaseType:
         mode = self.mode
         if mode is None:
@@ -670,14 +689,21 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self.add_hook(acl)
 
     def for_user(
-        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+        self,
+        user: str,
+        *,
+        session_id: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        max_connections: int | None = None,
     ) -> AsyncUserSession:
-        """A session whose every statement is checked for ``user`` and audited."""
+        """A session whose every statement is checked for ``user`` and audited;
+        ``max_connections`` caps the connections of one pool it holds at once (its roles'
+        ``Role(max_connections=...)`` cap it too: the smallest applies)."""
         if self.sync._access_control is None:
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
+        return AsyncUserSession(self, session_context(user, session_id, attrs, max_connections))
 
 
 class AsyncUserSession(_AsyncSchema, _Calls):
@@ -796,3 +822,5 @@ async def _close(pool: AsyncConnectionPool[Any]) -> None:
 async def _close_redis(client: Any) -> None:
     await client.aclose()
     await client.connection_pool.disconnect()  # (a pool given to a client stays open)
+    for sentinel in getattr(client, "dbsystem_sentinels", ()):  # redis+sentinel://
+        await sentinel.aclose()

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from dbsystem._log import get_logger
 from dbsystem.core._flow import adrive
 from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
+from dbsystem.core.execution import enter_native_scope
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 
@@ -74,6 +75,8 @@ class AsyncPooledConnection(Lease[C]):
         """Return the connection; shielded, so a cancelled caller still returns it."""
         entry = self._take_entry()
         pool = self._pool
+        if self._context is not None:  # a user session's lease: its per-user slot back
+            pool._user_returned(self._context.user)
         if not pool._release_now(entry):
             await asyncio.shield(pool._release(entry))
 
@@ -197,6 +200,51 @@ class AsyncConnectionPool(PoolBase[C]):
         if self._leak_threshold is not None:  # the awaiting coroutines' stack, while there
             lease._frame = traceback.extract_stack()
         return lease
+
+    async def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> AsyncPooledConnection[C]:
+        """``acquire`` for a user session within the user's cap on leases of this pool,
+        as ``ConnectionPool.acquire_as``: a user at the cap waits in a line of their own,
+        up to ``timeout`` in all, then gets ``LeaseLimitReached``."""
+        user = context.user
+        cap = self._user_cap(context)
+        limit = self._acquire_timeout if timeout is None else timeout
+        if not self._user_take_locked(user, cap):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._user_wait_locked(user, waiter)
+            start = monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), max(limit, 0.0))
+            except BaseException as exc:
+                if self._user_abandon_locked(user, waiter):
+                    waiter.cancel()
+                    if isinstance(exc, TimeoutError):
+                        raise self._user_limit_error(user, cap, limit) from None
+                    raise
+                # handed a slot in the same instant: give it on, unless we can use it
+                if not isinstance(exc, TimeoutError):
+                    self._user_returned(user)
+                    raise
+            limit -= monotonic() - start
+        try:
+            lease = await self.acquire(max(limit, 0.0), label=label)
+        except BaseException:
+            self._user_returned(user)
+            raise
+        lease._context = context
+        try:  # what the database itself enforces for the lease (native access control)
+            enter_native_scope(lease, context)
+        except BaseException:
+            await lease.release()
+            raise
+        return lease
+
+    def _wake_user(self, waiter: asyncio.Future[None]) -> bool:
+        if waiter.done():
+            return False
+        waiter.set_result(None)
+        return True
 
     async def try_acquire(self, *, label: str | None = None) -> AsyncPooledConnection[C] | None:
         """A connection if one is idle or may be opened now, else None at once.

@@ -15,6 +15,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import StandardSQLConnection
 from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
@@ -104,6 +105,9 @@ class PyformatConnection(StandardSQLConnection):
         psycopg would then use PostgreSQL's simple protocol, which runs them all (and returns
         the first result only); one statement per call is also how injected SQL is kept out.
         """
+        # SQLConnectionBase.note, inlined (a set lookup for a known text)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         if params is not None:
             expanded = sql
             if params:
@@ -143,6 +147,7 @@ class PyformatConnection(StandardSQLConnection):
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
         if not seq_params:
             return ExecuteResult(0, None)
+        self.note(sql)
         query = to_pyformat(sql, self.dialect)[0]
         for params in seq_params:
             self._query(sql, params)

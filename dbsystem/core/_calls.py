@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
+from dbsystem.core.execution import refuse_for
 from dbsystem.errors import PermissionDenied
 from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
@@ -35,17 +36,21 @@ BOUND: ContextVar[dict[BoundKey, Any]] = ContextVar(
 def refuse_mixed_users(outer: Any, context: Any) -> None:
     """Refuse to run a ``transaction()`` of ``context`` (a session's, or None: the
     application's) on ``outer``, the connection of an open block of someone else: a
-    connection carries one user for its whole lease (sync and async alike)."""
+    connection carries one user for its whole lease (sync and async alike). The refusal
+    goes through the pool's hooks as a refused ``BEGIN`` of ``context``, so the audit log
+    records it as denied."""
     if outer._context is context:
         return
     other = "the application" if outer._context is None else f"user {outer._context.user!r}"
     who = "the application" if context is None else f"user {context.user!r}"
-    raise PermissionDenied(
+    pool = outer._pool
+    error = PermissionDenied(
         f"{who} cannot open a transaction inside one of {other} on the same pool: a "
         "connection carries one user for its whole lease (close that block first, or use "
         "calls that borrow their own connection)",
-        backend=outer._pool.backend_name,
+        backend=pool.backend_name,
     )
+    refuse_for(outer, context, "begin", "BEGIN", "transaction", error)
 
 
 @contextmanager

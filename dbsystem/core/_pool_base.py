@@ -36,6 +36,7 @@ from dbsystem.core._flow import Flow
 from dbsystem.errors import (
     ConfigurationError,
     InterfaceError,
+    LeaseLimitReached,
     PoolExhausted,
     PoolTimeout,
 )
@@ -215,6 +216,8 @@ class Lease(Generic[C]):
             self._entry = None
             self._raw = None
             self._pool._forgotten.append(entry)
+            if self._context is not None:  # its user's slot, given back by maintenance
+                self._pool._forgotten_users.append(self._context.user)
 
     def _released_error(self) -> InterfaceError:
         return InterfaceError(
@@ -240,6 +243,8 @@ class PoolBase(PoolLimits, Generic[C]):
     _waiters: deque[Any]
 
     _default_lease_class: type[Lease[Any]]  # what acquire() lends unless told otherwise
+    # Hand a freed per-user slot to a waiter (``acquire_as``); False if it stopped waiting.
+    _wake_user: Callable[[Any], bool]
 
     def __init__(
         self,
@@ -304,6 +309,11 @@ class PoolBase(PoolLimits, Generic[C]):
         self._idle: deque[PoolEntry] = deque()
         self._entries: set[PoolEntry] = set()
         self._forgotten: deque[PoolEntry] = deque()  # leases collected unreturned
+        # Per-user lease caps (``acquire_as``): leases each user holds, and who waits for
+        # one of their own to come back (FIFO per user; never in the pool's own line).
+        self._user_held: dict[str, int] = {}
+        self._user_waiters: dict[str, deque[Any]] = {}
+        self._forgotten_users: deque[str] = deque()  # users of leases collected unreturned
         self._generation = 0
         self._closed = False
         self._total = 0  # open, or being opened
@@ -335,6 +345,65 @@ class PoolBase(PoolLimits, Generic[C]):
 
     def _n_waiting(self) -> int:
         return len(self._waiters)
+
+    # -- per-user lease caps (acquire_as) --------------------------------------------------
+
+    def _user_cap(self, context: Any) -> int | None:
+        """How many leases of this pool ``context``'s user may hold: the smallest of the
+        session's own ``max_connections`` and the hooks' ``lease_limit`` (its roles')."""
+        cap: int | None = getattr(context, "max_connections", None)
+        limit = self.hooks.lease_limit(context) if self.hooks.hooks else None
+        if limit is not None and (cap is None or limit < cap):
+            cap = limit
+        return cap
+
+    def _user_take_locked(self, user: str, cap: int | None) -> bool:
+        """Count a lease for ``user`` if under ``cap`` and none of theirs waits first."""
+        held = self._user_held.get(user, 0)
+        if (cap is None or held < cap) and not self._user_waiters.get(user):
+            self._user_held[user] = held + 1
+            return True
+        return False
+
+    def _user_wait_locked(self, user: str, waiter: Any) -> None:
+        self._user_waiters.setdefault(user, deque()).append(waiter)
+
+    def _user_abandon_locked(self, user: str, waiter: Any) -> bool:
+        """``waiter`` gave up: True if it was still in line (now removed), False if a slot
+        was handed to it meanwhile (the caller gives it back with ``_user_returned``)."""
+        line = self._user_waiters.get(user)
+        if line is None or waiter not in line:
+            return False
+        line.remove(waiter)
+        if not line:
+            del self._user_waiters[user]
+        return True
+
+    def _user_returned(self, user: str) -> None:
+        """A lease of ``user`` came back (or its acquire failed): its slot passes to the
+        oldest of that user's waiters still waiting, else it is freed."""
+        with self._lock:
+            line = self._user_waiters.get(user)
+            while line:
+                waiter = line.popleft()
+                if not line:
+                    del self._user_waiters[user]
+                if self._wake_user(waiter):
+                    return
+                line = self._user_waiters.get(user)
+            held = self._user_held.get(user, 0) - 1
+            if held > 0:
+                self._user_held[user] = held
+            else:
+                self._user_held.pop(user, None)
+
+    def _user_limit_error(self, user: str, cap: int | None, timeout: float) -> LeaseLimitReached:
+        return LeaseLimitReached(
+            f"pool {self.name!r}: user {user!r} holds {self._user_held.get(user, 0)} "
+            f"connection(s), its cap (max_connections={cap}), and none of them came back "
+            f"within {timeout:g} s; other users and the application are not held up",
+            backend=self.backend_name,
+        )
 
     # -- reports ---------------------------------------------------------------------------
 
@@ -635,6 +704,8 @@ class PoolBase(PoolLimits, Generic[C]):
             if self._leak_threshold is not None:
                 leaks = self._find_leaks_locked(now, self._leak_threshold)
             missing = self._min_size - self._total
+        while self._forgotten_users:
+            self._user_returned(self._forgotten_users.popleft())
         for entry in to_close:
             yield ("_close_conn", entry.conn)
         if reclaimed:

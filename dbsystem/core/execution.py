@@ -21,7 +21,7 @@ from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "enter_native_scope", "lend", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "enter_native_scope", "refuse_for", "refuse_sql", "statement"]
 
 T = TypeVar("T")
 
@@ -68,16 +68,6 @@ def refuse_sql(
     raise error
 
 
-def lend(lease: Any, context: Any) -> None:
-    """Mark ``lease`` as lent to ``context``'s user session (None: the application's own
-    use): its statements carry the context to the hooks, and a SQL lease enters the scope
-    the database enforces for it (``enter_native_scope``). Every place that lends a
-    connection to a session goes through here."""
-    lease._context = context
-    if context is not None:
-        enter_native_scope(lease, context)
-
-
 def enter_native_scope(lease: Any, context: Any) -> None:
     """Give a SQL lease just lent to ``context``'s user session the scope the database
     enforces for it (``ExecutionHook.native_scope``: a role, settings, an authorizer), sync
@@ -101,6 +91,31 @@ def enter_native_scope(lease: Any, context: Any) -> None:
     enter(scope)
 
 
+def refuse_for(
+    conn: Any, context: Any, operation: str, text: str, action: str, error: BaseException
+) -> NoReturn:
+    """Raise ``error`` for ``operation`` refused to ``context`` (a session's, or None: the
+    application's) on ``conn``, a lease that carries someone else (a block of another
+    user): reported through the hooks as that caller's refused statement, so the audit log
+    records who tried."""
+    pool = conn._pool
+    hooks: HookChain = pool.hooks
+    if hooks.hooks:
+        backend = conn.backend
+        refused = statement(
+            pool,
+            context,
+            operation,
+            text,
+            dialect=backend.dialect,
+            backend=pool.backend_name or backend.name,
+            action=action,
+            resources=(),
+        )
+        hooks.refuse(refused, error)
+    raise error
+
+
 class DriverPool(PoolLimits):
     """The manager's pool object for a backend whose driver pools for itself."""
 
@@ -122,6 +137,16 @@ class DriverPool(PoolLimits):
         if self._closed:
             raise self._closed_error()
         return self.connector.handle(self)
+
+    def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> Any:
+        """A handle whose operations carry ``context`` (a user session's). The driver
+        holds a connection only for each command, so there is no lease to cap."""
+        handle = self.acquire(timeout, label=label)
+        handle._context = context
+        enter_native_scope(handle, context)  # (a handle has nothing to give back)
+        return handle
 
     def try_acquire(self, *, label: str | None = None) -> Any:
         """A handle, or None at once when every driver connection is in use."""

@@ -29,7 +29,7 @@ from dbsystem.backends._registry import scheme_database_type
 from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.connection import Connection, StatementLogger, sql_logger
-from dbsystem.core.execution import DriverPool, lend
+from dbsystem.core.execution import DriverPool
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedError
 from dbsystem.kernel._singleton import ProcessWide
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
+    from dbsystem.core.topology import Topology
 
 __all__ = ["Engine", "PoolKey", "replica_configs", "resolve_pool_config"]
 
@@ -150,6 +151,10 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
             self._update_default()
         if config.replicas:
             self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.core.topology import PatroniWatcher
+
+            self._replicas[(db_type, name)] = PatroniWatcher(self, db_type, name, config).replicas
         return pool  # type: ignore[no-any-return]
 
     def _pool_settings(
@@ -182,6 +187,17 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         replicas = ReplicaSet(self, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
 
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool for ``db_type`` (and ``name``) believes about its cluster: the
+        primary, the replicas with their lag, which of them get reads now
+        (``dbsystem.core.topology``)."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default or self._default_type()
+        return current_topology(
+            self.backend(chosen, name).config, self._replicas.get((chosen, name))
+        )
+
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a context (a thread, a task), send that context's reads to the
         primary for ``seconds``, so that it reads what it wrote (pools with replicas)."""
@@ -201,10 +217,23 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         chosen = db_type or self._default or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            with self.connection(chosen) as conn:
-                lend(conn, context)
+            with self._connection_as(context, chosen, None) as conn:
                 return call(conn)
         return replicas.read(sql, call, context)
+
+    def _connection_as(
+        self,
+        context: Any,
+        db_type: DatabaseType | None,
+        name: str | None,
+        timeout: float | None = None,
+    ) -> Any:
+        """A lease for ``context``: a user session's (within the user's cap on leases of
+        the pool, ``acquire_as``), or None: the application's own (``connection()``)."""
+        pool = self.get_pool(db_type, name)
+        if context is None:
+            return pool.acquire(timeout)
+        return pool.acquire_as(context, timeout)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""

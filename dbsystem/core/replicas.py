@@ -36,7 +36,6 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem._log import get_logger
-from dbsystem.core.execution import lend
 from dbsystem.errors import ConnectionFailed, DBSystemError, PoolTimeout
 from dbsystem.kernel.hooks import ExecutionHook, Statement, classify_sql
 from dbsystem.kernel.types import DatabaseType
@@ -199,14 +198,12 @@ class ReplicaSet:
         if replica is not None:
             started = time.perf_counter()
             try:
-                with self.db.connection(self.db_type, name=replica) as conn:
-                    lend(conn, context)
+                with self.db._connection_as(context, self.db_type, replica) as conn:
                     result = call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._failed(replica, exc)
             else:
                 self._served(replica, started)
                 return result
-        with self.db.connection(self.db_type, name=self.primary) as conn:
-            lend(conn, context)
+        with self.db._connection_as(context, self.db_type, self.primary) as conn:
             return call(conn)

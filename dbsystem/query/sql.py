@@ -25,7 +25,7 @@ from typing_extensions import TypeVar
 
 from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 from dbsystem.query.expr import (
     Compare,
@@ -294,8 +294,9 @@ class _Query(Generic[M, T]):
                 _refused(conn, self, denied)
             if applied:
                 compiled = query.compiled(conn.backend.dialect)
-                with policed():
-                    return _run(conn, compiled, compiled.bind(query.bound_values()))
+                params = compiled.bind(query.bound_values())
+                with _policed_for(compiled.sql, params):
+                    return _run(conn, compiled, params)
         compiled = query.compiled(conn.backend.dialect)
         return _run(conn, compiled, compiled.bind(query.bound_values()))
 
@@ -311,7 +312,7 @@ class _Query(Generic[M, T]):
         compiled = query.compiled(conn.backend.dialect)
         params = compiled.bind(query.bound_values())
         if applied:
-            with policed():
+            with _policed_for(compiled.sql, params):
                 return await _run(conn, compiled, params)
         return await _run(conn, compiled, params)
 
@@ -642,7 +643,33 @@ class SelectQuery(_Rows[M]):
             limit is not None,
             offset is not None,
             self._reuse() if self._group or self._order else (),
+            self._having_reuse() if having is not None else (),
         )
+
+    def _having_reuse(self) -> tuple[int | None, ...]:
+        """For each part of HAVING shaped like a GROUP BY item or a labelled select item
+        that holds values: the index of the item with the same values, else None. The
+        compiler renders a match with the item's parameters (PostgreSQL compares parameter
+        numbers) or, on MySQL, as the label, so matches are part of the shape."""
+        labelled = [c.expr for c in self._columns if isinstance(c, Label)]
+        candidates = [x for x in (*self._group, *labelled) if x._values]
+        keys = {x._key for x in candidates}
+        if not keys or self._having is None:
+            return ()
+        found: list[int | None] = []
+        for node in _parts(self._having):
+            if node._key in keys:
+                found.append(
+                    next(
+                        (
+                            i
+                            for i, x in enumerate(candidates)
+                            if x._key == node._key and _same_values(x._values, node._values)
+                        ),
+                        None,
+                    )
+                )
+        return tuple(found)
 
     def _reuse(self) -> tuple[int | None, ...]:
         """For each GROUP BY item, then each ORDER BY item: the index of the select-list
@@ -654,13 +681,20 @@ class SelectQuery(_Rows[M]):
         """
         targets = [c.expr if isinstance(c, Label) else c for c in self._columns]
         found: list[int | None] = []
-        for item in (*self._group, *(o.expr for o in self._order)):
+        grouped: set[int] = set()  # a GROUP BY item takes a select item no other one took
+        groups = len(self._group)
+        for position, item in enumerate((*self._group, *(o.expr for o in self._order))):
             match = None
             if item._values:
                 for index, target in enumerate(targets):
-                    if target._key == item._key and _same_values(target._values, item._values):
-                        match = index
-                        break
+                    if (position < groups and index in grouped) or not (
+                        target._key == item._key and _same_values(target._values, item._values)
+                    ):
+                        continue
+                    match = index
+                    break
+            if match is not None and position < groups:
+                grouped.add(match)
             found.append(match)
         return tuple(found)
 
@@ -677,6 +711,19 @@ class SelectQuery(_Rows[M]):
         if self._having is not None:
             values += self._having._values
         return values + self._page_values()
+
+
+def _parts(node: Any) -> Any:
+    """``node`` and every expression inside it (not inside subqueries), in a fixed order."""
+    if isinstance(node, Expr):
+        yield node
+        for cls in type(node).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if slot not in ("_key", "_values"):
+                    yield from _parts(getattr(node, slot, None))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _parts(item)
 
 
 def _same_values(first: tuple[Any, ...], second: tuple[Any, ...]) -> bool:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.kernel._singleton import ProcessWide
-from dbsystem.kernel.hooks import ExecutionHook, NativeScope, Statement, is_policed
+from dbsystem.kernel.hooks import ExecutionHook, NativeScope, Statement, _is_policed
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
 
@@ -125,12 +125,17 @@ class Role:
     an expression such as ``col("deleted_at").is_null()``, or a function of the session
     context returning one (``lambda ctx: col("tenant_id") == ctx.attrs["tenant"]``).
     Policies are code: ``save``/``to_dict`` keep grants and inheritance, not policies.
+
+    ``max_connections`` caps how many connections of one pool a user holding the role may
+    hold at once (the smallest cap among the user's roles, inherited ones included,
+    applies); a session asking for more waits for one of its own, never for the pool.
     """
 
     name: str
     grants: Mapping[str, Permission] = field(default_factory=dict)
     inherits: tuple[str, ...] = ()
     policies: Mapping[str, Any] = field(default_factory=dict)
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -138,6 +143,11 @@ class Role:
         )
         object.__setattr__(self, "inherits", tuple(self.inherits))
         object.__setattr__(self, "policies", dict(self.policies))
+        cap = self.max_connections
+        if cap is not None and (type(cap) is not int or cap < 1):
+            raise ConfigurationError(
+                f"role {self.name!r}: max_connections must be a positive int, not {cap!r}"
+            )
         for pattern in self.policies:
             if pattern not in self.grants:
                 raise ConfigurationError(
@@ -226,6 +236,25 @@ class AccessControl(ProcessWide, ExecutionHook):
             self._effective.pop(user, None)
             self._decisions.clear()
             self._policed.clear()
+
+    def lease_limit(self, context: Any) -> int | None:
+        """The smallest ``max_connections`` among the roles of ``context``'s user, inherited
+        ones included (None: no role caps it)."""
+        limit: int | None = None
+        with self._lock:
+            seen: set[str] = set()
+            pending = list(self._assignments.get(context.user, ()))
+            while pending:
+                name = pending.pop()
+                role = self._roles.get(name)
+                if name in seen or role is None:
+                    continue
+                seen.add(name)
+                pending.extend(role.inherits)
+                cap = role.max_connections
+                if cap is not None and (limit is None or cap < limit):
+                    limit = cap
+        return limit
 
     def roles_of(self, user: str) -> set[str]:
         """The roles assigned to ``user`` (not counting inherited ones)."""
@@ -387,7 +416,7 @@ class AccessControl(ProcessWide, ExecutionHook):
                         backend=statement.backend,
                     )
         if self.has_policies(user):
-            if is_policed():
+            if _is_policed(statement):
                 return
             for action, resource in accesses:
                 if self.policy_applies(user, action, resource):
@@ -430,6 +459,11 @@ class AccessControl(ProcessWide, ExecutionHook):
                     role.name: {
                         "grants": {k: _names(v) for k, v in role.grants.items()},
                         "inherits": list(role.inherits),
+                        **(
+                            {"max_connections": role.max_connections}
+                            if role.max_connections is not None
+                            else {}
+                        ),
                     }
                     for role in self._roles.values()
                 },
@@ -465,7 +499,11 @@ class AccessControl(ProcessWide, ExecutionHook):
                 k: v for k, v in (current.policies if current else {}).items() if k in grants
             }
             roles[name] = Role(
-                name, grants=grants, inherits=tuple(spec.get("inherits", ())), policies=policies
+                name,
+                grants=grants,
+                inherits=tuple(spec.get("inherits", ())),
+                policies=policies,
+                max_connections=spec.get("max_connections"),
             )
         for name in roles:
             _check_no_cycle(roles, name)

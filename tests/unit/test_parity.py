@@ -91,7 +91,7 @@ AWAITED: dict[str, set[str]] = {
         "ping",
         "release",
     },
-    "pool": {"__enter__", "__exit__", "acquire", "close", "open", "try_acquire"},
+    "pool": {"__enter__", "__exit__", "acquire", "acquire_as", "close", "open", "try_acquire"},
 }
 
 PAIRS = [

@@ -294,6 +294,8 @@ class AccessControl(ProcessWide, ExecutionHook):
         statement (``native=True``, applied to the statement's PostgreSQL pool)."""
         if not self.native or statement.backend != "postgresql":
             return False
+        if "set_config" in statement.text.lower():  # could reset the role mid-statement
+            return False
         from dbsystem.security.native import natively_ruled
 
         return natively_ruled(self, statement.pool, resource)

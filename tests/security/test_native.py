@@ -305,6 +305,17 @@ def test_raw_sql_on_a_table_whose_policy_the_database_enforces_is_allowed(
 
 
 @pytest.mark.postgres
+def test_raw_sql_that_could_reset_the_role_gets_no_native_allowance(applied: PgWorld) -> None:
+    ann = applied.db.for_user("ann", attrs={"tenant": 7})
+    sql = (
+        "SELECT set_config('role', 'none', true) AS r, query_to_xml('SELECT * FROM "
+        f"{applied.orders}', true, true, '') AS x FROM {applied.orders}"
+    )
+    with pytest.raises(PermissionDenied):
+        ann.fetch_all(sql)
+
+
+@pytest.mark.postgres
 def test_raw_sql_is_refused_again_once_the_model_changes(applied: PgWorld) -> None:
     applied.acl.create_role(Role("reader", grants={applied.notes: "SELECT"}))  # not applied
     ann = applied.db.for_user("ann", attrs={"tenant": 7})

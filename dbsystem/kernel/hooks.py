@@ -277,7 +277,7 @@ class HookChain:
     without a lock and a concurrent ``add`` never disturbs a statement in flight.
     """
 
-    __slots__ = ("_after", "_before", "_lock", "_wait", "hooks")
+    __slots__ = ("_after", "_before", "_lock", "_scopes", "_wait", "hooks")
 
     def __init__(self) -> None:
         self.hooks: tuple[ExecutionHook, ...] = ()
@@ -285,6 +285,7 @@ class HookChain:
         # after_execute (a monitor) costs no before call. Swapped with ``hooks``.
         self._before: tuple[Callable[[Statement], None], ...] = ()
         self._after: tuple[Callable[[Statement], None], ...] = ()
+        self._scopes: tuple[Callable[[Any, str], NativeScope | None], ...] = ()
         self._wait: tuple[Callable[[str, float], None], ...] = ()
         self._lock = threading.Lock()
 
@@ -300,6 +301,11 @@ class HookChain:
             self._set(tuple(h for h in self.hooks if h is not hook))
 
     def _set(self, hooks: tuple[ExecutionHook, ...]) -> None:
+        self._scopes = tuple(
+            h.native_scope
+            for h in hooks
+            if getattr(type(h), "native_scope", None) is not ExecutionHook.native_scope
+        )
         self._before = tuple(
             h.before_execute
             for h in hooks
@@ -347,11 +353,10 @@ class HookChain:
 
     def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
         """The first ``NativeScope`` a hook gives for a lease of ``context`` (or None)."""
-        for hook in self.hooks:
-            if type(hook).native_scope is not ExecutionHook.native_scope:
-                scope = hook.native_scope(context, dialect)
-                if scope is not None:
-                    return scope
+        for native_scope in self._scopes:
+            scope = native_scope(context, dialect)
+            if scope is not None:
+                return scope
         return None
 
     def refuse(self, statement: Statement, error: BaseException) -> NoReturn:

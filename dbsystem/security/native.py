@@ -817,9 +817,11 @@ def native_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:
     grants (the flattened grants ``acl._grants`` gives are rebuilt on every change): the
     same scope object lets SQLite keep the statements it prepared under it.
     """
-    cache: dict[int, tuple[Any, str, Any, NativeScope | None]] = acl.__dict__.setdefault(
-        "_native_scopes", {}
+    cache: dict[int, tuple[Any, str, Any, NativeScope | None]] | None = getattr(
+        acl, "_native_scopes", None
     )
+    if cache is None:
+        cache = acl._native_scopes = {}
     token = acl._grants(context.user)
     key = id(context)
     found = cache.get(key)

@@ -304,9 +304,8 @@ class AccessControl(ProcessWide, ExecutionHook):
         """The scope a user-session lease runs under in the database (``native=True``)."""
         if not self.native:
             return None
-        from dbsystem.security.native import native_scope
-
-        return native_scope(self, context, dialect)
+        scope: NativeScope | None = _native_module().native_scope(self, context, dialect)
+        return scope
 
     # -- checking -------------------------------------------------------------------------
 
@@ -561,6 +560,17 @@ _ACL_TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS {table} (kind VARCHAR(8) NOT NULL, name VARCHAR(255) NOT NULL, "
     "spec TEXT NOT NULL, PRIMARY KEY (kind, name))"
 )
+
+
+def _native_module() -> Any:
+    """``dbsystem.security.native``, imported on first use (once per lease after that: a
+    dictionary lookup, not an import statement)."""
+    import sys
+
+    module = sys.modules.get("dbsystem.security.native")
+    if module is None:
+        import dbsystem.security.native as module
+    return module
 
 
 def _check_no_cycle(roles: Mapping[str, Role], start: str) -> None:

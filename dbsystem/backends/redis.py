@@ -484,6 +484,11 @@ class RedisBackend(DriverBackend):
     def role_client(self, user: str, password: Any) -> redis.Redis:
         """A client authenticated as the ACL user ``user`` (native access control), with a
         pool of its own, made on first use and again when the password changes."""
+        if "_role_clients" not in self.__dict__:  # (a subclass that builds its own clients)
+            raise NotSupportedError(
+                f"native access control is not available on a {self.label} pool",
+                backend=self.label,
+            )
         secret = password.get_secret_value()
         digest = hashlib.sha256(secret.encode()).digest()
         with self._role_lock:
@@ -512,10 +517,11 @@ class RedisBackend(DriverBackend):
     def dispose(self) -> None:
         """Close every connection."""
         self.pool.disconnect()
-        with self._role_lock:
-            clients, self._role_clients = list(self._role_clients.values()), {}
-        for _, client in clients:
-            client.connection_pool.disconnect()
+        if "_role_clients" in self.__dict__:
+            with self._role_lock:
+                clients, self._role_clients = list(self._role_clients.values()), {}
+            for _, client in clients:
+                client.connection_pool.disconnect()
 
 
 def _open_connections(pool: _CountingPool, count: int, backend: Any) -> None:

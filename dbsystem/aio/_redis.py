@@ -249,7 +249,7 @@ class AsyncRedisConnection:
     def scan(self, match: str | None = None, count: int | None = None) -> AsyncIterator[str]:
         """``async for key in redis.scan(match="user:*")``: SCAN (never KEYS), lazily."""
         keys = self._scan(match, count, describe_scan(match).text)
-        observed: AsyncIterator[str] = self._pool.arun_stream(
+        observed: AsyncIterator[str] = self._pool.run_stream(
             self._context, "scan", lambda: describe_scan(match), keys
         )
         return observed

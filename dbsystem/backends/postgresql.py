@@ -53,7 +53,13 @@ from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PostgreSQLBackend", "PostgreSQLConnection", "forget_prepared", "scope_sql"]
+__all__ = [
+    "PostgreSQLBackend",
+    "PostgreSQLConnection",
+    "connection_lost",
+    "forget_prepared",
+    "scope_sql",
+]
 
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
@@ -88,6 +94,15 @@ def forget_prepared(conn: Any) -> None:
         flush.clear()  # the server has none left: no DEALLOCATE ALL to send
 
 
+def connection_lost(conn: Any, exc: BaseException) -> bool:
+    """True if ``exc`` on psycopg's ``conn`` (sync or async) means the connection is gone."""
+    if conn.broken or conn.closed:
+        return True
+    # A socket closed under psycopg's wait ("connection socket closed") can leave
+    # ``broken`` unset; libpq's own status still says the connection is gone.
+    return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
+
+
 class PostgreSQLConnection(PyformatConnection):
     """One psycopg connection in autocommit mode."""
 
@@ -114,12 +129,7 @@ class PostgreSQLConnection(PyformatConnection):
         return lost
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        conn = self._conn
-        if conn.broken or conn.closed:
-            return True
-        # A socket closed under psycopg's wait ("connection socket closed") can leave
-        # ``broken`` unset; libpq's own status still says the connection is gone.
-        return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
+        return connection_lost(self._conn, exc)
 
     def _begin(self, isolation: str | None, readonly: bool) -> None:
         sql = "BEGIN"

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, Unpack, overload
 
 from dbsystem.core.execution import refuse_for
 from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.protocols import TransactionOptions, transaction_options
 from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
@@ -101,19 +102,17 @@ class BoundTransactions(Generic[L]):
 
     @contextmanager
     def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]
     ) -> Iterator[L]:
         """Borrow a connection inside a transaction, committed when the block exits cleanly.
 
-        Inside the block, entities (``dbsystem.orm``) and ``bound_connection`` use this
-        connection, so their work is part of the transaction. Nested calls for the same
-        pool reuse it as a savepoint; a block of another user there is refused.
+        Options (``TransactionOptions``): ``name`` (a named pool), ``isolation`` (e.g.
+        ``"serializable"``), ``readonly``. Inside the block, entities (``dbsystem.orm``)
+        and ``bound_connection`` use this connection, so their work is part of the
+        transaction. Nested calls for the same pool reuse it as a savepoint; a block of
+        another user there is refused.
         """
+        name, isolation, readonly = transaction_options(options)
         key = (id(self._bound_owner()), self._resolve_type(db_type), name)
 
         def borrow() -> Any:

@@ -49,6 +49,7 @@ __all__ = [
     "PoolEntry",
     "caller",
     "check_pool_settings",
+    "lend",
 ]
 
 logger = get_logger("dbsystem.pool")
@@ -59,8 +60,10 @@ _BACKOFF_FIRST, _BACKOFF_CAP = 0.1, 10.0  # seconds between refill attempts whil
 SUSPECT = float("-inf")  # an idle entry's last_used when it must be pinged before use
 
 # Code inside the dbsystem package, skipped when naming the code that holds a connection.
+# Keyed by file name: a str caches its hash, a code object computes its own at every lookup.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_internal_code: dict[CodeType, bool] = {}
+_internal_file: dict[str, bool] = {}
+_new_object = object.__new__
 
 
 def caller() -> tuple[CodeType, int] | None:
@@ -73,9 +76,10 @@ def caller() -> tuple[CodeType, int] | None:
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
-        internal = _internal_code.get(code)
+        filename = code.co_filename
+        internal = _internal_file.get(filename)
         if internal is None:
-            internal = _internal_code[code] = code.co_filename.startswith(_PACKAGE_DIR)
+            internal = _internal_file[filename] = filename.startswith(_PACKAGE_DIR)
         if not internal:
             return code, frame.f_lineno
         frame = frame.f_back
@@ -159,6 +163,8 @@ class Lease(Generic[C]):
     belong to someone else. A lease dropped without being returned is reclaimed by the
     pool's maintenance (``__del__`` hands its entry over; it never takes the pool's lock,
     since the garbage collector may run while this very thread holds it).
+
+    Made by ``lend`` (no constructor: one call less on every acquire).
     """
 
     __slots__ = ("__weakref__", "_context", "_entry", "_frame", "_pool", "_raw")
@@ -168,13 +174,6 @@ class Lease(Generic[C]):
     _raw: C | None
     _frame: Any  # where it was acquired, kept while leak_threshold is set
     _context: Any  # the user session's context, if any
-
-    def __init__(self, pool: Any, entry: PoolEntry) -> None:
-        self._pool = pool
-        self._entry = entry
-        self._raw = entry.conn
-        self._frame = None
-        self._context = None
 
     @property
     def raw(self) -> C:
@@ -228,6 +227,28 @@ class Lease(Generic[C]):
     def __repr__(self) -> str:
         state = "released" if self._entry is None else "active"
         return f"<{type(self).__name__} pool={self._pool.name!r} {state}>"
+
+
+def lend(pool: PoolBase[C], entry: PoolEntry, now: float, label: str | None, where: Any) -> Any:
+    """A new lease on ``entry`` (of ``pool._lease_class``), recording who holds it:
+    ``label``, and ``where``, the ``caller()`` of the acquiring method. With leak detection
+    on, the acquiring method also stores in ``lease._frame`` the stack to report.
+
+    Both pools lend through here, on the hot path: the lease is made without a constructor
+    call, its slots stored directly."""
+    entry.borrowed_at = now
+    entry.label = label
+    entry.where = where
+    lease = _new_object(pool._lease_class)
+    lease._pool = pool
+    lease._entry = entry
+    lease._raw = entry.conn
+    lease._frame = None
+    lease._context = None
+    if pool._leak_threshold is not None:
+        entry.leak_reported = False
+        entry.lease = weakref.ref(lease)
+    return lease
 
 
 class PoolBase(PoolLimits, Generic[C]):
@@ -454,12 +475,15 @@ class PoolBase(PoolLimits, Generic[C]):
     def _count_wait(self, waited: float) -> None:
         """Count an acquire that did not take the fast path, by how long it waited."""
         with self._lock:
-            self._wait_counts[bisect_left(WAIT_BUCKETS, waited)] += 1
-            self._wait_total += waited
-            if waited > self._wait_max:
-                self._wait_max = waited
+            self._count_wait_locked(waited)
         for hook in self.hooks._wait:  # (empty unless a hook traces waits)
             hook(self.name, waited)
+
+    def _count_wait_locked(self, waited: float) -> None:
+        self._wait_counts[bisect_left(WAIT_BUCKETS, waited)] += 1
+        self._wait_total += waited
+        if waited > self._wait_max:
+            self._wait_max = waited
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -494,23 +518,6 @@ class PoolBase(PoolLimits, Generic[C]):
 
     def _needs_renewal(self, entry: PoolEntry, now: float) -> bool:
         return now - entry.last_used > self._check_after or now >= entry.expires_at
-
-    def _borrowed(
-        self,
-        entry: PoolEntry,
-        now: float,
-        label: str | None,
-        lease: Lease[C],
-        where: tuple[CodeType, int] | None,
-    ) -> None:
-        """Record who holds ``entry``: ``where`` is ``caller()`` in the acquiring method
-        (each frame it walks costs; the thread pool's ``acquire`` inlines all this)."""
-        entry.borrowed_at = now
-        entry.label = label
-        entry.where = where
-        if self._leak_threshold is not None:
-            entry.leak_reported = False
-            entry.lease = weakref.ref(lease)
 
     def _take_idle_locked(self) -> PoolEntry:
         entry = self._idle.pop()

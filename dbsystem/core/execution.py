@@ -14,8 +14,8 @@ only when a hook is installed (the hot path tests one tuple and calls).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TypeVar, cast
 
 from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.hooks import Description, HookChain, Statement
@@ -24,6 +24,7 @@ from dbsystem.kernel.stats import PoolLimits, PoolStats
 __all__ = ["DriverPool", "enter_native_scope", "refuse_for", "refuse_sql", "statement"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Iterator[Any] | AsyncGenerator[Any, None])  # a stream of rows or keys
 
 
 def statement(
@@ -235,37 +236,20 @@ class DriverPool(PoolLimits):
         context: Any,
         operation: str,
         describe: Callable[[], Description],
-        items: Iterator[T],
-    ) -> Iterator[T]:
-        """``items`` as ``operation`` through the hooks, timed until exhausted."""
-        observed: Iterator[T] = self._stream(context, operation, describe, items, False)
-        return observed
-
-    def arun_stream(
-        self,
-        context: Any,
-        operation: str,
-        describe: Callable[[], Description],
-        items: AsyncGenerator[T, None],
-    ) -> AsyncIterator[T]:
-        """``run_stream`` for an async iterator (the asyncio handles' SCAN)."""
-        observed: AsyncIterator[T] = self._stream(context, operation, describe, items, True)
-        return observed
-
-    def _stream(
-        self,
-        context: Any,
-        operation: str,
-        describe: Callable[[], Description],
-        items: Any,
-        aio: bool,
-    ) -> Any:
+        items: S,
+    ) -> S:
+        """``items`` as ``operation`` through the hooks, timed until exhausted: an iterator,
+        or an async one (the asyncio handles' SCAN), observed as what it is."""
         self._check_open()
         hooks = self.hooks
         if not hooks.hooks:
             return items
-        observe = hooks.arun_stream if aio else hooks.run_stream
-        return observe(self._statement(context, operation, describe()), items)
+        statement = self._statement(context, operation, describe())
+        if isinstance(items, AsyncGenerator):
+            observed: Any = hooks.arun_stream(statement, items)
+        else:
+            observed = hooks.run_stream(statement, cast(Iterator[Any], items))
+        return cast(S, observed)
 
     def refuse(
         self,

@@ -52,7 +52,7 @@ from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import drive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller, lend
 from dbsystem.core.execution import enter_native_scope
 from dbsystem.errors import PoolTimeout
 from dbsystem.kernel.stats import WAIT_BUCKETS, PoolHolder, PoolStats
@@ -74,8 +74,6 @@ L = TypeVar("L", bound="PooledConnection[Any]")
 # Connections inherited across fork() are parked here, never closed: closing them in the
 # child would end the parent's server sessions (libpq sends Terminate on close).
 _INHERITED: list[object] = []
-# Leases are made with object.__new__ and four stores: no __init__ frame on the hot path.
-_new_object = object.__new__
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 _caller = caller
 
@@ -248,20 +246,9 @@ class ConnectionPool(PoolBase[C]):
             self._count_wait(now - start)
         if now - entry.last_used > self._check_after or now >= entry.expires_at:
             entry = drive(self, self._renew_flow(entry, now))
-        # PoolBase._borrowed, inlined: this is the hot path.
-        entry.borrowed_at = now
-        entry.label = label
-        entry.where = _caller()
-        lease = _new_object(self._lease_class)
-        lease._pool = self
-        lease._entry = entry
-        lease._raw = entry.conn
-        lease._frame = None
-        lease._context = None
+        lease: PooledConnection[C] = lend(self, entry, now, label, _caller())
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
-            entry.leak_reported = False
-            entry.lease = weakref.ref(lease)
         return lease
 
     def acquire_as(
@@ -322,8 +309,7 @@ class ConnectionPool(PoolBase[C]):
         now = monotonic()
         if self._needs_renewal(entry, now):
             entry = drive(self, self._renew_flow(entry, now))
-        lease = self._lease_class(self, entry)
-        self._borrowed(entry, now, label, lease, _caller())
+        lease: PooledConnection[C] = lend(self, entry, now, label, _caller())
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
         return lease

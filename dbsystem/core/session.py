@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from dbsystem.core._calls import BoundTransactions, Calls
 from dbsystem.errors import ConfigurationError
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.protocols import BackendInfo, ConnectionOptions, connection_options
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
@@ -77,40 +77,25 @@ class EngineSession(BoundTransactions[Any], Calls):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> RedisConnection: ...
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> MongoConnection: ...
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection whose statements carry this session's user, within the
         user's cap on connections of that pool (``max_connections``, ``acquire_as``)."""
+        name, timeout, label = connection_options(options)
         conn: Connection | RedisConnection | MongoConnection = self._manager._connection_as(
-            self.context, db_type, name, timeout
+            self.context, db_type, name, timeout, label
         )
         return conn
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex as SACreateIndex
@@ -129,6 +129,19 @@ class DropTable:
         state.indexes.pop(self.table, None)
 
 
+K = TypeVar("K")
+
+
+def _kept(definition: K | None, drop: Any) -> K:
+    """What a drop keeps to be reversed (the column, the index), or ``MigrationError``."""
+    if definition is None:
+        raise MigrationError(
+            f"{type(drop).__name__}({drop.table!r}, {drop.name!r}) keeps no definition of "
+            "what it drops, so it cannot be reversed"
+        )
+    return definition
+
+
 @dataclass(frozen=True)
 class AddColumn:
     """ALTER TABLE ADD COLUMN (nothing to do on MongoDB)."""
@@ -158,12 +171,7 @@ class DropColumn:
         ctx.drop_column(self.table, self.name)
 
     def reverse(self) -> Any:
-        if self.column is None:
-            raise MigrationError(
-                f"DropColumn({self.table!r}, {self.name!r}) keeps no column "
-                "definition, so it cannot be reversed"
-            )
-        return AddColumn(self.table, self.column)
+        return AddColumn(self.table, _kept(self.column, self))
 
     def change(self, state: SchemaState) -> None:
         state.tables.get(self.table, {}).pop(self.name, None)
@@ -204,9 +212,7 @@ class DropIndex:
         ctx.drop_index(self.table, self.name)
 
     def reverse(self) -> Any:
-        if self.index is None:
-            raise MigrationError(f"DropIndex({self.name!r}) cannot be reversed")
-        return self.index
+        return _kept(self.index, self)
 
     def change(self, state: SchemaState) -> None:
         state.indexes.get(self.table, {}).pop(self.name, None)

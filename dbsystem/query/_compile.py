@@ -157,6 +157,11 @@ def _compile(query: q._Query[Any, Any], dialect_name: str) -> Compiled:
         raise QueryBuildError(
             f"cannot compile {type(query).__name__} for {dialect_name}: {exc}"
         ) from exc
+    except NotImplementedError as exc:  # (e.g. a DELETE reading another table, on SQLite)
+        raise NotSupportedError(
+            f"cannot compile {type(query).__name__} for {dialect_name}: {exc}",
+            backend=dialect_name,
+        ) from exc
 
 
 def _compile_with(query: q._Query[Any, Any], dialect_name: str, dialect: Dialect) -> Compiled:

@@ -19,7 +19,18 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeAlias, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NoReturn,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypedDict,
+    Unpack,
+    overload,
+)
 
 from typing_extensions import TypeVar
 
@@ -401,6 +412,14 @@ class Join:
         self._values = item._values + (on._values if on is not None else ())
 
 
+class RecursiveOptions(TypedDict, total=False):
+    """``with_recursive``'s options (``CTE``'s): the CTE's ``columns`` (default none named)
+    and ``union_all`` (default True; False: UNION, duplicates removed)."""
+
+    columns: Sequence[str]
+    union_all: bool
+
+
 class CTE:
     """WITH name [(columns)] AS (query) [recursive: base UNION [ALL] step]."""
 
@@ -554,12 +573,12 @@ class SelectQuery(_Rows[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> Self:
-        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
-        cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
+        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name.
+
+        ``columns`` names the CTE's columns; ``union_all=False`` makes it UNION."""
+        cte = CTE(name, base, step=step, **options)
         return self._copy(_ctes=self._ctes + (cte,))
 
     # -- set operations --------------------------------------------------------------------
@@ -1060,16 +1079,12 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
     def execute(self, conn: Connection | AwaitedConnection | None = None) -> Any:
         """Rows if the statement reads, else the affected row count (awaited on the
         async side)."""
-        from dbsystem.kernel.hooks import classify_sql
-
         given: Any = conn  # a Connection or an AsyncConnection
-        dialect = given.backend.dialect if given is not None else self._dialect(None)
-        action, resources = classify_sql(self._text, dialect)
-        operation = "fetch_all" if action == "select" else "execute"
 
         def run(connection: Connection) -> Any:
             # Raw: the hooks classify it statement by statement (access control reads the
             # precise accesses, and may require the RAW permission).
+            operation = _raw_operation(connection, self._text)
             return connection._run_built(operation, self._text, self._params, None, None)
 
         if conn is not None:
@@ -1089,6 +1104,20 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
             return run_async()
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return run(borrowed)
+
+
+def _raw_operation(conn: Any, text: str) -> str:
+    """``fetch_all`` for raw SQL that reads, else ``execute``. A user session's text over a
+    hook's ``max_sql_length`` is not parsed here: the hook refuses it before it runs."""
+    from dbsystem.kernel.hooks import classify_sql
+
+    if conn._context is not None:
+        for hook in conn._pool.hooks.hooks:
+            limit = getattr(hook, "max_sql_length", None)
+            if isinstance(limit, int) and len(text) > limit:
+                return "execute"
+    action, _ = classify_sql(text, conn.backend.dialect)
+    return "fetch_all" if action == "select" else "execute"
 
 
 # -- entry points ---------------------------------------------------------------------------
@@ -1139,14 +1168,10 @@ class QueryFactory(Generic[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> SelectQuery[M]:
         """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
-        return SelectQuery(self, ()).with_recursive(
-            name, base, step, columns=columns, union_all=union_all
-        )
+        return SelectQuery(self, ()).with_recursive(name, base, step, **options)
 
 
 def select(*columns: Any) -> SelectQuery:

@@ -822,7 +822,7 @@ def native_scope(acl: Any, context: Any, dialect: str) -> NativeScope | None:
     )
     if cache is None:
         cache = acl._native_scopes = {}
-    token = acl._grants(context.user)
+    token = acl._state  # (replaced whole on any change of roles or assignments)
     key = id(context)
     found = cache.get(key)
     if found is not None and found[0] is context and found[1] == dialect and found[2] is token:

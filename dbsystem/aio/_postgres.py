@@ -25,8 +25,15 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
-from dbsystem.backends.postgresql import _ADAPTERS, connection_lost, demoted, forget_prepared
+from dbsystem.backends.postgresql import (
+    _ADAPTERS,
+    connection_lost,
+    demoted,
+    forget_prepared,
+    scope_sql,
+)
 from dbsystem.errors import ConnectionFailed, DBSystemError
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
@@ -59,6 +66,20 @@ class AsyncPostgresConnection(PyformatStatements):
         # Open streams, closed when the connection goes back to the pool (as the sync side);
         # None until the first: every release asks, and an empty WeakSet's len() is a call.
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] | None = None
+        # Native access control: the lease's scope and the SELECT that sets it (as the
+        # sync ``PostgreSQLConnection``: before every statement, in one round trip).
+        self.scope: NativeScope | None = None
+        self._scope_sql: str | None = None
+        self._ctl = conn.cursor()
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Run every statement of the lease as ``scope.role`` with ``scope.settings``."""
+        self._scope_sql = scope_sql(scope)
+        self.scope = scope
+
+    def leave_scope(self) -> None:
+        self.scope = None
+        self._scope_sql = None
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -74,6 +95,17 @@ class AsyncPostgresConnection(PyformatStatements):
         return demoted(self, super()._override(exc), exc)
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        scope = self._scope_sql
+        if scope is not None and not isinstance(cur, psycopg.AsyncServerCursor):
+            async with self._conn.pipeline():  # one round trip, one implicit transaction
+                await self._ctl.execute(scope)
+                await self._send_unscoped(cur, sql, params)
+            return
+        if scope is not None:  # a stream, in its own transaction
+            await self._run(scope)
+        await self._send_unscoped(cur, sql, params)
+
+    async def _send_unscoped(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
         if self.bounced:
             refuse_session_state(sql, bool(self.tx_depth))
         if not self.dirty and sql not in PLAIN and changes_session(sql):
@@ -98,7 +130,12 @@ class AsyncPostgresConnection(PyformatStatements):
             query = self._query(sql, params)
         cur = self._cur
         try:
-            await cur.executemany(query, seq_params)
+            if self._scope_sql is not None:
+                async with self._conn.pipeline():
+                    await self._ctl.execute(self._scope_sql)
+                    await cur.executemany(query, seq_params)
+            else:
+                await cur.executemany(query, seq_params)
         except psycopg.Error as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)
@@ -189,7 +226,7 @@ class AsyncPostgresConnection(PyformatStatements):
         if self.bounced:
             refuse_session_state(sql, bool(self.tx_depth))
         try:
-            await self._cur.execute(sql)
+            await self._ctl.execute(sql)  # (not the statements' cursor: see the sync side)
         except psycopg.Error as exc:
             raise self._error(exc, sql, None) from exc
 
@@ -201,6 +238,8 @@ class AsyncPostgresConnection(PyformatStatements):
                 sql += f" ISOLATION LEVEL {level.upper()}"
             if readonly:
                 sql += " READ ONLY"
+            if self._scope_sql is not None:
+                sql += "; " + self._scope_sql
             await self._run(sql)
             self.tx_depth = 1
             return None
@@ -283,6 +322,7 @@ class AsyncPostgresConnector:
                 conn.broken = True
         if conn.broken:
             raise ConnectionFailed("the connection was lost", backend="postgresql")
+        conn.leave_scope()
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
         if conn.dirty:  # as PostgreSQLConnection._reset_session
@@ -297,6 +337,7 @@ class AsyncPostgresConnector:
         streams = conn.streams
         return (
             (streams is None or not streams)
+            and conn.scope is None
             and not conn.dirty
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE

@@ -34,6 +34,14 @@ class ThreadedSQLConnection:
         self.sync.broken = value
 
     @property
+    def backend_name(self) -> str:
+        return self.sync.backend_name
+
+    def enter_scope(self, scope: Any) -> None:
+        """The backend's ``enter_scope`` (the lease is idle: no statement is running)."""
+        self.sync.enter_scope(scope)
+
+    @property
     def tx_depth(self) -> int:
         return self.sync.tx_depth
 
@@ -127,7 +135,9 @@ class ThreadedConnector:
 
     def is_clean(self, conn: ThreadedSQLConnection) -> bool:
         sync = conn.sync
-        return not (sync.tx_depth or sync.streams or sync.dirty or sync.in_transaction)
+        return not (
+            sync.tx_depth or sync.streams or sync.dirty or sync.scope or sync.in_transaction
+        )
 
     async def close(self, conn: ThreadedSQLConnection) -> None:
         # Queued behind whatever the worker still runs (a cancelled caller's statement).

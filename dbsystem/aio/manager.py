@@ -45,6 +45,7 @@ from dbsystem.aio.pool import AsyncConnectionPool
 from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
+from dbsystem.core.execution import enter_native_scope
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
 from dbsystem.core.session import SessionContext, SessionOptions, session_context
 from dbsystem.errors import ConfigurationError, InterfaceError
@@ -170,7 +171,9 @@ class _Acquire(Generic[C]):
             return await pool.acquire_as(context, self._timeout, label=self._label)
         manager = self._manager  # Redis, MongoDB
         lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
-        getattr(lease, "_lease", lease)._context = self._context
+        target = getattr(lease, "_lease", lease)
+        target._context = self._context
+        enter_native_scope(target, self._context)
         return lease
 
     def __await__(self) -> Generator[Any, None, C]:

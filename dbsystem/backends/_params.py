@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from dbsystem.errors import InterfaceError
+from dbsystem.errors import ConfigurationError, InterfaceError
 
-__all__ = ["expand_lists", "is_stacked", "to_pyformat"]
+__all__ = ["expand_lists", "is_stacked", "string_literal", "to_pyformat"]
 
 _NAME = r"(?<![\w:]):(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 
@@ -221,3 +221,11 @@ def is_stacked(sql: str, dialect: str) -> bool:
     pattern = _PATTERNS[dialect]
     bare = pattern.sub(lambda m: " " if m.group("skip") else m.group(0), sql)
     return sum(1 for part in bare.split(";") if part.strip()) > 1
+
+
+def string_literal(text: str) -> str:
+    """A PostgreSQL string literal for ``text``: an escape string (``E'...'``, backslashes
+    and quotes escaped), read the same whatever ``standard_conforming_strings`` says."""
+    if "\x00" in text:
+        raise ConfigurationError("a NUL character cannot be sent in a string", backend="postgresql")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"

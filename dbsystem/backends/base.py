@@ -28,10 +28,12 @@ from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
     InterfaceError,
+    NotSupportedError,
     PermissionDenied,
     QueryBuildError,
 )
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.types import ExecuteResult, Row
 from dbsystem.kernel.url import DatabaseURL
@@ -142,6 +144,8 @@ class SQLConnectionBase(ABC):
         # Depth below which reset() must not roll back (the test fixture's outer transaction).
         self.base_depth = 0
         self._readonly = False
+        # What the database enforces for the current user-session lease (NativeScope), if any.
+        self.scope: NativeScope | None = None
         # True once a statement of this lease may have changed session state (a SET, a
         # temp table, a function off the plain list: ``backends._session``): the pool's
         # reset then resets the session too, not just the transaction.
@@ -311,6 +315,18 @@ class SQLConnectionBase(ABC):
     def close(self) -> None:
         """Close the driver connection. Never raises."""
 
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Enforce ``scope`` (a role, settings, an authorizer) in the database for the
+        lease that begins; ``leave_scope`` (from ``reset``) ends it. A backend that cannot
+        enforce a scope refuses it: the lease is never lent without the second wall."""
+        raise NotSupportedError(
+            "native access control is not available on this backend", backend=self.backend_name
+        )
+
+    def leave_scope(self) -> None:
+        """Drop the lease's scope (the pool returns the connection)."""
+        self.scope = None
+
     def reset(self) -> None:
         """Called by the pool on return: roll back anything left open, and reset the
         session when the lease may have changed it (``dirty``).
@@ -324,6 +340,8 @@ class SQLConnectionBase(ABC):
                 stream.close()
         if self.broken:
             raise ConnectionFailed("the connection was lost", backend=self.backend_name)
+        if self.scope is not None:
+            self.leave_scope()
         if self.base_depth:
             while self.tx_depth > self.base_depth:
                 self.rollback(f"dbsystem_sp_{self.tx_depth - 1}")

@@ -31,6 +31,7 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
+from dbsystem.backends._params import string_literal as _literal
 from dbsystem.backends._pg_hosts import (
     host_parts,
     pooling_mode,
@@ -48,6 +49,7 @@ from dbsystem.errors import (
     DBSystemError,
 )
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
@@ -57,6 +59,7 @@ __all__ = [
     "connection_lost",
     "demoted",
     "forget_prepared",
+    "scope_sql",
 ]
 
 _stream_ids = itertools.count(1)
@@ -142,7 +145,66 @@ class PostgreSQLConnection(PyformatConnection):
             sql += f" ISOLATION LEVEL {isolation.upper()}"
         if readonly:
             sql += " READ ONLY"
+        if self._scope_sql is not None:  # one round trip: the transaction begins scoped
+            sql += "; " + self._scope_sql
         self._run(sql)
+
+    # -- native access control: each statement of a scoped lease runs in a transaction
+    # that begins with SET LOCAL ROLE and the session's settings, so nothing outlives it.
+
+    _scope_sql: str | None = None
+    _ctl_cursor: Any = None
+
+    def _run(self, sql: str) -> None:
+        # Transaction control on a cursor of its own: a scoped statement's COMMIT must not
+        # replace the statement's result (row count) on the statement's cursor.
+        cur = self._ctl_cursor
+        if cur is None:
+            cur = self._ctl_cursor = self._conn.cursor()
+        try:
+            cur.execute(sql)
+        except psycopg.Error as exc:
+            raise self._error(exc, sql, None) from exc
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Run every statement of the lease as ``scope.role`` with ``scope.settings``
+        (``set_config(..., true)``: local to the statement's transaction)."""
+        self._scope_sql = scope_sql(scope)
+        self.scope = scope
+
+    def leave_scope(self) -> None:
+        self.scope = None
+        self._scope_sql = None
+        if self.tx_depth and not self.broken:  # (a pinned test transaction: back to the app)
+            self._run("SELECT set_config('role', 'none', true)")
+
+    def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        scope_sql = self._scope_sql
+        if scope_sql is None:
+            super()._send(cur, sql, params)
+        elif isinstance(cur, psycopg.ServerCursor):  # a stream, in its own scoped transaction
+            self._run(scope_sql)
+            super()._send(cur, sql, params)
+        else:
+            self._scoped(lambda: super(PostgreSQLConnection, self)._send(cur, sql, params))
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+        if self._scope_sql is None:
+            return super().executemany(sql, seq_params)
+        return self._scoped(lambda: super(PostgreSQLConnection, self).executemany(sql, seq_params))
+
+    def _scoped(self, call: Any) -> Any:
+        """``call()`` preceded by the scope, in one round trip (libpq's pipeline, one
+        Sync): the scope's ``set_config(..., true)`` holds for the statement's transaction,
+        the implicit one of the pipeline outside ``transaction()``, and is set again
+        before every statement, so a statement that resets the role changes only itself."""
+        conn = self._conn
+        ctl = self._ctl_cursor
+        if ctl is None:
+            ctl = self._ctl_cursor = conn.cursor()
+        with conn.pipeline():
+            ctl.execute(self._scope_sql)
+            return call()
 
     def _rollback(self) -> None:
         if self._conn.pgconn.transaction_status != _IDLE:
@@ -215,6 +277,23 @@ class PostgreSQLConnection(PyformatConnection):
     def backend_pid(self) -> int:
         """The server process serving this connection (for ``pg_terminate_backend``)."""
         return int(self._conn.info.backend_pid)
+
+
+_SCOPE_SQL: dict[NativeScope, str | None] = {}
+
+
+def scope_sql(scope: NativeScope) -> str | None:
+    """The SELECT that sets a scope's role and settings local to the transaction."""
+    found = _SCOPE_SQL.get(scope, _literal)
+    if found is not _literal:
+        return found  # type: ignore[return-value]
+    parts = [f"set_config('role', {_literal(scope.role)}, true)"] if scope.role else []
+    parts += [f"set_config({_literal(k)}, {_literal(v)}, true)" for k, v in scope.settings]
+    sql = "SELECT " + ", ".join(parts) if parts else None
+    if len(_SCOPE_SQL) > 4096:
+        _SCOPE_SQL.clear()
+    _SCOPE_SQL[scope] = sql
+    return sql
 
 
 class _Watchdog:

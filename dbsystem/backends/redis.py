@@ -15,6 +15,7 @@ server per pool. Commands fakeredis does not implement raise ``NotSupportedError
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import threading
 import time
@@ -48,7 +49,7 @@ from dbsystem.errors import (
     ProgrammingError,
 )
 from dbsystem.kernel.config import PoolConfig, TLSConfig
-from dbsystem.kernel.hooks import Description
+from dbsystem.kernel.hooks import Description, NativeScope
 from dbsystem.kernel.protocols import BackendKind
 from dbsystem.kernel.url import DatabaseURL
 
@@ -475,6 +476,31 @@ class RedisBackend(DriverBackend):
             kwargs.pop("ssl", None)
         self.pool = _CountingPool(**kwargs)
         self.client = redis.Redis(connection_pool=self.pool)
+        self._kwargs = kwargs
+        # Native access control: a client per role's ACL user, (password digest, client).
+        self._role_clients: dict[str, tuple[bytes, redis.Redis]] = {}
+        self._role_lock = threading.Lock()
+
+    def role_client(self, user: str, password: Any) -> redis.Redis:
+        """A client authenticated as the ACL user ``user`` (native access control), with a
+        pool of its own, made on first use and again when the password changes."""
+        if "_role_clients" not in self.__dict__:  # (a subclass that builds its own clients)
+            raise NotSupportedError(
+                f"native access control is not available on a {self.label} pool",
+                backend=self.label,
+            )
+        secret = password.get_secret_value()
+        digest = hashlib.sha256(secret.encode()).digest()
+        with self._role_lock:
+            found = self._role_clients.get(user)
+            if found is not None and found[0] == digest:
+                return found[1]
+            kwargs = {**self._kwargs, "username": user, "password": secret}
+            client = redis.Redis(connection_pool=_CountingPool(**kwargs))
+            self._role_clients[user] = (digest, client)
+        if found is not None:
+            found[1].connection_pool.disconnect()
+        return client
 
     def open(self, min_size: int) -> None:
         """Open ``min_size`` connections now, so that a wrong URL fails at ``create_pool``."""
@@ -491,6 +517,11 @@ class RedisBackend(DriverBackend):
     def dispose(self) -> None:
         """Close every connection."""
         self.pool.disconnect()
+        if "_role_clients" in self.__dict__:
+            with self._role_lock:
+                clients, self._role_clients = list(self._role_clients.values()), {}
+            for _, client in clients:
+                client.connection_pool.disconnect()
 
 
 def _open_connections(pool: _CountingPool, count: int, backend: Any) -> None:
@@ -543,6 +574,16 @@ class RedisConnection:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Run this lease's commands as the scope's ACL user (its own pool): Redis refuses
+        what that user's ACL does not allow. The handle is the lease's only."""
+        role_client = getattr(self._backend, "role_client", None)
+        if scope.role is None or scope.password is None or role_client is None:
+            raise NotSupportedError(
+                "native access control cannot be enforced on this Redis pool", backend="redis"
+            )
+        self._client = role_client(scope.role, scope.password)
 
     def release(self) -> None:
         """Nothing to return (the driver returns its connection after each command)."""

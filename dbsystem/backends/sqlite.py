@@ -47,10 +47,12 @@ from dbsystem.errors import (
     ConnectionFailed,
     DBSystemError,
     IntegrityError,
+    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
 from dbsystem.kernel.config import PoolConfig
+from dbsystem.kernel.hooks import NativeScope
 from dbsystem.kernel.types import ExecuteResult, Row
 from dbsystem.kernel.url import DatabaseURL
 
@@ -341,6 +343,41 @@ class SQLiteConnection(StandardSQLConnection):
             self._conn.close()
         except sqlite3.Error:
             pass
+
+    # The authorizer the cached prepared statements were authorized by (None: not one
+    # installed yet), and whether the application prepared statements since (unchecked).
+    _authorized_by: Any = None
+    _app_prepared = True
+
+    def enter_scope(self, scope: NativeScope) -> None:
+        """Authorize each statement the lease prepares with the scope's authorizer.
+
+        SQLite authorizes a statement when it prepares it; ``set_authorizer`` expires every
+        statement prepared before, so none prepared for someone else escapes. It is called
+        again only when needed: the connection's own dispatcher stays installed, and a
+        lease of the same scope reuses the statements the previous one prepared, unless
+        the application prepared any in between.
+        """
+        authorizer = scope.authorizer
+        if authorizer is None:
+            raise NotSupportedError(
+                "a native scope without an authorizer cannot be enforced", backend="sqlite"
+            )
+        self.scope = scope
+        if self._app_prepared or authorizer is not self._authorized_by:
+            self._conn.set_authorizer(self._authorize)  # expires every prepared statement
+            self._authorized_by = authorizer
+            self._app_prepared = False
+
+    def _authorize(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
+        scope = self.scope
+        if scope is None or scope.authorizer is None:  # the application's own statement
+            self._app_prepared = True
+            return sqlite3.SQLITE_OK
+        return scope.authorizer(action, arg1, arg2, db, source)
+
+    def leave_scope(self) -> None:
+        self.scope = None
 
     @property
     def driver_connection(self) -> sqlite3.Connection:

@@ -1,5 +1,6 @@
 """The ``dbsystem`` command line: ``demo``, ``ping``, ``sql``, ``shell``, ``load``,
-``bench``, ``migrate``, ``audit verify``, ``metrics serve``, ``pools`` and ``version``.
+``bench``, ``migrate``, ``audit verify``, ``security plan|apply``, ``metrics serve``,
+``pools`` and ``version``.
 
 Where a command takes a database, TARGET is a connection URL or the name of a pool: a
 ``[databases.NAME]`` table of the TOML file given by ``--config`` (or ``$DBSYSTEM_CONFIG``),
@@ -425,6 +426,64 @@ def audit_verify(
         return
     _err.print(Text(f"tampered: {path} line {line}: {reason}", style="red"))
     raise typer.Exit(EXIT_DATABASE)
+
+
+security_app = typer.Typer(
+    help="Native access control: the model compiled into the database.", no_args_is_help=True
+)
+app.add_typer(security_app, name="security")
+AclOpt = Annotated[
+    str,
+    typer.Option(
+        "--acl",
+        help="The application's AccessControl as MODULE:NAME (imported: row policies are code).",
+    ),
+]
+
+
+def _import_acl(spec: str) -> Any:
+    import importlib
+
+    from dbsystem.security import AccessControl
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"--acl takes MODULE:NAME, not {spec!r}")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot import {spec!r}: {exc}") from None
+    if not isinstance(found, AccessControl):
+        raise ConfigurationError(f"{spec!r} is a {type(found).__name__}, not an AccessControl")
+    return found
+
+
+def _security(target: str, acl: str, config: Path | None, timeout: float, apply: bool) -> None:
+    with _errors_to_exit():
+        control = _import_acl(acl)
+        db_type = database_type_for_url(_pool_config(target, config).url)
+        with _one_connection_manager(target, timeout, config) as manager:
+            if apply:
+                plan = control.apply_native(manager, db_type)
+            else:
+                plan = control.native_plan(manager, db_type)
+        _out.print(str(plan), highlight=False, markup=False)
+
+
+@security_app.command("plan")
+def security_plan(
+    url: UrlArg, acl: AclOpt, config: ConfigOpt = None, timeout: TimeoutOpt = 10.0
+) -> None:
+    """Print the statements that would make the database enforce the model (changes nothing)."""
+    _security(url, acl, config, timeout, apply=False)
+
+
+@security_app.command("apply")
+def security_apply(
+    url: UrlArg, acl: AclOpt, config: ConfigOpt = None, timeout: TimeoutOpt = 10.0
+) -> None:
+    """Make the database's roles, grants and row-level security match the model."""
+    _security(url, acl, config, timeout, apply=True)
 
 
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar, cast
 
+from dbsystem.errors import NotSupportedError
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "refuse_for", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "enter_native_scope", "refuse_for", "refuse_sql", "statement"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Iterator[Any] | AsyncGenerator[Any, None])  # a stream of rows or keys
@@ -66,6 +67,29 @@ def refuse_sql(
     if hooks.hooks:
         hooks.refuse(conn._statement(operation, text, None, action, resources), error)
     raise error
+
+
+def enter_native_scope(lease: Any, context: Any) -> None:
+    """Give a SQL lease just lent to ``context``'s user session the scope the database
+    enforces for it (``ExecutionHook.native_scope``: a role, settings, an authorizer), sync
+    and async alike; the backend connection drops it when the lease returns to the pool.
+    A backend connection that cannot apply a scope it is given refuses the lease."""
+    hooks: HookChain = lease._pool.hooks
+    if context is None or not hooks.hooks:
+        return
+    # A SQL lease's backend connection, or a driver's handle (Redis, MongoDB) itself.
+    target = getattr(lease, "_raw", None) or lease
+    name = getattr(target, "backend_name", None) or getattr(lease._pool.connector, "name", None)
+    scope = hooks.native_scope(context, name or "")
+    if scope is None:
+        return
+    enter = getattr(target, "enter_scope", None)
+    if enter is None:
+        raise NotSupportedError(
+            "native access control is on, but this connection cannot apply it",
+            backend=lease._pool.backend_name,
+        )
+    enter(scope)
 
 
 def refuse_for(
@@ -122,6 +146,7 @@ class DriverPool(PoolLimits):
         holds a connection only for each command, so there is no lease to cap."""
         handle = self.acquire(timeout, label=label)
         handle._context = context
+        enter_native_scope(handle, context)  # (a handle has nothing to give back)
         return handle
 
     def try_acquire(self, *, label: str | None = None) -> Any:

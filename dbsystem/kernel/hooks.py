@@ -28,7 +28,13 @@ from functools import lru_cache
 from time import perf_counter
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
-__all__ = ["Description", "ExecutionHook", "HookChain", "Statement"]
+__all__ = [
+    "Description",
+    "ExecutionHook",
+    "HookChain",
+    "NativeScope",
+    "Statement",
+]
 
 T = TypeVar("T")
 
@@ -163,6 +169,24 @@ class Description(NamedTuple):
     accesses: tuple[tuple[str, str], ...] | None = None
 
 
+class NativeScope(NamedTuple):
+    """What the database itself enforces for one user-session lease (the second wall):
+    returned by ``ExecutionHook.native_scope``, applied by the backend connection for the
+    lease and dropped when the lease returns to the pool.
+
+    ``role``: the role each statement runs as (PostgreSQL: ``SET LOCAL ROLE`` in the
+    statement's transaction; MariaDB: ``SET ROLE`` for the lease). ``settings``: custom
+    settings set with the role (PostgreSQL ``set_config(name, value, true)``). ``authorizer``:
+    a ``sqlite3`` authorizer callback installed for the lease. ``password``: the role's
+    secret (a ``SecretStr``, never printed) where the lease authenticates as the role (Redis).
+    """
+
+    role: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()
+    authorizer: Callable[..., int] | None = None
+    password: Any = None
+
+
 class _PolicedMark:
     """One statement whose row policies the library applied: its text and parameters."""
 
@@ -234,6 +258,12 @@ class ExecutionHook:
         """
         return query, False
 
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
+        """What the database should enforce for a lease of ``context``'s user session on a
+        ``dialect`` backend (``NativeScope``), or None for nothing. Called when a user
+        session borrows a connection; raise ``PermissionDenied`` to refuse the lease."""
+        return None
+
     def lease_limit(self, context: Any) -> int | None:
         """How many connections of one pool the session ``context``'s user may hold at
         once (None: no limit from this hook). Asked when a user session borrows one."""
@@ -247,7 +277,7 @@ class HookChain:
     without a lock and a concurrent ``add`` never disturbs a statement in flight.
     """
 
-    __slots__ = ("_after", "_before", "_lock", "_wait", "hooks")
+    __slots__ = ("_after", "_before", "_lock", "_scopes", "_wait", "hooks")
 
     def __init__(self) -> None:
         self.hooks: tuple[ExecutionHook, ...] = ()
@@ -255,6 +285,7 @@ class HookChain:
         # after_execute (a monitor) costs no before call. Swapped with ``hooks``.
         self._before: tuple[Callable[[Statement], None], ...] = ()
         self._after: tuple[Callable[[Statement], None], ...] = ()
+        self._scopes: tuple[Callable[[Any, str], NativeScope | None], ...] = ()
         self._wait: tuple[Callable[[str, float], None], ...] = ()
         self._lock = threading.Lock()
 
@@ -270,6 +301,11 @@ class HookChain:
             self._set(tuple(h for h in self.hooks if h is not hook))
 
     def _set(self, hooks: tuple[ExecutionHook, ...]) -> None:
+        self._scopes = tuple(
+            h.native_scope
+            for h in hooks
+            if getattr(type(h), "native_scope", None) is not ExecutionHook.native_scope
+        )
         self._before = tuple(
             h.before_execute
             for h in hooks
@@ -314,6 +350,14 @@ class HookChain:
                 query, changed = hook.restrict(query, conn)
                 applied = applied or changed
         return query, applied
+
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
+        """The first ``NativeScope`` a hook gives for a lease of ``context`` (or None)."""
+        for native_scope in self._scopes:
+            scope = native_scope(context, dialect)
+            if scope is not None:
+                return scope
+        return None
 
     def refuse(self, statement: Statement, error: BaseException) -> NoReturn:
         """Report ``statement`` as refused before it ran (``executed`` false), as a hook's

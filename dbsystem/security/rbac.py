@@ -31,11 +31,12 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.kernel._singleton import ProcessWide
-from dbsystem.kernel.hooks import ExecutionHook, Statement, _is_policed
+from dbsystem.kernel.hooks import ExecutionHook, NativeScope, Statement, _is_policed
+from dbsystem.kernel.types import DatabaseType
 from dbsystem.query.expr import check_identifier
 from dbsystem.security._sqlcheck import (
     CACHED_TEXT,
@@ -46,6 +47,9 @@ from dbsystem.security._sqlcheck import (
     normalise,
     readable,
 )
+
+if TYPE_CHECKING:
+    from dbsystem.security.native import NativePlan
 
 __all__ = ["AccessControl", "Permission", "Role"]
 
@@ -188,12 +192,21 @@ class AccessControl(ProcessWide, ExecutionHook):
         require_user: bool = False,
         raw_needs_grant: bool = False,
         max_sql_length: int = 64 * 1024,
+        native: bool = False,
+        native_prefix: str = "dbsystem_r_",
+        native_credentials: Any = None,
     ) -> None:
         self.require_user = require_user
         self.raw_needs_grant = raw_needs_grant
         #: The longest raw SQL text (characters) a user session may send; refused before
         #: it is parsed.
         self.max_sql_length = max_sql_length
+        #: Also enforce the model in each database (``dbsystem.security.native``).
+        self.native = native
+        self.native_prefix = native_prefix
+        #: Where the passwords of Redis ACL users live (default: CredentialManager.instance()).
+        self.native_credentials = native_credentials
+        self._python_check = True  # off only in tests (dbsystem.testing.python_check_disabled)
         self._lock = threading.Lock()
         # Roles, assignments and every cache derived from them, replaced whole on any
         # change: a check reads it once, so a decision is never cached from one version
@@ -266,6 +279,52 @@ class AccessControl(ProcessWide, ExecutionHook):
     def roles_of(self, user: str) -> set[str]:
         """The roles assigned to ``user`` (not counting inherited ones)."""
         return set(self._state.assignments.get(user, ()))
+
+    def roles(self) -> list[Role]:
+        """Every role defined."""
+        with self._lock:
+            return list(self._roles.values())
+
+    def assignments(self) -> dict[str, set[str]]:
+        """Each user's assigned roles (a copy)."""
+        with self._lock:
+            return {user: set(roles) for user, roles in self._assignments.items()}
+
+    # -- native enforcement (dbsystem.security.native) ----------------------------------------
+
+    def native_plan(self, db: Any, db_type: DatabaseType, *, name: str | None = None) -> NativePlan:
+        """What ``apply_native`` would run on ``db``'s ``db_type`` pool (a ``NativePlan``),
+        and what stays enforced in Python only; changes nothing."""
+        from dbsystem.security.native import native_plan
+
+        return native_plan(self, db, db_type, name=name)
+
+    def apply_native(
+        self, db: Any, db_type: DatabaseType | None = None, *, name: str | None = None
+    ) -> NativePlan:
+        """Make the database's roles, grants and row-level security match the model
+        (PostgreSQL); converges, touching only objects with ``native_prefix``."""
+        from dbsystem.security.native import apply_native
+
+        return apply_native(self, db, db_type or DatabaseType.POSTGRES, name=name)
+
+    def _native_rows(self, statement: Statement, resource: str) -> bool:
+        """True if the database itself applies every row policy on ``resource`` for this
+        statement (``native=True``, applied to the statement's PostgreSQL pool)."""
+        if not self.native or statement.backend != "postgresql":
+            return False
+        if "set_config" in statement.text.lower():  # could reset the role mid-statement
+            return False
+        from dbsystem.security.native import natively_ruled
+
+        return natively_ruled(self, statement.pool, resource)
+
+    def native_scope(self, context: Any, dialect: str) -> NativeScope | None:
+        """The scope a user-session lease runs under in the database (``native=True``)."""
+        if not self.native:
+            return None
+        scope: NativeScope | None = _native_module().native_scope(self, context, dialect)
+        return scope
 
     # -- checking -------------------------------------------------------------------------
 
@@ -340,6 +399,8 @@ class AccessControl(ProcessWide, ExecutionHook):
         if state.has_policies(user) and not _is_policed(statement):
             for action, resource in accesses:
                 if state.policies(user, action, resource) is not None:
+                    if self._native_rows(statement, resource):
+                        continue  # the database filters the rows (row-level security)
                     raise PermissionDenied(
                         f"a row policy applies to {resource!r} for user {user!r}: use the "
                         "query builder or the ORM, which apply it (raw statements cannot)",
@@ -368,6 +429,8 @@ class AccessControl(ProcessWide, ExecutionHook):
         if not verdict:
             return
         if not _is_policed(statement):
+            if all(self._native_rows(statement, table) for table in verdict):
+                return  # the database filters the rows (row-level security)
             raise PermissionDenied(
                 f"a row policy applies to {verdict[0]!r} for user {user!r}: use the query "
                 "builder or the ORM, which apply it (raw statements cannot)",
@@ -431,9 +494,13 @@ class AccessControl(ProcessWide, ExecutionHook):
             return query, False  # (the common case, on every builder call of a session)
         from dbsystem.security.policies import restrict_query
 
+        if not self._python_check:
+            return query, False
         return restrict_query(query, conn)
 
     def before_execute(self, statement: Statement) -> None:
+        if not self._python_check:
+            return
         context = statement.context
         if context is None:
             if self.require_user:
@@ -662,6 +729,17 @@ _ACL_TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS {table} (kind VARCHAR(8) NOT NULL, name VARCHAR(255) NOT NULL, "
     "spec TEXT NOT NULL, PRIMARY KEY (kind, name))"
 )
+
+
+def _native_module() -> Any:
+    """``dbsystem.security.native``, imported on first use (once per lease after that: a
+    dictionary lookup, not an import statement)."""
+    import sys
+
+    module = sys.modules.get("dbsystem.security.native")
+    if module is None:
+        import dbsystem.security.native as module
+    return module
 
 
 def _check_no_cycle(roles: Mapping[str, Role], start: str) -> None:

@@ -16,10 +16,13 @@ entry point, so its fixtures are available in any test suite once dbsystem is in
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from dbsystem.kernel.hooks import ExecutionHook, Statement
 
-__all__ = ["QueryCounter"]
+__all__ = ["QueryCounter", "python_check_disabled"]
 
 
 class QueryCounter(ExecutionHook):
@@ -42,3 +45,15 @@ class QueryCounter(ExecutionHook):
     def count(self) -> int:
         """How many statements ran."""
         return len(self.statements)
+
+
+@contextmanager
+def python_check_disabled(acl: Any) -> Iterator[Any]:
+    """Test only: turn off ``acl``'s Python check (grants and row policies) in the block,
+    so that a test can show what the database refuses by itself (native enforcement)."""
+    previous = acl._python_check
+    acl._python_check = False
+    try:
+        yield acl
+    finally:
+        acl._python_check = previous

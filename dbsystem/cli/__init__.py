@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -121,26 +121,42 @@ def _one_connection_manager(
         manager.close_all()
 
 
+def _one_connection_command(run: Callable[[Any, bool], int | None]) -> Callable[..., None]:
+    """A command on one TARGET (``url``, ``--timeout``, ``--config``, ``--json``) that runs
+    ``run(manager, as_json)`` on a manager with that one pool; a status ``run`` returns
+    other than 0/None exits with ``EXIT_DATABASE``. Its help is ``run``'s docstring."""
+
+    def command(
+        url: UrlArg,
+        timeout: TimeoutOpt = 5.0,
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
+            status = run(manager, as_json)
+        if status:
+            raise typer.Exit(EXIT_DATABASE)
+
+    command.__doc__ = run.__doc__
+    command.__name__ = command.__qualname__ = run.__name__
+    return command
+
+
 @app.command()
-def ping(
-    url: UrlArg,
-    timeout: TimeoutOpt = 5.0,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@_one_connection_command
+def ping(manager: Any, as_json: bool) -> None:
     """Connect to TARGET and check the connection answers."""
     import time as _time
 
-    with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
-        start = _time.perf_counter()
-        with manager.connection() as conn:
-            conn.ping()
-        elapsed = (_time.perf_counter() - start) * 1000
-        label = manager.backend().url
-        if as_json:
-            _json_out({"ok": True, "url": str(label), "ms": round(elapsed, 3)})
-        else:
-            _out.print(f"ok: {label} answered in {elapsed:.2f} ms", highlight=False)
+    start = _time.perf_counter()
+    with manager.connection() as conn:
+        conn.ping()
+    elapsed = (_time.perf_counter() - start) * 1000
+    label = manager.backend().url
+    if as_json:
+        _json_out({"ok": True, "url": str(label), "ms": round(elapsed, 3)})
+    else:
+        _out.print(f"ok: {label} answered in {elapsed:.2f} ms", highlight=False)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -609,23 +625,16 @@ _POOLS_LEGEND = (
 
 
 @app.command()
-def shell(
-    url: UrlArg,
-    timeout: TimeoutOpt = 5.0,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@_one_connection_command
+def shell(manager: Any, as_json: bool) -> int:
     """An interactive prompt on TARGET (SQL, Redis commands or MongoDB), with history.
 
     Piped input runs as a script: exit code 1 if any statement failed."""
     from dbsystem.cli._shell import Shell
 
-    with _errors_to_exit(), _one_connection_manager(url, timeout, config) as manager:
-        status = Shell(manager, _out, _err, _print_result, as_json=as_json).run(
-            interactive=sys.stdin.isatty()
-        )
-    if status:
-        raise typer.Exit(EXIT_DATABASE)
+    return Shell(manager, _out, _err, _print_result, as_json=as_json).run(
+        interactive=sys.stdin.isatty()
+    )
 
 
 @app.command()

@@ -55,6 +55,7 @@ __all__ = [
 logger = get_logger("dbsystem.pool")
 
 C = TypeVar("C")
+E = TypeVar("E", bound=PoolExhausted | PoolTimeout)
 
 _BACKOFF_FIRST, _BACKOFF_CAP = 0.1, 10.0  # seconds between refill attempts while down
 SUSPECT = float("-inf")  # an idle entry's last_used when it must be pinged before use
@@ -419,11 +420,11 @@ class PoolBase(PoolLimits, Generic[C]):
                 self._user_held.pop(user, None)
 
     def _user_limit_error(self, user: str, cap: int | None, timeout: float) -> LeaseLimitReached:
-        return LeaseLimitReached(
-            f"pool {self.name!r}: user {user!r} holds {self._user_held.get(user, 0)} "
+        return self._error(
+            LeaseLimitReached,
+            f": user {user!r} holds {self._user_held.get(user, 0)} "
             f"connection(s), its cap (max_connections={cap}), and none of them came back "
             f"within {timeout:g} s; other users and the application are not held up",
-            backend=self.backend_name,
         )
 
     # -- reports ---------------------------------------------------------------------------
@@ -491,19 +492,23 @@ class PoolBase(PoolLimits, Generic[C]):
         """Counted and raised when no connection came free within ``timeout``; ``others``
         callers are still waiting."""
         self._n_timeouts += 1
-        return PoolTimeout(
-            f"pool {self.name!r} ({self._describe}) could not provide a connection "
+        return self._error(
+            PoolTimeout,
+            f" ({self._describe}) could not provide a connection "
             f"within {timeout:g} s: {self._active} of max_size {self._max_size} in use, "
             f"{self._total} open, {others} other callers waiting",
-            backend=self.backend_name,
         )
 
     def _exhausted_error(self) -> PoolExhausted:
-        return PoolExhausted(
-            f"pool {self.name!r}: {len(self._waiters)} callers already waiting "
+        return self._error(
+            PoolExhausted,
+            f": {len(self._waiters)} callers already waiting "
             f"(max_waiting={self._max_waiting}); all {self._max_size} connections in use",
-            backend=self.backend_name,
         )
+
+    def _error(self, kind: type[E], message: str) -> E:
+        """A ``kind`` error of this pool: ``message`` follows ``pool 'name'``."""
+        return kind(f"pool {self.name!r}{message}", backend=self.backend_name)
 
     # -- entries ---------------------------------------------------------------------------
 

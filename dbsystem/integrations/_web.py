@@ -12,19 +12,40 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from dbsystem.errors import ConfigurationError
+from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import DatabaseType
 
-__all__ = ["Identity", "PoolsArg", "WebSettings", "identity_of"]
+__all__ = [
+    "ConnectionArgs",
+    "Identity",
+    "PoolsArg",
+    "WebSettings",
+    "identity_of",
+]
 
 PoolsArg = (
     Mapping[DatabaseType | str, PoolConfig | str]
     | Iterable[tuple[DatabaseType | str, PoolConfig | str]]
 )
 """The pools to open: ``{DatabaseType.POSTGRES: "postgresql://..."}`` or (type, config) pairs."""
+
+
+class ConnectionArgs(TypedDict, total=False):
+    """The keyword options of both integrations' ``connection()`` (declared once here,
+    checked by ``WebSettings.connection_args``)."""
+
+    name: str | None
+    """The named pool of the type (default: its default pool)."""
+    transaction: bool | None
+    """Run the request in one transaction (default: the integration's ``transaction``)."""
+    user: bool
+    """Lend the connection as the request's user (default: False)."""
+
+
+_CONNECTION_ARGS = frozenset(ConnectionArgs.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +91,19 @@ class WebSettings:
                 ) from None
             parsed.append((DatabaseType.parse(db_type), pool_config))
         return cls(tuple(parsed), config, user, transaction, close)
+
+    def connection_args(self, options: Mapping[str, Any]) -> tuple[str | None, bool, bool]:
+        """``name``, whether in one transaction and ``user`` from ``connection()``'s keyword
+        options; an option it does not take raises ``InterfaceError`` naming it (as the
+        managers' ``connection()`` does)."""
+        if not options.keys() <= _CONNECTION_ARGS:
+            unknown = ", ".join(sorted(options.keys() - _CONNECTION_ARGS))
+            raise InterfaceError(
+                f"connection() takes no option {unknown} (its options: name, transaction, user)"
+            )
+        transaction = options.get("transaction")
+        in_transaction = self.transaction if transaction is None else transaction
+        return options.get("name"), in_transaction, options.get("user", False)
 
     def opening(self, db: Any) -> Iterator[Any]:
         """Create the pools on ``db``, one at a time as this is iterated; each item is what

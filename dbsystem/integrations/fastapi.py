@@ -40,13 +40,13 @@ import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from dbsystem.aio.manager import AsyncDatabaseManager
-from dbsystem.integrations._web import Identity, PoolsArg, WebSettings, identity_of
+from dbsystem.integrations._web import ConnectionArgs, Identity, PoolsArg, WebSettings, identity_of
 from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["DBSystem", "Identity"]
@@ -102,19 +102,14 @@ class DBSystem:
     # -- dependencies ----------------------------------------------------------------------
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        transaction: bool | None = None,
-        user: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionArgs]
     ) -> Callable[..., Any]:
         """A dependency lending a connection for the request (``Depends(dbs.connection())``).
 
         ``transaction`` (default: the ``DBSystem``'s) runs the request in one transaction;
         ``user=True`` lends it as the request's user (401 without one).
         """
-        in_transaction = self.settings.transaction if transaction is None else transaction
+        name, in_transaction, user = self.settings.connection_args(options)
         if self.is_async:
 
             async def async_dependency(request: Request) -> AsyncIterator[Any]:

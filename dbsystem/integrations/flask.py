@@ -40,13 +40,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Unpack
 
 from flask import Flask, Response, abort, g, request, url_for
 
 from dbsystem.aio.manager import AsyncDatabaseManager
 from dbsystem.errors import ConfigurationError, DBSystemError
-from dbsystem.integrations._web import Identity, PoolsArg, WebSettings, identity_of
+from dbsystem.integrations._web import ConnectionArgs, Identity, PoolsArg, WebSettings, identity_of
 from dbsystem.kernel.types import DatabaseType
 
 __all__ = ["DBSystem", "Identity"]
@@ -98,18 +98,13 @@ class DBSystem:
     # -- per request -----------------------------------------------------------------------
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        transaction: bool | None = None,
-        user: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionArgs]
     ) -> Any:
         """The request's connection to ``db_type``'s pool (lent on first use, returned when
         the request ends); in one transaction for the request if ``transaction`` (default:
         the extension's); as the request's user with ``user=True``."""
         state = _request_state()
-        in_transaction = self.settings.transaction if transaction is None else transaction
+        name, in_transaction, user = self.settings.connection_args(options)
         key = (db_type or self.db.mode, name, in_transaction, user)
         conn = state["connections"].get(key)
         if conn is None:

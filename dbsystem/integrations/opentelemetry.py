@@ -112,12 +112,14 @@ class TracingHook(ExecutionHook):
         target = self._target(statement)
         attributes = dict(target.attributes)
         name, described = _described(
-            target.system,
-            statement.text,
-            statement.operation == "pipeline",
-            statement.action,
-            statement.resources,
-            statement.operation,
+            _Shape(
+                target.system,
+                statement.text,
+                statement.operation == "pipeline",
+                statement.action,
+                statement.resources,
+                statement.operation,
+            )
         )
         attributes.update(described)
         if statement.operation == "executemany" and isinstance(statement.params, list | tuple):
@@ -248,19 +250,24 @@ def _where(url: DatabaseURL | None) -> dict[str, str | int]:
     return out
 
 
+class _Shape(NamedTuple):
+    """What a span's name and statement attributes are made of (the cache's key)."""
+
+    system: str
+    text: str
+    pipeline: bool
+    action: str
+    resources: tuple[str, ...]
+    api_call: str
+
+
 @lru_cache(maxsize=2048)
-def _described(
-    system: str,
-    text: str,
-    pipeline: bool,
-    action: str,
-    resources: tuple[str, ...],
-    api_call: str,
-) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _described(shape: _Shape) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The span's name and the attributes its statement text determines (cached by text:
     the same statement, run again, costs a dictionary lookup)."""
-    operation, collection = _operation(system, text, pipeline, action, resources, api_call)
-    query = _query_text(system, text, pipeline)
+    system = shape.system
+    operation, collection = _operation(shape)
+    query = _query_text(system, shape.text, shape.pipeline)
     attributes = (
         ("db.operation.name", operation),
         ("db.collection.name", collection),
@@ -270,15 +277,9 @@ def _described(
     return name, tuple((key, value) for key, value in attributes if value)
 
 
-def _operation(
-    system: str,
-    text: str,
-    pipeline: bool,
-    action: str,
-    resources: tuple[str, ...],
-    api_call: str,
-) -> tuple[str, str]:
+def _operation(shape: _Shape) -> tuple[str, str]:
     """(db.operation.name, db.collection.name) of a statement."""
+    system, text, pipeline, action, resources, api_call = shape
     if system == "redis":
         if pipeline:
             return "PIPELINE", ""

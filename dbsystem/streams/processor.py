@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from dbsystem.streams._base import ChangeEvent, Subscription
 from dbsystem.streams.mongodb import MongoChangeStream
 from dbsystem.streams.postgres import PostgresListener, install_change_trigger
-from dbsystem.streams.redis import RedisChannelListener, RedisStreamConsumer
+from dbsystem.streams.redis import (
+    RedisChannelListener,
+    RedisStreamConsumer,
+    RedisStreamOptions,
+)
 
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
@@ -81,32 +85,10 @@ class StreamProcessor:
             )
         )
 
-    def redis_stream(
-        self,
-        stream: str,
-        *,
-        group: str,
-        consumer: str,
-        name: str | None = None,
-        start_id: str = "$",
-        auto_ack: bool = False,
-        callback: Callback | None = None,
-        **options: Any,
-    ) -> Subscription:
-        """A consumer of a Redis Streams consumer group (``event.ack()`` when handled)."""
-        return self._started(
-            RedisStreamConsumer(
-                self.db,
-                stream,
-                group=group,
-                consumer=consumer,
-                name=name,
-                start_id=start_id,
-                auto_ack=auto_ack,
-                callback=callback,
-                **options,
-            )
-        )
+    def redis_stream(self, stream: str, **options: Unpack[RedisStreamOptions]) -> Subscription:
+        """A consumer of a Redis Streams consumer group (``event.ack()`` when handled);
+        ``options`` are ``RedisStreamConsumer``'s (``group`` and ``consumer`` required)."""
+        return self._started(RedisStreamConsumer(self.db, stream, **options))
 
     def mongo_changes(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict
 
 import redis
 from redis import exceptions as redis_errors
@@ -27,7 +27,22 @@ from dbsystem.streams._base import ChangeEvent, Subscription, application_backen
 if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
 
-__all__ = ["RedisChannelListener", "RedisStreamConsumer"]
+__all__ = ["RedisChannelListener", "RedisStreamConsumer", "RedisStreamOptions"]
+
+
+class RedisStreamOptions(TypedDict, total=False):
+    """The keyword options of ``RedisStreamConsumer`` (declared once here, for
+    ``StreamProcessor.redis_stream`` too, which passes them on)."""
+
+    group: Required[str]
+    consumer: Required[str]
+    name: str | None
+    start_id: str
+    auto_ack: bool
+    count: int
+    callback: Callable[[ChangeEvent], Any] | None
+    reconnect_delay: float
+    max_reconnect_delay: float
 
 
 def _route(db: Any, name: str | None) -> tuple[Any, Any, Any]:

@@ -15,6 +15,7 @@ server per pool. Commands fakeredis does not implement raise ``NotSupportedError
 
 from __future__ import annotations
 
+import queue
 import ssl
 import threading
 import time
@@ -235,13 +236,46 @@ class _FairGate:
                 self._free += 1
 
 
+class _Slots:
+    """The pool's idle connections, last in first out, for redis-py's blocking pool.
+
+    The pool's ``_FairGate`` admits at most as many borrowers as there are items here
+    (connections, or None for one to make), so a borrower always finds one: no waiting and
+    no condition variable, unlike the ``LifoQueue`` it replaces (list appends and pops are
+    atomic).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.queue: list[Any] = []
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return self.queue.pop()
+        except IndexError:
+            raise queue.Empty from None
+
+    def put_nowait(self, item: Any) -> None:
+        if len(self.queue) >= self.maxsize:
+            raise queue.Full
+        self.queue.append(item)
+
+    def qsize(self) -> int:
+        return len(self.queue)
+
+
 class _CountingPool(redis.BlockingConnectionPool):
-    """redis-py's blocking pool, fair to waiters, counting what ``PoolStats`` reports."""
+    """redis-py's blocking pool, fair to waiters, counting what ``PoolStats`` reports.
+
+    The counters share the gate's lock, taken once to borrow and once to give back; the
+    wait is timed only when the gate made the borrower wait (a free slot costs none).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("queue_class", _Slots)
         super().__init__(*args, **kwargs)
         self._gate = _FairGate(self.max_connections)
-        self._stats_lock = threading.Lock()
+        self._stats_lock = self._gate._lock
         self.n_active = 0
         self.n_acquired = 0
         self.n_timeouts = 0
@@ -256,34 +290,60 @@ class _CountingPool(redis.BlockingConnectionPool):
         return connection
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        gate = self._gate
+        with gate._lock:  # a free slot and nobody waiting: take it (the common case)
+            free = gate._free and not gate._waiters
+            if free:
+                gate._free -= 1
+                self.n_active += 1
+                self.n_acquired += 1
+        if not free:
+            self._wait_for_slot()
+        try:
+            return super().get_connection(*args, **kwargs)
+        except BaseException as exc:
+            timeout = isinstance(exc, redis_errors.ConnectionError) and (
+                "No connection available" in str(exc)
+            )
+            with gate._lock:
+                self.n_active -= 1
+                self.n_acquired -= 1
+                self.n_timeouts += timeout
+            gate.release()
+            raise
+
+    def _wait_for_slot(self) -> None:
         start = time.monotonic()
         if not self._gate.acquire(self.timeout):
             with self._stats_lock:
                 self.n_timeouts += 1
             raise redis_errors.ConnectionError("No connection available.")
-        try:
-            connection = super().get_connection(*args, **kwargs)
-        except BaseException as exc:
-            self._gate.release()
-            if isinstance(exc, redis_errors.ConnectionError) and "No connection available" in str(
-                exc
-            ):
-                with self._stats_lock:
-                    self.n_timeouts += 1
-            raise
         waited = time.monotonic() - start
         with self._stats_lock:
             self.n_active += 1
             self.n_acquired += 1
             self.wait_total += waited
             self.wait_max = max(self.wait_max, waited)
-        return connection
+
+    def ensure_connection(self, connection: Any) -> None:
+        try:
+            super().ensure_connection(connection)
+        except BaseException:
+            # redis-py gives it back (release) before raising; get_connection frees the slot
+            connection._dbsystem_unlent = True
+            raise
 
     def release(self, connection: Any) -> None:
         super().release(connection)
-        self._gate.release()
-        with self._stats_lock:
+        if connection.__dict__.pop("_dbsystem_unlent", False):
+            return
+        gate = self._gate
+        with gate._lock:
             self.n_active = max(0, self.n_active - 1)
+            if gate._waiters:
+                gate._waiters.popleft().release()  # the slot passes on, never freed between
+            else:
+                gate._free += 1
 
     @property
     def n_open(self) -> int:
@@ -416,6 +476,9 @@ def _counters(pools: Sequence[_CountingPool]) -> dict[str, Any]:
     return {**counters, "wait_total": wait_total, "wait_max": wait_max}
 
 
+_NO_OPTIONS: dict[str, Any] = {}
+
+
 class RedisConnection:
     """Runs Redis commands through the engine's pool (the hooks) and error translation."""
 
@@ -449,15 +512,16 @@ class RedisConnection:
             describe = lambda: describe_commands(commands)  # noqa: E731 - only when hooked
             return self._pool.run(self._context, operation, describe, call)
         except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
-            raise _error(
-                exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands
-            ) from exc
+            raise self._failed(exc, commands) from exc
+
+    def _failed(self, exc: BaseException, commands: Sequence[Sequence[Any]]) -> DBSystemError:
+        return _error(exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands)
 
     def execute(self, *args: Any) -> Any:
         """Run one command: ``conn.execute("HSET", "user:1", "name", "ada")``."""
         if not args:
             raise InterfaceError("execute() needs a command")
-        return self._command(args, {})
+        return self._command(args, _NO_OPTIONS)
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], *, transaction: bool = False
@@ -467,20 +531,39 @@ class RedisConnection:
         return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        return self._run("command", [args], lambda: self._client.execute_command(*args, **options))
+        # The one command path, kept short (it is most of the cost redis-py does not pay):
+        # the pool's run() calls ``describe`` only when a hook is installed.
+        run = self._client.execute_command
+        try:
+            return self._pool.run(
+                self._context,
+                "command",
+                lambda: describe_commands((args,)),
+                (lambda: run(*args, **options)) if options else (lambda: run(*args)),
+            )
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            raise self._failed(exc, (args,)) from exc
 
     def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
     ) -> list[Any]:
         def call() -> list[Any]:
             pipe = self._client.pipeline(transaction=transaction)
+            add = pipe.execute_command
             for args, options in commands:
-                pipe.execute_command(*args, **options)
-            return list(pipe.execute())
+                add(*args, **options)
+            result: list[Any] = pipe.execute()
+            return result
 
-        words = [args for args, _ in commands]
-        result: list[Any] = self._run("pipeline", words, call)
-        return result
+        try:
+            return self._pool.run(  # type: ignore[no-any-return]
+                self._context,
+                "pipeline",
+                lambda: describe_commands([args for args, _ in commands]),
+                call,
+            )
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            raise self._failed(exc, [args for args, _ in commands]) from exc
 
     def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:
         """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,

@@ -60,10 +60,12 @@ _SLOTS = vars(pydantic.BaseModel)
 _TRANSFORMS = ("str_strip_whitespace", "str_to_lower", "str_to_upper")
 
 
-def _to_bool(value: int) -> bool:
-    if value == 0 or value == 1:
-        return bool(value)
-    raise ValueError(value)
+_BOOLS = {0: False, 1: True}
+
+
+def _to_bool(value: int) -> bool | int:
+    """0 and 1 as bools; another int unchanged (the type check then sends it to pydantic)."""
+    return _BOOLS.get(value, value)
 
 
 # Conversions by declared type, for what a driver gives back as another type.

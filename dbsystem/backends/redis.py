@@ -515,7 +515,8 @@ class RedisConnection:
             raise self._failed(exc, commands) from exc
 
     def _failed(self, exc: BaseException, commands: Sequence[Sequence[Any]]) -> DBSystemError:
-        return _error(exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands)
+        text = _text(commands)
+        return _error(exc, self._pool.backend_name, text, self._backend.secrets, commands)
 
     def execute(self, *args: Any) -> Any:
         """Run one command: ``conn.execute("HSET", "user:1", "name", "ada")``."""

@@ -30,6 +30,7 @@ from dbsystem.core.coordinator import (
 )
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.core.retry import retry
+from dbsystem.core.topology import Member, Topology
 from dbsystem.errors import (
     CommitUnknownError,
     ConfigurationError,
@@ -41,6 +42,7 @@ from dbsystem.errors import (
     DBSystemError,
     IntegrityError,
     InterfaceError,
+    LeaseLimitReached,
     MigrationError,
     NotSupportedError,
     OperationalError,
@@ -97,6 +99,8 @@ __all__ = [
     "InDoubt",
     "IntegrityError",
     "InterfaceError",
+    "LeaseLimitReached",
+    "Member",
     "MigrationError",
     "NotSupportedError",
     "OperationalError",
@@ -118,6 +122,7 @@ __all__ = [
     "ShardedPool",
     "Statement",
     "TLSConfig",
+    "Topology",
     "Transaction",
     "TransactionCoordinator",
     "UserSession",

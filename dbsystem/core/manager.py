@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, Unpack, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
@@ -35,7 +35,7 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
-from dbsystem.kernel.protocols import lookup_credential
+from dbsystem.kernel.protocols import ConnectionOptions, connection_options, lookup_credential
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
+    from dbsystem.core.topology import Topology
 
 __all__ = ["Engine", "PoolKey", "replica_configs", "resolve_pool_config"]
 
@@ -150,6 +151,10 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
             self._update_default()
         if config.replicas:
             self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.core.topology import PatroniWatcher
+
+            self._replicas[(db_type, name)] = PatroniWatcher(self, db_type, name, config).replicas
         return pool  # type: ignore[no-any-return]
 
     def _pool_settings(
@@ -182,6 +187,17 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         replicas = ReplicaSet(self, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
 
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool for ``db_type`` (and ``name``) believes about its cluster: the
+        primary, the replicas with their lag, which of them get reads now
+        (``dbsystem.core.topology``)."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default or self._default_type()
+        return current_topology(
+            self.backend(chosen, name).config, self._replicas.get((chosen, name))
+        )
+
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a context (a thread, a task), send that context's reads to the
         primary for ``seconds``, so that it reads what it wrote (pools with replicas)."""
@@ -201,10 +217,24 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         chosen = db_type or self._default or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            with self.connection(chosen) as conn:
-                conn._context = context
+            with self._connection_as(context, chosen, None) as conn:
                 return call(conn)
         return replicas.read(sql, call, context)
+
+    def _connection_as(
+        self,
+        context: Any,
+        db_type: DatabaseType | None,
+        name: str | None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """A lease for ``context``: a user session's (within the user's cap on leases of
+        the pool, ``acquire_as``), or None: the application's own (``connection()``)."""
+        pool = self.get_pool(db_type, name)
+        if context is None:
+            return pool.acquire(timeout, label=label)
+        return pool.acquire_as(context, timeout, label=label)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
@@ -361,49 +391,33 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> RedisConnection: ...
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> MongoConnection: ...
 
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
 
-        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. ``label`` names
-        the borrower in the pool's ``holders()`` and ``dbsystem pools`` (else its code
-        location does).
+        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. Options
+        (``ConnectionOptions``): ``name`` (a named pool), ``timeout`` (the wait for a free
+        connection), ``label`` (names the borrower in the pool's ``holders()`` and
+        ``dbsystem pools``; else its code location does).
         """
-        return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
+        if options:
+            name, timeout, label = connection_options(options)
+            return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
+        return self.get_pool(db_type).acquire()  # type: ignore[return-value]
 
     def _default_for_bound(self) -> DatabaseType | None:
         return self._default

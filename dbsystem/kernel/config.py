@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -81,7 +81,20 @@ TLSMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 """How a connection uses TLS, with libpq's names (the strictest is the default)."""
 
 
-class TLSConfig(BaseModel):
+class _Settings(BaseModel):
+    """A settings model whose invalid values raise ``ConfigurationError`` naming the field
+    (pydantic's ``ValidationError`` is not a ``DBSystemError``)."""
+
+    _what: ClassVar[str]  # "TLS configuration", "pool configuration"
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc, self._what) from None
+
+
+class TLSConfig(_Settings):
     """TLS settings of a pool, mapped to each driver's own options.
 
     ``mode``: ``disable`` (plaintext), ``prefer`` (TLS when the server offers it),
@@ -93,17 +106,12 @@ class TLSConfig(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    _what: ClassVar[str] = "TLS configuration"
 
     mode: TLSMode = "verify-full"
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(exc, "TLS configuration") from None
 
     @model_validator(mode="after")
     def _check_files(self) -> TLSConfig:
@@ -121,13 +129,17 @@ class TLSConfig(BaseModel):
         return self.mode in ("verify-ca", "verify-full")
 
 
-class PoolConfig(BaseModel):
+class PoolConfig(_Settings):
     """Settings for one connection pool. Frozen: build a new one with ``model_copy(update=...)``.
 
     Timeouts are float seconds. ``None`` turns an optional limit off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    _what: ClassVar[str] = "pool configuration"
+
+    def __init__(self, **data: Any) -> None:  # (typed loosely: a URL may be given as text)
+        super().__init__(**data)
 
     url: URLField
     """Where to connect; its query options may set the fields below."""
@@ -172,6 +184,10 @@ class PoolConfig(BaseModel):
     """How a read picks its replica."""
     max_replica_lag: float | None = Field(default=None, gt=0)
     """A replica further behind than this many seconds gets no reads until it catches up."""
+    patroni: str | None = None
+    """Patroni REST API URLs, comma-separated (``http://h1:8008,http://h2:8008``): the
+    replicas for reads come from its ``/cluster`` and follow the cluster's changes
+    (``dbsystem.core.topology``; PostgreSQL)."""
     pipelining: bool = True
     """Async Redis: commands that tasks of one identity (the application, or one user
     session) issue in the same event-loop iteration go to the server in one write, each
@@ -185,12 +201,6 @@ class PoolConfig(BaseModel):
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, _masked_options(value) if name == "options" else value
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(exc, "pool configuration") from None
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +220,19 @@ class PoolConfig(BaseModel):
         merged["options"] = {**backend_options, **dict(merged.get("options") or {})}
         merged["url"] = url.without_options(pool_options) if pool_options else url
         return merged
+
+    @model_validator(mode="after")
+    def _check_patroni(self) -> PoolConfig:
+        if self.patroni is None:
+            return self
+        urls = [u.strip() for u in self.patroni.split(",")]
+        if not all(u.startswith(("http://", "https://")) and len(u) > 8 for u in urls):
+            raise ValueError(
+                "patroni: give Patroni REST API URLs, http://host:port, comma-separated"
+            )
+        if self.replicas:
+            raise ValueError("patroni: the replicas come from Patroni; leave replicas empty")
+        return self
 
     @model_validator(mode="after")
     def _check_sizes(self) -> PoolConfig:

@@ -88,11 +88,23 @@ def _word(value: Any) -> str:
     return (value.decode() if isinstance(value, bytes) else str(value)).upper()
 
 
+# First words (as given, str or bytes) seen not to name a session command: most commands
+# are then told apart by one set lookup. Bounded: a client sending endless distinct words
+# only loses the shortcut.
+_PLAIN_WORDS: set[Any] = set()
+
+
 def _changes_session(args: Sequence[Any]) -> bool:
     if not args:
         return False
-    name = _word(args[0])
+    first = args[0]
+    plain = type(first) is str or type(first) is bytes
+    if plain and first in _PLAIN_WORDS:
+        return False
+    name = _word(first)
     if name not in _SESSION_COMMANDS:
+        if plain and len(_PLAIN_WORDS) < 1024:
+            _PLAIN_WORDS.add(first)
         return False
     if name == "CLIENT" and len(args) > 1:
         return _word(args[1]) not in _CLIENT_STATELESS

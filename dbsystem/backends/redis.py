@@ -113,7 +113,10 @@ def _changes_session(args: Sequence[Any]) -> bool:
 
 def changes_session(commands: Sequence[Sequence[Any]]) -> bool:
     """True if one of ``commands`` changes the state of its connection."""
-    return any(_changes_session(command) for command in commands)
+    for command in commands:  # a loop: no generator to make for every pipeline
+        if _changes_session(command):
+            return True
+    return False
 
 
 def resetting(call: Callable[[], Any]) -> Callable[[], Any]:

@@ -1,10 +1,14 @@
 """Redis through dbsystem against redis-py direct, in the same run, on the local server.
 
-* GET and SET round trips (dbsystem: the builder's ``execute()``, and ``conn.execute``);
-* a pipeline of 1,000 SETs.
+* GET, SET and HGETALL round trips (dbsystem: ``conn.execute`` on
+  ``db.connection(DatabaseType.REDIS)``, and the builder's ``execute()``);
+* a pipeline of 10 commands, and one of 1,000 SETs.
 
 Both sides use the same kind of pool (redis-py's blocking pool) and hiredis when
-installed. Reported as microseconds per call and the overhead in percent.
+installed; no hook is installed. The cases run interleaved (one stretch of each per round)
+and each figure is the median over the rounds of this process's CPU time per call
+(``time.process_time``: the client's cost, steady on a loaded machine), with the wall time
+beside it; the ratio is dbsystem's CPU over redis-py's in the same case.
 
 Run: ``python benchmarks/bench_redis.py`` (``DBSYSTEM_TEST_REDIS_URL`` or the local
 server, database 15; ``--quick`` for a short run).
@@ -23,11 +27,15 @@ import redis
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig
 
 
-def per_call(fn: Callable[[int], object], n: int) -> float:
-    start = time.perf_counter()
+def per_call(fn: Callable[[int], object], n: int) -> tuple[float, float]:
+    """Microseconds per call of ``fn(0..n-1)``: CPU of this process, and wall."""
+    start_cpu, start = time.process_time(), time.perf_counter()
     for i in range(n):
         fn(i)
-    return (time.perf_counter() - start) / n * 1e6
+    return (
+        (time.process_time() - start_cpu) / n * 1e6,
+        (time.perf_counter() - start) / n * 1e6,
+    )
 
 
 def main() -> None:
@@ -37,7 +45,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, n_pipe, rounds = (2_000, 20, 3) if args.quick else (10_000, 100, 7)
+    n, n_pipe, rounds = (1_000, 5, 5) if args.quick else (4_000, 20, 15)
 
     raw = redis.Redis(
         connection_pool=redis.BlockingConnectionPool.from_url(
@@ -49,6 +57,20 @@ def main() -> None:
     q = db.query(DatabaseType.REDIS)
     conn = db.connection(DatabaseType.REDIS)
     raw.set("bench:k", "value")
+    raw.hset("bench:h", mapping={f"f{i}": f"v{i}" for i in range(10)})
+    ten = [("SET", f"bench:{i}", i) if i % 2 else ("GET", f"bench:{i}") for i in range(10)]
+
+    def ten_raw(_: int) -> object:
+        pipe = raw.pipeline(transaction=False)
+        for args in ten:
+            pipe.execute_command(*args)
+        return pipe.execute()
+
+    def ten_builder(_: int) -> object:
+        builder = q
+        for i in range(10):
+            builder = builder.set(f"bench:{i}", i) if i % 2 else builder.get(f"bench:{i}")
+        return builder.execute()
 
     def pipe_raw(_: int) -> object:
         pipe = raw.pipeline(transaction=False)
@@ -72,22 +94,37 @@ def main() -> None:
         "SET redis-py": (lambda i: raw.set("bench:k", i), n),
         "SET dbsystem conn": (lambda i: conn.execute("SET", "bench:k", i), n),
         "SET dbsystem builder": (lambda i: q.set("bench:k", i).execute(), n),
+        "HGETALL redis-py": (lambda i: raw.hgetall("bench:h"), n),
+        "HGETALL dbsystem conn": (lambda i: conn.execute("HGETALL", "bench:h"), n),
+        "HGETALL dbsystem builder": (lambda i: q.hgetall("bench:h").execute(), n),
+        "pipeline 10 redis-py": (ten_raw, n // 2),
+        "pipeline 10 dbsystem conn": (lambda i: conn.pipeline(ten), n // 2),
+        "pipeline 10 dbsystem builder": (ten_builder, n // 2),
         "pipeline 1000 redis-py": (pipe_raw, n_pipe),
         "pipeline 1000 dbsystem conn": (pipe_ours, n_pipe),
         "pipeline 1000 dbsystem builder": (pipe_builder, n_pipe),
     }
-    results: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    wall: dict[str, list[float]] = {name: [] for name in cases}
     for fn, count in cases.values():
         per_call(fn, max(1, count // 10))
+    load = os.getloadavg()[0]
     for _ in range(rounds):
         for name, (fn, count) in cases.items():
-            results[name].append(per_call(fn, count))
-    med = {name: statistics.median(v) for name, v in results.items()}
-    print(f"Redis at {args.url}: us per call, median of {rounds} interleaved rounds")
+            spent, took = per_call(fn, count)
+            cpu[name].append(spent)
+            wall[name].append(took)
+    med = {name: statistics.median(v) for name, v in cpu.items()}
+    med_wall = {name: statistics.median(v) for name, v in wall.items()}
+    print(
+        f"Redis at {args.url}: microseconds per call, median of {rounds} interleaved rounds; "
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"  {'case':<34}{'CPU':>8}{'ratio':>8}{'wall':>10}")
     for name, value in med.items():
-        base = med[name.split(" dbsystem")[0].replace(" redis-py", "") + " redis-py"]
-        print(f"  {name:<34}{value:>10.1f}{(value / base - 1) * 100:>+9.1f}%")
-    raw.delete(*[f"bench:{i}" for i in range(1000)], "bench:k")
+        base = name.split(" dbsystem")[0].replace(" redis-py", "") + " redis-py"
+        print(f"  {name:<34}{value:>8.1f}{value / med[base]:>7.3f}x{med_wall[name]:>10.1f}")
+    raw.delete(*[f"bench:{i}" for i in range(1000)], "bench:k", "bench:h")
     db.close_all()
 
 

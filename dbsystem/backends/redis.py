@@ -16,6 +16,7 @@ server per pool. Commands fakeredis does not implement raise ``NotSupportedError
 from __future__ import annotations
 
 import hashlib
+import queue
 import ssl
 import threading
 import time
@@ -88,11 +89,23 @@ def _word(value: Any) -> str:
     return (value.decode() if isinstance(value, bytes) else str(value)).upper()
 
 
+# First words (as given, str or bytes) seen not to name a session command: most commands
+# are then told apart by one set lookup. Bounded: a client sending endless distinct words
+# only loses the shortcut.
+_PLAIN_WORDS: set[Any] = set()
+
+
 def _changes_session(args: Sequence[Any]) -> bool:
     if not args:
         return False
-    name = _word(args[0])
+    first = args[0]
+    plain = type(first) is str or type(first) is bytes
+    if plain and first in _PLAIN_WORDS:
+        return False
+    name = _word(first)
     if name not in _SESSION_COMMANDS:
+        if plain and len(_PLAIN_WORDS) < 1024:
+            _PLAIN_WORDS.add(first)
         return False
     if name == "CLIENT" and len(args) > 1:
         return _word(args[1]) not in _CLIENT_STATELESS
@@ -101,7 +114,10 @@ def _changes_session(args: Sequence[Any]) -> bool:
 
 def changes_session(commands: Sequence[Sequence[Any]]) -> bool:
     """True if one of ``commands`` changes the state of its connection."""
-    return any(_changes_session(command) for command in commands)
+    for command in commands:  # a loop: no generator to make for every pipeline
+        if _changes_session(command):
+            return True
+    return False
 
 
 def resetting(call: Callable[[], Any]) -> Callable[[], Any]:
@@ -339,13 +355,46 @@ class _FairGate:
                 self._free += 1
 
 
+class _Slots:
+    """The pool's idle connections, last in first out, for redis-py's blocking pool.
+
+    The pool's ``_FairGate`` admits at most as many borrowers as there are items here
+    (connections, or None for one to make), so a borrower always finds one: no waiting and
+    no condition variable, unlike the ``LifoQueue`` it replaces (list appends and pops are
+    atomic).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.queue: list[Any] = []
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return self.queue.pop()
+        except IndexError:
+            raise queue.Empty from None
+
+    def put_nowait(self, item: Any) -> None:
+        if len(self.queue) >= self.maxsize:
+            raise queue.Full
+        self.queue.append(item)
+
+    def qsize(self) -> int:
+        return len(self.queue)
+
+
 class _CountingPool(redis.BlockingConnectionPool):
-    """redis-py's blocking pool, fair to waiters, counting what ``PoolStats`` reports."""
+    """redis-py's blocking pool, fair to waiters, counting what ``PoolStats`` reports.
+
+    The counters share the gate's lock, taken once to borrow and once to give back; the
+    wait is timed only when the gate made the borrower wait (a free slot costs none).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("queue_class", _Slots)
         super().__init__(*args, **kwargs)
         self._gate = _FairGate(self.max_connections)
-        self._stats_lock = threading.Lock()
+        self._stats_lock = self._gate._lock
         self.n_active = 0
         self.n_acquired = 0
         self.n_timeouts = 0
@@ -360,36 +409,62 @@ class _CountingPool(redis.BlockingConnectionPool):
         return connection
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        gate = self._gate
+        with gate._lock:  # a free slot and nobody waiting: take it (the common case)
+            free = gate._free and not gate._waiters
+            if free:
+                gate._free -= 1
+                self.n_active += 1
+                self.n_acquired += 1
+        if not free:
+            self._wait_for_slot()
+        try:
+            return super().get_connection(*args, **kwargs)
+        except BaseException as exc:
+            timeout = isinstance(exc, redis_errors.ConnectionError) and (
+                "No connection available" in str(exc)
+            )
+            with gate._lock:
+                self.n_active -= 1
+                self.n_acquired -= 1
+                self.n_timeouts += timeout
+            gate.release()
+            raise
+
+    def _wait_for_slot(self) -> None:
         start = time.monotonic()
         if not self._gate.acquire(self.timeout):
             with self._stats_lock:
                 self.n_timeouts += 1
             raise redis_errors.ConnectionError("No connection available.")
-        try:
-            connection = super().get_connection(*args, **kwargs)
-        except BaseException as exc:
-            self._gate.release()
-            if isinstance(exc, redis_errors.ConnectionError) and "No connection available" in str(
-                exc
-            ):
-                with self._stats_lock:
-                    self.n_timeouts += 1
-            raise
         waited = time.monotonic() - start
         with self._stats_lock:
             self.n_active += 1
             self.n_acquired += 1
             self.wait_total += waited
             self.wait_max = max(self.wait_max, waited)
-        return connection
+
+    def ensure_connection(self, connection: Any) -> None:
+        try:
+            super().ensure_connection(connection)
+        except BaseException:
+            # redis-py gives it back (release) before raising; get_connection frees the slot
+            connection._dbsystem_unlent = True
+            raise
 
     def release(self, connection: Any) -> None:
         if _SESSION_CHANGED.get():
             _reset_connection(connection)
         super().release(connection)
-        self._gate.release()
-        with self._stats_lock:
+        if connection.__dict__.pop("_dbsystem_unlent", False):
+            return
+        gate = self._gate
+        with gate._lock:
             self.n_active = max(0, self.n_active - 1)
+            if gate._waiters:
+                gate._waiters.popleft().release()  # the slot passes on, never freed between
+            else:
+                gate._free += 1
 
     @property
     def n_open(self) -> int:
@@ -552,6 +627,9 @@ def _counters(pools: Sequence[_CountingPool]) -> dict[str, Any]:
     return {**counters, "wait_total": wait_total, "wait_max": wait_max}
 
 
+_NO_OPTIONS: dict[str, Any] = {}
+
+
 class RedisConnection:
     """Runs Redis commands through the engine's pool (the hooks) and error translation."""
 
@@ -595,15 +673,17 @@ class RedisConnection:
             describe = lambda: describe_commands(commands)  # noqa: E731 - only when hooked
             return self._pool.run(self._context, operation, describe, call)
         except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
-            raise _error(
-                exc, self._pool.backend_name, _text(commands), self._backend.secrets, commands
-            ) from exc
+            raise self._failed(exc, commands) from exc
+
+    def _failed(self, exc: BaseException, commands: Sequence[Sequence[Any]]) -> DBSystemError:
+        text = _text(commands)
+        return _error(exc, self._pool.backend_name, text, self._backend.secrets, commands)
 
     def execute(self, *args: Any) -> Any:
         """Run one command: ``conn.execute("HSET", "user:1", "name", "ada")``."""
         if not args:
             raise InterfaceError("execute() needs a command")
-        return self._command(args, {})
+        return self._command(args, _NO_OPTIONS)
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], *, transaction: bool = False
@@ -613,25 +693,40 @@ class RedisConnection:
         return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
+        # The one command path, kept short (it is most of the cost redis-py does not pay):
+        # the pool's run() calls ``describe`` only when a hook is installed.
+        run = self._client.execute_command
+        call = (lambda: run(*args, **options)) if options else (lambda: run(*args))
         if _changes_session(args):
             call = resetting(call)
-        return self._run("command", [args], call)
+        try:
+            return self._pool.run(
+                self._context, "command", lambda: describe_commands((args,)), call
+            )
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            raise self._failed(exc, (args,)) from exc
 
     def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
     ) -> list[Any]:
         def call() -> list[Any]:
             pipe = self._client.pipeline(transaction=transaction)
+            add = pipe.execute_command
             for args, options in commands:
-                pipe.execute_command(*args, **options)
-            return list(pipe.execute())
+                add(*args, **options)
+            result: list[Any] = pipe.execute()
+            return result
 
         words = [args for args, _ in commands]
-        result: list[Any] = self._run(
-            "pipeline", words, resetting(call) if changes_session(words) else call
-        )
-        return result
+        try:
+            return self._pool.run(  # type: ignore[no-any-return]
+                self._context,
+                "pipeline",
+                lambda: describe_commands(words),
+                resetting(call) if changes_session(words) else call,
+            )
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+            raise self._failed(exc, words) from exc
 
     def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:
         """Optimistic locking: WATCH ``watch`` keys, call ``func(pipe)`` (read with ``pipe``,

@@ -29,7 +29,7 @@ import decimal
 import json
 import typing
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pydantic
@@ -37,6 +37,7 @@ from pydantic._internal._model_construction import ModelMetaclass
 
 from dbsystem.errors import ConflictError, InterfaceError, NotSupportedError, SchemaError
 from dbsystem.kernel.types import DatabaseType
+from dbsystem.orm._loader import loader
 from dbsystem.orm.fields import (
     ColumnSpec,
     Field,
@@ -103,12 +104,17 @@ class Metadata:
             for c in self.columns
             if (typing.get_origin(c.python_type) or c.python_type) in (dict, list)
         ]
+        self.loaders: dict[tuple[str, ...], Callable[[list[dict[str, Any]]], list[Any]] | None]
+        self.loaders = {}
+        """Row shape (its keys) -> the function making entities of such rows (``_loader``)."""
         _check_concepts(cls, self)
 
 
 # Entities by table name, for checking foreign keys when their class is defined; and the
 # foreign keys whose target table had no entity yet: checked when one is defined.
 _TABLES: dict[str, Metadata] = {}
+# Where rows of one result may differ in their keys (documents), or come one at a time.
+_UNSHAPED = frozenset({"mongodb", "redis"})
 _PENDING_KEYS: dict[str, list[tuple[str, str, str]]] = {}
 
 
@@ -281,10 +287,27 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
                     value = row.get(name)
                     if isinstance(value, (str, bytes)):
                         row[name] = json.loads(value)
+        if rows and dialect not in _UNSHAPED:
+            shape = tuple(rows[0])
+            try:
+                load = meta.loaders[shape]
+            except KeyError:
+                load = meta.loaders[shape] = loader(
+                    cls, shape, frozenset(meta.relations), _Persisted, cls._validated
+                )
+            if load is not None:
+                return load(rows)
         entities: list[Self] = cls.__dbsystem_rows__.validate_python(rows)
         for entity in entities:
             object.__setattr__(entity, "__pydantic_fields_set__", _Persisted())
         return entities
+
+    @classmethod
+    def _validated(cls, row: dict[str, Any]) -> Self:
+        """A row validated by pydantic, marked persisted (what the fast path lets pass)."""
+        entity = cls.model_validate(row)
+        entity._mark_persisted()
+        return entity
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -34,6 +34,12 @@ __all__ = ["AsyncRedisQuery", "RedisQuery"]
 Command = tuple[tuple[Any, ...], dict[str, Any]]
 
 
+_new = object.__new__
+# The options of a command that has none (redis-py's keyword arguments): shared, never
+# changed (the connections only read and unpack it).
+_NO_OPTIONS: dict[str, Any] = {}
+
+
 def _key(key: Any) -> Any:
     if not isinstance(key, (str, bytes)) or not key:
         raise QueryBuildError(f"a Redis key is a non-empty str or bytes, not {key!r}")
@@ -59,14 +65,19 @@ class RedisQuery(BoundBuilder):
         self._commands = commands
         self._transaction = transaction
 
-    def _add(self, *args: Any, **options: Any) -> RedisQuery:
-        return type(self)(
-            self._manager,
-            self._db_type,
-            self._name,
-            (*self._commands, (args, options)),
-            self._transaction,
-        )
+    def _add(self, *args: Any) -> RedisQuery:
+        # Every command of a chain passes here: the copy is made slot by slot (no __init__).
+        new = _new(type(self))
+        new._manager, new._db_type, new._name = self._manager, self._db_type, self._name
+        new._commands = (*self._commands, (args, _NO_OPTIONS))
+        new._transaction = self._transaction
+        return new
+
+    def _add_with(self, args: tuple[Any, ...], options: dict[str, Any]) -> RedisQuery:
+        """``_add`` for a command with redis-py keyword options (``withscores=True``)."""
+        new = self._add(*args)
+        new._commands = (*self._commands, (args, options))
+        return new
 
     # -- strings and keys ------------------------------------------------------------------
 
@@ -85,6 +96,8 @@ class RedisQuery(BoundBuilder):
         xx: bool = False,
     ) -> RedisQuery:
         """``SET key value [EX seconds | PX ms] [NX | XX]``."""
+        if ex is None and px is None and not nx and not xx:  # the common case, straight
+            return self._add("SET", _key(key), value)
         words: list[Any] = ["SET", _key(key), value]
         if ex is not None:
             words += ["EX", _positive(ex, "ex")]
@@ -220,7 +233,7 @@ class RedisQuery(BoundBuilder):
         """ZRANGE key start stop [WITHSCORES] (pairs of (member, score) with scores)."""
         words = ["ZRANGE", _key(key), _int(start, "start"), _int(stop, "stop")]
         if withscores:
-            return self._add(*words, "WITHSCORES", withscores=True)
+            return self._add_with((*words, "WITHSCORES"), {"withscores": True})
         return self._add(*words)
 
     def zrevrange(
@@ -229,7 +242,7 @@ class RedisQuery(BoundBuilder):
         """ZREVRANGE key start stop [WITHSCORES]: a leaderboard, highest first."""
         words = ["ZREVRANGE", _key(key), _int(start, "start"), _int(stop, "stop")]
         if withscores:
-            return self._add(*words, "WITHSCORES", withscores=True)
+            return self._add_with((*words, "WITHSCORES"), {"withscores": True})
         return self._add(*words)
 
     def zrank(self, key: str, member: Any) -> RedisQuery:
@@ -286,10 +299,11 @@ class RedisQuery(BoundBuilder):
 
     def _run(self, conn: Any) -> Any:
         """The commands on ``conn``: their result, or an ``AsyncRedisConnection``'s coroutine."""
-        if len(self._commands) == 1 and not self._transaction:
-            args, options = self._commands[0]
+        commands = self._commands
+        if len(commands) == 1 and not self._transaction:
+            args, options = commands[0]
             return conn._command(args, options)
-        return conn._commands(list(self._commands), transaction=self._transaction)
+        return conn._commands(commands, transaction=self._transaction)
 
     async def _execute_async(self, conn: Any) -> Any:
         if conn is not None:

@@ -31,8 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import adrive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller, lend
-from dbsystem.core.execution import enter_native_scope
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, bind_user, caller, lend
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 
@@ -229,12 +228,10 @@ class AsyncConnectionPool(PoolBase[C]):
         except BaseException:
             self._user_returned(user)
             raise
-        lease._context = context
-        try:  # what the database itself enforces for the lease (native access control)
-            enter_native_scope(lease, context)
-        except BaseException:
+        failed = bind_user(lease, context)
+        if failed is not None:
             await lease.release()
-            raise
+            raise failed
         return lease
 
     def _wake_user(self, waiter: asyncio.Future[None]) -> bool:

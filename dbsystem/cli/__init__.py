@@ -279,10 +279,14 @@ def demo(
         run_demo(path, _out, {DatabaseType.POSTGRES: postgres_url, DatabaseType.MYSQL: mysql_url})
 
 
-migrate_app = typer.Typer(
-    help="Versioned schema migrations (see dbsystem.orm.migrations).", no_args_is_help=True
-)
-app.add_typer(migrate_app, name="migrate")
+def _group(name: str, help: str) -> typer.Typer:
+    """A command group ``dbsystem NAME ...`` (help shown when called bare)."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+migrate_app = _group("migrate", "Versioned schema migrations (see dbsystem.orm.migrations).")
 
 MigrateUrl = Annotated[
     str,
@@ -389,8 +393,7 @@ def migrate_status(
     _out.print(table)
 
 
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
+audit_app = _group("audit", "The tamper-evident audit log.")
 
 
 @audit_app.command("verify")
@@ -444,10 +447,7 @@ def audit_verify(
     raise typer.Exit(EXIT_DATABASE)
 
 
-security_app = typer.Typer(
-    help="Native access control: the model compiled into the database.", no_args_is_help=True
-)
-app.add_typer(security_app, name="security")
+security_app = _group("security", "Native access control: the model compiled into the database.")
 AclOpt = Annotated[
     str,
     typer.Option(
@@ -502,8 +502,7 @@ def security_apply(
     _security(url, acl, config, timeout, apply=True)
 
 
-metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
-app.add_typer(metrics_app, name="metrics")
+metrics_app = _group("metrics", "Prometheus metrics.")
 
 
 @metrics_app.command("serve")

@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 from dbsystem._log import get_logger, multiline
 from dbsystem.backends.base import driver_refused
 from dbsystem.core._flow import Flow
+from dbsystem.core.execution import enter_native_scope
 from dbsystem.errors import (
     ConfigurationError,
     InterfaceError,
@@ -228,6 +229,18 @@ class Lease(Generic[C]):
     def __repr__(self) -> str:
         state = "released" if self._entry is None else "active"
         return f"<{type(self).__name__} pool={self._pool.name!r} {state}>"
+
+
+def bind_user(lease: Any, context: Any) -> BaseException | None:
+    """Make ``lease`` a user session's: its statements carry ``context``, and what the
+    database itself enforces for that user (native access control) is entered. The error
+    that stopped it, or None; the caller returns the lease before raising it (sync or async)."""
+    lease._context = context
+    try:
+        enter_native_scope(lease, context)
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def lend(pool: PoolBase[C], entry: PoolEntry, now: float, label: str | None, where: Any) -> Any:

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from dbsystem._log import get_logger
 from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError, OperationalError
@@ -63,8 +63,26 @@ logger = get_logger("dbsystem.coordinator")
 Participant = DatabaseType | tuple[DatabaseType, str | None]
 
 
-class _PostgresXA:
+class _XAStatements:
+    """The second phase, the same on both dialects but for its statements' words."""
+
+    COMMIT: ClassVar[str]  # "COMMIT PREPARED '{gid}'"...
+    ROLLBACK: ClassVar[str]
+
+    @classmethod
+    def commit_prepared(cls, raw: Any, gid: str) -> None:
+        raw._run(cls.COMMIT.format(gid=gid))
+
+    @classmethod
+    def rollback_prepared(cls, raw: Any, gid: str) -> None:
+        raw._run(cls.ROLLBACK.format(gid=gid))
+
+
+class _PostgresXA(_XAStatements):
     """PostgreSQL: BEGIN, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED, pg_prepared_xacts."""
+
+    COMMIT = "COMMIT PREPARED '{gid}'"
+    ROLLBACK = "ROLLBACK PREPARED '{gid}'"
 
     @staticmethod
     def start(raw: Any, gid: str) -> None:
@@ -82,14 +100,6 @@ class _PostgresXA:
         raw._run("ROLLBACK")
 
     @staticmethod
-    def commit_prepared(raw: Any, gid: str) -> None:
-        raw._run(f"COMMIT PREPARED '{gid}'")
-
-    @staticmethod
-    def rollback_prepared(raw: Any, gid: str) -> None:
-        raw._run(f"ROLLBACK PREPARED '{gid}'")
-
-    @staticmethod
     def in_doubt(raw: Any, prefix: str) -> list[str]:
         return [gid for gid, _ in _PostgresXA.prepared(raw, prefix)]
 
@@ -104,8 +114,11 @@ class _PostgresXA:
         return [(str(row["gid"]), row["prepared"]) for row in rows]
 
 
-class _MySQLXA:
+class _MySQLXA(_XAStatements):
     """MySQL and MariaDB: XA START/END/PREPARE/COMMIT/ROLLBACK, XA RECOVER."""
+
+    COMMIT = "XA COMMIT '{gid}'"
+    ROLLBACK = "XA ROLLBACK '{gid}'"
 
     @staticmethod
     def start(raw: Any, gid: str) -> None:
@@ -125,14 +138,6 @@ class _MySQLXA:
             raw._run(f"XA END '{gid}'")
         except DBSystemError:
             pass  # already ended (a failed prepare)
-        raw._run(f"XA ROLLBACK '{gid}'")
-
-    @staticmethod
-    def commit_prepared(raw: Any, gid: str) -> None:
-        raw._run(f"XA COMMIT '{gid}'")
-
-    @staticmethod
-    def rollback_prepared(raw: Any, gid: str) -> None:
         raw._run(f"XA ROLLBACK '{gid}'")
 
     @staticmethod

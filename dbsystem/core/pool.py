@@ -52,8 +52,7 @@ from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import drive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller, lend
-from dbsystem.core.execution import enter_native_scope
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, bind_user, caller, lend
 from dbsystem.errors import PoolTimeout
 from dbsystem.kernel.stats import WAIT_BUCKETS, PoolHolder, PoolStats
 
@@ -282,12 +281,10 @@ class ConnectionPool(PoolBase[C]):
         except BaseException:
             self._user_returned(user)
             raise
-        lease._context = context
-        try:  # what the database itself enforces for the lease (native access control)
-            enter_native_scope(lease, context)
-        except BaseException:
+        failed = bind_user(lease, context)
+        if failed is not None:
             lease.release()
-            raise
+            raise failed
         return lease
 
     def try_acquire(self, *, label: str | None = None) -> PooledConnection[C] | None:

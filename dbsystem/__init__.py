@@ -30,6 +30,7 @@ from dbsystem.core.coordinator import (
 )
 from dbsystem.core.pool import ConnectionPool
 from dbsystem.core.retry import retry
+from dbsystem.core.topology import Member, Topology
 from dbsystem.errors import (
     CommitUnknownError,
     ConfigurationError,
@@ -97,6 +98,7 @@ __all__ = [
     "InDoubt",
     "IntegrityError",
     "InterfaceError",
+    "Member",
     "MigrationError",
     "NotSupportedError",
     "OperationalError",
@@ -118,6 +120,7 @@ __all__ = [
     "ShardedPool",
     "Statement",
     "TLSConfig",
+    "Topology",
     "Transaction",
     "TransactionCoordinator",
     "UserSession",

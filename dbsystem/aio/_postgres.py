@@ -16,6 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._pg_hosts import refuse_session_state, role_mismatch
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -54,6 +55,8 @@ class AsyncPostgresConnection:
         self._secrets = secrets
         self.tx_depth = 0
         self.broken = False
+        self.session_attrs: str | None = None
+        self.bounced = False  # through a transaction-pooling PgBouncer: session state refused
         # Open streams, closed when the connection goes back to the pool (as the sync side).
         self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
 
@@ -64,7 +67,11 @@ class AsyncPostgresConnection:
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
-        if self._conn.broken or self._conn.closed:
+        if (
+            self._conn.broken
+            or self._conn.closed
+            or role_mismatch(self._conn.pgconn, self.session_attrs, exc)
+        ):
             self.broken = True
             override = ConnectionFailed
         return translate(
@@ -87,6 +94,8 @@ class AsyncPostgresConnection:
         return query
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
         if params is None:
             if ";" in sql and is_stacked(sql, self.dialect):
                 raise ProgrammingError(
@@ -200,6 +209,8 @@ class AsyncPostgresConnection:
         return SQLConnectionBase.quote_identifier(self, name)  # type: ignore[arg-type]
 
     async def _run(self, sql: str) -> None:
+        if self.bounced:
+            refuse_session_state(sql, bool(self.tx_depth))
         try:
             await self._cur.execute(sql)
         except psycopg.Error as exc:
@@ -267,7 +278,7 @@ class AsyncPostgresConnector:
         backend = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(
-                backend._conninfo, autocommit=True, context=_ADAPTERS
+                backend._conninfo, autocommit=True, context=_ADAPTERS, **backend.connect_kwargs
             )
         except psycopg.Error as exc:
             raise translate(
@@ -277,10 +288,17 @@ class AsyncPostgresConnector:
                 override=ConnectionFailed,
                 message=f"cannot connect to {backend.url}: {exc}",
             ) from exc
-        return AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made = AsyncPostgresConnection(conn, backend.config.log_parameters, backend._secrets)
+        made.session_attrs = backend.session_attrs
+        made.bounced = backend.pooling == "transaction"
+        return made
 
     async def check(self, conn: AsyncPostgresConnection) -> None:
         await conn._run("SELECT 1")
+        reason = role_mismatch(conn._conn.pgconn, conn.session_attrs)
+        if reason is not None:
+            conn.broken = True
+            raise ConnectionFailed(f"{reason}: the connection is dropped", backend="postgresql")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
         for stream in list(conn.streams):

@@ -38,6 +38,8 @@ def async_redis_client(pool: Any) -> Any:
             "DatabaseManager's pool (from a coroutine, through asyncio.to_thread)",
             backend=backend.label,
         )
+    if getattr(backend, "sentinel", False):
+        return backend.async_client()
     shared = backend.pool
     kwargs = dict(shared.connection_kwargs)
     if backend.mock:

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from dbsystem.aio._redis import AsyncRedisConnection
     from dbsystem.aio.replicas import AsyncReplicaSet
     from dbsystem.backends.mock import MockBackend
+    from dbsystem.core.topology import Topology
 
 __all__ = ["AsyncDatabaseManager", "AsyncQueryFactory", "AsyncUserSession"]
 
@@ -398,6 +399,12 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self._pools[key] = pool
         if config.replicas:
             await self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.aio.replicas import AsyncPatroniWatcher
+
+            watcher = AsyncPatroniWatcher(self, db_type, name, config)
+            await watcher.start()
+            self._replicas[key] = watcher.replicas
         return pool
 
     async def _create_replicas(
@@ -413,6 +420,14 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         owner: Any = self  # the async manager has the calls the replica set makes
         replicas = AsyncReplicaSet(owner, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
+
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool believes about its cluster, as ``DatabaseManager.topology``."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default_type()
+        replicas = self._replicas.get((chosen, name))
+        return current_topology(self.backend(chosen, name).config, replicas)
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a task, send that task's reads to the primary for ``seconds``
@@ -791,3 +806,5 @@ async def _close(pool: AsyncConnectionPool[Any]) -> None:
 async def _close_redis(client: Any) -> None:
     await client.aclose()
     await client.connection_pool.disconnect()  # (a pool given to a client stays open)
+    for sentinel in getattr(client, "dbsystem_sentinels", ()):  # redis+sentinel://
+        await sentinel.aclose()

@@ -41,6 +41,12 @@ _BUILTIN: dict[str, tuple[str, DatabaseType | None, str | None]] = {
             DatabaseType.REDIS,
             "redis",
         ),
+        (
+            ("redis+sentinel", "rediss+sentinel"),
+            "redis_sentinel:RedisSentinelBackend",
+            DatabaseType.REDIS,
+            "redis",
+        ),
         (("mongodb", "mongodb+srv"), "mongodb:MongoBackend", DatabaseType.MONGODB, "mongodb"),
         (("mongodb+mock",), "mongodb:MongoBackend", DatabaseType.MONGODB, "mock"),
     )

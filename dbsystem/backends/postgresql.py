@@ -31,9 +31,16 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
+from dbsystem.backends._pg_hosts import (
+    host_parts,
+    pooling_mode,
+    refuse_session_state,
+    role_mismatch,
+    validate_host_options,
+)
 from dbsystem.backends._pyformat import PyformatConnection
 from dbsystem.backends._translate import translate
-from dbsystem.backends.base import Backend, Capabilities
+from dbsystem.backends.base import Backend, Capabilities, SQLConnectionBase
 from dbsystem.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -60,6 +67,8 @@ class PostgreSQLConnection(PyformatConnection):
     backend_name = "postgresql"
     dialect = "postgresql"
     driver_errors = (psycopg.Error,)
+    session_attrs: str | None = None
+    """The pool's ``target_session_attrs``: a server no longer matching it is dropped."""
 
     def _make_dict_cursor(self, conn: Any) -> Any:
         return conn.cursor(row_factory=dict_row)
@@ -68,6 +77,14 @@ class PostgreSQLConnection(PyformatConnection):
         # pgresult, not description: description builds a Column object per column.
         result = cursor.pgresult
         return result is not None and result.nfields > 0
+
+    def _override(self, exc: BaseException) -> type[DBSystemError] | None:
+        lost = super()._override(exc)
+        if lost is None and role_mismatch(self._conn.pgconn, self.session_attrs, exc):
+            # The server was demoted under this connection: the pool must drop it.
+            self.broken = True
+            return ConnectionFailed
+        return lost
 
     def _connection_lost(self, exc: BaseException) -> bool:
         conn = self._conn
@@ -225,6 +242,44 @@ class _GuardedConnection(PostgreSQLConnection):
         return row
 
 
+class _Bounced:
+    """Statements checked for session state a transaction-pooling PgBouncer would not keep
+    (``?pgbouncer=transaction``; mixed into the connection classes)."""
+
+    def _checked(self, sql: str) -> None:
+        refuse_session_state(sql, bool(getattr(self, "tx_depth", 0)))
+
+    def _run(self, sql: str) -> None:
+        self._checked(sql)
+        super()._run(sql)  # type: ignore[misc]
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        self._checked(sql)
+        return super().execute(sql, params)  # type: ignore[misc]
+
+    def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
+        self._checked(sql)
+        return super().executemany(sql, seq_params)  # type: ignore[misc]
+
+    def fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
+        self._checked(sql)
+        rows: list[Row] = super().fetch_all(sql, params)  # type: ignore[misc]
+        return rows
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None) -> Row | None:
+        self._checked(sql)
+        row: Row | None = super().fetch_one(sql, params)  # type: ignore[misc]
+        return row
+
+
+class _BouncedConnection(_Bounced, PostgreSQLConnection):
+    """A connection through a transaction-pooling PgBouncer."""
+
+
+class _BouncedGuardedConnection(_Bounced, _GuardedConnection):
+    """A watched connection through a transaction-pooling PgBouncer."""
+
+
 # The URL part that libpq's query parameter of the same name would duplicate.
 _URL_PART = {
     "host": "host part",
@@ -244,6 +299,7 @@ class PostgreSQLBackend(Backend):
     def __init__(self, url: DatabaseURL, config: PoolConfig) -> None:
         super().__init__(url, config)
         options = dict(config.options)
+        self.pooling = pooling_mode(options, self.name)
         tls = config.tls
         if tls is not None:
             clash = {"sslmode", "sslrootcert", "sslcert", "sslkey"} & set(options)
@@ -262,15 +318,27 @@ class PostgreSQLBackend(Backend):
                 options["sslcert"] = str(tls.cert_file)
                 options["sslkey"] = str(tls.key_file)
         self._watchdog: _Watchdog | None = None
+        if config.statement_timeout is not None and self.pooling == "transaction":
+            raise ConfigurationError(
+                "statement_timeout cannot be set per connection through PgBouncer in "
+                "transaction mode (it refuses the startup option, and SET would leak to other "
+                "clients): set it on the role (ALTER ROLE ... SET statement_timeout)",
+                backend=self.name,
+            )
         if config.statement_timeout is not None:  # the server cancels a longer statement
             self._watchdog = _Watchdog(config.statement_timeout)
             limit = f"-c statement_timeout={round(config.statement_timeout * 1000)}"
             options["options"] = f"{options['options']} {limit}" if "options" in options else limit
         # libpq also reads these from a URL's query (postgresql://h/db?password=...): take
         # them from there when the URL's own parts leave them out, refuse them twice.
+        validate_host_options(options, self.name)
+        # Through a transaction-pooling PgBouncer nothing is prepared server-side.
+        self.connect_kwargs: dict[str, Any] = (
+            {"prepare_threshold": None} if self.pooling == "transaction" else {}
+        )
+        self.session_attrs = options.get("target_session_attrs")
         parts: dict[str, Any] = {
-            "host": url.host or None,
-            "port": url.port,
+            **host_parts(url),
             "dbname": url.database,
             "user": url.username,
             "password": url.password,
@@ -300,7 +368,9 @@ class PostgreSQLBackend(Backend):
 
     def connect(self) -> PostgreSQLConnection:
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=True, context=_ADAPTERS)
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, context=_ADAPTERS, **self.connect_kwargs
+            )
         except psycopg.Error as exc:
             text = str(exc)
             if "invalid connection option" in text:
@@ -309,8 +379,25 @@ class PostgreSQLBackend(Backend):
                 ) from exc
             cls = ConnectionTimeout if "timeout expired" in text else ConnectionFailed
             raise self._cannot_connect(exc, override=cls) from exc
+        made: PostgreSQLConnection
+        bounced = self.pooling == "transaction"
         if self._watchdog is not None:
-            guarded = _GuardedConnection(conn, self.config.log_parameters, self._secrets)
+            kind: type[_GuardedConnection] = (
+                _BouncedGuardedConnection if bounced else _GuardedConnection
+            )
+            made = guarded = kind(conn, self.config.log_parameters, self._secrets)
             guarded.watchdog = self._watchdog
-            return guarded
-        return PostgreSQLConnection(conn, self.config.log_parameters, self._secrets)
+        else:
+            plain = _BouncedConnection if bounced else PostgreSQLConnection
+            made = plain(conn, self.config.log_parameters, self._secrets)
+        made.session_attrs = self.session_attrs
+        return made
+
+    def check(self, conn: SQLConnectionBase) -> None:
+        """Ping ``conn``; a server that no longer plays the role ``target_session_attrs``
+        asks for (a primary demoted by a failover) fails the check too."""
+        conn.ping()
+        reason = role_mismatch(conn.driver_connection.pgconn, self.session_attrs)
+        if reason is not None:
+            conn.broken = True
+            raise ConnectionFailed(f"{reason}: the connection is dropped", backend=self.name)

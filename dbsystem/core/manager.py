@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
     from dbsystem.backends.redis import RedisConnection
     from dbsystem.core.replicas import ReplicaSet
+    from dbsystem.core.topology import Topology
 
 __all__ = ["Engine", "PoolKey", "replica_configs", "resolve_pool_config"]
 
@@ -150,6 +151,10 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
             self._update_default()
         if config.replicas:
             self._create_replicas(db_type, name, config)
+        if config.patroni:
+            from dbsystem.core.topology import PatroniWatcher
+
+            self._replicas[(db_type, name)] = PatroniWatcher(self, db_type, name, config).replicas
         return pool  # type: ignore[no-any-return]
 
     def _pool_settings(
@@ -181,6 +186,17 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
             names.append(replica)
         replicas = ReplicaSet(self, db_type, name, names, **replica_options(config))
         self._replicas[(db_type, name)] = replicas
+
+    def topology(self, db_type: DatabaseType | None = None, name: str | None = None) -> Topology:
+        """What the pool for ``db_type`` (and ``name``) believes about its cluster: the
+        primary, the replicas with their lag, which of them get reads now
+        (``dbsystem.core.topology``)."""
+        from dbsystem.core.topology import current_topology
+
+        chosen = db_type or self._default or self._default_type()
+        return current_topology(
+            self.backend(chosen, name).config, self._replicas.get((chosen, name))
+        )
 
     def read_your_writes(self, seconds: float = 2.0) -> None:
         """After a write in a context (a thread, a task), send that context's reads to the

@@ -172,6 +172,10 @@ class PoolConfig(BaseModel):
     """How a read picks its replica."""
     max_replica_lag: float | None = Field(default=None, gt=0)
     """A replica further behind than this many seconds gets no reads until it catches up."""
+    patroni: str | None = None
+    """Patroni REST API URLs, comma-separated (``http://h1:8008,http://h2:8008``): the
+    replicas for reads come from its ``/cluster`` and follow the cluster's changes
+    (``dbsystem.core.topology``; PostgreSQL)."""
     pipelining: bool = True
     """Async Redis: commands that tasks of one identity (the application, or one user
     session) issue in the same event-loop iteration go to the server in one write, each
@@ -210,6 +214,19 @@ class PoolConfig(BaseModel):
         merged["options"] = {**backend_options, **dict(merged.get("options") or {})}
         merged["url"] = url.without_options(pool_options) if pool_options else url
         return merged
+
+    @model_validator(mode="after")
+    def _check_patroni(self) -> PoolConfig:
+        if self.patroni is None:
+            return self
+        urls = [u.strip() for u in self.patroni.split(",")]
+        if not all(u.startswith(("http://", "https://")) and len(u) > 8 for u in urls):
+            raise ValueError(
+                "patroni: give Patroni REST API URLs, http://host:port, comma-separated"
+            )
+        if self.replicas:
+            raise ValueError("patroni: the replicas come from Patroni; leave replicas empty")
+        return self
 
     @model_validator(mode="after")
     def _check_sizes(self) -> PoolConfig:

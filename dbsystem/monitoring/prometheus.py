@@ -49,6 +49,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
+from dbsystem.errors import DBSystemError
 from dbsystem.kernel.stats import WAIT_BUCKETS
 from dbsystem.monitoring.health import HealthStatus, manager_health, pool_label
 from dbsystem.monitoring.monitor import DURATION_BUCKETS, PerformanceMonitor
@@ -101,6 +102,7 @@ class DbsystemCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._queries()
         yield from self._pools()
+        yield from self._topology()
         firing = GaugeMetricFamily(
             "dbsystem_alerts_firing", "Alerts firing now, by alert", labels=["alert"]
         )
@@ -171,6 +173,30 @@ class DbsystemCollector(Collector):
                 if result is not None:
                     up.add_metric(values, 0 if result.status is HealthStatus.DOWN else 1)
         yield from families
+
+    def _topology(self) -> Iterator[Metric]:
+        """The replicas of each pool that has some (``db.topology()``): in the read
+        rotation or not, and their lag in bytes where the source reports it (Patroni)."""
+        labels = ["backend", "pool", "replica", "source"]
+        rotation = GaugeMetricFamily(
+            "dbsystem_replica_in_rotation", "1 if the replica gets reads now", labels=labels
+        )
+        lag = GaugeMetricFamily(
+            "dbsystem_replica_lag_bytes", "WAL bytes the replica is behind", labels=labels
+        )
+        for db in self.monitor.managers:
+            for db_type, name in sorted(getattr(db, "_replicas", {}), key=lambda k: pool_label(*k)):
+                try:
+                    view = db.topology(db_type, name)
+                except DBSystemError:  # the pool was closed meanwhile
+                    continue
+                for member in view.replicas:
+                    values = [db_type.value, name or "default", member.name, view.source]
+                    rotation.add_metric(values, 1 if member.in_rotation else 0)
+                    if member.lag is not None:
+                        lag.add_metric(values, member.lag)
+        yield rotation
+        yield lag
 
 
 def _cumulative(bounds: Iterable[float], counts: Iterable[int]) -> list[tuple[str, float]]:

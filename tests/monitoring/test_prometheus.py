@@ -294,3 +294,27 @@ def test_a_real_prometheus_scrapes_the_workloads_counts(tmp_path, postgres_url):
         exporter.stop()
         monitor.close()
         db.close_all()
+
+
+def test_the_collector_publishes_the_replicas_in_rotation(tmp_path):
+    from prometheus_client import generate_latest
+
+    from dbsystem.monitoring import make_registry
+
+    db = DatabaseManager()
+    replicas = [f"sqlite:///{tmp_path / name}" for name in ("r1.db", "r2.db")]
+    db.create_pool(
+        DatabaseType.SQLITE,
+        PoolConfig(url=f"sqlite:///{tmp_path / 'p.db'}", replicas=replicas),
+    )
+    monitor = PerformanceMonitor().attach(db)
+    try:
+        db._replicas[(DatabaseType.SQLITE, None)]._failed("__replica2", OSError("down"))
+        text = generate_latest(make_registry(monitor)).decode()
+    finally:
+        db.close_all()
+    families = parse(text)
+    labels = {"backend": "sqlite", "pool": "default", "source": "configured"}
+    name = "dbsystem_replica_in_rotation"
+    assert sample(families, name, replica="__replica1", **labels) == 1
+    assert sample(families, name, replica="__replica2", **labels) == 0

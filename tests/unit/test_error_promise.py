@@ -108,6 +108,7 @@ ALLOWED: tuple[Allowed, ...] = (
     Allowed("dbsystem.kernel.config", "TLSConfig._check_files", "ValueError", _PYDANTIC),
     Allowed("dbsystem.kernel.config", "PoolConfig._merge_url_options", "ValueError", _PYDANTIC),
     Allowed("dbsystem.kernel.config", "PoolConfig._check_sizes", "ValueError", _PYDANTIC),
+    Allowed("dbsystem.kernel.config", "PoolConfig._check_patroni", "ValueError", _PYDANTIC),
     Allowed(
         "dbsystem.core._connection_base", "SQLLeaseBase.backend", "NotImplementedError", _ABSTRACT
     ),

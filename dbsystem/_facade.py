@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dbsystem.core.manager import Engine
-from dbsystem.core.session import EngineSession, SessionContext
+from dbsystem.core.session import EngineSession, session_context
 from dbsystem.monitoring.health import manager_health
 from dbsystem.orm.schema import SchemaMixin
 from dbsystem.query._mixin import QueryMixin
@@ -41,9 +41,16 @@ class DatabaseManager(QueryMixin, SchemaMixin, Engine):
     """
 
     def for_user(
-        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+        self,
+        user: str,
+        *,
+        session_id: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        max_connections: int | None = None,
     ) -> UserSession:
-        """A session whose every statement is checked for ``user`` and audited.
+        """A session whose every statement is checked for ``user`` and audited;
+        ``max_connections`` caps the connections of one pool it holds at once (its roles'
+        ``Role(max_connections=...)`` cap it too: the smallest applies).
 
         Installs ``AccessControl.instance()`` on first use, unless ``use_access_control``
         chose another. Calls on the manager itself stay the application's own, unchecked
@@ -53,7 +60,7 @@ class DatabaseManager(QueryMixin, SchemaMixin, Engine):
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return UserSession(self, SessionContext(user, session_id, dict(attrs or {})))
+        return UserSession(self, session_context(user, session_id, attrs, max_connections))
 
     def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...

@@ -21,6 +21,7 @@ The names follow PEP 249 so that code written against a DB-API driver reads the 
             PoolTimeout                 no connection came free within the acquire timeout
             PoolClosed                  the pool was closed
             PoolExhausted               too many callers are already waiting
+              LeaseLimitReached         a user session holds all the connections its cap allows
       ConfigurationError                a setting is invalid (also a ValueError)
         InvalidURL                      a connection URL cannot be parsed
         BackendNotFound                 no backend is registered for a URL scheme
@@ -59,6 +60,7 @@ __all__ = [
     "InterfaceError",
     "InternalError",
     "InvalidURL",
+    "LeaseLimitReached",
     "MigrationError",
     "NotSupportedError",
     "OperationalError",
@@ -204,6 +206,12 @@ class PoolClosed(PoolError):
 
 class PoolExhausted(PoolError):
     """Raised at once when the number of waiting callers has reached ``max_waiting``."""
+
+
+class LeaseLimitReached(PoolExhausted):
+    """Raised when a user session holds as many connections of a pool as its cap allows
+    (``Role(max_connections=...)``, ``for_user(..., max_connections=...)``) and none of
+    them came back within the acquire timeout. The message names the user and the cap."""
 
 
 class ConfigurationError(DBSystemError, ValueError):

@@ -38,7 +38,7 @@ def test_security_example():
         exec(compile(block, "README.md", "exec"), {})
     assert out.getvalue().splitlines() == [
         "[]",
-        "[sqlite] user 'analyst' may not ddl on 'users'",
+        "[sqlite] user 'analyst' may not send 2 statements in one text (send them one by one)",
         "[('analyst', 'select', 'ok'), ('analyst', 'multiple', 'denied')]",
     ]
 

@@ -15,11 +15,11 @@ import inspect
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from dbsystem.core._calls import BoundTransactions
 from dbsystem.errors import NotSupportedError
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.protocols import BackendInfo, ConnectionOptions
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.schema import SchemaMixin
 from dbsystem.query._mixin import QueryMixin
@@ -84,13 +84,10 @@ class SyncBridge(BoundTransactions[Any], QueryMixin, SchemaMixin):
 
     @contextmanager
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Iterator[Any]:
-        acquire = self._manager.connection(db_type, name=name, timeout=timeout)
+        """A connection of the async pools, used from this thread (see ``connection()``)."""
+        acquire = self._manager.connection(db_type, **options)
         lease = self._wait(acquire._get())
         try:
             yield _SyncConnection(self, lease)

@@ -15,8 +15,9 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
 from dbsystem.backends._pg_hosts import refuse_session_state, role_mismatch
+from dbsystem.backends._pyformat import PyformatStatements
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     SQLConnectionBase,
@@ -24,11 +25,8 @@ from dbsystem.backends.base import (
     next_savepoint,
     normalize_isolation,
 )
-from dbsystem.errors import (
-    ConnectionFailed,
-    DBSystemError,
-    ProgrammingError,
-)
+from dbsystem.backends.postgresql import _ADAPTERS, connection_lost, forget_prepared
+from dbsystem.errors import ConnectionFailed, DBSystemError
 from dbsystem.kernel.types import ExecuteResult, Row
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresConnector"]
@@ -37,7 +35,7 @@ _IDLE = int(TransactionStatus.IDLE)
 _stream_ids = itertools.count(1)
 
 
-class AsyncPostgresConnection:
+class AsyncPostgresConnection(PyformatStatements):
     """One ``psycopg.AsyncConnection`` in autocommit mode (the async twin of
     ``PostgreSQLConnection``)."""
 
@@ -57,57 +55,36 @@ class AsyncPostgresConnection:
         self.broken = False
         self.session_attrs: str | None = None
         self.bounced = False  # through a transaction-pooling PgBouncer: session state refused
-        # Open streams, closed when the connection goes back to the pool (as the sync side).
-        self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] = weakref.WeakSet()
+        self.dirty = False  # as SQLConnectionBase.dirty: the session may have changed
+        # Open streams, closed when the connection goes back to the pool (as the sync side);
+        # None until the first: every release asks, and an empty WeakSet's len() is a call.
+        self.streams: weakref.WeakSet[AsyncGenerator[Row, None]] | None = None
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
-        """psycopg's connection; statements run on it bypass the hooks."""
+        """psycopg's connection; statements run on it bypass the hooks (the session is
+        reset on return)."""
+        self.dirty = True
         return self._conn
 
-    def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
-        override: type[DBSystemError] | None = None
-        if (
-            self._conn.broken
-            or self._conn.closed
-            or role_mismatch(self._conn.pgconn, self.session_attrs, exc)
-        ):
-            self.broken = True
-            override = ConnectionFailed
-        return translate(
-            exc,
-            backend=self.backend_name,
-            statement=sql,
-            params=params,
-            show_params=self._show_params,
-            secrets=self._secrets,
-            override=override,
-        )
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return connection_lost(self._conn, exc)
 
-    def _query(self, sql: str, params: Mapping[str, Any]) -> str:
-        query, names = to_pyformat(sql, self.dialect)
-        for name in names:
-            if name not in params:
-                raise ProgrammingError(
-                    f"no value for parameter :{name}", backend=self.backend_name, statement=sql
-                )
-        return query
+    def _override(self, exc: BaseException) -> type[DBSystemError] | None:
+        lost = super()._override(exc)
+        if lost is None and role_mismatch(self._conn.pgconn, self.session_attrs, exc):
+            # The server was demoted under this connection: the pool must drop it.
+            self.broken = True
+            return ConnectionFailed
+        return lost
 
     async def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
         if self.bounced:
             refuse_session_state(sql, bool(self.tx_depth))
-        if params is None:
-            if ";" in sql and is_stacked(sql, self.dialect):
-                raise ProgrammingError(
-                    "several statements in one call are refused: run them one at a time",
-                    backend=self.backend_name,
-                    statement=sql,
-                )
-            await cur.execute(sql)
-        else:
-            if params:
-                sql, params = expand_lists(sql, params, self.dialect)
-            await cur.execute(self._query(sql, params), params)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
+        query, params = self._prepared(sql, params)
+        await cur.execute(query, params)
 
     async def execute(self, sql: str, params: Mapping[str, Any] | None) -> ExecuteResult:
         cur = self._cur
@@ -120,6 +97,8 @@ class AsyncPostgresConnection:
     async def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> Any:
         if not seq_params:
             return ExecuteResult(0, None)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         for params in seq_params:
             query = self._query(sql, params)
         cur = self._cur
@@ -162,6 +141,8 @@ class AsyncPostgresConnection:
     ) -> AsyncGenerator[Row, None]:
         """``stream``, remembered so that returning the connection closes it."""
         rows = self._stream(sql, params, batch_size)
+        if self.streams is None:
+            self.streams = weakref.WeakSet()
         self.streams.add(rows)
         return rows
 
@@ -173,12 +154,13 @@ class AsyncPostgresConnection:
         if own:
             await self.begin()
         name = f"dbsystem_stream_{next(_stream_ids)}"
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         cur = self._conn.cursor(name=name, row_factory=dict_row)
         failed = False
         try:
-            if params:
-                sql, params = expand_lists(sql, params, self.dialect)
-            await cur.execute(sql if params is None else self._query(sql, params), params)
+            query, params = self._prepared(sql, params)
+            await cur.execute(query, params)
             while batch := await cur.fetchmany(batch_size):
                 for row in batch:
                     yield row
@@ -273,8 +255,6 @@ class AsyncPostgresConnector:
         self.backend = backend
 
     async def connect(self) -> AsyncPostgresConnection:
-        from dbsystem.backends.postgresql import _ADAPTERS
-
         backend = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(
@@ -301,7 +281,7 @@ class AsyncPostgresConnector:
             raise ConnectionFailed(f"{reason}: the connection is dropped", backend="postgresql")
 
     async def reset(self, conn: AsyncPostgresConnection) -> None:
-        for stream in list(conn.streams):
+        for stream in list(conn.streams or ()):
             try:
                 await stream.aclose()
             except RuntimeError:  # still being read by another task: drop the connection
@@ -310,10 +290,19 @@ class AsyncPostgresConnector:
             raise ConnectionFailed("the connection was lost", backend="postgresql")
         if conn.tx_depth or conn.in_transaction:
             await conn.rollback()
+        if conn.dirty:  # as PostgreSQLConnection._reset_session
+            try:
+                await conn._cur.execute("DISCARD ALL", prepare=False)
+            except psycopg.Error as exc:
+                raise conn._error(exc, "DISCARD ALL", None) from exc
+            forget_prepared(conn._conn)
+            conn.dirty = False
 
     def is_clean(self, conn: AsyncPostgresConnection) -> bool:
+        streams = conn.streams
         return (
-            not conn.streams
+            (streams is None or not streams)
+            and not conn.dirty
             and conn.tx_depth == 0
             and conn._conn.pgconn.transaction_status == _IDLE
         )

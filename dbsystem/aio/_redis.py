@@ -23,7 +23,16 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from dbsystem.backends.base import driver_refused
-from dbsystem.backends.redis import _error, _text, describe_commands, describe_scan
+from dbsystem.backends.redis import (
+    _SESSION_CHANGED,
+    _SESSION_COMMANDS,
+    _error,
+    _text,
+    changes_session,
+    describe_commands,
+    describe_scan,
+    reset_commands,
+)
 from dbsystem.errors import InterfaceError, NotSupportedError
 
 __all__ = ["AsyncRedisConnection", "AutoPipeline", "async_redis_client", "autopipeline"]
@@ -50,13 +59,47 @@ def async_redis_client(pool: Any) -> Any:
         )
     ssl = "ssl_cert_reqs" in kwargs or "ssl_ca_certs" in kwargs
     connection_class = aioredis.SSLConnection if ssl else aioredis.Connection
-    async_pool = aioredis.BlockingConnectionPool(
+    async_pool = _ResettingPool(
         connection_class=connection_class,
         max_connections=shared.max_connections,
         timeout=shared.timeout,
         **kwargs,
     )
     return aioredis.Redis(connection_pool=async_pool)
+
+
+class _ResettingPool(aioredis.BlockingConnectionPool):
+    """redis.asyncio's blocking pool, resetting a connection whose session a command
+    changed before lending it again (as the sync ``_CountingPool`` does)."""
+
+    async def release(self, connection: Any) -> None:
+        if _SESSION_CHANGED.get():
+            await _reset_connection(connection)
+        await super().release(connection)
+
+
+async def _reset_connection(connection: Any) -> None:
+    commands = reset_commands(connection)
+    if commands is None:
+        await connection.disconnect()
+        return
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        for _ in commands:
+            await connection.read_response()
+    except Exception:  # whatever went wrong, a closed connection reopens clean
+        await connection.disconnect()
+
+
+def _resetting(call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    async def marked() -> Any:
+        token = _SESSION_CHANGED.set(True)
+        try:
+            return await call()
+        finally:
+            _SESSION_CHANGED.reset(token)
+
+    return marked
 
 
 # Commands that block, or hold or change their connection's state: never pipelined.
@@ -178,15 +221,16 @@ class AsyncRedisConnection:
 
     async def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         # (``options`` are redis-py's response options, such as ``withscores``.)
+        word = _text_word(args[0]).upper()
+        marks = word in _SESSION_COMMANDS and changes_session([args])  # (a set test first)
         batcher = self._autopipeline
-        if batcher is not None and _text_word(args[0]).upper() not in _DEDICATED:
+        if batcher is not None and word not in _DEDICATED and not marks:
             context = self._context
             return await self._run(
                 "command", [args], lambda: batcher.submit(context, args, options)
             )
-        return await self._run(
-            "command", [args], lambda: self._client.execute_command(*args, **options)
-        )
+        call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
+        return await self._run("command", [args], _resetting(call) if marks else call)
 
     async def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
@@ -197,13 +241,15 @@ class AsyncRedisConnection:
                 pipe.execute_command(*args, **options)
             return list(await pipe.execute())
 
-        result: list[Any] = await self._run("pipeline", [args for args, _ in commands], call)
+        words = [args for args, _ in commands]
+        run = _resetting(call) if changes_session(words) else call
+        result: list[Any] = await self._run("pipeline", words, run)
         return result
 
     def scan(self, match: str | None = None, count: int | None = None) -> AsyncIterator[str]:
         """``async for key in redis.scan(match="user:*")``: SCAN (never KEYS), lazily."""
         keys = self._scan(match, count, describe_scan(match).text)
-        observed: AsyncIterator[str] = self._pool.arun_stream(
+        observed: AsyncIterator[str] = self._pool.run_stream(
             self._context, "scan", lambda: describe_scan(match), keys
         )
         return observed

@@ -127,7 +127,7 @@ class ThreadedConnector:
 
     def is_clean(self, conn: ThreadedSQLConnection) -> bool:
         sync = conn.sync
-        return not (sync.tx_depth or sync.streams or sync.in_transaction)
+        return not (sync.tx_depth or sync.streams or sync.dirty or sync.in_transaction)
 
     async def close(self, conn: ThreadedSQLConnection) -> None:
         # Queued behind whatever the worker still runs (a cancelled caller's statement).

@@ -62,6 +62,11 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         """True inside ``transaction()``."""
         return bool(self._lease_raw().tx_depth > 0)
 
+    def _mark_broken(self) -> None:
+        raw = self._raw  # (None only if the lease was returned meanwhile: nothing to mark)
+        if raw is not None:
+            raw.broken = True
+
     async def _guarded(self, raw: Any, call: Awaitable[T]) -> T:
         try:
             return await call
@@ -78,14 +83,14 @@ class AsyncConnection(AsyncPooledConnection[Any], SQLLeaseBase):
         action: str | None = None,
         resources: tuple[str, ...] | None = None,
     ) -> T:
-        raw = self._lease_raw()
         hooks = self._pool.hooks
         if not hooks.hooks:
             try:  # (``_guarded`` inlined: this is the hot path)
                 return await call(sql, params)
             except asyncio.CancelledError:
-                raw.broken = True
+                self._mark_broken()
                 raise
+        raw = self._lease_raw()
         statement = self._statement(operation, sql, params, action, resources)
         return await hooks.arun(statement, lambda: self._guarded(raw, call(sql, params)))
 

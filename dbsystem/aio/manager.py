@@ -36,7 +36,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, Unpack, overload
 
 from dbsystem.aio._bridge import SyncBridge
 from dbsystem.aio._threaded import ThreadedConnector
@@ -46,12 +46,18 @@ from dbsystem.backends import get_backend_class
 from dbsystem.core._calls import refuse_mixed_users
 from dbsystem.core.configfile import PoolSpec, load_toml
 from dbsystem.core.manager import Engine, PoolKey, _label, replica_configs, resolve_pool_config
-from dbsystem.core.session import SessionContext
+from dbsystem.core.session import SessionContext, session_context
 from dbsystem.errors import ConfigurationError, InterfaceError
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.kernel.protocols import (
+    BackendInfo,
+    ConnectionOptions,
+    TransactionOptions,
+    connection_options,
+    transaction_options,
+)
 from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
@@ -157,9 +163,11 @@ class _Acquire(Generic[C]):
     async def _get(self) -> Any:  # a C
         pool = self._manager._pools.get(self._key)
         if pool is not None:
-            lease: Any = await pool.acquire(self._timeout, label=self._label)
-            lease._context = self._context
-            return lease
+            context = self._context
+            if context is None:
+                return await pool.acquire(self._timeout, label=self._label)
+            # A user session's: within the user's cap on leases of this pool.
+            return await pool.acquire_as(context, self._timeout, label=self._label)
         manager = self._manager  # Redis, MongoDB
         lease = await manager._acquire_threaded(self._key, self._timeout, self._label)
         getattr(lease, "_lease", lease)._context = self._context
@@ -241,6 +249,44 @@ class _Calls:
         session; ``execute()`` is awaited."""
         manager = self._owner()
         return _builders(self, manager, db_type or manager._default_type(), name)
+
+    _bound_context: Callable[[], Any]  # whose blocks: None (the application) or a session's
+
+    @asynccontextmanager
+    async def transaction(
+        self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a transaction, committed when the block exits cleanly.
+
+        Options (``TransactionOptions``): ``name`` (a named pool), ``isolation`` (e.g.
+        ``"serializable"``), ``readonly``. Inside the block (in this task)
+        ``bound_connection`` returns it, and a nested ``transaction()`` for the same pool
+        reuses it as a savepoint. A user session's
+        carries its user from the BEGIN on, and is refused inside another user's open
+        block on the same pool (as the sync one's).
+        """
+        name, isolation, readonly = transaction_options(options)
+        manager = self._owner()
+        key = (id(manager), db_type or manager._default_type(), name)
+
+        def borrow() -> Any:
+            return self.connection(key[1], name=name)
+
+        context = self._bound_context()
+        async with _transaction_block(key, context, borrow, isolation, readonly) as conn:
+            yield conn
+
+    def bound_connection(
+        self, db_type: DatabaseType | None = None, name: str | None = None
+    ) -> AsyncConnection | None:
+        """The connection of this caller's ``transaction()`` block open in this task, or
+        None (a block of another user is not this caller's)."""
+        manager = self._owner()
+        chosen = db_type or manager.mode
+        if chosen is None:
+            return None
+        conn: AsyncConnection | None = _bound_to((id(manager), chosen, name), self._bound_context())
+        return conn
 
     async def execute(
         self, sql: str, params: Params = None, *, db_type: DatabaseType | None = None
@@ -505,7 +551,11 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         """The default type: the one set, or the only pools' type, or None."""
         if self._mode is not None:
             return self._mode
-        types = {db_type for db_type, _ in self.pools()}
+        # Read on every call that names no type: no copy of the pools unless there are
+        # Redis/MongoDB (synchronous engine) pools to count as well.
+        types = {db_type for db_type, _ in self._pools}
+        if self.sync._pools:
+            types.update(db_type for db_type, _ in self.sync.pools())
         return next(iter(types)) if len(types) == 1 else None
 
     async def close_pool(self, db_type: DatabaseType, name: str | None = None) -> None:
@@ -542,45 +592,32 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> _Acquire[AsyncRedisConnection]: ...
     @overload
     def connection(
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> _Acquire[Any]: ...
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> _Acquire[AsyncConnection]: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> _Acquire[Any]:
         """``async with adb.connection(t) as conn`` (or ``conn = await adb.connection(t)``
-        and ``await conn.release()``). ``label`` names the borrower in the pool's
-        ``holders()`` (else its code location does)."""
-        key = (db_type or self._default_type(), name)
-        return _Acquire(self, key, timeout, None, label)
+        and ``await conn.release()``). Options (``ConnectionOptions``): ``name``,
+        ``timeout``, ``label`` (names the borrower in the pool's ``holders()``; else its
+        code location does)."""
+        if options:
+            name, timeout, label = connection_options(options)
+            return _Acquire(self, (db_type or self._default_type(), name), timeout, None, label)
+        return _Acquire(self, (db_type or self._default_type(), None), None, None)
+
+    def _connection_as(self, context: Any, db_type: DatabaseType, name: str | None) -> Any:
+        """``connection()`` for ``context`` (a user session's, or None: the application's)."""
+        return _Acquire(self, (db_type, name), None, context)
 
     def _default_type(self) -> DatabaseType:
         mode = self.mode
@@ -604,37 +641,8 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
             return AsyncRedisConnection(sync_pool, client, self._redis_pipelines.get(key))
         return _ThreadedLease(await asyncio.to_thread(sync_pool.acquire, timeout, label=label))
 
-    @asynccontextmanager
-    async def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> AsyncIterator[AsyncConnection]:
-        """A connection inside a transaction, committed when the block exits cleanly.
-
-        Inside the block (in this task) ``bound_connection`` returns it, and a nested
-        ``transaction()`` for the same pool reuses it as a savepoint.
-        """
-        key = (id(self), db_type or self._default_type(), name)
-
-        def borrow() -> Any:
-            return self.connection(key[1], name=name)
-
-        async with _transaction_block(key, None, borrow, isolation, readonly) as conn:
-            yield conn
-
-    def bound_connection(
-        self, db_type: DatabaseType | None = None, name: str | None = None
-    ) -> AsyncConnection | None:
-        """The connection of the ``transaction()`` block open in this task, or None."""
-        chosen = db_type or self.mode
-        if chosen is None:
-            return None
-        conn: AsyncConnection | None = _bound_to((id(self), chosen, name), None)
-        return conn
+    def _bound_context(self) -> Any:
+        return None  # the application's own blocks
 
     async def health(self, *, check: bool = False) -> dict[str, Any]:
         """Each pool's health (``BackendHealth``), keyed ``"postgres"``, ``"redis/cache"``...:
@@ -680,14 +688,21 @@ class AsyncDatabaseManager(_AsyncSchema, _Calls, ProcessWide):
         self.add_hook(acl)
 
     def for_user(
-        self, user: str, *, session_id: str | None = None, attrs: Mapping[str, Any] | None = None
+        self,
+        user: str,
+        *,
+        session_id: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        max_connections: int | None = None,
     ) -> AsyncUserSession:
-        """A session whose every statement is checked for ``user`` and audited."""
+        """A session whose every statement is checked for ``user`` and audited;
+        ``max_connections`` caps the connections of one pool it holds at once (its roles'
+        ``Role(max_connections=...)`` cap it too: the smallest applies)."""
         if self.sync._access_control is None:
             from dbsystem.security.rbac import AccessControl
 
             self.use_access_control(AccessControl.instance())
-        return AsyncUserSession(self, SessionContext(user, session_id, dict(attrs or {})))
+        return AsyncUserSession(self, session_context(user, session_id, attrs, max_connections))
 
 
 class AsyncUserSession(_AsyncSchema, _Calls):
@@ -704,74 +719,34 @@ class AsyncUserSession(_AsyncSchema, _Calls):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> _Acquire[AsyncRedisConnection]: ...
     @overload
     def connection(
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> _Acquire[Any]: ...
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> _Acquire[AsyncConnection]: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> _Acquire[Any]:
-        """A connection whose statements carry the session's user."""
+        """A connection whose statements carry the session's user (options: the manager's
+        ``connection()``'s)."""
         manager = self._manager
-        return _Acquire(manager, (db_type or manager._default_type(), name), timeout, self.context)
+        name, timeout, label = connection_options(options)
+        key = (db_type or manager._default_type(), name)
+        return _Acquire(manager, key, timeout, self.context, label)
 
     @property
     def mode(self) -> DatabaseType | None:
         """The manager's default database type."""
         return self._manager.mode
 
-    def bound_connection(
-        self, db_type: DatabaseType | None = None, name: str | None = None
-    ) -> AsyncConnection | None:
-        """The connection of this session's open ``transaction()`` block, or None."""
-        chosen = db_type or self._manager.mode
-        if chosen is None:
-            return None
-        conn: AsyncConnection | None = _bound_to((id(self._manager), chosen, name), self.context)
-        return conn
-
-    @asynccontextmanager
-    async def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
-    ) -> AsyncIterator[AsyncConnection]:
-        """A transaction whose statements carry this session's user, from its BEGIN on
-        (refused inside another user's open block on the same pool, as the sync one's)."""
-        manager = self._manager
-        key = (id(manager), db_type or manager._default_type(), name)
-
-        def borrow() -> Any:
-            return self.connection(key[1], name=name)
-
-        async with _transaction_block(key, self.context, borrow, isolation, readonly) as conn:
-            yield conn
+    def _bound_context(self) -> Any:
+        return self.context
 
     @property
     def _replicas(self) -> Mapping[Key, Any]:  # type: ignore[override]

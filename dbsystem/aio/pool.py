@@ -26,12 +26,12 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from time import monotonic
-from types import CodeType, TracebackType
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import adrive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller, lend
 
 __all__ = ["AsyncConnectionPool", "AsyncConnector", "AsyncPooledConnection"]
 
@@ -74,6 +74,8 @@ class AsyncPooledConnection(Lease[C]):
         """Return the connection; shielded, so a cancelled caller still returns it."""
         entry = self._take_entry()
         pool = self._pool
+        if self._context is not None:  # a user session's lease: its per-user slot back
+            pool._user_returned(self._context.user)
         if not pool._release_now(entry):
             await asyncio.shield(pool._release(entry))
 
@@ -176,8 +178,11 @@ class AsyncConnectionPool(PoolBase[C]):
         """
         if self._closed:
             raise self._closed_error()
-        if self._idle:  # the fast path
-            entry = self._take_idle_locked()
+        idle = self._idle
+        if idle:  # the fast path (``_take_idle_locked``, inlined; the lock is a no-op here)
+            entry = idle.pop()
+            self._active += 1
+            self._n_acquired += 1
             self._wait_counts[0] += 1  # waited 0 s
             now = monotonic()
         else:
@@ -185,18 +190,52 @@ class AsyncConnectionPool(PoolBase[C]):
             entry = await self._get(self._acquire_timeout if timeout is None else timeout)
             now = monotonic()
             self._count_wait(now - start)
-        if self._needs_renewal(entry, now):
+        if now - entry.last_used > self._check_after or now >= entry.expires_at:
             entry = await adrive(self, self._renew_flow(entry, now))
-        return self._lend(entry, now, label, caller())
-
-    def _lend(
-        self, entry: PoolEntry, now: float, label: str | None, where: tuple[CodeType, int] | None
-    ) -> AsyncPooledConnection[C]:
-        lease = self._lease_class(self, entry)
-        self._borrowed(entry, now, label, lease, where)
+        lease: AsyncPooledConnection[C] = lend(self, entry, now, label, caller())
         if self._leak_threshold is not None:  # the awaiting coroutines' stack, while there
             lease._frame = traceback.extract_stack()
         return lease
+
+    async def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> AsyncPooledConnection[C]:
+        """``acquire`` for a user session within the user's cap on leases of this pool,
+        as ``ConnectionPool.acquire_as``: a user at the cap waits in a line of their own,
+        up to ``timeout`` in all, then gets ``LeaseLimitReached``."""
+        user = context.user
+        cap = self._user_cap(context)
+        limit = self._acquire_timeout if timeout is None else timeout
+        if not self._user_take_locked(user, cap):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._user_wait_locked(user, waiter)
+            start = monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), max(limit, 0.0))
+            except BaseException as exc:
+                if self._user_abandon_locked(user, waiter):
+                    waiter.cancel()
+                    if isinstance(exc, TimeoutError):
+                        raise self._user_limit_error(user, cap, limit) from None
+                    raise
+                # handed a slot in the same instant: give it on, unless we can use it
+                if not isinstance(exc, TimeoutError):
+                    self._user_returned(user)
+                    raise
+            limit -= monotonic() - start
+        try:
+            lease = await self.acquire(max(limit, 0.0), label=label)
+        except BaseException:
+            self._user_returned(user)
+            raise
+        lease._context = context
+        return lease
+
+    def _wake_user(self, waiter: asyncio.Future[None]) -> bool:
+        if waiter.done():
+            return False
+        waiter.set_result(None)
+        return True
 
     async def try_acquire(self, *, label: str | None = None) -> AsyncPooledConnection[C] | None:
         """A connection if one is idle or may be opened now, else None at once.
@@ -213,9 +252,13 @@ class AsyncConnectionPool(PoolBase[C]):
             self._count_wait(0.0)
         else:
             entry = taken
-        if self._needs_renewal(entry, monotonic()):
-            entry = await adrive(self, self._renew_flow(entry, monotonic()))
-        return self._lend(entry, monotonic(), label, caller())
+        now = monotonic()
+        if self._needs_renewal(entry, now):
+            entry = await adrive(self, self._renew_flow(entry, now))
+        lease: AsyncPooledConnection[C] = lend(self, entry, now, label, caller())
+        if self._leak_threshold is not None:
+            lease._frame = traceback.extract_stack()
+        return lease
 
     async def _get(self, timeout: float) -> PoolEntry:
         """An entry, lent (counted in ``_active``): idle, newly opened, or handed over."""

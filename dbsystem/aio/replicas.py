@@ -65,16 +65,14 @@ class AsyncReplicaSet(ReplicaSet):
         if replica is not None:
             started = time.perf_counter()
             try:
-                async with self.db.connection(self.db_type, name=replica) as conn:
-                    conn._context = context
+                async with self.db._connection_as(context, self.db_type, replica) as conn:
                     result = await call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._failed(replica, exc)
             else:
                 self._served(replica, started)
                 return result
-        async with self.db.connection(self.db_type, name=self.primary) as conn:
-            conn._context = context
+        async with self.db._connection_as(context, self.db_type, self.primary) as conn:
             return await call(conn)
 
 

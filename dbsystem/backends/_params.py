@@ -33,9 +33,18 @@ __all__ = ["expand_lists", "is_stacked", "to_pyformat"]
 
 _NAME = r"(?<![\w:]):(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 
-_POSTGRES = re.compile(
+
+def _tokenizer(skip: str) -> re.Pattern[str]:
+    """A dialect's pattern: what to ``skip`` (strings, quoted names, comments), else a
+    ``:name`` placeholder, else a literal ``%``."""
+    return re.compile(
+        rf"(?P<skip>{skip}) | {_NAME} | %",
+        re.VERBOSE | re.DOTALL,
+    )
+
+
+_POSTGRES = _tokenizer(
     r"""
-    (?P<skip>
         [eE]'(?:[^'\\]|\\.|'')*'            # E'...' strings with backslash escapes
       | '(?:[^']|'')*'                      # standard strings
       | "(?:[^"]|"")*"                      # quoted identifiers
@@ -43,48 +52,28 @@ _POSTGRES = re.compile(
       | --[^\n]*                            # line comments
       | /\*.*?\*/                           # block comments
       | ::                                  # casts
-    )
-    | """
-    + _NAME
-    + r"""
-    | %
-    """,
-    re.VERBOSE | re.DOTALL,
+    """
 )
 
-_MYSQL = re.compile(
+_MYSQL = _tokenizer(
     r"""
-    (?P<skip>
         '(?:[^'\\]|\\.|'')*'                # strings, backslash escapes
       | "(?:[^"\\]|\\.|"")*"                # double-quoted strings
       | `(?:[^`]|``)*`                      # quoted identifiers
       | (?:\#|--\s)[^\n]*                   # line comments
       | /\*.*?\*/                           # block comments
-    )
-    | """
-    + _NAME
-    + r"""
-    | %
-    """,
-    re.VERBOSE | re.DOTALL,
+    """
 )
 
-_SQLITE = re.compile(
+_SQLITE = _tokenizer(
     r"""
-    (?P<skip>
         '(?:[^']|'')*'                      # strings
       | "(?:[^"]|"")*"                      # quoted identifiers
       | `(?:[^`]|``)*`                      # quoted identifiers (MySQL style)
       | \[[^\]]*\]                           # quoted identifiers (Access style)
       | --[^\n]*                            # line comments
       | /\*.*?\*/                           # block comments
-    )
-    | """
-    + _NAME
-    + r"""
-    | %
-    """,
-    re.VERBOSE | re.DOTALL,
+    """
 )
 
 _PATTERNS = {"postgresql": _POSTGRES, "mysql": _MYSQL, "sqlite": _SQLITE}

@@ -10,49 +10,34 @@ with the driver's own row machinery for queries. Subclasses supply the rest.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from dbsystem.backends._params import expand_lists, is_stacked, to_pyformat
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import StandardSQLConnection
 from dbsystem.errors import ConnectionFailed, DBSystemError, ProgrammingError
 from dbsystem.kernel.types import ExecuteResult, Row
 
-__all__ = ["PyformatConnection"]
+__all__ = ["PyformatConnection", "PyformatStatements"]
 
 
-class PyformatConnection(StandardSQLConnection):
-    """A driver connection taking ``%(name)s`` parameters, with one reusable cursor."""
+class PyformatStatements(ABC):
+    """What running a statement on a ``%(name)s`` driver needs besides the I/O, for the
+    blocking connections below and the asyncio PostgreSQL one (``aio/_postgres.py``):
+    the text to execute, and the dbsystem error for a driver's exception."""
 
+    backend_name: ClassVar[str]
     dialect: ClassVar[str]
-    driver_errors: ClassVar[tuple[type[BaseException], ...]]
-
-    def __init__(self, conn: Any, show_params: bool, secrets: tuple[str, ...]) -> None:
-        super().__init__()
-        self._conn = conn
-        self._cur = conn.cursor()
-        self._dict_cur = self._make_dict_cursor(conn)
-        self._show_params = show_params
-        self._secrets = secrets
-
-    # -- subclass hooks --------------------------------------------------------------------
-
-    @abstractmethod
-    def _make_dict_cursor(self, conn: Any) -> Any:
-        """A cursor of ``conn`` whose rows are dicts."""
-
-    @abstractmethod
-    def _has_rows(self, cursor: Any) -> bool:
-        """True if the last statement on ``cursor`` produced a result set."""
+    broken: bool
+    _show_params: bool
+    _secrets: tuple[str, ...]
 
     @abstractmethod
     def _connection_lost(self, exc: BaseException) -> bool:
         """True if ``exc`` means the connection is gone (the pool must drop it)."""
-
-    def _lastrowid(self, cursor: Any) -> int | None:
-        return None
 
     def _message(self, exc: BaseException) -> str | None:
         """The error text to show, when the driver's own ``str()`` is not it."""
@@ -65,8 +50,6 @@ class PyformatConnection(StandardSQLConnection):
             self.broken = True
             return ConnectionFailed
         return None
-
-    # -- helpers ---------------------------------------------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         return translate(
@@ -93,6 +76,59 @@ class PyformatConnection(StandardSQLConnection):
                 )
         return query
 
+    def _prepared(
+        self, sql: str, params: Mapping[str, Any] | None
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """The text and parameters to execute for ``sql``: placeholders rewritten, a list
+        after ``IN`` expanded (``_params.expand_lists``), every name checked to have a value.
+
+        Without parameters, stacked statements are refused: psycopg would then use
+        PostgreSQL's simple protocol, which runs them all (and returns the first result
+        only); one statement per call is also how injected SQL is kept out.
+        """
+        if params is not None:
+            if params:
+                expanded, params = expand_lists(sql, params, self.dialect)
+                if expanded is not sql:
+                    return self._query(expanded, params, False), params
+            return self._query(sql, params), params
+        if ";" in sql and is_stacked(sql, self.dialect):
+            raise ProgrammingError(
+                "several statements in one call are refused: run them one at a time",
+                backend=self.backend_name,
+                statement=sql,
+            )
+        return sql, None
+
+
+class PyformatConnection(PyformatStatements, StandardSQLConnection):
+    """A driver connection taking ``%(name)s`` parameters, with one reusable cursor."""
+
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, conn: Any, show_params: bool, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self._conn = conn
+        self._cur = conn.cursor()
+        self._dict_cur = self._make_dict_cursor(conn)
+        self._show_params = show_params
+        self._secrets = secrets
+
+    # -- subclass hooks --------------------------------------------------------------------
+
+    @abstractmethod
+    def _make_dict_cursor(self, conn: Any) -> Any:
+        """A cursor of ``conn`` whose rows are dicts."""
+
+    @abstractmethod
+    def _has_rows(self, cursor: Any) -> bool:
+        """True if the last statement on ``cursor`` produced a result set."""
+
+    def _lastrowid(self, cursor: Any) -> int | None:
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
     def _run(self, sql: str) -> None:
         try:
             self._cur.execute(sql)
@@ -100,23 +136,12 @@ class PyformatConnection(StandardSQLConnection):
             raise self._error(exc, sql, None) from exc
 
     def _send(self, cur: Any, sql: str, params: Mapping[str, Any] | None) -> None:
-        """Execute ``sql`` on ``cur``. Without parameters, stacked statements are refused:
-        psycopg would then use PostgreSQL's simple protocol, which runs them all (and returns
-        the first result only); one statement per call is also how injected SQL is kept out.
-        """
-        if params is not None:
-            expanded = sql
-            if params:
-                expanded, params = expand_lists(sql, params, self.dialect)
-            cur.execute(self._query(expanded, params, expanded is sql), params)
-            return
-        if ";" in sql and is_stacked(sql, self.dialect):
-            raise ProgrammingError(
-                "several statements in one call are refused: run them one at a time",
-                backend=self.backend_name,
-                statement=sql,
-            )
-        cur.execute(sql)
+        """Execute ``sql`` on ``cur`` (see ``_prepared``)."""
+        # SQLConnectionBase.note, inlined (a set lookup for a known text)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
+        query, params = self._prepared(sql, params)
+        cur.execute(query, params)
 
     def _stream_from(
         self, cur: Any, sql: str, params: Mapping[str, Any] | None, batch_size: int
@@ -143,6 +168,7 @@ class PyformatConnection(StandardSQLConnection):
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
         if not seq_params:
             return ExecuteResult(0, None)
+        self.note(sql)
         query = to_pyformat(sql, self.dialect)[0]
         for params in seq_params:
             self._query(sql, params)

@@ -20,6 +20,7 @@ from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.errors import (
     CommitUnknownError,
@@ -141,12 +142,23 @@ class SQLConnectionBase(ABC):
         # Depth below which reset() must not roll back (the test fixture's outer transaction).
         self.base_depth = 0
         self._readonly = False
+        # True once a statement of this lease may have changed session state (a SET, a
+        # temp table, a function off the plain list: ``backends._session``): the pool's
+        # reset then resets the session too, not just the transaction.
+        self.dirty = False
+
+    def note(self, sql: str) -> None:
+        """Remember whether ``sql`` may change session state; the statement methods call it
+        before running ``sql`` (a set lookup for a text seen before)."""
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
 
     @property
     def driver_connection(self) -> Any:
         """The driver's own connection underneath (sqlite3, psycopg, pymysql; None for the
         mock), for what dbsystem does not wrap. What runs on it bypasses the hooks: access
-        control, audit and metrics do not see it."""
+        control, audit and metrics do not see it; the session is reset on return."""
+        self.dirty = True
         return getattr(self, "_conn", None)
 
     # -- statements ------------------------------------------------------------------------
@@ -300,10 +312,12 @@ class SQLConnectionBase(ABC):
         """Close the driver connection. Never raises."""
 
     def reset(self) -> None:
-        """Called by the pool on return: roll back anything left open.
+        """Called by the pool on return: roll back anything left open, and reset the
+        session when the lease may have changed it (``dirty``).
 
         Under a pinned outer transaction (``base_depth``, the pytest fixture's) only the
-        savepoints above it are rolled back.
+        savepoints above it are rolled back, and a changed session gets
+        ``_reset_pinned_session`` (which must not end that transaction).
         """
         if self.streams:
             for stream in list(self.streams):
@@ -313,9 +327,30 @@ class SQLConnectionBase(ABC):
         if self.base_depth:
             while self.tx_depth > self.base_depth:
                 self.rollback(f"dbsystem_sp_{self.tx_depth - 1}")
-        elif self.tx_depth or self.in_transaction:
+            if self.dirty:
+                self._reset_pinned_session()
+                self.dirty = False
+            return
+        if self.tx_depth or self.in_transaction:
             self._rollback()
             self._end_transaction()
+        if self.dirty:
+            self._reset_session()
+            self.dirty = False
+
+    def _reset_session(self) -> None:
+        """Return the session to the pool's own settings (no transaction is open): what a
+        backend knows how to reset it overrides. The default cannot, so it gives the
+        connection up: the pool closes it and opens a fresh one."""
+        self.broken = True
+        raise ConnectionFailed(
+            "the session was changed and this backend cannot reset it: connection closed",
+            backend=self.backend_name,
+        )
+
+    def _reset_pinned_session(self) -> None:  # noqa: B027 - optional for subclasses
+        """``_reset_session`` inside the pinned test transaction, which must stay open.
+        The default does nothing: backends reset what they can without ending it."""
 
 
 class StandardSQLConnection(SQLConnectionBase):

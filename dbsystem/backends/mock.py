@@ -193,6 +193,9 @@ class MockConnection(StandardSQLConnection):
     ) -> Generator[Row, None, None]:
         yield from self._call("stream", sql, params)[0]
 
+    def _reset_session(self) -> None:
+        """A scripted connection has no server session to reset."""
+
     def _run(self, sql: str) -> None:
         if not self._open:
             raise ConnectionFailed("mock connection is closed", backend=self._backend.label)

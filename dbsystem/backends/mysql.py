@@ -85,6 +85,7 @@ _CONVERSIONS: dict[Any, Any] = {
     FIELD_TYPE.TIME: _decode_time,
 }
 
+_COM_RESET_CONNECTION = 0x1F  # pymysql.constants.COMMAND names it COM_END
 _LOST = frozenset({2003, 2006, 2013, 2055})
 _PROGRAMMING = frozenset({1049, 1052, 1054, 1064, 1146, 1305})
 _UNSAFE_CHARSETS = frozenset({"gbk", "sjis", "big5", "cp932", "gb18030"})
@@ -164,6 +165,40 @@ class MySQLConnection(PyformatConnection):
         except pymysql.Error as exc:
             raise self._error(exc, None, None) from exc
 
+    # The pool's own session settings, restored after a reset (set by MySQLBackend.connect).
+    _restore: str = "SET autocommit = 1"
+    _database: str | None = None
+    _init_command: str | None = None
+
+    def _reset_session(self) -> None:
+        # COM_RESET_CONNECTION (pymysql has no public call for it): the server drops
+        # temporary tables, user variables, prepared statements and locks, and sets the
+        # session variables back to the global ones; then the pool's own settings again
+        # (names, autocommit, sql_mode, statement limit), its database and init_command.
+        conn = self._conn
+        try:
+            conn._execute_command(_COM_RESET_CONNECTION, b"")
+            conn._read_ok_packet()
+            with conn.cursor() as cur:
+                cur.execute(self._restore)
+                if self._init_command is not None:
+                    cur.execute(self._init_command)
+            if self._database:
+                conn.select_db(self._database)
+        except pymysql.Error as exc:
+            raise self._error(exc, "COM_RESET_CONNECTION", None) from exc
+
+    def _reset_pinned_session(self) -> None:
+        # Without ending the test's transaction: the pool's settings and database again
+        # (user variables and temporary tables cannot be listed, and stay).
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(self._restore)
+            if self._database:
+                self._conn.select_db(self._database)
+        except pymysql.Error as exc:
+            raise self._error(exc, "SET", None) from exc
+
     @property
     def thread_id(self) -> int:
         """The server's id for this session (for ``KILL``)."""
@@ -239,12 +274,20 @@ class MySQLBackend(Backend):
         except pymysql.Error as exc:
             raise self._cannot_connect(exc, _message(exc)) from exc
         limit = self.config.statement_timeout
+        settings = [f"NAMES {self._kwargs['charset']}", "autocommit = 1"]
+        if "sql_mode" in self._kwargs:
+            settings.append(f"sql_mode = {conn.escape(self._kwargs['sql_mode'])}")
         if limit is not None:  # the server cancels a longer statement
-            sql = (
-                f"SET SESSION max_statement_time = {limit:.3f}"
+            settings.append(
+                f"max_statement_time = {limit:.3f}"
                 if "MariaDB" in conn.get_server_info()
-                else f"SET SESSION max_execution_time = {round(limit * 1000)}"
+                else f"max_execution_time = {round(limit * 1000)}"
             )
             with conn.cursor() as cur:
-                cur.execute(sql)
-        return MySQLConnection(conn, self.config.log_parameters, self._secrets)
+                cur.execute(f"SET SESSION {settings[-1]}")
+        wrapped = MySQLConnection(conn, self.config.log_parameters, self._secrets)
+        wrapped._restore = "SET " + ", ".join(settings)
+        wrapped._database = self.url.database or None
+        init = self._kwargs.get("init_command")
+        wrapped._init_command = str(init) if init is not None else None
+        return wrapped

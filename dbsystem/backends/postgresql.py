@@ -51,7 +51,7 @@ from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.types import Row
 from dbsystem.kernel.url import DatabaseURL
 
-__all__ = ["PostgreSQLBackend", "PostgreSQLConnection"]
+__all__ = ["PostgreSQLBackend", "PostgreSQLConnection", "connection_lost", "forget_prepared"]
 
 _stream_ids = itertools.count(1)
 # Compared with pgconn.transaction_status (a plain int): conn.info builds an object per call.
@@ -59,6 +59,40 @@ _IDLE = int(TransactionStatus.IDLE)
 _BAD = int(ConnStatus.BAD)
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_dumper(dict, JsonbDumper)
+
+
+# DISCARD ALL without what would end the pinned test transaction (a simple-protocol batch:
+# one round trip; psycopg drops its prepared statements on DEALLOCATE ALL).
+_PINNED_RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; RESET ROLE; DEALLOCATE ALL; "
+    "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
+def forget_prepared(conn: Any) -> None:
+    """Make psycopg forget the statements it prepared on ``conn``, after a reset that
+    deallocated them on the server (sync and async connections alike).
+
+    psycopg clears its cache when it sees ``DISCARD ALL`` only for a text it has not
+    counted before, so the second reset of a connection would leave it naming prepared
+    statements the server no longer has ("prepared statement _pg3_0 does not exist").
+    """
+    prepared = getattr(conn, "_prepared", None)
+    if prepared is None:
+        return
+    prepared.clear()
+    flush = getattr(prepared, "_to_flush", None)
+    if flush is not None:
+        flush.clear()  # the server has none left: no DEALLOCATE ALL to send
+
+
+def connection_lost(conn: Any, exc: BaseException) -> bool:
+    """True if ``exc`` on psycopg's ``conn`` (sync or async) means the connection is gone."""
+    if conn.broken or conn.closed:
+        return True
+    # A socket closed under psycopg's wait ("connection socket closed") can leave
+    # ``broken`` unset; libpq's own status still says the connection is gone.
+    return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
 
 
 class PostgreSQLConnection(PyformatConnection):
@@ -87,12 +121,7 @@ class PostgreSQLConnection(PyformatConnection):
         return lost
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        conn = self._conn
-        if conn.broken or conn.closed:
-            return True
-        # A socket closed under psycopg's wait ("connection socket closed") can leave
-        # ``broken`` unset; libpq's own status still says the connection is gone.
-        return bool(conn.pgconn.status == _BAD) or "socket closed" in str(exc)
+        return connection_lost(self._conn, exc)
 
     def _begin(self, isolation: str | None, readonly: bool) -> None:
         sql = "BEGIN"
@@ -152,6 +181,22 @@ class PostgreSQLConnection(PyformatConnection):
 
     def ping(self) -> None:
         self._run("SELECT 1")
+
+    def _reset_session(self) -> None:
+        # Everything a session can change: settings (back to the connection's startup
+        # options, the pool's own), role and session authorization, prepared statements
+        # (psycopg forgets its own on seeing DISCARD ALL), cursors, LISTEN, advisory locks,
+        # temporary tables, cached plans and sequence state. Never prepared itself.
+        try:
+            self._cur.execute("DISCARD ALL", prepare=False)
+        except psycopg.Error as exc:
+            raise self._error(exc, "DISCARD ALL", None) from exc
+        forget_prepared(self._conn)
+
+    def _reset_pinned_session(self) -> None:
+        # DISCARD ALL cannot run inside the test's transaction: its parts that can.
+        self._run(_PINNED_RESET)
+        forget_prepared(self._conn)
 
     @property
     def backend_pid(self) -> int:

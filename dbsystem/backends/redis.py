@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, ClassVar, Self, cast
 
 import redis
@@ -55,10 +56,112 @@ __all__ = [
     "RedisBackend",
     "RedisConnection",
     "Subscription",
+    "changes_session",
     "describe_commands",
     "describe_scan",
     "describe_subscription",
+    "reset_commands",
+    "resetting",
 ]
+
+# Commands that change the state of the connection they run on (its database, name, client
+# tracking, an open MULTI, watched keys, the protocol, the authenticated user, reply mode,
+# subscriptions, replication roles): a connection that ran one is reset before redis-py's
+# pool lends it again (``RESET``, then the pool's own AUTH, SELECT and client name).
+_SESSION_COMMANDS = frozenset(
+    "SELECT CLIENT MULTI WATCH HELLO AUTH RESET READONLY READWRITE ASKING SUBSCRIBE "
+    "PSUBSCRIBE SSUBSCRIBE MONITOR SYNC PSYNC REPLCONF".split()
+)
+# True while a call that ran such a command is on its way: the pool's release resets.
+_SESSION_CHANGED: ContextVar[bool] = ContextVar("dbsystem_redis_session_changed", default=False)
+
+
+# CLIENT subcommands that leave the calling connection as it was (they read, or act on
+# the server or on other clients); any other CLIENT subcommand marks the connection.
+_CLIENT_STATELESS = frozenset(
+    "PAUSE UNPAUSE KILL LIST INFO ID GETNAME TRACKINGINFO GETREDIR UNBLOCK HELP".split()
+)
+
+
+def _word(value: Any) -> str:
+    return (value.decode() if isinstance(value, bytes) else str(value)).upper()
+
+
+def _changes_session(args: Sequence[Any]) -> bool:
+    if not args:
+        return False
+    name = _word(args[0])
+    if name not in _SESSION_COMMANDS:
+        return False
+    if name == "CLIENT" and len(args) > 1:
+        return _word(args[1]) not in _CLIENT_STATELESS
+    return True
+
+
+def changes_session(commands: Sequence[Sequence[Any]]) -> bool:
+    """True if one of ``commands`` changes the state of its connection."""
+    return any(_changes_session(command) for command in commands)
+
+
+def resetting(call: Callable[[], Any]) -> Callable[[], Any]:
+    """``call`` run so that the driver connection it used is reset when it goes back to
+    redis-py's pool (the sync and the async client's pools both read the mark)."""
+
+    def marked() -> Any:
+        token = _SESSION_CHANGED.set(True)
+        try:
+            return call()
+        finally:
+            _SESSION_CHANGED.reset(token)
+
+    return marked
+
+
+def reset_commands(connection: Any) -> list[tuple[Any, ...]] | None:
+    """The commands that reset a redis-py connection and put the pool's settings back:
+    ``RESET`` (ends MULTI, WATCH, client tracking, subscriptions, reply modes; back to
+    database 0, RESP2, the default user), then the connection's own protocol, user and
+    name (``HELLO``, or ``AUTH`` and ``CLIENT SETNAME`` on RESP2) and database (``SELECT``).
+    None when that cannot restore it (a credential provider): the connection is then
+    closed, and the next use opens a fresh one."""
+    if getattr(connection, "credential_provider", None) is not None:
+        return None
+    protocol = str(getattr(connection, "protocol", 2) or 2)
+    password = getattr(connection, "password", None)
+    username = getattr(connection, "username", None)
+    name = getattr(connection, "client_name", None)
+    # RESET leaves CLIENT NO-EVICT on (Redis 7.0); a server without it answers an error,
+    # and the connection is closed instead.
+    commands: list[tuple[Any, ...]] = [("RESET",), ("CLIENT", "NO-EVICT", "OFF")]
+    if protocol != "2":
+        hello: tuple[Any, ...] = ("HELLO", protocol)
+        if password:
+            hello += ("AUTH", username or "default", password)
+        if name:
+            hello += ("SETNAME", name)
+        commands.append(hello)
+    else:
+        if password:
+            commands.append(("AUTH", username, password) if username else ("AUTH", password))
+        if name:
+            commands.append(("CLIENT", "SETNAME", name))
+    if getattr(connection, "db", 0):
+        commands.append(("SELECT", connection.db))
+    return commands
+
+
+def _reset_connection(connection: Any) -> None:
+    commands = reset_commands(connection)
+    if commands is None:
+        connection.disconnect()
+        return
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        for _ in commands:
+            connection.read_response()
+    except Exception:  # whatever went wrong, a closed connection reopens clean
+        connection.disconnect()
+
 
 _OPTIONS = frozenset({"decode_responses", "socket_timeout", "client_name"})
 
@@ -280,6 +383,8 @@ class _CountingPool(redis.BlockingConnectionPool):
         return connection
 
     def release(self, connection: Any) -> None:
+        if _SESSION_CHANGED.get():
+            _reset_connection(connection)
         super().release(connection)
         self._gate.release()
         with self._stats_lock:
@@ -467,7 +572,10 @@ class RedisConnection:
         return self._commands([(tuple(c), {}) for c in commands], transaction=transaction)
 
     def _command(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        return self._run("command", [args], lambda: self._client.execute_command(*args, **options))
+        call = lambda: self._client.execute_command(*args, **options)  # noqa: E731
+        if _changes_session(args):
+            call = resetting(call)
+        return self._run("command", [args], call)
 
     def _commands(
         self, commands: Sequence[tuple[Sequence[Any], dict[str, Any]]], *, transaction: bool
@@ -479,7 +587,9 @@ class RedisConnection:
             return list(pipe.execute())
 
         words = [args for args, _ in commands]
-        result: list[Any] = self._run("pipeline", words, call)
+        result: list[Any] = self._run(
+            "pipeline", words, resetting(call) if changes_session(words) else call
+        )
         return result
 
     def optimistic(self, func: Callable[[Any], Any], *watch: str, retries: int = 10) -> Any:

@@ -14,9 +14,10 @@
   standard isolation level; a read-only transaction sets ``PRAGMA query_only``.
 * sqlite3 binds ``:name`` parameters natively, so statements pass through untouched, but
   for a list after ``IN`` (``_params.expand_lists``). Values
-  sqlite3 has no storage class for (Decimal, UUID, date, datetime, time, dict, list) are
+  sqlite3 has no storage class for (UUID, date, datetime, time, dict, list) are
   stored as text (ISO 8601, JSON), converted only after sqlite3 refuses them, so the common
-  path pays nothing; they read back as text.
+  path pays nothing; they read back as text. A Decimal is bound as the number it is (an
+  integer, or a float when 15 significant digits hold it; text beyond that).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 from dbsystem.backends._params import expand_lists
+from dbsystem.backends._session import PLAIN, changes_session
 from dbsystem.backends._translate import translate
 from dbsystem.backends.base import (
     Backend,
@@ -65,22 +67,85 @@ _SQLITE_RANGE = 25
 
 # What sqlite3 raises for a statement: its own errors, and these two for values it cannot bind.
 _ERRORS = (sqlite3.Error, ValueError, OverflowError)
+# Connection-scoped PRAGMAs (integer valued) a pinned session gets back as the pool set them.
+_SESSION_PRAGMAS = (
+    "foreign_keys",
+    "query_only",
+    "recursive_triggers",
+    "defer_foreign_keys",
+    "reverse_unordered_selects",
+    "ignore_check_constraints",
+    "automatic_index",
+    "cell_size_check",
+    "trusted_schema",
+    "cache_size",
+    "temp_store",
+    "busy_timeout",
+)
+
+
+def _pragma(conn: sqlite3.Connection, name: str) -> Any:
+    try:
+        row = conn.execute(f"PRAGMA {name}").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else row[0]
+
+
 _JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
 _SYNCHRONOUS = frozenset({"off", "normal", "full", "extra"})
 
 
+def _decimal(value: Decimal) -> Any:
+    """A Decimal as the number SQLite computes with, so that it compares and adds as a
+    number (bound as text, ``x <= '-1.50'`` would hold for every number ``x``): an integer
+    when whole, a float when 15 significant digits hold it exactly; beyond that, text with
+    the exact digits (SQLite has no decimal type to keep them in)."""
+    if not value.is_finite():
+        return str(value)
+    if value == value.to_integral_value() and abs(value) < 2**63:
+        return int(value)
+    if len(value.normalize().as_tuple().digits) <= 15:
+        return float(value)
+    return str(value)
+
+
 def _adapt(value: Any) -> Any:
     """Text for the values sqlite3 has no storage class for (it stores them as TEXT)."""
-    if isinstance(value, Decimal | uuid.UUID):
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime.datetime):
-        # Always with microseconds: equal-width text sorts and compares like the instants.
-        return value.isoformat(" ", timespec="microseconds")
+        # sqlite3's own form (what its default adapter writes when a datetime is bound
+        # alone): one text per instant whichever path bound it, microseconds only when not
+        # zero; text order is still time order ("...:05" < "...:05.000001" < "...:06").
+        return value.isoformat(" ")
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), default=_json_value)
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what ``json`` cannot write, as the same value is stored alone."""
+    if isinstance(value, Decimal | uuid.UUID | datetime.date | datetime.time):
+        return _adapt(value)
+    raise ProgrammingError(
+        f"a {type(value).__name__} cannot be stored in JSON on SQLite", backend="sqlite"
+    )
+
+
+_NATIVE = (type(None), int, float, str, bytes, bytearray, memoryview)
+
+
+def _refused(value: Any) -> bool:
+    """Whether sqlite3 refuses to bind ``value`` (no storage class, no adapter of its own)."""
+    return (
+        not isinstance(value, _NATIVE)
+        and (type(value), sqlite3.PrepareProtocol) not in sqlite3.adapters
+    )
 
 
 class SQLiteConnection(StandardSQLConnection):
@@ -88,10 +153,18 @@ class SQLiteConnection(StandardSQLConnection):
 
     backend_name = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, show_params: bool) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        show_params: bool,
+        reopen: Callable[[], sqlite3.Connection] | None = None,
+    ) -> None:
         super().__init__()
         self._conn = conn
         self._show_params = show_params
+        self._reopen = reopen
+        # The connection's settings as the pool made them, put back in a pinned session.
+        self._pragmas = {name: _pragma(conn, name) for name in _SESSION_PRAGMAS}
 
     def _error(self, exc: BaseException, sql: str | None, params: Any) -> DBSystemError:
         override: type[DBSystemError] | None = None
@@ -146,6 +219,9 @@ class SQLiteConnection(StandardSQLConnection):
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> sqlite3.Cursor:
         """Execute ``sql``; expand lists and bind adapted values only if sqlite3 refused a
         value (or raise): the common path pays nothing for either."""
+        # SQLConnectionBase.note, inlined (a set lookup for a known text)
+        if not self.dirty and sql not in PLAIN and changes_session(sql):
+            self.dirty = True
         try:
             return self._conn.execute(sql, () if params is None else params)
         except _ERRORS as exc:
@@ -156,14 +232,28 @@ class SQLiteConnection(StandardSQLConnection):
         return ExecuteResult(cur.rowcount, cur.lastrowid)
 
     def executemany(self, sql: str, seq_params: Sequence[Mapping[str, Any]]) -> ExecuteResult:
+        self.note(sql)
         try:
             cur = self._conn.executemany(sql, seq_params)
-        except sqlite3.ProgrammingError:
+        except sqlite3.ProgrammingError as exc:
+            # sqlite3 ran the rows before the first one it could not bind: go on from that
+            # row with its values adapted (running them all again would repeat the others).
             adapted = [{k: _adapt(v) for k, v in p.items()} for p in seq_params]
-            try:
-                cur = self._conn.executemany(sql, adapted)
-            except _ERRORS as exc:
+            first = next(
+                (
+                    index
+                    for index, row in enumerate(seq_params)
+                    if any(_refused(value) for value in row.values())
+                ),
+                None,
+            )
+            if first is None:
                 raise self._error(exc, sql, None) from exc
+            try:
+                cur = self._conn.executemany(sql, adapted[first:])
+            except _ERRORS as again:
+                raise self._error(again, sql, None) from again
+            return ExecuteResult(first + cur.rowcount, None)
         except _ERRORS as exc:
             raise self._error(exc, sql, None) from exc
         return ExecuteResult(cur.rowcount, None)
@@ -254,8 +344,45 @@ class SQLiteConnection(StandardSQLConnection):
 
     @property
     def driver_connection(self) -> sqlite3.Connection:
-        """The sqlite3 connection underneath, for what dbsystem does not wrap."""
+        """The sqlite3 connection underneath, for what dbsystem does not wrap (the session is
+        reset on return: functions it registers do not outlive the lease)."""
+        self.dirty = True
         return self._conn
+
+    def _reset_session(self) -> None:
+        # What a session can change (PRAGMAs, temporary tables, attached databases,
+        # functions and collations registered on the driver connection) lives in the
+        # sqlite3 connection: a fresh one, made as the pool makes them (tens of
+        # microseconds; an in-memory database lives on in the backend's keeper).
+        if self._reopen is None:
+            super()._reset_session()
+            return
+        fresh = self._reopen()
+        old, self._conn = self._conn, fresh
+        try:
+            old.close()
+        except sqlite3.Error:
+            pass
+
+    def _reset_pinned_session(self) -> None:
+        # Inside the test's transaction: drop temporary objects, set the pool's PRAGMAs
+        # back, detach what can be (SQLite refuses DETACH inside a transaction: such a
+        # database stays attached until the fixture ends).
+        conn = self._conn
+        try:
+            temp = conn.execute(
+                "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+            for kind, name in temp:
+                quoted = name.replace('"', '""')
+                conn.execute(f'DROP {kind.upper()} IF EXISTS temp."{quoted}"')
+            for name, value in self._pragmas.items():
+                if value is not None:
+                    conn.execute(f"PRAGMA {name} = {int(value)}")
+            conn.execute("PRAGMA case_sensitive_like = 0")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reset", None) from exc
 
 
 class SQLiteBackend(Backend):
@@ -317,7 +444,7 @@ class SQLiteBackend(Backend):
         return conn
 
     def connect(self) -> SQLiteConnection:
-        return SQLiteConnection(self._open(), self.config.log_parameters)
+        return SQLiteConnection(self._open(), self.config.log_parameters, self._open)
 
     def dispose(self) -> None:
         if self._keeper is not None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, Unpack, overload
 
+from dbsystem.core.execution import refuse_for
 from dbsystem.errors import PermissionDenied
+from dbsystem.kernel.protocols import TransactionOptions, transaction_options
 from dbsystem.kernel.rows import rows_as
 from dbsystem.kernel.types import DatabaseType, ExecuteResult, Params, Row
 
@@ -35,17 +37,21 @@ BOUND: ContextVar[dict[BoundKey, Any]] = ContextVar(
 def refuse_mixed_users(outer: Any, context: Any) -> None:
     """Refuse to run a ``transaction()`` of ``context`` (a session's, or None: the
     application's) on ``outer``, the connection of an open block of someone else: a
-    connection carries one user for its whole lease (sync and async alike)."""
+    connection carries one user for its whole lease (sync and async alike). The refusal
+    goes through the pool's hooks as a refused ``BEGIN`` of ``context``, so the audit log
+    records it as denied."""
     if outer._context is context:
         return
     other = "the application" if outer._context is None else f"user {outer._context.user!r}"
     who = "the application" if context is None else f"user {context.user!r}"
-    raise PermissionDenied(
+    pool = outer._pool
+    error = PermissionDenied(
         f"{who} cannot open a transaction inside one of {other} on the same pool: a "
         "connection carries one user for its whole lease (close that block first, or use "
         "calls that borrow their own connection)",
-        backend=outer._pool.backend_name,
+        backend=pool.backend_name,
     )
+    refuse_for(outer, context, "begin", "BEGIN", "transaction", error)
 
 
 @contextmanager
@@ -96,19 +102,17 @@ class BoundTransactions(Generic[L]):
 
     @contextmanager
     def transaction(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        isolation: str | None = None,
-        readonly: bool = False,
+        self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]
     ) -> Iterator[L]:
         """Borrow a connection inside a transaction, committed when the block exits cleanly.
 
-        Inside the block, entities (``dbsystem.orm``) and ``bound_connection`` use this
-        connection, so their work is part of the transaction. Nested calls for the same
-        pool reuse it as a savepoint; a block of another user there is refused.
+        Options (``TransactionOptions``): ``name`` (a named pool), ``isolation`` (e.g.
+        ``"serializable"``), ``readonly``. Inside the block, entities (``dbsystem.orm``)
+        and ``bound_connection`` use this connection, so their work is part of the
+        transaction. Nested calls for the same pool reuse it as a savepoint; a block of
+        another user there is refused.
         """
+        name, isolation, readonly = transaction_options(options)
         key = (id(self._bound_owner()), self._resolve_type(db_type), name)
 
         def borrow() -> Any:

@@ -27,14 +27,19 @@ committed after every other participant prepared, and its commit is the decision
 (documented in docs/TRANSACTIONS.md): a crash between that commit and the log record leaves
 it committed while recovery rolls the others back. Redis, as the last resource, queues the
 block's commands (``tx.connection(DatabaseType.REDIS).execute(...)`` returns None) and runs
-them in one MULTI/EXEC. MongoDB cannot take part.
+them in one MULTI/EXEC, all or none: under WATCH, the commands are first played against
+what their keys hold, and one that would fail inside EXEC (where Redis would still apply
+the others) refuses the commit before anything changed (docs/TRANSACTIONS.md). MongoDB
+cannot take part.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import socket
 import threading
 import uuid
@@ -42,10 +47,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from dbsystem._log import get_logger
-from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError
+from dbsystem.errors import DBSystemError, InterfaceError, NotSupportedError, OperationalError
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
@@ -226,8 +231,27 @@ class RecoveryReport:
     rolled_back: list[str] = field(default_factory=list)
 
 
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_INT64 = (-(2**63), 2**63 - 1)
+# The commands Redis may run as the last resource, each checked before EXEC against the
+# keys it touches (their type, and the numbers the command parses): Redis does not roll a
+# transaction back, so a command failing inside EXEC would leave the others applied.
+_LAST_RESOURCE_COMMANDS = (
+    "SET DEL UNLINK EXPIRE PEXPIRE PERSIST INCR DECR INCRBY DECRBY INCRBYFLOAT APPEND "
+    "HSET HDEL HINCRBY LPUSH RPUSH SADD SREM ZADD ZREM"
+).split()
+_TYPE_OF = {
+    **dict.fromkeys(["INCR", "DECR", "INCRBY", "DECRBY", "INCRBYFLOAT", "APPEND"], "string"),
+    **dict.fromkeys(["HSET", "HDEL", "HINCRBY"], "hash"),
+    **dict.fromkeys(["LPUSH", "RPUSH"], "list"),
+    **dict.fromkeys(["SADD", "SREM"], "set"),
+    **dict.fromkeys(["ZADD", "ZREM"], "zset"),
+}
+
+
 class _QueuedRedis:
-    """Redis as the last resource: commands queue, and run in one MULTI/EXEC at commit."""
+    """Redis as the last resource: commands queue, and run in one MULTI/EXEC at commit,
+    all or none (checked first under WATCH; see ``_RedisCheck``)."""
 
     def __init__(self) -> None:
         self.commands: list[tuple[Any, ...]] = []
@@ -236,7 +260,146 @@ class _QueuedRedis:
         """Queue one command (its result is not known before the commit)."""
         if not args:
             raise InterfaceError("execute() needs a command")
-        self.commands.append(args)
+        name = str(args[0]).upper()
+        if name not in _LAST_RESOURCE_COMMANDS or len(args) < 2:
+            raise NotSupportedError(
+                f"Redis as the last resource runs only commands it can check before EXEC "
+                f"(so that none fails inside it): {' '.join(_LAST_RESOURCE_COMMANDS)}; "
+                f"not {args[0]!r}"
+            )
+        self.commands.append((name, *args[1:]))
+
+    def keys(self) -> list[str]:
+        """Every key the queued commands touch (each takes one, DEL and UNLINK several)."""
+        found: dict[str, None] = {}
+        for command in self.commands:
+            touched = command[1:] if command[0] in ("DEL", "UNLINK") else command[1:2]
+            found.update(dict.fromkeys(_text(k) for k in touched))
+        return list(found)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _RedisCheck:
+    """The queued commands played against what the watched keys hold, before EXEC: a
+    command that would fail there (a wrong type, INCR of a text, a bad number) refuses the
+    whole transaction while nothing has changed."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.kind: dict[str, str | None] = {}
+        self.value: dict[str, Any] = {}  # a string's value; None: not known
+        self.fields: dict[tuple[str, str], Any] = {}
+        self.fresh: set[str] = set()  # keys replaced by an earlier command: not read again
+
+    def _type(self, key: str) -> str | None:
+        if key not in self.kind:
+            found = _text(self.pipe.type(key))
+            self.kind[key] = None if found == "none" else found
+            if found == "string":
+                raw = self.pipe.get(key)
+                self.value[key] = None if raw is None else _text(raw)
+        return self.kind[key]
+
+    def _fail(self, command: tuple[Any, ...], why: str) -> NoReturn:
+        raise OperationalError(
+            f"Redis as the last resource: {command[0]} {_text(command[1])!r} would fail "
+            f"inside EXEC ({why}); nothing was changed",
+            backend="redis",
+        )
+
+    def run(self, command: tuple[Any, ...]) -> None:
+        name, key = command[0], _text(command[1])
+        args = [_text(a) for a in command[2:]]
+        if name in ("DEL", "UNLINK"):
+            for each in [key, *args]:
+                self.kind[each] = None
+                self.value.pop(each, None)
+                self.fresh.add(each)
+            return
+        if name == "SET":
+            if not args:
+                self._fail(command, "no value")
+            self.kind[key] = "string"
+            self.fresh.add(key)
+            plain = not {a.upper() for a in args[1:]} & {"NX", "XX", "GET", "KEEPTTL"}
+            self.value[key] = args[0] if plain else None
+            self._expiry(command, args[1:])
+            return
+        if name in ("EXPIRE", "PEXPIRE"):
+            if not args or not _INT.fullmatch(args[0]):
+                self._fail(command, "the time is not an integer")
+            return
+        if name == "PERSIST":
+            return
+        kind = self._type(key)
+        wanted = _TYPE_OF[name]
+        if kind not in (None, wanted):
+            self._fail(command, f"the key holds a {kind}, not a {wanted}")
+        self.kind[key] = wanted
+        if name in ("INCR", "DECR", "INCRBY", "DECRBY"):
+            step = 1 if name in ("INCR", "DECR") else self._integer(command, args[:1])
+            current = self._integer(command, [self.value.get(key) or "0"], "the value")
+            result = current + (-step if name.startswith("DECR") else step)
+            if not _INT64[0] <= result <= _INT64[1]:
+                self._fail(command, "the result overflows a 64-bit integer")
+            self.value[key] = str(result)
+        elif name == "INCRBYFLOAT":
+            step_f = self._float(command, args[:1], "the increment")
+            base = self._float(command, [self.value.get(key) or "0"], "the value")
+            self.value[key] = repr(base + step_f)
+        elif name == "APPEND":
+            current_text = self.value.get(key, "") if kind else ""
+            self.value[key] = None if current_text is None else current_text + "".join(args[:1])
+        elif name == "HINCRBY":
+            if len(args) != 2:
+                self._fail(command, "HINCRBY takes a field and an increment")
+            step = self._integer(command, args[1:])
+            slot = (key, args[0])
+            if slot not in self.fields:
+                read = kind and key not in self.fresh
+                raw = self.pipe.hget(key, args[0]) if read else None
+                self.fields[slot] = None if raw is None else _text(raw)
+            current = self._integer(command, [self.fields[slot] or "0"], "the field")
+            if not _INT64[0] <= current + step <= _INT64[1]:
+                self._fail(command, "the result overflows a 64-bit integer")
+            self.fields[slot] = str(current + step)
+        elif name == "HSET":
+            if not args or len(args) % 2:
+                self._fail(command, "HSET takes field value pairs")
+            for field_name, field_value in zip(args[::2], args[1::2], strict=True):
+                self.fields[(key, field_name)] = field_value
+        elif name == "HDEL":
+            for field_name in args:
+                self.fields[(key, field_name)] = None
+        elif name == "ZADD":
+            if not args or len(args) % 2 or args[0].upper() in ("NX", "XX", "GT", "LT", "CH"):
+                self._fail(command, "ZADD takes score member pairs (no options here)")
+            for score in args[::2]:
+                self._float(command, [score], "a score")
+
+    def _expiry(self, command: tuple[Any, ...], options: list[str]) -> None:
+        for at, option in enumerate(options):
+            if option.upper() in ("EX", "PX", "EXAT", "PXAT"):
+                if at + 1 >= len(options) or not _INT.fullmatch(options[at + 1]):
+                    self._fail(command, "the expiry is not an integer")
+
+    def _integer(self, command: tuple[Any, ...], args: list[Any], what: str = "a number") -> int:
+        text = args[0] if args else None
+        if text is None or not _INT.fullmatch(text) or not (_INT64[0] <= int(text) <= _INT64[1]):
+            self._fail(command, f"{what} is not an integer")
+        return int(text)
+
+    def _float(self, command: tuple[Any, ...], args: list[Any], what: str) -> float:
+        try:
+            number = float(args[0]) if args and args[0].strip() == args[0] else math.nan
+        except ValueError:
+            number = math.nan
+        if math.isnan(number) or (what != "a score" and math.isinf(number)):
+            self._fail(command, f"{what} is not a number")
+        return number
 
 
 class DistributedTransaction:
@@ -455,9 +618,21 @@ class TransactionCoordinator:
         key, resource = last
         if isinstance(resource, _QueuedRedis):
             if resource.commands:
+                commands = resource.commands
+
+                def checked(pipe: Any) -> None:
+                    # Under WATCH: read what the keys hold, play the commands against it,
+                    # then queue them; a key changed meanwhile makes EXEC retry from here.
+                    check = _RedisCheck(pipe)
+                    for command in commands:
+                        check.run(command)
+                    pipe.multi()
+                    for command in commands:
+                        pipe.execute_command(*command)
+
                 redis: Any = self.db.connection(key[0], name=key[1])
                 with redis as conn:
-                    conn.pipeline(resource.commands, transaction=True)
+                    conn.optimistic(checked, *resource.keys())
             return
         resource._lease_raw().commit()
 

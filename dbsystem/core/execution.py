@@ -14,15 +14,16 @@ only when a hook is installed (the hot path tests one tuple and calls).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TypeVar, cast
 
 from dbsystem.kernel.hooks import Description, HookChain, Statement
 from dbsystem.kernel.stats import PoolLimits, PoolStats
 
-__all__ = ["DriverPool", "refuse_sql", "statement"]
+__all__ = ["DriverPool", "refuse_for", "refuse_sql", "statement"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Iterator[Any] | AsyncGenerator[Any, None])  # a stream of rows or keys
 
 
 def statement(
@@ -67,6 +68,31 @@ def refuse_sql(
     raise error
 
 
+def refuse_for(
+    conn: Any, context: Any, operation: str, text: str, action: str, error: BaseException
+) -> NoReturn:
+    """Raise ``error`` for ``operation`` refused to ``context`` (a session's, or None: the
+    application's) on ``conn``, a lease that carries someone else (a block of another
+    user): reported through the hooks as that caller's refused statement, so the audit log
+    records who tried."""
+    pool = conn._pool
+    hooks: HookChain = pool.hooks
+    if hooks.hooks:
+        backend = conn.backend
+        refused = statement(
+            pool,
+            context,
+            operation,
+            text,
+            dialect=backend.dialect,
+            backend=pool.backend_name or backend.name,
+            action=action,
+            resources=(),
+        )
+        hooks.refuse(refused, error)
+    raise error
+
+
 class DriverPool(PoolLimits):
     """The manager's pool object for a backend whose driver pools for itself."""
 
@@ -88,6 +114,15 @@ class DriverPool(PoolLimits):
         if self._closed:
             raise self._closed_error()
         return self.connector.handle(self)
+
+    def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> Any:
+        """A handle whose operations carry ``context`` (a user session's). The driver
+        holds a connection only for each command, so there is no lease to cap."""
+        handle = self.acquire(timeout, label=label)
+        handle._context = context
+        return handle
 
     def try_acquire(self, *, label: str | None = None) -> Any:
         """A handle, or None at once when every driver connection is in use."""
@@ -176,37 +211,20 @@ class DriverPool(PoolLimits):
         context: Any,
         operation: str,
         describe: Callable[[], Description],
-        items: Iterator[T],
-    ) -> Iterator[T]:
-        """``items`` as ``operation`` through the hooks, timed until exhausted."""
-        observed: Iterator[T] = self._stream(context, operation, describe, items, False)
-        return observed
-
-    def arun_stream(
-        self,
-        context: Any,
-        operation: str,
-        describe: Callable[[], Description],
-        items: AsyncGenerator[T, None],
-    ) -> AsyncIterator[T]:
-        """``run_stream`` for an async iterator (the asyncio handles' SCAN)."""
-        observed: AsyncIterator[T] = self._stream(context, operation, describe, items, True)
-        return observed
-
-    def _stream(
-        self,
-        context: Any,
-        operation: str,
-        describe: Callable[[], Description],
-        items: Any,
-        aio: bool,
-    ) -> Any:
+        items: S,
+    ) -> S:
+        """``items`` as ``operation`` through the hooks, timed until exhausted: an iterator,
+        or an async one (the asyncio handles' SCAN), observed as what it is."""
         self._check_open()
         hooks = self.hooks
         if not hooks.hooks:
             return items
-        observe = hooks.arun_stream if aio else hooks.run_stream
-        return observe(self._statement(context, operation, describe()), items)
+        statement = self._statement(context, operation, describe())
+        if isinstance(items, AsyncGenerator):
+            observed: Any = hooks.arun_stream(statement, items)
+        else:
+            observed = hooks.run_stream(statement, cast(Iterator[Any], items))
+        return cast(S, observed)
 
     def refuse(
         self,

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, Unpack, cast, overload
 
 from dbsystem._log import get_logger
 from dbsystem.backends import database_type_for_url, get_backend_class
@@ -35,7 +35,7 @@ from dbsystem.errors import ConfigurationError, InterfaceError, NotSupportedErro
 from dbsystem.kernel._singleton import ProcessWide
 from dbsystem.kernel.config import PoolConfig
 from dbsystem.kernel.hooks import ExecutionHook, HookChain
-from dbsystem.kernel.protocols import lookup_credential
+from dbsystem.kernel.protocols import ConnectionOptions, connection_options, lookup_credential
 from dbsystem.kernel.stats import PoolStats
 from dbsystem.kernel.types import DatabaseType
 
@@ -217,10 +217,24 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
         chosen = db_type or self._default or self._default_type()
         replicas = self._replicas.get((chosen, None))
         if replicas is None:
-            with self.connection(chosen) as conn:
-                conn._context = context
+            with self._connection_as(context, chosen, None) as conn:
                 return call(conn)
         return replicas.read(sql, call, context)
+
+    def _connection_as(
+        self,
+        context: Any,
+        db_type: DatabaseType | None,
+        name: str | None,
+        timeout: float | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """A lease for ``context``: a user session's (within the user's cap on leases of
+        the pool, ``acquire_as``), or None: the application's own (``connection()``)."""
+        pool = self.get_pool(db_type, name)
+        if context is None:
+            return pool.acquire(timeout, label=label)
+        return pool.acquire_as(context, timeout, label=label)
 
     def create_pools(self, specs: Sequence[PoolSpec]) -> None:
         """Create every pool in ``specs`` (from ``load_toml``); one marked default sets the mode."""
@@ -377,49 +391,33 @@ class Engine(BoundTransactions[Connection], Calls, ProcessWide):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> RedisConnection: ...
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> MongoConnection: ...
 
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        label: str | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection | RedisConnection | MongoConnection:
         """Borrow a connection: ``with db.connection(DatabaseType.SQLITE) as conn: ...``.
 
-        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. ``label`` names
-        the borrower in the pool's ``holders()`` and ``dbsystem pools`` (else its code
-        location does).
+        A ``Connection`` for SQL pools; a ``RedisConnection`` for Redis. Options
+        (``ConnectionOptions``): ``name`` (a named pool), ``timeout`` (the wait for a free
+        connection), ``label`` (names the borrower in the pool's ``holders()`` and
+        ``dbsystem pools``; else its code location does).
         """
-        return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
+        if options:
+            name, timeout, label = connection_options(options)
+            return self.get_pool(db_type, name).acquire(timeout, label=label)  # type: ignore[return-value]
+        return self.get_pool(db_type).acquire()  # type: ignore[return-value]
 
     def _default_for_bound(self) -> DatabaseType | None:
         return self._default

@@ -15,7 +15,11 @@ How it behaves (the choices, and why):
 * Connections are opened outside the pool lock, so a slow connect never blocks a return.
 * Health: a connection idle for longer than ``health_check_interval`` is pinged before it is
   handed out; a dead one is replaced and the caller never sees the error. Returns roll back
-  an open transaction; a connection that cannot be reset is dropped.
+  an open transaction and, when the lease may have changed its session, reset it (the
+  connector's ``reset``: see docs/SECURITY.md, "Sessions and pool reset"); a connection
+  that cannot be reset is dropped.
+* A user session's lease (``acquire_as``) counts against the user's cap on leases of the
+  pool; a user at the cap waits in a line of their own, so others are still served.
 * ``max_lifetime`` (less up to 10% jitter, so connections do not all expire together) is
   enforced on acquire, on return and by the maintenance thread; a connection in use is never
   closed under its borrower.
@@ -48,7 +52,7 @@ from typing import Any, Protocol, TypeVar
 
 from dbsystem._log import get_logger
 from dbsystem.core._flow import drive
-from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller
+from dbsystem.core._pool_base import Lease, PoolBase, PoolEntry, caller, lend
 from dbsystem.errors import PoolTimeout
 from dbsystem.kernel.stats import WAIT_BUCKETS, PoolHolder, PoolStats
 
@@ -69,8 +73,6 @@ L = TypeVar("L", bound="PooledConnection[Any]")
 # Connections inherited across fork() are parked here, never closed: closing them in the
 # child would end the parent's server sessions (libpq sends Terminate on close).
 _INHERITED: list[object] = []
-# Leases are made with object.__new__ and four stores: no __init__ frame on the hot path.
-_new_object = object.__new__
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 _caller = caller
 
@@ -146,6 +148,8 @@ class PooledConnection(Lease[C]):
             return
         self._entry = self._raw = self._frame = None  # Lease._take_entry, inlined
         entry.lease = entry.where = entry.label = None
+        if self._context is not None:  # a user session's lease: its per-user slot back
+            pool._user_returned(self._context.user)
         if entry.generation != pool._generation:
             _INHERITED.append(entry.conn)  # lent out before a fork; not ours to close
             return
@@ -241,20 +245,43 @@ class ConnectionPool(PoolBase[C]):
             self._count_wait(now - start)
         if now - entry.last_used > self._check_after or now >= entry.expires_at:
             entry = drive(self, self._renew_flow(entry, now))
-        # PoolBase._borrowed, inlined: this is the hot path.
-        entry.borrowed_at = now
-        entry.label = label
-        entry.where = _caller()
-        lease = _new_object(self._lease_class)
-        lease._pool = self
-        lease._entry = entry
-        lease._raw = entry.conn
-        lease._frame = None
-        lease._context = None
+        lease: PooledConnection[C] = lend(self, entry, now, label, _caller())
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
-            entry.leak_reported = False
-            entry.lease = weakref.ref(lease)
+        return lease
+
+    def acquire_as(
+        self, context: Any, timeout: float | None = None, *, label: str | None = None
+    ) -> PooledConnection[C]:
+        """``acquire`` for a user session (``context``: its ``SessionContext``), within the
+        user's cap on leases of this pool (``max_connections`` of the session or of its
+        roles, the smallest). A user at the cap waits, up to ``timeout`` in all, for one
+        of their own leases to come back, in a line of their own: other users and the
+        application are served meanwhile. Raises ``LeaseLimitReached`` naming the user
+        and the cap, and what ``acquire`` raises; the lease carries ``context``.
+        """
+        user = context.user
+        cap = self._user_cap(context)
+        limit = self._acquire_timeout if timeout is None else timeout
+        with self._lock:
+            taken = self._user_take_locked(user, cap)
+            if not taken:
+                waiter = _Waiter()
+                self._user_wait_locked(user, waiter)
+        if not taken:
+            start = monotonic()
+            if not waiter.lock.acquire(timeout=max(limit, 0.0)):
+                with self._lock:
+                    if self._user_abandon_locked(user, waiter):
+                        raise self._user_limit_error(user, cap, limit)
+                # handed a slot just as the wait timed out: keep it
+            limit -= monotonic() - start
+        try:
+            lease = self.acquire(max(limit, 0.0), label=label)
+        except BaseException:
+            self._user_returned(user)
+            raise
+        lease._context = context
         return lease
 
     def try_acquire(self, *, label: str | None = None) -> PooledConnection[C] | None:
@@ -276,8 +303,7 @@ class ConnectionPool(PoolBase[C]):
         now = monotonic()
         if self._needs_renewal(entry, now):
             entry = drive(self, self._renew_flow(entry, now))
-        lease = self._lease_class(self, entry)
-        self._borrowed(entry, now, label, lease, _caller())
+        lease: PooledConnection[C] = lend(self, entry, now, label, _caller())
         if self._leak_threshold is not None:
             lease._frame = sys._getframe(1)
         return lease
@@ -426,6 +452,10 @@ class ConnectionPool(PoolBase[C]):
             waiter.lock.release()
         else:
             self._idle.append(entry)
+
+    def _wake_user(self, waiter: _Waiter) -> bool:
+        waiter.lock.release()  # (a waiter that gave up left the line under the lock)
+        return True
 
     def _grant_permit_locked(self) -> None:
         """A slot came free: let the oldest waiter open a connection in it."""

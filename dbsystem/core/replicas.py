@@ -198,14 +198,12 @@ class ReplicaSet:
         if replica is not None:
             started = time.perf_counter()
             try:
-                with self.db.connection(self.db_type, name=replica) as conn:
-                    conn._context = context
+                with self.db._connection_as(context, self.db_type, replica) as conn:
                     result = call(conn)
             except (ConnectionFailed, PoolTimeout) as exc:
                 self._failed(replica, exc)
             else:
                 self._served(replica, started)
                 return result
-        with self.db.connection(self.db_type, name=self.primary) as conn:
-            conn._context = context
+        with self.db._connection_as(context, self.db_type, self.primary) as conn:
             return call(conn)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from dbsystem.core._calls import BoundTransactions, Calls
-from dbsystem.kernel.protocols import BackendInfo
+from dbsystem.errors import ConfigurationError
+from dbsystem.kernel.protocols import BackendInfo, ConnectionOptions, connection_options
 from dbsystem.kernel.types import DatabaseType
 
 if TYPE_CHECKING:
@@ -27,16 +28,32 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["EngineSession", "SessionContext"]
+__all__ = ["EngineSession", "SessionContext", "session_context"]
 
 
 @dataclass(frozen=True)
 class SessionContext:
-    """Who runs a statement: the user, the session id, free attributes (tenant...)."""
+    """Who runs a statement: the user, the session id, free attributes (tenant...), and
+    how many connections of one pool the session may hold at once (None: its roles say)."""
 
     user: str
     session_id: str | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    max_connections: int | None = None
+
+
+def session_context(
+    user: str,
+    session_id: str | None,
+    attrs: Mapping[str, Any] | None,
+    max_connections: int | None,
+) -> SessionContext:
+    """The context of ``for_user(...)`` (sync and async): ``max_connections`` checked."""
+    if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
+        raise ConfigurationError(
+            f"for_user({user!r}): max_connections must be a positive int, not {max_connections!r}"
+        )
+    return SessionContext(user, session_id, dict(attrs or {}), max_connections)
 
 
 class EngineSession(BoundTransactions[Any], Calls):
@@ -60,39 +77,26 @@ class EngineSession(BoundTransactions[Any], Calls):
 
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.REDIS],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.REDIS], **options: Unpack[ConnectionOptions]
     ) -> RedisConnection: ...
     @overload
     def connection(  # type: ignore[overload-overlap]
-        self,
-        db_type: Literal[DatabaseType.MONGODB],
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: Literal[DatabaseType.MONGODB], **options: Unpack[ConnectionOptions]
     ) -> MongoConnection: ...
     @overload
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection: ...
 
     def connection(
-        self,
-        db_type: DatabaseType | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Connection | RedisConnection | MongoConnection:
-        """Borrow a connection whose statements carry this session's user."""
-        conn = self._manager.connection(db_type, name=name, timeout=timeout)
-        conn._context = self.context
+        """Borrow a connection whose statements carry this session's user, within the
+        user's cap on connections of that pool (``max_connections``, ``acquire_as``)."""
+        name, timeout, label = connection_options(options)
+        conn: Connection | RedisConnection | MongoConnection = self._manager._connection_as(
+            self.context, db_type, name, timeout, label
+        )
         return conn
 
     @property

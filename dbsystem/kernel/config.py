@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -81,7 +81,20 @@ TLSMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 """How a connection uses TLS, with libpq's names (the strictest is the default)."""
 
 
-class TLSConfig(BaseModel):
+class _Settings(BaseModel):
+    """A settings model whose invalid values raise ``ConfigurationError`` naming the field
+    (pydantic's ``ValidationError`` is not a ``DBSystemError``)."""
+
+    _what: ClassVar[str]  # "TLS configuration", "pool configuration"
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc, self._what) from None
+
+
+class TLSConfig(_Settings):
     """TLS settings of a pool, mapped to each driver's own options.
 
     ``mode``: ``disable`` (plaintext), ``prefer`` (TLS when the server offers it),
@@ -93,17 +106,12 @@ class TLSConfig(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    _what: ClassVar[str] = "TLS configuration"
 
     mode: TLSMode = "verify-full"
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(exc, "TLS configuration") from None
 
     @model_validator(mode="after")
     def _check_files(self) -> TLSConfig:
@@ -121,13 +129,17 @@ class TLSConfig(BaseModel):
         return self.mode in ("verify-ca", "verify-full")
 
 
-class PoolConfig(BaseModel):
+class PoolConfig(_Settings):
     """Settings for one connection pool. Frozen: build a new one with ``model_copy(update=...)``.
 
     Timeouts are float seconds. ``None`` turns an optional limit off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    _what: ClassVar[str] = "pool configuration"
+
+    def __init__(self, **data: Any) -> None:  # (typed loosely: a URL may be given as text)
+        super().__init__(**data)
 
     url: URLField
     """Where to connect; its query options may set the fields below."""
@@ -189,12 +201,6 @@ class PoolConfig(BaseModel):
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, _masked_options(value) if name == "options" else value
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise _configuration_error(exc, "pool configuration") from None
 
     @model_validator(mode="before")
     @classmethod

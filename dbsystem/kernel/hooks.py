@@ -28,7 +28,7 @@ from functools import lru_cache
 from time import perf_counter
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
-__all__ = ["Description", "ExecutionHook", "HookChain", "Statement", "is_policed", "policed"]
+__all__ = ["Description", "ExecutionHook", "HookChain", "Statement"]
 
 T = TypeVar("T")
 
@@ -163,24 +163,48 @@ class Description(NamedTuple):
     accesses: tuple[tuple[str, str], ...] | None = None
 
 
-# A context variable, not a thread-local: an asyncio task awaiting inside ``policed()``
-# must not lend the mark to the tasks that run meanwhile on the same thread.
-_policed: ContextVar[int] = ContextVar("dbsystem_policed", default=0)
+class _PolicedMark:
+    """One statement whose row policies the library applied: its text and parameters."""
+
+    __slots__ = ("left", "params", "text")
+
+    def __init__(self, text: str | None, params: Any) -> None:
+        self.text = text
+        self.params = params
+        self.left = 1
+
+
+# A context variable, not a thread-local: an asyncio task awaiting inside the block must
+# not lend the mark to the tasks that run meanwhile on the same thread.
+_POLICED: ContextVar[_PolicedMark | None] = ContextVar("dbsystem_policed", default=None)
 
 
 @contextmanager
-def policed() -> Iterator[None]:
-    """Marks statements run in this block as having had their row policies applied."""
-    token = _policed.set(_policed.get() + 1)
+def _policed_for(text: str | None, params: Any = None) -> Iterator[None]:
+    """The library's own: the one statement the block runs next, with ``text`` (None: any
+    text, for MongoDB operations) and this very ``params`` object, had its row policies
+    applied by the builder that runs it. Not exported: a mark a session could set would
+    skip its row policies. The mark is used up by that statement, never covers raw SQL,
+    and another text or parameter object gets nothing from it."""
+    token = _POLICED.set(_PolicedMark(text, params))
     try:
         yield
     finally:
-        _policed.reset(token)
+        _POLICED.reset(token)
 
 
-def is_policed() -> bool:
-    """True inside ``policed()``: a statement whose row policies a hook already applied."""
-    return _policed.get() > 0
+def _is_policed(statement: Statement) -> bool:
+    """True for the statement a ``_policed_for`` block marked (once): a built statement
+    (never raw SQL) with the marked text and parameter object."""
+    mark = _POLICED.get()
+    if mark is None or mark.left <= 0 or statement.raw:
+        return False
+    if mark.text is not None and (
+        mark.text != statement.text or mark.params is not statement.params
+    ):
+        return False
+    mark.left -= 1
+    return True
 
 
 class ExecutionHook:
@@ -209,6 +233,11 @@ class ExecutionHook:
         refuse it (the builder reports the refusal through ``HookChain.refuse``).
         """
         return query, False
+
+    def lease_limit(self, context: Any) -> int | None:
+        """How many connections of one pool the session ``context``'s user may hold at
+        once (None: no limit from this hook). Asked when a user session borrows one."""
+        return None
 
 
 class HookChain:
@@ -266,6 +295,16 @@ class HookChain:
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
+
+    def lease_limit(self, context: Any) -> int | None:
+        """The smallest ``lease_limit`` any hook gives ``context`` (None: no limit)."""
+        limit: int | None = None
+        for hook in self.hooks:
+            if type(hook).lease_limit is not ExecutionHook.lease_limit:
+                found = hook.lease_limit(context)
+                if found is not None and (limit is None or found < limit):
+                    limit = found
+        return limit
 
     def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
         """``query`` passed through every hook's ``restrict`` (a user session's builders)."""

@@ -23,9 +23,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    TypedDict,
+    Unpack,
+    runtime_checkable,
+)
 
-from dbsystem.errors import ConfigurationError
+from dbsystem.errors import ConfigurationError, InterfaceError
 
 if TYPE_CHECKING:
     from dbsystem.kernel.config import PoolConfig
@@ -36,10 +45,14 @@ __all__ = [
     "BackendInfo",
     "BackendKind",
     "BackendLike",
+    "ConnectionOptions",
     "DriverPoolBackend",
     "StatementRunner",
+    "TransactionOptions",
     "lookup_credential",
+    "connection_options",
     "set_credential_source",
+    "transaction_options",
 ]
 
 BackendKind = Literal["sql", "kv", "document"]
@@ -78,6 +91,58 @@ class DriverPoolBackend(BackendLike, Protocol):
         waiting, closed) of the driver's pool."""
 
 
+class ConnectionOptions(TypedDict, total=False):
+    """The options of ``connection()``, the same for every manager, user session and
+    bridge, sync and async (declared once here, checked by ``connection_options``)."""
+
+    name: str | None
+    """The named pool of the type (default: its default pool)."""
+    timeout: float | None
+    """How long to wait for a free connection (default: the pool's ``acquire_timeout``)."""
+    label: str | None
+    """Names the borrower in the pool's ``holders()`` (default: its code location)."""
+
+
+_CONNECTION_OPTIONS = frozenset(ConnectionOptions.__annotations__)
+
+
+def connection_options(options: Mapping[str, Any]) -> tuple[str | None, float | None, str | None]:
+    """``name``, ``timeout`` and ``label`` from ``connection()``'s keyword options; an
+    option it does not take raises ``InterfaceError`` naming it."""
+    if not options.keys() <= _CONNECTION_OPTIONS:  # (no set built: every builder call asks)
+        unknown = ", ".join(sorted(options.keys() - _CONNECTION_OPTIONS))
+        raise InterfaceError(
+            f"connection() takes no option {unknown} (its options: name, timeout, label)"
+        )
+    return options.get("name"), options.get("timeout"), options.get("label")
+
+
+class TransactionOptions(TypedDict, total=False):
+    """The options of ``transaction()``, the same for every manager, user session and
+    bridge, sync and async (declared once here, checked by ``transaction_options``)."""
+
+    name: str | None
+    """The named pool of the type (default: its default pool)."""
+    isolation: str | None
+    """The isolation level, e.g. ``"serializable"`` (default: the server's)."""
+    readonly: bool
+    """A read-only transaction (default: False)."""
+
+
+_TRANSACTION_OPTIONS = frozenset(TransactionOptions.__annotations__)
+
+
+def transaction_options(options: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
+    """``name``, ``isolation`` and ``readonly`` from ``transaction()``'s keyword options;
+    an option it does not take raises ``InterfaceError`` naming it."""
+    if not options.keys() <= _TRANSACTION_OPTIONS:
+        unknown = ", ".join(sorted(options.keys() - _TRANSACTION_OPTIONS))
+        raise InterfaceError(
+            f"transaction() takes no option {unknown} (its options: name, isolation, readonly)"
+        )
+    return options.get("name"), options.get("isolation"), options.get("readonly", False)
+
+
 class StatementRunner(Protocol):
     """Something that runs statements: a manager, a user session, the async bridge."""
 
@@ -89,14 +154,14 @@ class StatementRunner(Protocol):
         """The backend behind a pool."""
 
     def connection(
-        self, db_type: DatabaseType | None = None, *, name: str | None = None, **kwargs: Any
+        self, db_type: DatabaseType | None = None, **options: Unpack[ConnectionOptions]
     ) -> Any:
-        """Borrow a connection (a context manager)."""
+        """Borrow a connection (a context manager; see ``ConnectionOptions``)."""
 
     def transaction(
-        self, db_type: DatabaseType | None = None, **options: Any
+        self, db_type: DatabaseType | None = None, **options: Unpack[TransactionOptions]
     ) -> AbstractContextManager[Any]:
-        """A connection inside a transaction (options: ``name``, ``isolation``, ``readonly``)."""
+        """A connection inside a transaction (see ``TransactionOptions``)."""
 
     def bound_connection(self, db_type: DatabaseType | None = None, name: str | None = None) -> Any:
         """The connection of the open ``transaction()`` block, or None."""

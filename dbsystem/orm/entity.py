@@ -387,6 +387,7 @@ class Entity(pydantic.BaseModel, metaclass=_EntityMeta):
         versions = cls.history(db, key, db_type=db_type)
         if as_of is not None:
             moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=datetime.UTC)
+            moment = moment.astimezone(datetime.UTC)  # as stamped (see as_of)
             versions = [v for v in versions if v[1] <= moment and (v[2] is None or moment < v[2])]
         if not versions:
             raise InterfaceError(f"{cls.__name__} {key!r} has no version to restore")
@@ -501,7 +502,9 @@ class EntityQuery(Generic[E]):
             raise InterfaceError(f"{self._entity.__name__} is not versioned=True")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
-        return self._copy(as_of=moment)
+        # In UTC, as the versions are stamped: SQLite compares the stamps as text, where
+        # 12:00+02:00 would sort after 11:00+00:00 although it is the earlier instant.
+        return self._copy(as_of=moment.astimezone(datetime.UTC))
 
     def limit(self, count: int) -> EntityQuery[E]:
         """At most ``count`` entities."""

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex as SACreateIndex
@@ -41,6 +41,7 @@ from sqlalchemy.schema import DropIndex as SADropIndex
 from dbsystem.errors import MigrationError
 from dbsystem.kernel.types import DatabaseType
 from dbsystem.orm.fields import ColumnSpec, portable_type, sa_type
+from dbsystem.orm.schema import document_step
 from dbsystem.query._compile import _DIALECTS
 
 if TYPE_CHECKING:
@@ -128,6 +129,19 @@ class DropTable:
         state.indexes.pop(self.table, None)
 
 
+K = TypeVar("K")
+
+
+def _kept(definition: K | None, drop: Any) -> K:
+    """What a drop keeps to be reversed (the column, the index), or ``MigrationError``."""
+    if definition is None:
+        raise MigrationError(
+            f"{type(drop).__name__}({drop.table!r}, {drop.name!r}) keeps no definition of "
+            "what it drops, so it cannot be reversed"
+        )
+    return definition
+
+
 @dataclass(frozen=True)
 class AddColumn:
     """ALTER TABLE ADD COLUMN (nothing to do on MongoDB)."""
@@ -157,12 +171,7 @@ class DropColumn:
         ctx.drop_column(self.table, self.name)
 
     def reverse(self) -> Any:
-        if self.column is None:
-            raise MigrationError(
-                f"DropColumn({self.table!r}, {self.name!r}) keeps no column "
-                "definition, so it cannot be reversed"
-            )
-        return AddColumn(self.table, self.column)
+        return AddColumn(self.table, _kept(self.column, self))
 
     def change(self, state: SchemaState) -> None:
         state.tables.get(self.table, {}).pop(self.name, None)
@@ -203,9 +212,7 @@ class DropIndex:
         ctx.drop_index(self.table, self.name)
 
     def reverse(self) -> Any:
-        if self.index is None:
-            raise MigrationError(f"DropIndex({self.name!r}) cannot be reversed")
-        return self.index
+        return _kept(self.index, self)
 
     def change(self, state: SchemaState) -> None:
         state.indexes.get(self.table, {}).pop(self.name, None)
@@ -342,7 +349,9 @@ class MigrationContext:
 
     def create_table(self, table: str, columns: Sequence[Column]) -> None:
         if self.kind == "document":
-            self.conn.database.create_collection(table)
+            document_step(
+                self.conn, "create_collection", table, lambda c: c.database.create_collection(table)
+            )
             return
         metadata = sa.MetaData()
         for column in columns:  # SQLAlchemy resolves a foreign key's target in its MetaData
@@ -355,7 +364,7 @@ class MigrationContext:
 
     def drop_table(self, table: str) -> None:
         if self.kind == "document":
-            self.conn.database.drop_collection(table)
+            document_step(self.conn, "drop", table, lambda c: c.database.drop_collection(table))
             return
         self.conn.execute(f"DROP TABLE {self._quote(table)}")
 
@@ -376,8 +385,12 @@ class MigrationContext:
 
     def create_index(self, table: str, columns: list[str], unique: bool, name: str) -> None:
         if self.kind == "document":
-            self.conn.database[table].create_index(
-                [(c, 1) for c in columns], unique=unique, name=name
+            keys = [(c, 1) for c in columns]
+            document_step(
+                self.conn,
+                "create_index",
+                table,
+                lambda c: c.create_index(keys, unique=unique, name=name),
             )
             return
         sa_table = sa.Table(table, sa.MetaData(), *[sa.Column(c) for c in columns])
@@ -385,7 +398,7 @@ class MigrationContext:
 
     def drop_index(self, table: str, name: str) -> None:
         if self.kind == "document":
-            self.conn.database[table].drop_index(name)
+            document_step(self.conn, "drop_index", table, lambda c: c.drop_index(name))
             return
         sa_table = sa.Table(table, sa.MetaData())
         self._ddl(SADropIndex(sa.Index(name, _table=sa_table)))
@@ -477,8 +490,10 @@ class MigrationRunner:
         """The revisions applied, oldest first."""
         self._ensure_history()
         if self.kind == "document":
-            handle: Any = self.db.connection(self.db_type)
-            found = handle.database[HISTORY].find({}, sort=[("_id", 1)])
+            with self.db.connection(self.db_type) as handle:
+                found: list[dict[str, Any]] = document_step(
+                    handle, "find", HISTORY, lambda c: list(c.find({}, sort=[("_id", 1)]))
+                )
             return [doc["_id"] for doc in found]
         rows = self.db.fetch_all(
             f"SELECT revision FROM {HISTORY} ORDER BY revision", db_type=self.db_type
@@ -495,15 +510,20 @@ class MigrationRunner:
     def _run(self, module: ModuleType, operations: Sequence[Any], applying: bool) -> None:
         name = (module.__doc__ or module.__name__).strip()[:200]
         if self.kind == "document":
-            handle: Any = self.db.connection(self.db_type)
-            ctx = MigrationContext(self.db, self.db_type, handle)
-            for operation in operations:
-                operation.apply(ctx)
-            history = handle.database[HISTORY]
-            if applying:
-                history.insert_one({"_id": module.revision, "name": name, "applied_at": _now()})
-            else:
-                history.delete_one({"_id": module.revision})
+            with self.db.connection(self.db_type) as handle:
+                ctx = MigrationContext(self.db, self.db_type, handle)
+                for operation in operations:
+                    operation.apply(ctx)
+                record = {"_id": module.revision, "name": name, "applied_at": _now()}
+                if applying:
+                    document_step(handle, "insert_one", HISTORY, lambda c: c.insert_one(record))
+                else:
+                    document_step(
+                        handle,
+                        "delete_one",
+                        HISTORY,
+                        lambda c: c.delete_one({"_id": record["_id"]}),
+                    )
             return
         with self.db.transaction(self.db_type) as conn:
             ctx = MigrationContext(self.db, self.db_type, conn)

@@ -6,8 +6,8 @@ creates tables in the order of their foreign keys; ``drop_tables`` drops in reve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from dbsystem.core.manager import Engine as DatabaseManager
     from dbsystem.orm.entity import Entity, Metadata
 
-__all__ = ["SchemaMixin", "create_tables", "drop_tables", "sql_tables"]
+T = TypeVar("T")
+
+__all__ = ["SchemaMixin", "create_tables", "document_step", "drop_tables", "sql_tables"]
 
 VALID_FROM = "valid_from"
 VALID_TO = "valid_to"
@@ -72,6 +74,17 @@ def sql_tables(entities: Sequence[type[Entity]]) -> list[sa.Table]:
         raise SchemaError(f"cannot order the tables: {exc}") from exc
 
 
+def document_step(handle: Any, operation: str, collection: str, call: Callable[[Any], T]) -> T:
+    """One MongoDB schema or history step of the ORM (``call(collection_object)``: create
+    or drop a collection or an index, read or write the migration history), run through
+    the handle's hooks as ``operation``, never on the driver database directly: for a user
+    session it is checked and audited like any operation (and refused, with
+    ``PermissionDenied``, without the permission its action needs: dropping is ``ddl``,
+    creating a collection ``other``, which needs ADMIN)."""
+    result: T = handle.run(operation, collection, {operation: collection}, call)
+    return result
+
+
 def _target(db: DatabaseManager, db_type: DatabaseType | None) -> tuple[DatabaseType, Any]:
     chosen = db_type or db.mode
     if chosen is None:
@@ -86,14 +99,19 @@ def create_tables(
     chosen, backend = _target(db, db_type)
     kind = backend.kind
     if kind == "document":
-        for entity in entities:
-            meta = entity.__dbsystem__
-            collection = db.query(chosen).collection(meta.table)  # type: ignore[attr-defined]
-            for spec in meta.columns:
-                if spec.options.primary_key:
-                    continue
-                if spec.options.unique or spec.options.index:
-                    collection.create_index(spec.column, unique=spec.options.unique).execute()
+        with db.connection(chosen) as handle:
+            for entity in entities:
+                meta = entity.__dbsystem__
+                for spec in meta.columns:
+                    if spec.options.primary_key:
+                        continue
+                    if spec.options.unique or spec.options.index:
+                        document_step(
+                            handle,
+                            "create_index",
+                            meta.table,
+                            _index(spec.column, spec.options.unique),
+                        )
         return
     if kind != "sql":
         raise SchemaError(f"no tables on {chosen.value}")
@@ -111,16 +129,25 @@ def drop_tables(
     """Drop the entities' tables (or collections) that exist."""
     chosen, backend = _target(db, db_type)
     if backend.kind == "document":
-        handle: Any = db.connection(chosen)
-        for entity in entities:
-            handle.database.drop_collection(entity.__dbsystem__.table)
-            if entity.__dbsystem__.versioned:
-                handle.database.drop_collection(entity.__dbsystem__.history_table)
+        with db.connection(chosen) as handle:
+            for entity in entities:
+                meta = entity.__dbsystem__
+                tables = (meta.table, meta.history_table) if meta.versioned else (meta.table,)
+                for table in tables:
+                    document_step(handle, "drop", table, _drop_collection)
         return
     quote = _DIALECTS[backend.dialect].identifier_preparer.quote
     with db.connection(chosen) as conn:
         for table in reversed(sql_tables(entities)):
             conn.execute(f"DROP TABLE IF EXISTS {quote(table.name)}")
+
+
+def _index(column: str, unique: bool) -> Callable[[Any], Any]:
+    return lambda collection: collection.create_index(column, unique=unique)
+
+
+def _drop_collection(collection: Any) -> None:
+    collection.database.drop_collection(collection.name)
 
 
 class SchemaMixin:

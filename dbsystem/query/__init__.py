@@ -6,72 +6,10 @@ or ``build(dialect=...)``). The expressions (``col``, ``func``, ``count``...) ar
 backend-neutral: the same objects will filter MongoDB collections.
 """
 
-from dbsystem.query.expr import (
-    Expr,
-    avg,
-    case,
-    cast,
-    col,
-    count,
-    escape_like,
-    exists,
-    extract,
-    func,
-    literal,
-    max_,
-    min_,
-    not_,
-    sum_,
-)
-from dbsystem.query.sql import (
-    Async,
-    DeleteQuery,
-    InsertQuery,
-    Page,
-    QueryFactory,
-    RawQuery,
-    SelectQuery,
-    SetQuery,
-    SQLValue,
-    Sync,
-    UpdateQuery,
-    delete_from,
-    insert_into,
-    raw_sql,
-    select,
-    update,
-)
+from dbsystem.query import expr as _expr
+from dbsystem.query import sql as _sql
+from dbsystem.query.expr import *  # noqa: F403  (the expressions: expr.__all__)
+from dbsystem.query.sql import *  # noqa: F403  (the builders: sql.__all__)
 
-__all__ = [
-    "Async",
-    "DeleteQuery",
-    "Expr",
-    "InsertQuery",
-    "Page",
-    "QueryFactory",
-    "RawQuery",
-    "SQLValue",
-    "SelectQuery",
-    "SetQuery",
-    "Sync",
-    "UpdateQuery",
-    "avg",
-    "case",
-    "cast",
-    "col",
-    "count",
-    "delete_from",
-    "escape_like",
-    "exists",
-    "extract",
-    "func",
-    "insert_into",
-    "literal",
-    "max_",
-    "min_",
-    "not_",
-    "raw_sql",
-    "select",
-    "sum_",
-    "update",
-]
+# What each module lists as public (one list each to keep), sorted.
+__all__ = sorted([*_expr.__all__, *_sql.__all__])

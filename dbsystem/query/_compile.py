@@ -78,6 +78,16 @@ _STRFTIME = {
     "doy": "%j",
     "epoch": "%s",
 }
+_TRUNC_FORMAT = {  # strftime patterns; MySQL's DATE_FORMAT writes minutes as %i
+    "year": "%Y-01-01 00:00:00",
+    "month": "%Y-%m-01 00:00:00",
+    "day": "%Y-%m-%d 00:00:00",
+    "hour": "%Y-%m-%d %H:00:00",
+    "minute": "%Y-%m-%d %H:%M:00",
+    "second": "%Y-%m-%d %H:%M:%S",
+}
+_ZERO: Any = sa.literal_column("0")
+_AGGREGATES = frozenset({"count", "sum", "avg", "min", "max"})  # resolvable in MySQL HAVING
 _CACHE_SIZE = 2048
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -146,6 +156,11 @@ def _compile(query: q._Query[Any, Any], dialect_name: str) -> Compiled:
         # What SQLAlchemy refuses (CompileError, ArgumentError...) is a builder error here.
         raise QueryBuildError(
             f"cannot compile {type(query).__name__} for {dialect_name}: {exc}"
+        ) from exc
+    except NotImplementedError as exc:  # (e.g. a DELETE reading another table, on SQLite)
+        raise NotSupportedError(
+            f"cannot compile {type(query).__name__} for {dialect_name}: {exc}",
+            backend=dialect_name,
         ) from exc
 
 
@@ -252,7 +267,16 @@ class _Context:
 
     # -- expressions -----------------------------------------------------------------------
 
+    substitutes: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = []
+    """While HAVING compiles: GROUP BY items holding values (shape, values, compiled
+    element, parameter names), used in place of an equal expression (see ``select``)."""
+
     def expr(self, node: e.Expr) -> Any:
+        if self.substitutes:
+            for key, values, element, names in self.substitutes:
+                if node._key == key and q._same_values(node._values, values):
+                    self.names.extend(names)
+                    return element
         method = getattr(self, "_" + type(node).__name__.lstrip("_").lower())
         return method(node)
 
@@ -288,6 +312,8 @@ class _Context:
         return sa.not_(operand) if node.op == "not" else -operand
 
     def _arith(self, node: e.Arith) -> Any:
+        if isinstance(node.right, e.Interval) and node.op in ("+", "-"):
+            return self._shift(self.expr(node.left), node.right, node.op == "-")
         left, right = self.expr(node.left), self.expr(node.right)
         if node.op == "+":
             return left + right
@@ -330,7 +356,11 @@ class _Context:
             return target.not_in(inner) if node.negate else target.in_(inner)
         if node.as_list:
             # "x IN :p0" with a list: expanded, or = ANY on PostgreSQL, by the connection.
-            return target.op("NOT IN" if node.negate else "IN")(self.bind())
+            # Untyped: a typed bind (after a CAST AS TIMESTAMP, say) gets PostgreSQL's
+            # "::TIMESTAMP" suffix, which would cast the whole "= ANY(...)" test.
+            untyped = sa.type_coerce(self.bind(), sa.types.NullType())
+            operator = target.op("NOT IN" if node.negate else "IN", return_type=sa.types.NullType)
+            return operator(untyped)
         items = [self.expr(item) for item in node.items]
         return target.not_in(items) if node.negate else target.in_(items)
 
@@ -385,6 +415,72 @@ class _Context:
             part = sa.func.floor(part)
         return sa.cast(part, kind)
 
+    def _interval(self, node: e.Interval) -> Any:
+        raise QueryBuildError(
+            "an interval is added to or subtracted from a date or timestamp: "
+            "col('d') + interval(days=1)"
+        )
+
+    def _shift(self, target: Any, span: e.Interval, subtract: bool) -> Any:
+        """``target`` moved by ``span``: calendar months first (kept to the month's last
+        day), then seconds; a timestamp on every backend."""
+        months: Any = self.bind()
+        seconds: Any = self.bind()
+        if self.dialect_name == "postgresql":
+            shift = sa.func.make_interval(
+                _ZERO, sa.cast(months, sa.Integer), _ZERO, _ZERO, _ZERO, _ZERO,
+                sa.cast(seconds, sa.Float),
+            )  # fmt: skip
+            stamp = sa.cast(target, sa.DateTime)
+            return stamp - shift if subtract else stamp + shift
+        if self.dialect_name == "mysql":
+            name = "date_sub" if subtract else "date_add"
+            moved = getattr(sa.func, name)(
+                sa.cast(target, sa.DateTime),
+                sa.text(f"INTERVAL :{months.key} MONTH").bindparams(months),
+            )
+            return getattr(sa.func, name)(
+                moved, sa.text(f"INTERVAL :{seconds.key} SECOND").bindparams(seconds)
+            )
+        # SQLite's '+N months' overflows into the next month (01-31 + 1 month = 03-02):
+        # move to the first of the month, add the months, then the day, capped at the
+        # month's last day; the time of day is kept.
+        if subtract:
+            months, seconds = sa.literal_column("0") - months, sa.literal_column("0") - seconds
+        month_text = sa.cast(months, sa.Text).concat(sa.literal_column("' months'"))
+        day = sa.cast(sa.func.strftime(sa.literal_column("'%d'"), target), sa.Integer)
+        day_text = sa.cast(day - sa.literal_column("1"), sa.Text).concat(
+            sa.literal_column("' days'")
+        )
+        start: Any = sa.literal_column("'start of month'")
+        same_day = sa.func.date(target, start, month_text, day_text)
+        last_day = sa.func.date(
+            target,
+            start,
+            month_text,
+            sa.literal_column("'+1 months'"),
+            sa.literal_column("'-1 days'"),
+        )
+        moved = (
+            sa.func.min(same_day, last_day)
+            .concat(sa.literal_column("' '"))
+            .concat(sa.func.time(target))
+        )
+        second_text = sa.cast(seconds, sa.Text).concat(sa.literal_column("' seconds'"))
+        return sa.func.datetime(moved, second_text)
+
+    def _datetrunc(self, node: e.DateTrunc) -> Any:
+        target = self.expr(node.expr)
+        unit = node.unit
+        if self.dialect_name == "postgresql":
+            return sa.func.date_trunc(sa.literal_column(f"'{unit}'"), sa.cast(target, sa.DateTime))
+        if self.dialect_name == "mysql":
+            pattern = _TRUNC_FORMAT[unit].replace("%M", "%i")
+            return sa.cast(
+                sa.func.date_format(target, sa.literal_column(f"'{pattern}'")), sa.DateTime
+            )
+        return sa.func.strftime(sa.literal_column(f"'{_TRUNC_FORMAT[unit]}'"), target)
+
     def _over(self, node: e.Over) -> Any:
         fn = self.expr(node.fn)
         partition = [self.expr(p) for p in node.partition_by]
@@ -410,20 +506,24 @@ class _Context:
     def _exists(self, node: e.Exists) -> Any:
         return sa.exists(self.child().any_select(node.subquery.query))
 
-    def order(self, node: e.Order, target: Any = None) -> list[Any]:
+    def order(self, node: e.Order, target: Any = None, flagged: Any = None) -> list[Any]:
+        """ORDER BY items for ``node``; ``flagged``: what MySQL tests for NULL in place of
+        ``target`` (a select item's expression, when ``target`` names its alias: MySQL
+        refuses an alias of an aggregate inside an expression)."""
         if target is None:
             target = self.expr(node.expr)
         ascending = node.direction == "asc"
         nulls = node.nulls
         item = target.asc() if ascending else target.desc()
-        if nulls is None:
+        low = "first" if ascending else "last"  # where NULLs go when they sort low
+        if nulls is None or (nulls == low and self.dialect_name != "postgresql"):
             # NULLs sort low everywhere; only PostgreSQL needs telling.
             if self.dialect_name != "postgresql":
                 return [item]
-            nulls = "first" if ascending else "last"
+            nulls = low
         if self.dialect_name == "mysql":
             # MySQL has no NULLS FIRST/LAST: sort on "is null" first.
-            flag = target.is_(sa.null())
+            flag = (target if flagged is None else flagged).is_(sa.null())
             return [flag.desc() if nulls == "first" else flag.asc(), item]
         return [item.nulls_first() if nulls == "first" else item.nulls_last()]
 
@@ -508,11 +608,38 @@ class _Context:
             statement = statement.distinct()
         if query._where is not None:
             statement = statement.where(self.expr(query._where))
+        substitutes: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = []
         if query._group:
-            groups = [self._reused(g, reuse[i], inner) for i, g in enumerate(query._group)]
+            groups = []
+            for i, g in enumerate(query._group):
+                start, transforms = len(self.names), len(self.transforms)
+                groups.append(self._reused(g, reuse[i], inner))
+                if g._values and len(self.transforms) == transforms:
+                    substitutes.append((g._key, g._values, groups[-1], self.names[start:]))
             statement = statement.group_by(*groups)
+        if self.dialect_name == "mysql":
+            # MySQL resolves names in HAVING against the select list and the grouped
+            # columns only: an expression equal to a labelled select item is written as
+            # its label (with values: the same values, see ``SelectQuery._having_reuse``).
+            quote = self.dialect.identifier_preparer.quote
+            labelled: list[tuple[tuple[Any, ...], tuple[Any, ...], Any, list[str]]] = [
+                (c.expr._key, c.expr._values, sa.literal_column(quote(c.name)), found[1])
+                for c, found in zip(query._columns, inner, strict=True)
+                if isinstance(c, e.Label)
+                and not isinstance(c.expr, e.Column)
+                and not (isinstance(c.expr, e.Func) and c.expr.name.lower() in _AGGREGATES)
+                and found
+            ]
+            substitutes = labelled + substitutes
         if query._having is not None:
-            statement = statement.having(self.expr(query._having))
+            # An expression of HAVING equal to a GROUP BY item (with the same values) takes
+            # that item's parameters, so PostgreSQL sees the grouped expression; the shape
+            # holds which ones match (``SelectQuery._having_reuse``).
+            self.substitutes = substitutes
+            try:
+                statement = statement.having(self.expr(query._having))
+            finally:
+                self.substitutes = []
         offset = len(query._group)
         targets = (
             [
@@ -522,7 +649,20 @@ class _Context:
             if reuse
             else []
         )
-        statement = self._order_and_page(statement, query, targets)
+        flags: list[Any] = []
+        if self.dialect_name == "mysql":
+            labels = {
+                column.name: found[0]
+                for column, found in zip(query._columns, inner, strict=True)
+                if isinstance(column, e.Label) and found is not None
+            }
+            flags = [
+                labels.get(o.expr.name)
+                if isinstance(o.expr, e.Column) and o.expr.table is None
+                else None
+                for o in query._order
+            ]
+        statement = self._order_and_page(statement, query, targets, flags)
         if query._lock is not None:
             statement = self._lock(statement, query._lock)
         return statement
@@ -581,13 +721,19 @@ class _Context:
         return self._order_and_page(statement, query)
 
     def _order_and_page(
-        self, statement: Any, query: q.SelectQuery | q.SetQuery, targets: Sequence[Any] = ()
+        self,
+        statement: Any,
+        query: q.SelectQuery | q.SetQuery,
+        targets: Sequence[Any] = (),
+        flags: Sequence[Any] = (),
     ) -> Any:
         """ORDER BY, LIMIT and OFFSET of a select, or of a set operation's result;
-        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item."""
+        ``targets[i]``, when not None, is the compiled expression of the i-th ORDER BY item
+        (``flags[i]``: see ``order``)."""
         for index, order in enumerate(query._order):
             target = targets[index] if index < len(targets) else None
-            statement = statement.order_by(*self.order(order, target))
+            flagged = flags[index] if index < len(flags) else None
+            statement = statement.order_by(*self.order(order, target, flagged))
         if query._limit is not None:
             statement = statement.limit(self.expr(query._limit))
         if query._offset is not None:

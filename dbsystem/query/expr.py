@@ -34,10 +34,12 @@ __all__ = [
     "cast",
     "col",
     "count",
+    "date_trunc",
     "escape_like",
     "exists",
     "extract",
     "func",
+    "interval",
     "literal",
     "max_",
     "min_",
@@ -663,3 +665,82 @@ def extract(field: str, expr: object) -> Extract:
     if not isinstance(field, str) or field.lower() not in DATE_PARTS:
         raise QueryBuildError(f"extract: field must be one of {list(DATE_PARTS)}, not {field!r}")
     return Extract(field.lower(), _column_or_expr(expr))
+
+
+TRUNC_UNITS = ("year", "month", "day", "hour", "minute", "second")
+"""The units ``date_trunc`` knows."""
+
+
+class DateTrunc(Expr):
+    """A date or timestamp cut down to the start of its unit (see ``date_trunc``)."""
+
+    __slots__ = ("expr", "unit")
+
+    def __init__(self, unit: str, expr: Expr) -> None:
+        self.unit, self.expr = unit, expr
+        self._key = ("date_trunc", unit, expr._key)
+        self._values = expr._values
+
+
+def date_trunc(unit: str, expr: object) -> DateTrunc:
+    """The timestamp at the start of the ``unit`` holding a date or timestamp, the same on
+    SQLite, PostgreSQL and MySQL: ``date_trunc("month", "created_at")`` gives
+    2024-02-01 00:00:00 for 2024-02-29 13:14:15.
+
+    ``unit`` is one of ``year``, ``month``, ``day``, ``hour``, ``minute``, ``second``. The
+    result is a timestamp (``datetime``; on SQLite the text ``YYYY-MM-DD HH:MM:SS``), also
+    for a date. A NULL gives NULL.
+    """
+    if not isinstance(unit, str) or unit.lower() not in TRUNC_UNITS:
+        raise QueryBuildError(f"date_trunc: unit must be one of {list(TRUNC_UNITS)}, not {unit!r}")
+    return DateTrunc(unit.lower(), _column_or_expr(expr))
+
+
+class Interval(Expr):
+    """A span of calendar months and seconds, added to or subtracted from a date or a
+    timestamp with ``+`` and ``-`` (see ``interval``). Both amounts are bound values."""
+
+    __slots__ = ("months", "seconds")
+
+    def __init__(self, months: int, seconds: int) -> None:
+        self.months, self.seconds = months, seconds
+        self._key = ("interval",)
+        self._values = (months, seconds)
+
+    def __add__(self, other: object) -> Expr:
+        return Arith("+", coerce(other), self)  # the date or timestamp on the left
+
+    def __sub__(self, other: object) -> Expr:
+        raise QueryBuildError("subtract an interval from a date (x - interval(...)), not x")
+
+
+def interval(
+    *,
+    years: int = 0,
+    months: int = 0,
+    days: int = 0,
+    hours: int = 0,
+    minutes: int = 0,
+    seconds: int = 0,
+) -> Interval:
+    """A span to add to or subtract from a date or timestamp, the same on SQLite, PostgreSQL
+    and MySQL: ``col("due") + interval(days=3)``, ``col("at") - interval(months=1, hours=2)``.
+
+    Years and months move the calendar month, keeping the day, or the month's last day when
+    it has fewer (2024-01-31 + 1 month is 2024-02-29, as PostgreSQL and MySQL do); then days,
+    hours, minutes and seconds add their length. The result is a timestamp (``datetime``;
+    on SQLite the text ``YYYY-MM-DD HH:MM:SS``, whole seconds), also for a date. Amounts are
+    whole numbers, negative ones allowed.
+    """
+    amounts = {
+        "years": years,
+        "months": months,
+        "days": days,
+        "hours": hours,
+        "minutes": minutes,
+        "seconds": seconds,
+    }
+    for name, amount in amounts.items():
+        if type(amount) is not int:
+            raise QueryBuildError(f"interval: {name} must be a whole number, not {amount!r}")
+    return Interval(years * 12 + months, ((days * 24 + hours) * 60 + minutes) * 60 + seconds)

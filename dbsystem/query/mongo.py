@@ -35,14 +35,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbsystem.backends._mongo_access import pipeline_accesses
 from dbsystem.errors import PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.query import expr as e
+from dbsystem.query._bound import BoundBuilder
 from dbsystem.query.sql import _MISSING, condition
 
 if TYPE_CHECKING:
     from dbsystem.backends.mongodb import MongoConnection
-    from dbsystem.core.manager import Engine as DatabaseManager
-    from dbsystem.kernel.types import DatabaseType
 
 __all__ = [
     "AggregateQuery",
@@ -251,6 +250,15 @@ def compile_expr(node: e.Expr) -> Any:
         else:
             part = {_DATE_OPERATORS[node.field]: target}
         return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, part]}
+    if isinstance(node, e.DateTrunc):
+        target = compile_expr(node.expr)
+        parts: dict[str, Any] = {}
+        for unit in e.TRUNC_UNITS:  # the parts up to the unit; the rest start over
+            parts[unit] = {_DATE_OPERATORS[unit]: target}
+            if unit == node.unit:
+                break
+        truncated = {"$dateFromParts": parts}
+        return {"$cond": [{"$eq": [{"$ifNull": [target, None]}, None]}, None, truncated]}
     raise QueryBuildError(f"{type(node).__name__} has no MongoDB aggregation form")
 
 
@@ -331,18 +339,11 @@ def _field_name(name: object) -> str:
 # -- builders -------------------------------------------------------------------------------
 
 
-class MongoQuery:
-    """What ``db.query(DatabaseType.MONGODB)`` returns: ``.collection(name)``."""
+class MongoQuery(BoundBuilder):
+    """What ``db.query(DatabaseType.MONGODB)`` returns: ``.collection(name)``
+    (``AsyncMongoQuery``: ``execute()`` returns a coroutine)."""
 
-    is_async = False  # AsyncMongoQuery: execute() returns a coroutine
-
-    def __init__(
-        self,
-        manager: DatabaseManager | None,
-        db_type: DatabaseType | None = None,
-        name: str | None = None,
-    ) -> None:
-        self._manager, self._db_type, self._name = manager, db_type, name
+    _what = "MongoDB query"
 
     def collection(self, name: str) -> CollectionQuery:
         """Operations on one collection."""
@@ -353,11 +354,7 @@ class MongoQuery:
     def _connection(self, conn: MongoConnection | None) -> MongoConnection:
         if conn is not None:
             return conn
-        if self._manager is None:
-            raise QueryBuildError("this MongoDB query is not bound to a database: pass conn=")
-        connection: MongoConnection = self._manager.connection(  # type: ignore[assignment]
-            self._db_type, name=self._name
-        )
+        connection: MongoConnection = self._borrow()
         return connection
 
     def _run(self, run: Callable[[MongoConnection], T], conn: Any) -> T:
@@ -371,10 +368,7 @@ class MongoQuery:
         if conn is not None:  # a connection of AsyncDatabaseManager.connection()
             result: T = await conn.in_thread(run)
             return result
-        if self._manager is None:
-            raise QueryBuildError("this MongoDB query is not bound to a database: pass conn=")
-        lease: Any = self._manager.connection(self._db_type, name=self._name)
-        async with lease as borrowed:
+        async with self._borrow() as borrowed:
             found: T = await borrowed.in_thread(run)
             return found
 
@@ -640,7 +634,7 @@ class CollectionQuery:
             except PermissionDenied as denied:  # through the hooks: audited as denied
                 connection.refuse(self._op, self._collection, self._build(), denied)
             if applied:
-                with policed():
+                with _policed_for(None):  # the one operation _execute runs
                     return query._execute(connection)
         return self._execute(connection)
 

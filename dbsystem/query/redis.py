@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dbsystem.errors import QueryBuildError
+from dbsystem.query._bound import BoundBuilder
 
 if TYPE_CHECKING:
     from dbsystem.backends.redis import RedisConnection
@@ -39,11 +40,12 @@ def _key(key: Any) -> Any:
     return key
 
 
-class RedisQuery:
-    """An immutable chain of Redis commands bound to a manager's Redis pool."""
+class RedisQuery(BoundBuilder):
+    """An immutable chain of Redis commands bound to a manager's Redis pool
+    (``AsyncRedisQuery``: ``execute()`` returns a coroutine)."""
 
-    __slots__ = ("_commands", "_db_type", "_manager", "_name", "_transaction")
-    is_async = False  # AsyncRedisQuery: execute() returns a coroutine
+    __slots__ = ("_commands", "_transaction")
+    _what = "Redis query"
 
     def __init__(
         self,
@@ -53,7 +55,7 @@ class RedisQuery:
         commands: tuple[Command, ...] = (),
         transaction: bool = False,
     ) -> None:
-        self._manager, self._db_type, self._name = manager, db_type, name
+        super().__init__(manager, db_type, name)
         self._commands = commands
         self._transaction = transaction
 
@@ -292,31 +294,27 @@ class RedisQuery:
     async def _execute_async(self, conn: Any) -> Any:
         if conn is not None:
             return await self._run(conn)
-        async with self._bound().connection(self._db_type, name=self._name) as borrowed:
+        async with self._borrow() as borrowed:
             return await self._run(borrowed)
 
     def scan(self, match: str | None = None, count: int | None = None) -> Iterator[str]:
         """Iterate over matching keys with SCAN (never KEYS), lazily (on an async manager:
         ``async for key in q.scan(...)``)."""
-        manager = self._bound()
+        lease = self._borrow()
         if self.is_async:
-            return self._scan_async(manager, match, count)  # type: ignore[return-value]
-        return self._connection().scan(match=match, count=count)
+            return self._scan_async(lease, match, count)  # type: ignore[return-value]
+        connection: RedisConnection = lease
+        return connection.scan(match=match, count=count)
 
     async def _scan_async(
-        self, manager: Any, match: str | None, count: int | None
+        self, lease: Any, match: str | None, count: int | None
     ) -> AsyncIterator[str]:
-        async with manager.connection(self._db_type, name=self._name) as conn:
+        async with lease as conn:
             async for key in conn.scan(match=match, count=count):
                 yield key
 
-    def _bound(self) -> Any:
-        if self._manager is None:
-            raise QueryBuildError("this Redis query is not bound to a database")
-        return self._manager
-
     def _connection(self) -> RedisConnection:
-        conn: RedisConnection = self._bound().connection(self._db_type, name=self._name)
+        conn: RedisConnection = self._borrow()
         return conn
 
     def __repr__(self) -> str:

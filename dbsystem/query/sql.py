@@ -20,13 +20,24 @@ import decimal
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeAlias, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NoReturn,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypedDict,
+    Unpack,
+    overload,
+)
 
 from typing_extensions import TypeVar
 
 from dbsystem.core.execution import refuse_sql
 from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
-from dbsystem.kernel.hooks import policed
+from dbsystem.kernel.hooks import _policed_for
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 from dbsystem.query.expr import (
     Column,
@@ -297,8 +308,9 @@ class _Query(Generic[M, T]):
                 _refused(conn, self, denied)
             if applied:
                 compiled = query.compiled(conn.backend.dialect)
-                with policed():
-                    return _run(conn, compiled, compiled.bind(query.bound_values()))
+                params = compiled.bind(query.bound_values())
+                with _policed_for(compiled.sql, params):
+                    return _run(conn, compiled, params)
         compiled = query.compiled(conn.backend.dialect)
         return _run(conn, compiled, compiled.bind(query.bound_values()))
 
@@ -314,7 +326,7 @@ class _Query(Generic[M, T]):
         compiled = query.compiled(conn.backend.dialect)
         params = compiled.bind(query.bound_values())
         if applied:
-            with policed():
+            with _policed_for(compiled.sql, params):
                 return await _run(conn, compiled, params)
         return await _run(conn, compiled, params)
 
@@ -401,6 +413,14 @@ class Join:
         self.kind, self.item, self.on = kind, item, on
         self._key = ("join", kind, item._key, on._key if on is not None else None)
         self._values = item._values + (on._values if on is not None else ())
+
+
+class RecursiveOptions(TypedDict, total=False):
+    """``with_recursive``'s options (``CTE``'s): the CTE's ``columns`` (default none named)
+    and ``union_all`` (default True; False: UNION, duplicates removed)."""
+
+    columns: Sequence[str]
+    union_all: bool
 
 
 class CTE:
@@ -557,12 +577,12 @@ class SelectQuery(_Rows[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> Self:
-        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name."""
-        cte = CTE(name, base, step=step, columns=columns, union_all=union_all)
+        """WITH RECURSIVE name(columns) AS (base UNION [ALL] step); ``step`` selects FROM name.
+
+        ``columns`` names the CTE's columns; ``union_all=False`` makes it UNION."""
+        cte = CTE(name, base, step=step, **options)
         return self._copy(_ctes=self._ctes + (cte,))
 
     # -- row locks -------------------------------------------------------------------------
@@ -757,8 +777,34 @@ class SelectQuery(_Rows[M]):
             limit is not None,
             offset is not None,
             self._reuse() if self._group or self._order else (),
+            self._having_reuse() if having is not None else (),
             self._lock,
         )
+
+    def _having_reuse(self) -> tuple[int | None, ...]:
+        """For each part of HAVING shaped like a GROUP BY item or a labelled select item
+        that holds values: the index of the item with the same values, else None. The
+        compiler renders a match with the item's parameters (PostgreSQL compares parameter
+        numbers) or, on MySQL, as the label, so matches are part of the shape."""
+        labelled = [c.expr for c in self._columns if isinstance(c, Label)]
+        candidates = [x for x in (*self._group, *labelled) if x._values]
+        keys = {x._key for x in candidates}
+        if not keys or self._having is None:
+            return ()
+        found: list[int | None] = []
+        for node in _parts(self._having):
+            if node._key in keys:
+                found.append(
+                    next(
+                        (
+                            i
+                            for i, x in enumerate(candidates)
+                            if x._key == node._key and _same_values(x._values, node._values)
+                        ),
+                        None,
+                    )
+                )
+        return tuple(found)
 
     def _reuse(self) -> tuple[int | None, ...]:
         """For each GROUP BY item, then each ORDER BY item: the index of the select-list
@@ -770,13 +816,20 @@ class SelectQuery(_Rows[M]):
         """
         targets = [c.expr if isinstance(c, Label) else c for c in self._columns]
         found: list[int | None] = []
-        for item in (*self._group, *(o.expr for o in self._order)):
+        grouped: set[int] = set()  # a GROUP BY item takes a select item no other one took
+        groups = len(self._group)
+        for position, item in enumerate((*self._group, *(o.expr for o in self._order))):
             match = None
             if item._values:
                 for index, target in enumerate(targets):
-                    if target._key == item._key and _same_values(target._values, item._values):
-                        match = index
-                        break
+                    if (position < groups and index in grouped) or not (
+                        target._key == item._key and _same_values(target._values, item._values)
+                    ):
+                        continue
+                    match = index
+                    break
+            if match is not None and position < groups:
+                grouped.add(match)
             found.append(match)
         return tuple(found)
 
@@ -866,6 +919,19 @@ def _page(rows: list[Row], limit: int, names: tuple[str, ...]) -> Page:
 
 async def _page_async(rows: Any, limit: int, names: tuple[str, ...]) -> Page:
     return _page(await rows, limit, names)
+
+
+def _parts(node: Any) -> Any:
+    """``node`` and every expression inside it (not inside subqueries), in a fixed order."""
+    if isinstance(node, Expr):
+        yield node
+        for cls in type(node).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if slot not in ("_key", "_values"):
+                    yield from _parts(getattr(node, slot, None))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _parts(item)
 
 
 def _same_values(first: tuple[Any, ...], second: tuple[Any, ...]) -> bool:
@@ -1202,16 +1268,12 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
     def execute(self, conn: Connection | AwaitedConnection | None = None) -> Any:
         """Rows if the statement reads, else the affected row count (awaited on the
         async side)."""
-        from dbsystem.kernel.hooks import classify_sql
-
         given: Any = conn  # a Connection or an AsyncConnection
-        dialect = given.backend.dialect if given is not None else self._dialect(None)
-        action, resources = classify_sql(self._text, dialect)
-        operation = "fetch_all" if action == "select" else "execute"
 
         def run(connection: Connection) -> Any:
             # Raw: the hooks classify it statement by statement (access control reads the
             # precise accesses, and may require the RAW permission).
+            operation = _raw_operation(connection, self._text)
             return connection._run_built(operation, self._text, self._params, None, None)
 
         if conn is not None:
@@ -1231,6 +1293,20 @@ class RawQuery(_Query[M, list[Row] | ExecuteResult]):
             return run_async()
         with factory.manager.connection(factory.db_type, name=factory.name) as borrowed:
             return run(borrowed)
+
+
+def _raw_operation(conn: Any, text: str) -> str:
+    """``fetch_all`` for raw SQL that reads, else ``execute``. A user session's text over a
+    hook's ``max_sql_length`` is not parsed here: the hook refuses it before it runs."""
+    from dbsystem.kernel.hooks import classify_sql
+
+    if conn._context is not None:
+        for hook in conn._pool.hooks.hooks:
+            limit = getattr(hook, "max_sql_length", None)
+            if isinstance(limit, int) and len(text) > limit:
+                return "execute"
+    action, _ = classify_sql(text, conn.backend.dialect)
+    return "fetch_all" if action == "select" else "execute"
 
 
 # -- entry points ---------------------------------------------------------------------------
@@ -1281,14 +1357,10 @@ class QueryFactory(Generic[M]):
         name: str,
         base: _Query[Any, Any],
         step: _Query[Any, Any],
-        *,
-        columns: Sequence[str] = (),
-        union_all: bool = True,
+        **options: Unpack[RecursiveOptions],
     ) -> SelectQuery[M]:
         """Start a query WITH RECURSIVE name AS (base UNION [ALL] step)."""
-        return SelectQuery(self, ()).with_recursive(
-            name, base, step, columns=columns, union_all=union_all
-        )
+        return SelectQuery(self, ()).with_recursive(name, base, step, **options)
 
 
 def select(*columns: Any) -> SelectQuery:

@@ -17,7 +17,6 @@ verifier reports.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import hashlib
 import hmac
 import json
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from dbsystem._log import get_logger
 from dbsystem.errors import ConfigurationError, SecurityError
+from dbsystem.security._audit_sink import ChainSink, open_locked
 from dbsystem.security._records import (
     AUDIT_BACKEND,
     CHECKPOINT_MISMATCH,
@@ -82,6 +82,10 @@ class _Writer:
         self.announced_key_id: str | None = None  # named by a rotation as the last record
         self.found: Checkpoint | None = None  # the checkpoint as found at opening
         self.notices: list[AuditEvent] = []  # records the opening owes the chain
+
+    @property
+    def closed(self) -> bool:
+        return self.fd is None
 
     # -- writing (the lock held) -----------------------------------------------------------
 
@@ -166,15 +170,12 @@ class _Writer:
 
     def open(self) -> None:
         """Lock the file, repair a partial last line, compare it with its checkpoint."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigurationError(
-                f"the audit file {self.path} already has a writer (a JsonLinesAuditSink in "
-                "this process or another): one writer per file, or the chain would fork"
-            ) from None
+        fd = open_locked(
+            self.path,
+            os.O_WRONLY | os.O_APPEND,
+            f"the audit file {self.path} already has a writer (a JsonLinesAuditSink in "
+            "this process or another): one writer per file, or the chain would fork",
+        )
         try:
             self._load(fd)
         except BaseException:
@@ -281,7 +282,7 @@ def _hash_is(line: bytes | None, expected: str) -> bool:
     return match is not None and hmac.compare_digest(match.group(1), expected)
 
 
-class JsonLinesAuditSink:
+class JsonLinesAuditSink(ChainSink):
     """Appends events to a JSON-lines file, each line chained to the previous by hash.
 
     Each line carries ``seq`` (1, 2, 3... across reopenings), ``prev`` and ``hash``; with a
@@ -307,6 +308,9 @@ class JsonLinesAuditSink:
     WARNING on ``dbsystem.audit`` and a ``repair`` record in the chain.
     """
 
+    _kind = "file"
+    _writer: _Writer
+
     def __init__(
         self, path: str | Path, *, key: AuditKey | None = None, checkpoint_every: int = 1
     ) -> None:
@@ -326,74 +330,8 @@ class JsonLinesAuditSink:
         if key is not None:
             self.use_key(key)
 
-    @property
-    def key_id(self) -> str | None:
-        """The id of the key signing the records (None: an unsigned SHA-256 chain)."""
-        key = self._writer.key
-        return key.id if key is not None else None
-
-    def use_key(self, key: AuditKey) -> None:
-        """Sign the records with ``key`` from now on (``AuditLog(key=...)`` calls this) and
-        start the sink. Refused once the sink has started with another key."""
-        signer = signing_key(key)
-        writer = self._writer
-        with writer.lock:
-            if writer.started and writer.key != signer:
-                raise ConfigurationError(
-                    f"the audit file {self.path} is already being written with "
-                    f"{'key ' + writer.key.id if writer.key else 'no key'}: use rotate_key"
-                )
-            writer.key = signer
-            writer.start()
-
-    def start(self) -> None:
-        """Check the key against the file and write what opening it found (repairs,
-        discrepancies) and the checkpoint. Runs at the first write when not called;
-        ``AuditLog`` calls it at once, so that a wrong key fails at start-up."""
-        with self._writer.lock:
-            self._writer.start()
-
-    def write(self, event: AuditEvent) -> None:
-        """Append one event."""
-        self.write_many((event,))
-
-    def write_many(self, events: Sequence[AuditEvent]) -> None:
-        """Append several events with one ``write(2)`` (``AuditLog(background=True)``)."""
-        writer = self._writer
-        with writer.lock:
-            writer.start()
-            writer.append(events)
-            if writer.seq - writer.checkpointed >= writer.every:
-                writer.write_checkpoint()
-
-    def flush(self) -> None:
-        """Bring the checkpoint up to the last record (records are never held back)."""
-        writer = self._writer
-        with writer.lock:
-            if writer.fd is not None:
-                writer.start()
-                writer.write_checkpoint()
-
-    def rotate_key(self, key: AuditKey) -> AuditEvent:
-        """Sign the records with ``key`` from now on, recording the rotation in the chain
-        (a record signed with the old key naming the new key's id). Returns that record."""
-        signer = signing_key(key)
-        writer = self._writer
-        with writer.lock:
-            writer.start()
-            if writer.key is None:
-                raise ConfigurationError(
-                    f"the audit file {self.path} is not signed; a key cannot be rotated into "
-                    "an unsigned chain: start a new file with key="
-                )
-            if signer == writer.key:
-                raise ConfigurationError("the new audit key is the current key")
-            event = self_record(ROTATE, signer.id)
-            writer.append((event,))
-            writer.key = signer
-            writer.write_checkpoint()
-        _logger.info("audit file %s: key rotated to %s", self.path, signer.id)
-        return event
+    def _where(self) -> str:
+        return f"the audit file {self.path}"
 
     def close(self) -> None:
         """Write the checkpoint and close the file, releasing its lock (idempotent)."""

@@ -7,16 +7,16 @@ own statements. Its optional checkpoint file works as the file sink's does.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dbsystem.errors import ConfigurationError
 from dbsystem.security._audit_file import ChainWalk, Verdict, judge_checkpoint, keyring
+from dbsystem.security._audit_sink import ChainSink, open_locked
 from dbsystem.security._records import (
     AUDIT_BACKEND,
     CHECKPOINT_SIZE,
@@ -32,8 +32,6 @@ from dbsystem.security._records import (
     digest,
     parse_checkpoint,
     record_dict,
-    self_record,
-    signing_key,
 )
 
 __all__ = ["DatabaseAuditSink"]
@@ -91,7 +89,79 @@ def _row_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-class DatabaseAuditSink:
+class _TableWriter:
+    """The table sink's chain state (see ``ChainWriter``): rows inserted through the
+    sink's pool, each autocommitted."""
+
+    def __init__(self, sink: DatabaseAuditSink, last: dict[str, Any] | None) -> None:
+        self.sink = sink
+        self.lock = threading.Lock()
+        self.key: SigningKey | None = None
+        self.started = False
+        self.every = sink.checkpoint_every
+        self.checkpoint_fd: int | None = None
+        self.checkpointed = -1
+        self.last_row = last
+        self.seq: int = int(last["seq"]) if last else 0
+        self.previous: str = str(last["hash"]) if last else GENESIS
+
+    @property
+    def closed(self) -> bool:
+        return False  # rows can be inserted as long as the pool is there
+
+    def start(self) -> None:
+        if self.started:
+            return
+        last = self.last_row
+        if last is not None:
+            record = _row_record(last)
+            announced = (
+                record["resources"][0]
+                if record["backend"] == AUDIT_BACKEND and record["action"] == ROTATE
+                else None
+            )
+            key = self.key
+            body = chain_body(record, int(last["seq"]), str(last["prev"]), key)
+            if announced is not None:  # after a rotation only the key it names continues
+                fits = key is not None and key.id == announced
+            else:
+                fits = digest(body, key) == last["hash"]
+            if not fits:
+                what = "is not signed with this key" if key else "is signed: give the sink its key"
+                raise ConfigurationError(
+                    f"the last record of the audit table {self.sink.table} {what} (open it "
+                    "with the key the chain is under, then rotate_key, or use a new table)"
+                )
+        self.write_checkpoint()
+        self.started = True
+
+    def write_checkpoint(self) -> None:
+        fd = self.checkpoint_fd
+        if fd is None or self.checkpointed == self.seq:
+            return
+        os.ftruncate(fd, CHECKPOINT_SIZE)
+        os.pwrite(fd, checkpoint_text(self.seq, self.previous, self.key), 0)
+        self.checkpointed = self.seq
+
+    def append(self, events: Sequence[AuditEvent]) -> None:
+        sink = self.sink
+        for event in events:
+            record = record_dict(event)
+            seq = self.seq + 1
+            _, signature = chain(record, seq, self.previous, self.key)
+            row = {
+                "seq": seq,
+                **{_COLUMN.get(k, k): v for k, v in record.items()},
+                "resources": json.dumps(list(event.resources)),
+                "prev": self.previous,
+                "hash": signature,
+            }
+            with writing(), sink._connection() as conn:
+                conn.execute(_insert_sql(sink.table), row)
+            self.seq, self.previous = seq, signature
+
+
+class DatabaseAuditSink(ChainSink):
     """Inserts events into a SQL table (created if missing), chained by hash like the file.
 
     ``DatabaseAuditSink(db, db_type=DatabaseType.POSTGRES, name="audit")``: give it a pool
@@ -108,6 +178,9 @@ class DatabaseAuditSink:
     file, locked), and ``verify()`` fails a table that ends before it, or a checkpoint
     that is missing.
     """
+
+    _kind = "table"
+    _writer: _TableWriter
 
     def __init__(
         self,
@@ -130,150 +203,39 @@ class DatabaseAuditSink:
         self.checkpoint_every = checkpoint_every
         self.db, self.db_type, self.pool_name = db, db_type, name
         self.table = check_identifier(table, "audit table name")
-        self._lock = threading.Lock()
-        self._key: SigningKey | None = None
-        self._started = False
-        self._checkpoint_fd: int | None = None
-        self._checkpointed = -1
         with writing(), self._connection() as conn:
             conn.execute(_AUDIT_TABLE_DDL.format(table=self.table))
             last = conn.fetch_one(f"SELECT * FROM {self.table} ORDER BY seq DESC LIMIT 1")
-        self._last_row = last
-        self._seq: int = int(last["seq"]) if last else 0
-        self._previous: str = str(last["hash"]) if last else GENESIS
+        self._writer = _TableWriter(self, last)
         if self.checkpoint_path is not None:
-            fd = os.open(self.checkpoint_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise ConfigurationError(
-                    f"the audit checkpoint {self.checkpoint_path} already has a writer: one "
-                    "sink per checkpoint"
-                ) from None
-            self._checkpoint_fd = fd
+            self._writer.checkpoint_fd = open_locked(
+                self.checkpoint_path,
+                os.O_RDWR,
+                f"the audit checkpoint {self.checkpoint_path} already has a writer: one "
+                "sink per checkpoint",
+            )
         if key is not None:
             self.use_key(key)
 
     def _connection(self) -> Any:
         return self.db.connection(self.db_type, name=self.pool_name)
 
-    @property
-    def key_id(self) -> str | None:
-        """The id of the key signing the records (None: an unsigned SHA-256 chain)."""
-        return self._key.id if self._key is not None else None
-
-    def use_key(self, key: AuditKey) -> None:
-        """Sign the records with ``key`` (``AuditLog(key=...)`` calls this) and start."""
-        signer = signing_key(key)
-        with self._lock:
-            if self._started and self._key != signer:
-                raise ConfigurationError(
-                    f"the audit table {self.table} is already being written with another "
-                    "key: use rotate_key"
-                )
-            self._key = signer
-            self._start()
-
-    def start(self) -> None:
-        """Check the key against the table's last record and write the checkpoint."""
-        with self._lock:
-            self._start()
-
-    def _start(self) -> None:
-        if self._started:
-            return
-        last = self._last_row
-        if last is not None:
-            record = _row_record(last)
-            announced = (
-                record["resources"][0]
-                if record["backend"] == AUDIT_BACKEND and record["action"] == ROTATE
-                else None
-            )
-            key = self._key
-            body = chain_body(record, int(last["seq"]), str(last["prev"]), key)
-            if announced is not None:  # after a rotation only the key it names continues
-                fits = key is not None and key.id == announced
-            else:
-                fits = digest(body, key) == last["hash"]
-            if not fits:
-                what = "is not signed with this key" if key else "is signed: give the sink its key"
-                raise ConfigurationError(
-                    f"the last record of the audit table {self.table} {what} (open it with the "
-                    "key the chain is under, then rotate_key, or use a new table)"
-                )
-        self._write_checkpoint()
-        self._started = True
-
-    def _write_checkpoint(self) -> None:
-        fd = self._checkpoint_fd
-        if fd is None or self._checkpointed == self._seq:
-            return
-        os.ftruncate(fd, CHECKPOINT_SIZE)
-        os.pwrite(fd, checkpoint_text(self._seq, self._previous, self._key), 0)
-        self._checkpointed = self._seq
-
-    def write(self, event: AuditEvent) -> None:
-        """Insert one event (autocommitted) and bring the checkpoint up to it."""
-        with self._lock:
-            self._start()
-            self._insert(event)
-            if self._seq - self._checkpointed >= self.checkpoint_every:
-                self._write_checkpoint()
-
-    def _insert(self, event: AuditEvent) -> None:
-        record = record_dict(event)
-        seq = self._seq + 1
-        _, signature = chain(record, seq, self._previous, self._key)
-        row = {
-            "seq": seq,
-            **{_COLUMN.get(k, k): v for k, v in record.items()},
-            "resources": json.dumps(list(event.resources)),
-            "prev": self._previous,
-            "hash": signature,
-        }
-        with writing(), self._connection() as conn:
-            conn.execute(_insert_sql(self.table), row)
-        self._seq, self._previous = seq, signature
-
-    def flush(self) -> None:
-        """Bring the checkpoint up to the last record."""
-        with self._lock:
-            self._start()
-            self._write_checkpoint()
-
-    def rotate_key(self, key: AuditKey) -> AuditEvent:
-        """Sign the records with ``key`` from now on; the rotation is a record of the chain,
-        signed with the old key and naming the new key's id. Returns that record."""
-        signer = signing_key(key)
-        with self._lock:
-            self._start()
-            if self._key is None:
-                raise ConfigurationError(
-                    f"the audit table {self.table} is not signed; a key cannot be rotated "
-                    "into an unsigned chain: use a new table with key="
-                )
-            if signer == self._key:
-                raise ConfigurationError("the new audit key is the current key")
-            event = self_record(ROTATE, signer.id)
-            self._insert(event)
-            self._key = signer
-            self._write_checkpoint()
-        return event
+    def _where(self) -> str:
+        return f"the audit table {self.table}"
 
     def close(self) -> None:
         """Write the checkpoint (if the sink keeps one) and release it."""
-        with self._lock:
-            fd = self._checkpoint_fd
+        writer = self._writer
+        with writer.lock:
+            fd = writer.checkpoint_fd
             if fd is None:
                 return
             try:
-                if self._started:
-                    self._write_checkpoint()
+                if writer.started:
+                    writer.write_checkpoint()
             finally:
                 os.close(fd)
-                self._checkpoint_fd = None
+                writer.checkpoint_fd = None
 
     def verify(
         self, *, previous_keys: Iterable[AuditKey] = (), expect_checkpoint: bool = True
@@ -281,7 +243,7 @@ class DatabaseAuditSink:
         """Check the chain, and the checkpoint if the sink keeps one: (ok, first bad seq or
         None, explanation). A keyed sink checks every signature with its key and
         ``previous_keys`` (the keys it rotated from)."""
-        current, keys = keyring(self._key, previous_keys)
+        current, keys = keyring(self._writer.key, previous_keys)
         found = None
         if self.checkpoint_path is not None:
             try:

@@ -27,10 +27,9 @@ from functools import reduce
 from typing import Any
 
 from dbsystem.errors import PermissionDenied
-from dbsystem.kernel.hooks import is_policed, policed
 from dbsystem.query import expr as e
 
-__all__ = ["is_policed", "policed", "restrict_mongo", "restrict_query", "restrict_sql"]
+__all__ = ["restrict_mongo", "restrict_query", "restrict_sql"]
 
 
 def _access_control(conn: Any) -> Any:

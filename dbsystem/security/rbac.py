@@ -14,9 +14,11 @@ Deny by default: a statement runs only if every (action, resource) it needs is g
 one of the user's roles (directly or through inherited roles). Resources are table or
 collection names or Redis keys, and grants name them with glob patterns: ``"*"``,
 ``"orders"``, ``"user:*"`` (a Redis key prefix). The check is an ``ExecutionHook`` on the
-one execution path, so builders, raw SQL (read with sqlglot, every statement, CTEs and
-subqueries included), the ORM, Redis commands and MongoDB operations all pass through it;
-SQL it cannot read is denied. A change to roles or assignments applies to the next call.
+one execution path, so builders, raw SQL, the ORM, Redis commands and MongoDB operations
+all pass through it. A session's SQL is decided from the final text the driver gets, by
+one checker (``dbsystem.security._sqlcheck``): statement kinds and functions on
+allow-lists, every table with its real action; what it cannot read is denied. A change to
+roles or assignments applies atomically to every check that starts after it.
 """
 
 from __future__ import annotations
@@ -33,8 +35,17 @@ from typing import Any
 
 from dbsystem.errors import ConfigurationError, PermissionDenied
 from dbsystem.kernel._singleton import ProcessWide
-from dbsystem.kernel.hooks import ExecutionHook, Statement, is_policed
+from dbsystem.kernel.hooks import ExecutionHook, Statement, _is_policed
 from dbsystem.query.expr import check_identifier
+from dbsystem.security._sqlcheck import (
+    CACHED_TEXT,
+    SQL_DIALECTS,
+    allowed_functions,
+    analyse,
+    function_keys,
+    normalise,
+    readable,
+)
 
 __all__ = ["AccessControl", "Permission", "Role"]
 
@@ -121,19 +132,34 @@ class Role:
     an expression such as ``col("deleted_at").is_null()``, or a function of the session
     context returning one (``lambda ctx: col("tenant_id") == ctx.attrs["tenant"]``).
     Policies are code: ``save``/``to_dict`` keep grants and inheritance, not policies.
+
+    ``max_connections`` caps how many connections of one pool a user holding the role may
+    hold at once (the smallest cap among the user's roles, inherited ones included,
+    applies); a session asking for more waits for one of its own, never for the pool.
+    ``functions`` names SQL functions the role may call besides the dialect's allow-list
+    (``Role("etl", grants=..., functions={"my_fn"})``; see docs/SECURITY.md).
     """
 
     name: str
     grants: Mapping[str, Permission] = field(default_factory=dict)
     inherits: tuple[str, ...] = ()
     policies: Mapping[str, Any] = field(default_factory=dict)
+    max_connections: int | None = None
+    #: Functions this role may call in SQL beyond the dialect's allow-list (names, any case).
+    functions: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "functions", frozenset(f.lower() for f in self.functions))
         object.__setattr__(
             self, "grants", {k: Permission.parse(v) for k, v in dict(self.grants).items()}
         )
         object.__setattr__(self, "inherits", tuple(self.inherits))
         object.__setattr__(self, "policies", dict(self.policies))
+        cap = self.max_connections
+        if cap is not None and (type(cap) is not int or cap < 1):
+            raise ConfigurationError(
+                f"role {self.name!r}: max_connections must be a positive int, not {cap!r}"
+            )
         for pattern in self.policies:
             if pattern not in self.grants:
                 raise ConfigurationError(
@@ -156,128 +182,110 @@ class AccessControl(ProcessWide, ExecutionHook):
     ``AccessControl.instance()`` is the process-wide one.
     """
 
-    def __init__(self, *, require_user: bool = False, raw_needs_grant: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        require_user: bool = False,
+        raw_needs_grant: bool = False,
+        max_sql_length: int = 64 * 1024,
+    ) -> None:
         self.require_user = require_user
         self.raw_needs_grant = raw_needs_grant
+        #: The longest raw SQL text (characters) a user session may send; refused before
+        #: it is parsed.
+        self.max_sql_length = max_sql_length
         self._lock = threading.Lock()
-        self._roles: dict[str, Role] = {}
-        self._assignments: dict[str, set[str]] = {}
-        # user -> (resource pattern, permissions, row policy or None), flattened over
-        # inheritance; rebuilt on change
-        self._effective: dict[str, list[tuple[str, Permission, Any]]] = {}
-        # (user, action, resource) -> decision; cleared on every change
-        self._decisions: dict[tuple[str, str, str], bool] = {}
-        self._policed: dict[str, bool] = {}  # user -> has_policies; cleared on every change
+        # Roles, assignments and every cache derived from them, replaced whole on any
+        # change: a check reads it once, so a decision is never cached from one version
+        # and read under another (a revoke cannot leave an allow behind).
+        self._state = _State({}, {})
+
+    @property
+    def _roles(self) -> dict[str, Role]:
+        return self._state.roles
+
+    @property
+    def _assignments(self) -> dict[str, frozenset[str]]:
+        return self._state.assignments
+
+    def _swap(self, roles: dict[str, Role], assignments: dict[str, frozenset[str]]) -> None:
+        self._state = _State(roles, assignments)  # (under self._lock)
 
     # -- administration -------------------------------------------------------------------
 
     def create_role(self, role: Role) -> Role:
         """Add or replace a role; a role that would inherit itself is a ``ConfigurationError``."""
         with self._lock:
-            _check_no_cycle({**self._roles, role.name: role}, role.name)
-            self._roles[role.name] = role
-            self._effective.clear()
-            self._decisions.clear()
-            self._policed.clear()
+            roles = {**self._state.roles, role.name: role}
+            _check_no_cycle(roles, role.name)
+            self._swap(roles, self._state.assignments)
         return role
 
     def drop_role(self, name: str) -> None:
         """Remove a role (and its assignments)."""
         with self._lock:
-            self._roles.pop(name, None)
-            for roles in self._assignments.values():
-                roles.discard(name)
-            self._effective.clear()
-            self._decisions.clear()
-            self._policed.clear()
+            roles = {k: v for k, v in self._state.roles.items() if k != name}
+            assignments = {u: r - {name} for u, r in self._state.assignments.items()}
+            self._swap(roles, assignments)
 
     def assign_role(self, user: str, role: str) -> None:
         """Give ``user`` the role ``role``."""
         with self._lock:
-            if role not in self._roles:
+            if role not in self._state.roles:
                 raise ConfigurationError(f"no role {role!r}")
-            self._assignments.setdefault(user, set()).add(role)
-            self._effective.pop(user, None)
-            self._decisions.clear()
-            self._policed.clear()
+            assignments = dict(self._state.assignments)
+            assignments[user] = assignments.get(user, frozenset()) | {role}
+            self._swap(self._state.roles, assignments)
 
     def revoke_role(self, user: str, role: str) -> None:
-        """Take the role away; applies to the user's next statement."""
+        """Take the role away; applies to every check that starts after this returns."""
         with self._lock:
-            self._assignments.get(user, set()).discard(role)
-            self._effective.pop(user, None)
-            self._decisions.clear()
-            self._policed.clear()
+            assignments = dict(self._state.assignments)
+            assignments[user] = assignments.get(user, frozenset()) - {role}
+            self._swap(self._state.roles, assignments)
+
+    def lease_limit(self, context: Any) -> int | None:
+        """The smallest ``max_connections`` among the roles of ``context``'s user, inherited
+        ones included (None: no role caps it)."""
+        limit: int | None = None
+        state = self._state  # one version of the roles for the whole walk
+        seen: set[str] = set()
+        pending = list(state.assignments.get(context.user, ()))
+        while pending:
+            name = pending.pop()
+            role = state.roles.get(name)
+            if name in seen or role is None:
+                continue
+            seen.add(name)
+            pending.extend(role.inherits)
+            cap = role.max_connections
+            if cap is not None and (limit is None or cap < limit):
+                limit = cap
+        return limit
 
     def roles_of(self, user: str) -> set[str]:
         """The roles assigned to ``user`` (not counting inherited ones)."""
-        with self._lock:
-            return set(self._assignments.get(user, ()))
+        return set(self._state.assignments.get(user, ()))
 
     # -- checking -------------------------------------------------------------------------
 
-    def _grants(self, user: str) -> list[tuple[str, Permission, Any]]:
-        found = self._effective.get(user)
-        if found is not None:
-            return found
-        with self._lock:
-            grants: list[tuple[str, Permission, Any]] = []
-            seen: set[str] = set()
-            pending = list(self._assignments.get(user, ()))
-            while pending:
-                name = pending.pop()
-                if name in seen or name not in self._roles:
-                    continue
-                seen.add(name)
-                role = self._roles[name]
-                grants.extend((k, v, role.policies.get(k)) for k, v in role.grants.items())
-                pending.extend(role.inherits)
-            self._effective[user] = grants
-        return grants
-
     def allowed(self, user: str, action: str, resource: str) -> bool:
         """True if ``user`` may do ``action`` (select, insert...) on ``resource``."""
-        key = (user, action, resource)
-        decision = self._decisions.get(key)
-        if decision is None:
-            needed = _NEEDS.get(action, Permission.ADMIN)
-            decision = action != _REFUSED and any(
-                needed in permissions and _covers(pattern, resource)
-                for pattern, permissions, _ in self._grants(user)
-            )
-            if len(self._decisions) > 100_000:
-                self._decisions.clear()
-            self._decisions[key] = decision
-        return decision
+        return self._state.allowed(user, action, resource)
 
     def has_policies(self, user: str) -> bool:
         """True if any of the user's grants carries a row policy."""
-        found = self._policed.get(user)
-        if found is None:
-            found = any(policy is not None for _, _, policy in self._grants(user))
-            self._policed[user] = found
-        return found
-
-    def _policies(self, user: str, action: str, resource: str) -> list[Any] | None:
-        """The row policies limiting ``action`` on ``resource``; None if unrestricted."""
-        needed = _NEEDS.get(action, Permission.ADMIN)
-        found = []
-        for pattern, permissions, policy in self._grants(user):
-            if needed in permissions and _covers(pattern, resource):
-                if policy is None:
-                    return None
-                found.append(policy)
-        return found or None
+        return self._state.has_policies(user)
 
     def policy_applies(self, user: str, action: str, resource: str) -> bool:
         """True if a row policy limits what ``user`` may ``action`` on ``resource``."""
-        return self._policies(user, action, resource) is not None
+        return self._state.policies(user, action, resource) is not None
 
     def row_filter(self, context: Any, action: str, resource: str) -> Any:
         """The row predicate for the session's ``action`` on ``resource`` (None: all rows)."""
         from dbsystem.security.policies import combine
 
-        policies = self._policies(context.user, action, resource)
+        policies = self._state.policies(context.user, action, resource)
         if policies is None:
             return None
         predicates = []
@@ -296,7 +304,21 @@ class AccessControl(ProcessWide, ExecutionHook):
         return combine(predicates)
 
     def check(self, user: str, statement: Statement) -> None:
-        """Raise ``PermissionDenied`` unless every access the statement needs is granted."""
+        """Raise ``PermissionDenied`` unless every access the statement needs is granted.
+
+        SQL is decided from its final text (``dbsystem.security._sqlcheck``), whoever wrote
+        it; Redis and MongoDB operations from the accesses their backend states.
+        """
+        state = self._state  # one version of the grants for the whole check
+        if statement.dialect in SQL_DIALECTS:
+            if statement.raw:
+                self._check_sql(state, user, statement, True)
+                return
+            if statement._action == "transaction":
+                return  # BEGIN/COMMIT/SAVEPOINT the connection itself wrote
+            if statement.operation != "insert_many":  # (its SQL is the driver's own)
+                self._check_sql(state, user, statement, False)
+                return
         accesses = statement.accesses
         if accesses is None:
             raise PermissionDenied(
@@ -311,31 +333,102 @@ class AccessControl(ProcessWide, ExecutionHook):
                     f"user {user!r} may not run {resource}: no grant allows it",
                     backend=statement.backend,
                 )
-            if not self.allowed(user, action, resource):
+            if not state.allowed(user, action, resource):
                 raise PermissionDenied(
                     f"user {user!r} may not {action} on {resource!r}", backend=statement.backend
                 )
-        if self.raw_needs_grant and statement.raw:
-            for _, resource in accesses:
-                if not self.allowed(user, "raw", resource):
-                    raise PermissionDenied(
-                        f"user {user!r} may not run raw SQL on {resource!r} (it needs the RAW "
-                        "permission; the query builders and the ORM do not)",
-                        backend=statement.backend,
-                    )
-        if self.has_policies(user):
-            if is_policed():
-                return
+        if state.has_policies(user) and not _is_policed(statement):
             for action, resource in accesses:
-                if self.policy_applies(user, action, resource):
+                if state.policies(user, action, resource) is not None:
                     raise PermissionDenied(
                         f"a row policy applies to {resource!r} for user {user!r}: use the "
                         "query builder or the ORM, which apply it (raw statements cannot)",
                         backend=statement.backend,
                     )
 
+    def _check_sql(self, state: _State, user: str, statement: Statement, raw: bool) -> None:
+        """The SQL check: one cached verdict per (user, dialect, raw, text) and version."""
+        text = statement.text
+        if raw and len(text) > self.max_sql_length:
+            raise PermissionDenied(
+                f"user {user!r}: raw SQL of {len(text)} characters is over the limit of "
+                f"{self.max_sql_length} (AccessControl(max_sql_length=...))",
+                backend=statement.backend,
+            )
+        key = (user, statement.dialect, raw, text)
+        verdict = state.sql.get(key)
+        if verdict is None:
+            verdict = self._sql_verdict(state, user, statement.dialect, raw, text)
+            if len(text) <= CACHED_TEXT:  # (bounded: at most 20,000 x 8 KiB)
+                if len(state.sql) >= 20_000:
+                    state.sql.clear()
+                state.sql[key] = verdict
+        if type(verdict) is str:
+            raise PermissionDenied(verdict, backend=statement.backend)
+        if not verdict:
+            return
+        if not _is_policed(statement):
+            raise PermissionDenied(
+                f"a row policy applies to {verdict[0]!r} for user {user!r}: use the query "
+                "builder or the ORM, which apply it (raw statements cannot)",
+                backend=statement.backend,
+            )
+        # The builder's restrict step applied the policies of the tables it knows about;
+        # a policy table that reached the compiled text some other way did not get one.
+        stated = {normalise(r, True, statement.dialect) for r in statement._resources or ()}
+        for table in verdict:
+            if table not in stated:
+                raise PermissionDenied(
+                    f"a row policy applies to {table!r} for user {user!r}, and the statement "
+                    "reads it where the policy was not applied (an implicit table?)",
+                    backend=statement.backend,
+                )
+
+    def _sql_verdict(
+        self, state: _State, user: str, dialect: str, raw: bool, text: str
+    ) -> str | tuple[str, ...]:
+        """Why the statement is refused (a message), or the tables whose row policy the
+        statement must have had applied (empty: allowed as it is)."""
+        analysis = analyse(text, dialect)
+        if analysis.refused is not None:
+            return f"user {user!r} may not send {analysis.refused}"
+        if analysis.transaction:
+            return ()
+        extra = analysis.functions - allowed_functions(dialect)
+        if extra:
+            extra -= function_keys(state.functions(user), dialect)
+            if extra:
+                names = ", ".join(sorted(f"{readable(name)}()" for name in extra))
+                return (
+                    f"user {user!r} may not call {names}: not on the {dialect} function "
+                    "allow-list nor in any of the user's Role(functions=...)"
+                )
+        accesses = analysis.accesses or (("select", "*"),)  # no table: needs a "*" grant
+        for action, resource in accesses:
+            if not state.allowed_sql(user, action, resource, dialect):
+                return f"user {user!r} may not {action} on {resource!r}"
+        if self.raw_needs_grant and raw:
+            for _, resource in accesses:
+                if not state.allowed_sql(user, "raw", resource, dialect):
+                    return (
+                        f"user {user!r} may not run raw SQL on {resource!r} (it needs the RAW "
+                        "permission; the query builders and the ORM do not)"
+                    )
+        if not state.has_policies(user):
+            return ()
+        return tuple(
+            dict.fromkeys(
+                resource
+                for action, resource in accesses
+                if state.policies(user, action, resource) is not None
+            )
+        )
+
     def restrict(self, query: Any, conn: Any) -> tuple[Any, bool]:
         """A user session's builder with its row policies applied (``ExecutionHook.restrict``)."""
+        context = getattr(conn, "_context", None)
+        if context is None or not self._state.has_policies(context.user):
+            return query, False  # (the common case, on every builder call of a session)
         from dbsystem.security.policies import restrict_query
 
         return restrict_query(query, conn)
@@ -355,17 +448,23 @@ class AccessControl(ProcessWide, ExecutionHook):
 
     def to_dict(self) -> dict[str, Any]:
         """Roles and assignments as plain data (JSON or TOML)."""
-        with self._lock:
-            return {
-                "roles": {
-                    role.name: {
-                        "grants": {k: _names(v) for k, v in role.grants.items()},
-                        "inherits": list(role.inherits),
-                    }
-                    for role in self._roles.values()
-                },
-                "assignments": {user: sorted(roles) for user, roles in self._assignments.items()},
-            }
+        state = self._state
+        return {
+            "roles": {
+                role.name: {
+                    "grants": {k: _names(v) for k, v in role.grants.items()},
+                    "inherits": list(role.inherits),
+                    **({"functions": sorted(role.functions)} if role.functions else {}),
+                    **(
+                        {"max_connections": role.max_connections}
+                        if role.max_connections is not None
+                        else {}
+                    ),
+                }
+                for role in state.roles.values()
+            },
+            "assignments": {user: sorted(roles) for user, roles in state.assignments.items()},
+        }
 
     def save(self, path: str | Path) -> None:
         """Write roles and assignments to a JSON file."""
@@ -391,21 +490,23 @@ class AccessControl(ProcessWide, ExecutionHook):
         roles = {}
         for name, spec in data.get("roles", {}).items():
             grants = {k: Permission.parse(v) for k, v in spec.get("grants", {}).items()}
-            current = self._roles.get(name)
+            current = self._state.roles.get(name)
             policies = {
                 k: v for k, v in (current.policies if current else {}).items() if k in grants
             }
             roles[name] = Role(
-                name, grants=grants, inherits=tuple(spec.get("inherits", ())), policies=policies
+                name,
+                grants=grants,
+                inherits=tuple(spec.get("inherits", ())),
+                policies=policies,
+                max_connections=spec.get("max_connections"),
+                functions=frozenset(spec.get("functions", current.functions if current else ())),
             )
         for name in roles:
             _check_no_cycle(roles, name)
         with self._lock:
-            self._roles = roles
-            self._assignments = {u: set(r) for u, r in data.get("assignments", {}).items()}
-            self._effective.clear()
-            self._decisions.clear()
-            self._policed.clear()
+            assignments = {u: frozenset(r) for u, r in data.get("assignments", {}).items()}
+            self._swap(roles, assignments)
 
     def save_to_table(
         self, db: Any, *, db_type: Any = None, name: str | None = None, table: str = "dbsystem_acl"
@@ -446,6 +547,115 @@ class AccessControl(ProcessWide, ExecutionHook):
                 },
             }
         )
+
+
+# Names of a dialect's system catalogs, which "*" does not reach (see _State.allowed_sql).
+_SYSTEM_PREFIX = {"postgresql": "pg_", "sqlite": "sqlite_"}
+
+
+class _State:
+    """One version of the roles and assignments, and the caches derived from it.
+
+    Never changed once made, but for its caches, which only ever hold what follows from
+    this version: ``AccessControl`` swaps in a new one on every change, atomically.
+    """
+
+    __slots__ = ("_effective", "_functions", "_policed", "assignments", "decisions", "roles", "sql")
+
+    def __init__(self, roles: dict[str, Role], assignments: dict[str, frozenset[str]]) -> None:
+        self.roles = roles
+        self.assignments = assignments
+        # user -> (resource pattern, permissions, row policy or None), over inheritance
+        self._effective: dict[str, list[tuple[str, Permission, Any]]] = {}
+        self._policed: dict[str, bool] = {}
+        self._functions: dict[str, frozenset[str]] = {}
+        self.decisions: dict[tuple[str, str, str], bool] = {}
+        # (user, dialect, raw, text) -> refusal message, or the tables whose row policy
+        # must have been applied (see AccessControl._check_sql)
+        self.sql: dict[tuple[str, str, bool, str], str | tuple[str, ...]] = {}
+
+    def _roles_of(self, user: str) -> list[Role]:
+        found: list[Role] = []
+        seen: set[str] = set()
+        pending = list(self.assignments.get(user, ()))
+        while pending:
+            name = pending.pop()
+            if name in seen or name not in self.roles:
+                continue
+            seen.add(name)
+            found.append(self.roles[name])
+            pending.extend(self.roles[name].inherits)
+        return found
+
+    def grants(self, user: str) -> list[tuple[str, Permission, Any]]:
+        found = self._effective.get(user)
+        if found is None:
+            found = [
+                (k, v, role.policies.get(k))
+                for role in self._roles_of(user)
+                for k, v in role.grants.items()
+            ]
+            self._effective[user] = found
+        return found
+
+    def functions(self, user: str) -> frozenset[str]:
+        found = self._functions.get(user)
+        if found is None:
+            found = frozenset().union(*(role.functions for role in self._roles_of(user)))
+            self._functions[user] = found
+        return found
+
+    def allowed(self, user: str, action: str, resource: str) -> bool:
+        key = (user, action, resource)
+        decision = self.decisions.get(key)
+        if decision is None:
+            needed = _NEEDS.get(action, Permission.ADMIN)
+            decision = action != _REFUSED and any(
+                needed in permissions and _covers(pattern, resource)
+                for pattern, permissions, _ in self.grants(user)
+            )
+            if len(self.decisions) > 100_000:
+                self.decisions.clear()
+            self.decisions[key] = decision
+        return decision
+
+    def allowed_sql(self, user: str, action: str, resource: str, dialect: str) -> bool:
+        """``allowed`` for a table a SQL text names. A schema-qualified name (``mysql.user``,
+        ``public.b``) and a system catalog's name (PostgreSQL's ``pg_*``, SQLite's
+        ``sqlite_*``) need a pattern that spells them out as such (``public.*``,
+        ``pg_stat*``): ``"*"`` means the tables of the application's own schema."""
+        prefix = _SYSTEM_PREFIX.get(dialect)
+        if "." in resource:
+            explicit = "."
+        elif prefix is not None and resource.startswith(prefix):
+            explicit = prefix
+        else:
+            return self.allowed(user, action, resource)
+        needed = _NEEDS.get(action, Permission.ADMIN)
+        return any(
+            needed in permissions
+            and (explicit in pattern if explicit == "." else pattern.startswith(explicit))
+            and _covers(pattern, resource)
+            for pattern, permissions, _ in self.grants(user)
+        )
+
+    def has_policies(self, user: str) -> bool:
+        found = self._policed.get(user)
+        if found is None:
+            found = any(policy is not None for _, _, policy in self.grants(user))
+            self._policed[user] = found
+        return found
+
+    def policies(self, user: str, action: str, resource: str) -> list[Any] | None:
+        """The row policies limiting ``action`` on ``resource``; None if unrestricted."""
+        needed = _NEEDS.get(action, Permission.ADMIN)
+        found = []
+        for pattern, permissions, policy in self.grants(user):
+            if needed in permissions and _covers(pattern, resource):
+                if policy is None:
+                    return None
+                found.append(policy)
+        return found or None
 
 
 _ACL_TABLE_DDL = (

@@ -72,11 +72,16 @@ def rw_db(postgres_url):
     db.close_all()
 
 
+# A demoted server is simulated by ``SET default_transaction_read_only`` inside one lease:
+# the pool's reset (DISCARD ALL) undoes the SET when the lease ends, as it should.
+
+
 def test_a_statement_refused_as_read_only_drops_the_connection(rw_db):
     before = _pid(rw_db)
-    rw_db.execute("SET default_transaction_read_only = on")  # what a demoted server reports
-    with pytest.raises(ConnectionFailed, match="read-only"):
-        rw_db.execute("CREATE TABLE ro_never (x int)")
+    with rw_db.connection(PG) as conn:
+        conn.execute("SET default_transaction_read_only = on")  # what a demoted server reports
+        with pytest.raises(ConnectionFailed, match="read-only"):
+            conn.execute("CREATE TABLE ro_never (x int)")
     assert _pid(rw_db) != before
 
 
@@ -85,9 +90,11 @@ def test_the_health_check_drops_a_connection_to_a_read_only_server(postgres_url)
     url = _multi(postgres_url)
     db.create_pool(PG, PoolConfig(url=url, max_size=1, health_check_interval=0))
     try:
-        before = _pid(db)
-        db.execute("SET default_transaction_read_only = on")
-        assert _pid(db) != before
+        backend = db.get_pool(PG).connector
+        with db.connection(PG) as conn:
+            conn.execute("SET default_transaction_read_only = on")
+            with pytest.raises(ConnectionFailed, match="read only now"):
+                backend.check(conn._lease_raw())  # the check the pool runs before lending
     finally:
         db.close_all()
 
@@ -114,11 +121,12 @@ def test_the_async_pool_drops_a_connection_to_a_read_only_server(postgres_url):
         await db.create_pool(PG, PoolConfig(url=_multi(postgres_url), max_size=1))
         try:
             before = int(await db.fetch_value("SELECT pg_backend_pid()"))
-            await db.execute("SET default_transaction_read_only = on")
-            try:
-                await db.execute("CREATE TABLE ro_never (x int)")
-            except DBSystemError as exc:
-                raised: type[BaseException] = type(exc)
+            async with db.connection(PG) as conn:
+                await conn.execute("SET default_transaction_read_only = on")
+                try:
+                    await conn.execute("CREATE TABLE ro_never (x int)")
+                except DBSystemError as exc:
+                    raised: type[BaseException] = type(exc)
             after = int(await db.fetch_value("SELECT pg_backend_pid()"))
             return before, after, raised
         finally:

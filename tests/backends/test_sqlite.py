@@ -273,9 +273,9 @@ def test_values_without_a_storage_class_are_stored_as_text(db):
         },
     )
     assert db.fetch_one("SELECT * FROM extra") == {
-        "d": "1.10",
+        "d": "1.1",  # bound as the number (a TEXT column keeps its text form)
         "u": str(ident),
-        "ts": "2024-01-02 03:04:05.000000",
+        "ts": "2024-01-02 03:04:05",
         "day": "2024-01-02",
         "doc": '{"a":[1,2]}',
     }
@@ -284,6 +284,38 @@ def test_values_without_a_storage_class_are_stored_as_text(db):
     assert (
         db.fetch_value("SELECT COUNT(*) FROM extra WHERE d = :d", {"d": decimal.Decimal("2")}) == 1
     )
+
+
+def test_a_datetime_is_one_text_whichever_path_binds_it(db):
+    """Bound alone (sqlite3's adapter) or next to a Decimal (adapted by the backend after
+    sqlite3 refused the Decimal): the same text, so equality and order hold (issue 21)."""
+    import decimal
+
+    moment = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    db.execute("CREATE TABLE moments (ts TEXT, d TEXT)")
+    db.execute("INSERT INTO moments (ts) VALUES (:ts)", {"ts": moment})
+    db.execute("INSERT INTO moments VALUES (:ts, :d)", {"ts": moment, "d": decimal.Decimal("1")})
+    assert db.fetch_value("SELECT COUNT(DISTINCT ts) FROM moments") == 1
+    found = db.fetch_value(
+        "SELECT COUNT(*) FROM moments WHERE ts = :ts AND :d = :d",
+        {"ts": moment, "d": decimal.Decimal("1")},
+    )
+    assert found == 2
+
+
+def test_insert_many_with_a_value_to_adapt_after_the_first_row(db):
+    """sqlite3 runs the rows before the first it cannot bind; the backend goes on from
+    there instead of running them again (which failed on the primary key) (issue 21)."""
+    import decimal
+
+    db.execute("CREATE TABLE amounts (id INTEGER PRIMARY KEY, d DECIMAL(8, 2))")
+    rows = [{"id": 0, "d": None}, {"id": 1, "d": decimal.Decimal("-1.50")}, {"id": 2, "d": 3}]
+    assert db.insert_many("amounts", rows) == 3
+    assert db.fetch_all("SELECT id, d FROM amounts ORDER BY id") == [
+        {"id": 0, "d": None},
+        {"id": 1, "d": -1.5},
+        {"id": 2, "d": 3},
+    ]
 
 
 def test_threads_share_the_pool(db):
@@ -299,3 +331,37 @@ def test_threads_share_the_pool(db):
         t.join()
     assert db.fetch_value("SELECT COUNT(*) FROM users") == 120
     assert db.pool_stats()[DatabaseType.SQLITE].total <= 4
+
+
+def test_a_decimal_parameter_compares_as_a_number(db):
+    """Bound as text, ``x <= '-1.50'`` held for every number x and COALESCE gave text
+    (found by the differential fuzzer, issue 21)."""
+    import decimal
+
+    assert db.fetch_value("SELECT 0.25 / 4 <= :p", {"p": decimal.Decimal("-1.50")}) == 0
+    assert db.fetch_value("SELECT coalesce(NULL, :p)", {"p": decimal.Decimal("0.25")}) == 0.25
+    assert db.fetch_value("SELECT :p + 1", {"p": decimal.Decimal("2")}) == 3
+    digits = decimal.Decimal("1234567890.1234567890")  # more than a float holds: exact text
+    assert db.fetch_value("SELECT :p", {"p": digits}) == "1234567890.1234567890"
+
+
+def test_a_list_of_decimals_or_dates_after_in(db):
+    """Items that need adapting, in a list that is expanded: the raw list was also adapted
+    (to JSON) and raised a bare TypeError (found by the differential fuzzer, issue 21)."""
+    import decimal
+
+    db.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, d DECIMAL(8, 2), day DATE)")
+    db.insert_many(
+        "prices",
+        [
+            {"id": 1, "d": decimal.Decimal("0.25"), "day": datetime.date(2024, 2, 29)},
+            {"id": 2, "d": decimal.Decimal("2.10"), "day": datetime.date(2000, 1, 1)},
+        ],
+    )
+    many = [decimal.Decimal("0.25")] + [decimal.Decimal(n) for n in range(40)]
+    assert db.fetch_all("SELECT id FROM prices WHERE d IN :ds", {"ds": many}) == [{"id": 1}]
+    assert db.fetch_all("SELECT id FROM prices WHERE d NOT IN (:ds)", {"ds": many}) == [{"id": 2}]
+    days = [datetime.date(2000, 1, 1), datetime.date(1999, 1, 1)]
+    assert db.fetch_all("SELECT id FROM prices WHERE day IN :days", {"days": days}) == [{"id": 2}]
+    with pytest.raises(ProgrammingError, match="cannot be stored in JSON"):
+        db.execute("INSERT INTO prices (id, d) VALUES (9, :v)", {"v": [object()]})

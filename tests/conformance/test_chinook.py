@@ -474,6 +474,25 @@ CASES = [
         },
     ),
     Case(
+        # MySQL refuses an aggregate's alias inside an expression (its NULLs flag): the
+        # flag tests the aggregate itself (found by the differential fuzzer, issue 21).
+        "nulls_last_on_an_aggregate_alias",
+        lambda q: (
+            q.select("AlbumId", max_("Composer").as_("c"))
+            .from_(T)
+            .where(col("AlbumId") < 12)
+            .group_by("AlbumId")
+            .order_by("c", nulls="last")
+            .order_by("AlbumId")
+        ),
+        {
+            "*": 'SELECT "AlbumId", max("Composer") AS c FROM "Track" WHERE "AlbumId" < 12 '
+            'GROUP BY "AlbumId" ORDER BY c NULLS LAST, "AlbumId"',
+            "mysql": "SELECT AlbumId, max(Composer) AS c FROM Track WHERE AlbumId < 12 "
+            "GROUP BY AlbumId ORDER BY max(Composer) IS NULL, c, AlbumId",
+        },
+    ),
+    Case(
         "count_distinct",
         lambda q: (
             q.select(count("AlbumId", distinct=True).as_("albums"))

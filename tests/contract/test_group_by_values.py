@@ -58,6 +58,49 @@ def test_group_by_the_selected_expression(db):
     ]
 
 
+def test_the_same_expression_selected_twice_and_grouped_twice(db):
+    """Each GROUP BY item takes its own select item: both occurrences in the select list
+    are then grouped, with their own parameters (found by the differential fuzzer)."""
+    rows = (
+        db.query()
+        .select(prefix().as_("a"), prefix().as_("b"), count().as_("n"))
+        .from_(db.table)
+        .group_by(prefix(), prefix())
+        .order_by("n")
+        .order_by("a")
+        .all()
+    )
+    assert rows == [
+        {"a": None, "b": None, "n": 1},
+        {"a": "+1 ", "b": "+1 ", "n": 1},
+        {"a": "+33", "b": "+33", "n": 1},
+        {"a": "+44", "b": "+44", "n": 2},
+    ]
+
+
+def test_having_an_expression_with_values(db):
+    """HAVING on the grouped expression takes its parameters too (issue 21); a different
+    value in HAVING is another expression, and compiles to other SQL."""
+    query = (
+        db.query()
+        .select(prefix().as_("cc"), count().as_("n"))
+        .from_(db.table)
+        .group_by(prefix())
+        .having(prefix().is_not_null() & (prefix() != "+1 "))
+        .order_by("cc")
+    )
+    assert query.all() == [{"cc": "+33", "n": 1}, {"cc": "+44", "n": 2}]
+    other = (
+        db.query()
+        .select(prefix().as_("cc"))
+        .from_(db.table)
+        .group_by(prefix())
+        .having(prefix(2).is_not_null())
+    )
+    assert other.build()[0] != query.build()[0]
+    assert other.shape() != query.shape()
+
+
 def test_group_by_a_different_value_is_a_different_expression(db):
     # The same shape with other values must not reuse the select item's parameters.
     query = db.query().select(prefix(3).as_("cc")).from_(db.table).group_by(prefix(2))

@@ -230,11 +230,6 @@ def test_a_locking_read_is_not_sent_to_a_replica():
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="access control reads a builder's stated action (select) until the SQL checker "
-    "(branch sqlcheck), which counts FOR UPDATE/FOR SHARE as UPDATE, is merged into main",
-)
 def test_a_select_only_user_may_not_lock_rows(postgres_url):
     manager = DatabaseManager()
     manager.create_pool(DatabaseType.POSTGRES, postgres_url)

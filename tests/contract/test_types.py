@@ -70,7 +70,7 @@ MATRIX = {
         {
             "postgres": AWARE,  # the same instant, in the session's zone
             "mysql": datetime.datetime(2024, 2, 29, 11, 14, 15),  # UTC, no zone
-            "sqlite": "2024-02-29 13:14:15.000000+02:00",
+            "sqlite": "2024-02-29 13:14:15+02:00",
         },
     ),
     "c_time": (

@@ -225,6 +225,17 @@ def test_transaction_helper(db):
     assert db.fetch_all("SELECT x FROM t") == [{"x": 1}]
 
 
+def test_transaction_options_are_checked(db):
+    db.create_pool(DatabaseType.SQLITE, "sqlite://")
+    with db.transaction(readonly=False, isolation=None, name=None) as conn:
+        assert conn.in_transaction
+    with (
+        pytest.raises(InterfaceError, match="takes no option isolaton"),
+        db.transaction(isolaton="serializable"),
+    ):
+        pass
+
+
 def test_connection_use_after_release_is_refused(db):
     db.create_pool(DatabaseType.SQLITE, "sqlite://")
     with db.connection() as conn:

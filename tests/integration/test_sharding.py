@@ -105,10 +105,10 @@ def test_fan_out_merges_order_offset_and_limit(sharded):
 def test_what_cannot_be_routed_is_refused(sharded):
     db, db_type, shards = sharded
     q = shards.query()
-    with pytest.raises(NotSupportedError, match="aggregates"):
-        q.select(sum_("total").as_("n")).from_("orders").all()
-    with pytest.raises(NotSupportedError, match="aggregates"):
+    with pytest.raises(NotSupportedError, match="not DISTINCT"):
         q.select(count(col("customer_id"), distinct=True)).from_("orders").all()
+    with pytest.raises(NotSupportedError, match="expressions of aggregates"):
+        q.select((sum_("total") + 1).as_("n")).from_("orders").all()
     with pytest.raises(QueryBuildError, match="customer_id"):
         q.insert_into("orders").values({"id": 1, "total": 5}).execute()
     with pytest.raises(InterfaceError):

@@ -170,6 +170,63 @@ def test_participants_that_cannot_prepare(db, tmp_path, redis_url):
         redis.execute("DEL", key)
 
 
+def test_redis_as_the_last_resource_is_all_or_nothing(db, tmp_path, redis_url):
+    """A command that would fail inside EXEC (INCR of a text, a wrong type, a bad number)
+    refuses the whole commit before anything changes: Redis untouched, MariaDB's XA
+    branch rolled back. Redis alone would apply the other commands of the MULTI (issue 21)."""
+    from dbsystem import OperationalError
+
+    db.create_pool(DatabaseType.REDIS, redis_url)
+    coordinator = TransactionCoordinator(db, log=tmp_path / "2pc.log")
+    tag = uuid.uuid4().hex
+    counter, text, items, table = (f"tpc:{tag}:{n}" for n in ("n", "s", "l", "h"))
+    with db.connection(DatabaseType.REDIS) as redis:
+        redis.execute("SET", counter, "1")
+        redis.execute("SET", text, "not a number")
+        redis.execute("RPUSH", items, "a")
+    failing = [
+        [("INCR", counter), ("INCR", text)],  # the issue's example
+        [("INCR", counter), ("HSET", items, "f", "v")],  # a list is not a hash
+        [("SET", counter, "x"), ("INCRBY", counter, "2")],  # the earlier SET counts
+        [("HSET", table, "f", "v"), ("HINCRBY", table, "f", "1")],
+        [("INCRBY", counter, "1.5")],
+        [("EXPIRE", counter, "soon")],
+        [("ZADD", table, "nan", "m")],
+    ]
+    try:
+        for note, commands in enumerate(failing, start=100):
+            with pytest.raises(OperationalError, match="would fail inside EXEC"):
+                with coordinator.transaction([MY, DatabaseType.REDIS]) as tx:
+                    tx.connection(MY).execute(f"INSERT INTO {db.t} VALUES ({note}, 'pg')")
+                    for command in commands:
+                        tx.connection(DatabaseType.REDIS).execute(*command)
+            assert _ids(db, MY) == []
+            with db.connection(DatabaseType.REDIS) as redis:
+                assert redis.execute("GET", counter) in (b"1", "1")
+                assert redis.execute("EXISTS", table) == 0
+        with pytest.raises(NotSupportedError, match="check before EXEC"):
+            with coordinator.transaction([MY, DatabaseType.REDIS]) as tx:
+                tx.connection(DatabaseType.REDIS).execute("EVAL", "return 1", 0)
+        # What can run, runs, in order: the checks follow each command's effect.
+        with coordinator.transaction([MY, DatabaseType.REDIS]) as tx:
+            tx.connection(MY).execute(f"INSERT INTO {db.t} VALUES (1, 'pg')")
+            queue = tx.connection(DatabaseType.REDIS)
+            queue.execute("INCRBY", counter, "41")
+            queue.execute("DEL", text)
+            queue.execute("INCR", text)
+            queue.execute("HSET", table, "f", "1")
+            queue.execute("HINCRBY", table, "f", "2")
+            queue.execute("EXPIRE", table, "60")
+        assert _ids(db, MY) == [1]
+        with db.connection(DatabaseType.REDIS) as redis:
+            assert redis.execute("GET", counter) in (b"42", "42")
+            assert redis.execute("GET", text) in (b"1", "1")
+            assert redis.execute("HGET", table, "f") in (b"3", "3")
+    finally:
+        with db.connection(DatabaseType.REDIS) as redis:
+            redis.execute("DEL", counter, text, items, table)
+
+
 CRASH_SCRIPT = """
 import os, sys
 from dbsystem import DatabaseManager, DatabaseType, PoolConfig, TransactionCoordinator

@@ -77,6 +77,21 @@ def test_as_of_history_and_restore(db):
     assert [v[0].amount for v in Price.history(db, "A1")][-1] == 120
 
 
+def test_as_of_in_another_time_zone_is_the_same_instant(db):
+    """A moment written with a non-UTC offset: SQLite compared the stamps as text, and
+    12:00+02:00 sorted after 11:00+00:00, so as_of found nothing (issue 21)."""
+    price = Price(sku="Z9", amount=1).save(db)
+    moment = tick()
+    price.amount = 2
+    price.save(db)
+    elsewhere = moment.astimezone(datetime.timezone(datetime.timedelta(hours=-5)))
+    east = moment.astimezone(datetime.timezone(datetime.timedelta(hours=9)))
+    assert [p.amount for p in Price.query(db).as_of(elsewhere).all()] == [1]
+    assert [p.amount for p in Price.query(db).as_of(east).all()] == [1]
+    price.delete(db)
+    assert Price.restore(db, "Z9", as_of=east).amount == 1
+
+
 def test_a_failed_versioned_update_leaves_no_history(db):
     if db.kind == "mongo":
         return  # mongomock has no transactions; archive and update are separate there

@@ -15,7 +15,8 @@ real difference, so the list cannot rot.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import re
+from typing import Any, TypedDict, Unpack
 
 import pytest
 
@@ -91,7 +92,7 @@ AWAITED: dict[str, set[str]] = {
         "ping",
         "release",
     },
-    "pool": {"__enter__", "__exit__", "acquire", "close", "open", "try_acquire"},
+    "pool": {"__enter__", "__exit__", "acquire", "acquire_as", "close", "open", "try_acquire"},
 }
 
 PAIRS = [
@@ -127,9 +128,22 @@ def _function(member: Any) -> Any:
     return member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
 
 
+_UNPACK = re.compile(r"Unpack\[(\w+)\]")
+
+
 def _parameters(member: Any) -> list[tuple[str, str, Any]]:
-    signature = inspect.signature(_function(member))
-    return [(p.name, p.kind.name, p.default) for p in signature.parameters.values()]
+    """Names, kinds and defaults; ``**options: Unpack[SomeOptions]`` (options declared once,
+    as a TypedDict) stands for its keys, each a keyword-only parameter of that TypedDict."""
+    function = _function(member)
+    out: list[tuple[str, str, Any]] = []
+    for p in inspect.signature(function).parameters.values():
+        unpacked = _UNPACK.fullmatch(str(p.annotation)) if p.kind is p.VAR_KEYWORD else None
+        if unpacked is None:
+            out.append((p.name, p.kind.name, p.default))
+            continue
+        options = inspect.unwrap(function).__globals__[unpacked.group(1)]
+        out.extend((key, "KEYWORD_ONLY", options.__name__) for key in options.__annotations__)
+    return out
 
 
 @pytest.mark.parametrize(("pair", "sync_cls", "async_cls"), PAIRS)
@@ -181,3 +195,27 @@ def test_the_comparison_sees_a_difference():
         _surface(Async, True)["fetch"]
     )
     assert _surface(Sync, False).keys() == _surface(Async, True).keys() == {"__init__", "fetch"}
+
+
+class _Options(TypedDict, total=False):
+    name: str
+    timeout: float
+
+
+class _OtherOptions(TypedDict, total=False):
+    name: str
+
+
+def test_options_declared_once_are_compared_key_by_key():
+    class Sync:
+        def run(self, sql: str, **options: Unpack[_Options]) -> None: ...
+
+    class Async:
+        async def run(self, sql: str, **options: Unpack[_OtherOptions]) -> None: ...
+
+    sync, asynchronous = _surface(Sync, False)["run"], _surface(Async, True)["run"]
+    assert _parameters(sync)[2:] == [
+        ("name", "KEYWORD_ONLY", "_Options"),
+        ("timeout", "KEYWORD_ONLY", "_Options"),
+    ]
+    assert _parameters(sync) != _parameters(asynchronous)

@@ -16,8 +16,8 @@ db.add_hook(AuditLog([audit]))
 analyst = db.for_user("analyst", session_id="s-42")
 print(analyst.fetch_all("SELECT * FROM users"))  # []
 try:
-    analyst.execute("SELECT 1; DROP TABLE users")  # raw SQL is read statement by statement
+    analyst.execute("SELECT 1; DROP TABLE users")  # one statement per text, read first
 except PermissionDenied as exc:
-    print(exc)  # [sqlite] user 'analyst' may not ddl on 'users'
+    print(exc)  # [sqlite] user 'analyst' may not send 2 statements in one text (...)
 print([(e.user, e.action, e.outcome) for e in audit.events])
 # [('analyst', 'select', 'ok'), ('analyst', 'multiple', 'denied')]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 
 from typer.testing import CliRunner
 
@@ -25,6 +27,20 @@ def test_ping_redis_and_mongodb_mocks_and_sql_refuses_them():
     assert runner.invoke(app, ["ping", "mongodb+mock://"]).exit_code == 0
     result = runner.invoke(app, ["sql", "redis+mock://", "SELECT 1"])
     assert result.exit_code == 2 and "not a SQL database" in result.output
+
+
+def test_ping_of_an_unreachable_mongodb_fails_in_time_with_one_line():
+    with socket.socket() as held:  # bound, never listening: connections are refused
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        started = time.monotonic()
+        result = runner.invoke(app, ["ping", f"mongodb://127.0.0.1:{port}/x", "--timeout", "1"])
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0, result.output
+    assert "no MongoDB server answered within 1.0s" in result.output
+    assert "Topology" not in result.output
+    assert elapsed < 4  # the 1 s timeout, not pymongo's 30 s default
 
 
 def test_usage_errors_exit_2_and_hide_passwords():

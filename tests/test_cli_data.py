@@ -113,7 +113,9 @@ def test_load_rows_writes_documents_and_hashes_in_batches():
         db.create_pool(DatabaseType.NONE, url)
         try:
             steps: list[int] = []
-            loaded = load_rows(db, tables, create=True, batch=1, key=None, advance=steps.append)
+            loaded = load_rows(
+                db, list(tables.items()), create=True, batch=1, key=None, advance=steps.append
+            )
             assert loaded == {"people": 2, "pets": 1}
             assert steps == [1, 1, 1]
             if url.startswith("mongodb"):
@@ -128,7 +130,14 @@ def test_load_rows_writes_documents_and_hashes_in_batches():
                     }
                     assert conn.execute("HGET", "pets:7", "name") == "Rex"
                 with pytest.raises(ConfigurationError, match="no 'nick'"):
-                    load_rows(db, tables, create=True, batch=5, key="nick", advance=steps.append)
+                    load_rows(
+                        db,
+                        list(tables.items()),
+                        create=True,
+                        batch=5,
+                        key="nick",
+                        advance=steps.append,
+                    )
         finally:
             db.close_all()
 

@@ -18,6 +18,7 @@ raises ``NotSupportedError``. The suite runs against a real server when
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -148,6 +149,7 @@ def translate_mongo(
         override = IntegrityError if 11000 in codes else DataError
     elif isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
         override = ConnectionTimeout
+        message = _unreachable(message)
     elif isinstance(exc, mongo_errors.WaitQueueTimeoutError):
         override = PoolTimeout
     elif isinstance(exc, (mongo_errors.ConnectionFailure, mongo_errors.AutoReconnect)):
@@ -170,7 +172,25 @@ def translate_mongo(
         override = DataError
     else:
         override = OperationalError
-    return translate(exc, backend=backend, statement=statement, secrets=secrets, override=override)
+    return translate(
+        exc,
+        backend=backend,
+        statement=statement,
+        secrets=secrets,
+        override=override,
+        message=message,
+    )
+
+
+def _unreachable(text: str) -> str:
+    """pymongo's server selection timeout in one line: what each server said and how long
+    it was waited for, without the topology description that follows."""
+    reasons, _, rest = text.partition(", Timeout: ")
+    reasons = re.sub(r" \(configured timeouts: [^)]*\)", "", reasons).strip()
+    waited = rest.partition(",")[0].strip()
+    if not waited:
+        return reasons or text
+    return f"no MongoDB server answered within {waited}: {reasons}"
 
 
 class MongoBackend(DriverBackend):
@@ -227,7 +247,7 @@ class MongoBackend(DriverBackend):
                 self.client.admin.command("ping")
             except mongo_errors.PyMongoError as exc:
                 self.client.close()
-                raise translate_mongo(exc, self.label, "ping", self.secrets) from exc
+                raise translate_mongo(exc, self.label, None, self.secrets) from exc
 
     def handle(self, pool: Any) -> MongoConnection:
         """A connection handle lent by the engine's ``DriverPool``."""
@@ -389,7 +409,7 @@ class MongoConnection:
         try:
             self._backend.client.admin.command("ping")
         except mongo_errors.PyMongoError as exc:
-            raise translate_mongo(exc, self._backend.label, "ping", self._backend.secrets) from exc
+            raise translate_mongo(exc, self._backend.label, None, self._backend.secrets) from exc
 
 
 def _description(

@@ -648,8 +648,22 @@ def load(
         ),
     ] = None,
     create: Annotated[
-        bool, typer.Option(help="Create missing SQL tables, typed from the values.")
+        bool, typer.Option(help="Create missing SQL tables, typed from the first rows.")
     ] = True,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="SQL: empty the table first, in the load's one transaction."
+        ),
+    ] = False,
+    upsert: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="SQL: update the rows whose KEY is already there (a unique column; the "
+            "primary key of a table the load creates).",
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Rows per insert.")] = 1000,
     key: Annotated[
         str | None, typer.Option(help="Redis: the field naming each hash (default: the first).")
@@ -658,45 +672,87 @@ def load(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bulk-load FILE into TARGET: SQL rows (in one transaction), MongoDB documents or Redis
-    hashes, with a progress bar."""
+    """Bulk-load FILE into TARGET, streaming it: SQL rows (all or nothing, in one
+    transaction; Ctrl-C included), MongoDB documents or Redis hashes, with progress."""
+    import signal
     import time as _time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 
-    from dbsystem.cli._load import load_rows, read_tables
+    from dbsystem.cli._load import Outcome, load_rows, open_file
 
-    with _errors_to_exit():
-        tables = read_tables(file, table)
-        total = sum(len(rows) for rows in tables.values())
-        with _one_connection_manager(url, timeout, config) as manager:
-            started = _time.perf_counter()
-            with Progress(
+    outcome = Outcome()
+    started = _time.perf_counter()  # the rate counts reading the file too
+    try:
+        with (
+            _errors_to_exit(),
+            open_file(file, table) as source,
+            _one_connection_manager(url, timeout, config) as manager,
+            Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
+                DownloadColumn(),
+                TimeElapsedColumn(),
                 console=_err,
                 transient=True,
                 disable=as_json or not _err.is_terminal,
-            ) as progress:
-                task = progress.add_task(f"loading {file.name}", total=total)
-                loaded = load_rows(
-                    manager,
-                    tables,
-                    create=create,
-                    batch=batch,
-                    key=key,
-                    advance=lambda n: progress.advance(task, n),
+            ) as progress,
+        ):
+            task = progress.add_task(f"loading {file.name}", total=source.size)
+            rows = 0
+
+            def advance(n: int) -> None:
+                nonlocal rows
+                rows += n
+                progress.update(
+                    task,
+                    completed=source.position,
+                    description=f"loading {file.name}: {rows:,} rows",
                 )
-            seconds = _time.perf_counter() - started
+
+            loaded = load_rows(
+                manager,
+                source.tables,
+                create=create,
+                batch=batch,
+                key=key,
+                advance=advance,
+                replace=replace,
+                upsert=upsert,
+                outcome=outcome,
+                path=file,
+            )
+    except typer.Exit:
+        _report_undone(outcome, interrupted=False)
+        raise
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the report is the last thing done)
+        _err.print(Text("interrupted: ", style="red"), end="", highlight=False)
+        _report_undone(outcome, interrupted=True)
+        raise typer.Exit(130) from None
+    seconds = _time.perf_counter() - started
+    total = sum(loaded.values())
     if as_json:
         _json_out({"tables": loaded, "rows": total, "seconds": round(seconds, 3)})
         return
     for name, count in loaded.items():
         _out.print(f"{name}: {count} row(s)", highlight=False)
     rate = total / seconds if seconds else 0.0
-    _out.print(f"loaded {total} row(s) in {seconds:.2f} s ({rate:,.0f} rows/s)", highlight=False)
+    _out.print(
+        f"loaded {total} row(s) in {seconds:.2f} s ({rate:,.0f} rows/s, reading included)",
+        highlight=False,
+    )
+
+
+def _report_undone(outcome: Any, *, interrupted: bool) -> None:
+    """Say what a failed or interrupted load left behind: nothing it created."""
+    if not interrupted and not outcome.created:
+        return
+    dropped = f"; dropped the table(s) it created: {', '.join(outcome.dropped)}"
+    _err.print(
+        "nothing was loaded: the rows were rolled back" + (dropped if outcome.dropped else ""),
+        highlight=False,
+    )
 
 
 @app.command()

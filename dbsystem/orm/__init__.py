@@ -3,12 +3,13 @@
 See ``dbsystem.orm.entity`` for the model and ``dbsystem.orm.schema`` for table creation.
 """
 
-from dbsystem.orm.entity import Entity, EntityQuery
+from dbsystem.orm.entity import Entity, EntityPage, EntityQuery
 from dbsystem.orm.fields import NOT_LOADED, Field, Relation
 from dbsystem.orm.schema import create_tables, drop_tables
 
 __all__ = [
     "Entity",
+    "EntityPage",
     "EntityQuery",
     "Field",
     "NOT_LOADED",

@@ -30,6 +30,7 @@ import json
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pydantic
@@ -46,7 +47,8 @@ from dbsystem.orm.fields import (
     portable_type,
     relation_options,
 )
-from dbsystem.query.expr import Column, Expr, check_identifier, col
+from dbsystem.query.expr import Column, Expr, check_identifier, col, order_item
+from dbsystem.query.sql import keyset_after
 
 __all__ = ["Entity", "EntityQuery", "Metadata", "Runner"]
 
@@ -443,11 +445,13 @@ class EntityQuery(Generic[E]):
         offset: int | None = None,
         include: tuple[str, ...] = (),
         as_of: datetime.datetime | None = None,
+        lock: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
         self._entity, self._target = entity, target
         self._where, self._order, self._limit, self._offset = where, order, limit, offset
         self._include = include
         self._as_of = as_of
+        self._lock = lock
 
     def _copy(self, **changes: Any) -> EntityQuery[E]:
         state = {
@@ -457,6 +461,7 @@ class EntityQuery(Generic[E]):
             "offset": self._offset,
             "include": self._include,
             "as_of": self._as_of,
+            "lock": self._lock,
             **changes,
         }
         return EntityQuery(self._entity, self._target, **state)
@@ -532,6 +537,52 @@ class EntityQuery(Generic[E]):
         """Skip ``count`` entities."""
         return self._copy(offset=count)
 
+    def for_update(self, *, skip_locked: bool = False, nowait: bool = False) -> EntityQuery[E]:
+        """Lock the entities' rows until the transaction ends (``SelectQuery.for_update``:
+        ``skip_locked``, ``nowait``); SQL databases with row locks only (not SQLite, not
+        MongoDB: ``NotSupportedError``). Use it inside ``db.transaction(...)``."""
+        return self._locked("update", skip_locked, nowait)
+
+    def for_share(self, *, skip_locked: bool = False, nowait: bool = False) -> EntityQuery[E]:
+        """Lock the entities' rows against changes by others until the transaction ends."""
+        return self._locked("share", skip_locked, nowait)
+
+    def _locked(self, mode: str, skip_locked: bool, nowait: bool) -> EntityQuery[E]:
+        if self._target.kind == "document":
+            raise NotSupportedError("MongoDB has no row locks", backend="mongodb")
+        if self._as_of is not None:
+            raise InterfaceError("as_of() reads past versions: they cannot be locked")
+        return self._copy(lock=(mode, {"skip_locked": skip_locked, "nowait": nowait}))
+
+    def paginate(self, *, limit: int, after: Any = None) -> EntityPage[E]:
+        """One page of at most ``limit`` entities after the one whose ordering values are
+        ``after`` (``page.next`` of the page before; None: the first page): keyset
+        pagination, in the query's ``order_by`` (any mix of directions) followed by the
+        primary key, so the order is unique. Ordering fields must not be None.
+        """
+        if type(limit) is not int or limit < 1:
+            raise InterfaceError(f"paginate(limit=...) must be an int of at least 1, not {limit!r}")
+        if self._offset is not None or self._limit is not None:
+            raise InterfaceError("paginate() pages by key: drop limit() and offset()")
+        meta = self._entity.__dbsystem__
+        key = meta.primary_key.column
+        order = self._order
+        if all(column != key for column, _ in order):
+            order = (*order, (key, "asc"))
+        keys = [(column, order_item(column, direction)) for column, direction in order]
+        query = self._copy(order=order, limit=limit + 1)
+        if after is not None:
+            query = query.where(keyset_after(keys, after))
+        found = query.all()
+        if len(found) <= limit:
+            return EntityPage(found, None)
+        found = found[:limit]
+        last = found[-1]
+        cursor = tuple(getattr(last, meta.by_column[column].field) for column, _ in order)
+        if any(value is None for value in cursor):
+            raise InterfaceError("paginate(): the last entity's ordering field is None")
+        return EntityPage(found, cursor)
+
     def all(self) -> list[E]:
         """Every matching entity (with the included relations loaded)."""
         entities = self._target.select(self._entity, self)
@@ -547,6 +598,20 @@ class EntityQuery(Generic[E]):
     def count(self) -> int:
         """How many entities match."""
         return self._target.count(self._entity, self)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityPage(Generic[E]):
+    """One page of ``EntityQuery.paginate()``: its entities, and the next page's cursor."""
+
+    entities: list[E]
+    next: tuple[Any, ...] | None
+    """``after=`` for the next page; None on the last page."""
+
+    @property
+    def has_more(self) -> bool:
+        """True when another page follows."""
+        return self.next is not None
 
 
 class _Target:
@@ -798,6 +863,10 @@ class _Target:
                 builder = builder.limit(query._limit)
             if query._offset is not None:
                 builder = builder.offset(query._offset)
+            if query._lock is not None:
+                mode, options = query._lock
+                lock = builder.for_update if mode == "update" else builder.for_share
+                builder = lock(**options)
             rows = builder.execute(self._conn())
         entities: list[Any] = cls._from_rows(rows, self.dialect)
         return entities

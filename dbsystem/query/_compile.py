@@ -662,7 +662,29 @@ class _Context:
                 else None
                 for o in query._order
             ]
-        return self._order_and_page(statement, query, targets, flags)
+        statement = self._order_and_page(statement, query, targets, flags)
+        if query._lock is not None:
+            statement = self._lock(statement, query._lock)
+        return statement
+
+    def _lock(self, statement: Any, lock: tuple[str, bool, bool, tuple[str, ...]]) -> Any:
+        """FOR UPDATE / FOR SHARE (MariaDB: LOCK IN SHARE MODE), SKIP LOCKED, NOWAIT, OF."""
+        mode, skip_locked, nowait, of = lock
+        if self.dialect_name == "sqlite":
+            # SQLite locks the whole database, never rows: a silent no-op would let two
+            # workers of a SKIP LOCKED queue take the same row, so it is refused.
+            raise NotSupportedError(
+                f"SQLite has no row locks (FOR {mode.upper()}): its writers lock the whole "
+                "database; use a transaction that writes first",
+                backend="sqlite",
+            )
+        if of and self.dialect_name == "mysql":
+            # (SQLAlchemy's MySQL dialect would drop OF silently; MariaDB has no OF.)
+            raise NotSupportedError("MariaDB has no FOR UPDATE OF: drop of=", backend="mysql")
+        tables = [self.tables[name] if name in self.tables else sa.table(name) for name in of]
+        return statement.with_for_update(
+            read=mode == "share", nowait=nowait, skip_locked=skip_locked, of=tables or None
+        )
 
     def _reused(
         self,

@@ -19,6 +19,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -39,6 +40,7 @@ from dbsystem.errors import NotSupportedError, PermissionDenied, QueryBuildError
 from dbsystem.kernel.hooks import _policed_for
 from dbsystem.kernel.types import ExecuteResult, Params, Row
 from dbsystem.query.expr import (
+    Column,
     Compare,
     Expr,
     Label,
@@ -60,6 +62,7 @@ __all__ = [
     "Async",
     "DeleteQuery",
     "InsertQuery",
+    "Page",
     "QueryFactory",
     "RawQuery",
     "SQLValue",
@@ -514,6 +517,7 @@ class SelectQuery(_Rows[M]):
     _where: Expr | None = None
     _group: tuple[Expr, ...] = ()
     _having: Expr | None = None
+    _lock: tuple[str, bool, bool, tuple[str, ...]] | None = None  # mode, skip, nowait, of
 
     def __init__(self, factory: QueryFactory[M] | None, columns: Sequence[Any]) -> None:
         self._factory = factory
@@ -580,6 +584,117 @@ class SelectQuery(_Rows[M]):
         ``columns`` names the CTE's columns; ``union_all=False`` makes it UNION."""
         cte = CTE(name, base, step=step, **options)
         return self._copy(_ctes=self._ctes + (cte,))
+
+    # -- row locks -------------------------------------------------------------------------
+
+    def for_update(
+        self,
+        *,
+        skip_locked: bool = False,
+        nowait: bool = False,
+        of: str | Sequence[str] | None = None,
+    ) -> Self:
+        """Lock the selected rows for update until the transaction ends: ``FOR UPDATE``.
+
+        ``skip_locked=True`` leaves out rows another transaction holds (a job queue);
+        ``nowait=True`` fails at once (``OperationalError``) instead of waiting for them;
+        ``of`` names the tables (or aliases) whose rows are locked (PostgreSQL). Run it
+        inside ``conn.transaction()``: outside one the lock ends with the statement.
+        SQLite has no row locks: compiling for it raises ``NotSupportedError``. Access
+        control counts a locking read as an UPDATE of its tables.
+        """
+        return self._lock_rows("update", skip_locked, nowait, of)
+
+    def for_share(
+        self,
+        *,
+        skip_locked: bool = False,
+        nowait: bool = False,
+        of: str | Sequence[str] | None = None,
+    ) -> Self:
+        """Lock the selected rows against changes by others (``FOR SHARE``; MariaDB's
+        ``LOCK IN SHARE MODE``) until the transaction ends; the options as ``for_update``."""
+        return self._lock_rows("share", skip_locked, nowait, of)
+
+    def _lock_rows(
+        self, mode: str, skip_locked: object, nowait: object, of: str | Sequence[str] | None
+    ) -> Self:
+        if type(skip_locked) is not bool or type(nowait) is not bool:
+            raise QueryBuildError("skip_locked and nowait are True or False")
+        if skip_locked and nowait:
+            raise QueryBuildError("a row lock either skips locked rows or fails on them: not both")
+        names = () if of is None else (of,) if isinstance(of, str) else tuple(of)
+        for name in names:
+            check_identifier(name, "table")
+        # A locking read goes to the primary: a replica cannot lock its rows.
+        return self._copy(_lock=(mode, skip_locked, nowait, names), _reads=False)
+
+    # -- keyset pagination -----------------------------------------------------------------
+
+    @overload
+    def paginate(
+        self, conn: Connection, *, limit: int, after: Any = None, key: str | Sequence[str] = ()
+    ) -> Page: ...
+    @overload
+    def paginate(
+        self,
+        conn: AwaitedConnection,
+        *,
+        limit: int,
+        after: Any = None,
+        key: str | Sequence[str] = (),
+    ) -> Coroutine[Any, Any, Page]: ...
+    @overload
+    def paginate(
+        self: SelectQuery[Sync],
+        conn: None = None,
+        *,
+        limit: int,
+        after: Any = None,
+        key: str | Sequence[str] = (),
+    ) -> Page: ...
+    @overload
+    def paginate(
+        self: SelectQuery[Async],
+        conn: None = None,
+        *,
+        limit: int,
+        after: Any = None,
+        key: str | Sequence[str] = (),
+    ) -> Coroutine[Any, Any, Page]: ...
+
+    def paginate(
+        self,
+        conn: Connection | AwaitedConnection | None = None,
+        *,
+        limit: int,
+        after: Any = None,
+        key: str | Sequence[str] = (),
+    ) -> Any:
+        """One page of at most ``limit`` rows after the row whose ordering values are
+        ``after`` (None: the first page): keyset pagination, which reads only the page
+        however deep it is and neither skips nor repeats rows when others insert or delete.
+
+        The order is the builder's ``order_by`` (its items are columns, ascending or
+        descending in any mix), else ``key``: a column name or several, ascending. The
+        order must be unique (end it with the primary key) and its columns non-NULL and
+        selected. ``after`` is ``page.next`` of the page before: a tuple of those values
+        (a single value is accepted for a single column). Awaited on the async side.
+        """
+        keys = keyset_order(self._order, key)
+        query = self if self._order else self._copy(_order=tuple(o for _, o in keys))
+        if self._offset is not None:
+            raise QueryBuildError("paginate() pages by key: drop the offset()")
+        if after is not None:
+            query = query.where(keyset_after(keys, after))
+        if _check_count(limit, "limit") == 0:
+            raise QueryBuildError("paginate(limit=...) must be at least 1")
+        query = query.limit(limit + 1)
+        rows: Any = query.execute(conn)  # type: ignore[arg-type]
+        names = tuple(name for name, _ in keys)
+        if not isinstance(rows, list):  # a coroutine: the async path
+            return _page_async(rows, limit, names)
+        return _page(rows, limit, names)
 
     # -- set operations --------------------------------------------------------------------
 
@@ -663,6 +778,7 @@ class SelectQuery(_Rows[M]):
             offset is not None,
             self._reuse() if self._group or self._order else (),
             self._having_reuse() if having is not None else (),
+            self._lock,
         )
 
     def _having_reuse(self) -> tuple[int | None, ...]:
@@ -730,6 +846,79 @@ class SelectQuery(_Rows[M]):
         if self._having is not None:
             values += self._having._values
         return values + self._page_values()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of ``paginate()``: its rows, and the cursor of the next page."""
+
+    rows: list[Row]
+    next: tuple[Any, ...] | None
+    """``after=`` for the next page; None on the last page."""
+
+    @property
+    def has_more(self) -> bool:
+        """True when another page follows."""
+        return self.next is not None
+
+
+def keyset_order(order: tuple[Order, ...], key: str | Sequence[str]) -> list[tuple[str, Order]]:
+    """The (row key, ORDER BY item) pairs a keyset pages by: the builder's order, else ``key``."""
+    if order and key:
+        raise QueryBuildError("paginate(key=...) is for a query without order_by(): not both")
+    if not order:
+        names = (key,) if isinstance(key, str) else tuple(key)
+        if not names:
+            raise QueryBuildError("paginate() needs an order: order_by(...) or key=")
+        order = tuple(order_item(name) for name in names)
+    keys: list[tuple[str, Order]] = []
+    for item in order:
+        column = item.expr
+        if not isinstance(column, Column) or column.name == "*":
+            raise QueryBuildError(f"paginate() orders by columns only, not {column._key!r}")
+        keys.append((column.name, item))
+    return keys
+
+
+def keyset_after(keys: Sequence[tuple[str, Order]], after: Any) -> Expr:
+    """The rows after ``after`` in the keyset order: for (a ASC, b DESC),
+    ``a > :a OR (a = :a AND b < :b)``; each direction as it is ordered."""
+    values = after if isinstance(after, tuple) else (after,)
+    if len(values) != len(keys):
+        raise QueryBuildError(
+            f"after= has {len(values)} value(s) for {len(keys)} ordering column(s) "
+            f"({', '.join(name for name, _ in keys)})"
+        )
+    if any(value is None for value in values):
+        raise QueryBuildError("after= holds a NULL: keyset pagination needs non-NULL keys")
+    result: Expr | None = None
+    equal: Expr | None = None
+    for (_, item), value in zip(keys, values, strict=True):
+        step = condition(item.expr, ">" if item.direction == "asc" else "<", value)
+        branch = step if equal is None else equal & step
+        result = branch if result is None else result | branch
+        same = condition(item.expr, "=", value)
+        equal = same if equal is None else equal & same
+    assert result is not None
+    return result
+
+
+def _page(rows: list[Row], limit: int, names: tuple[str, ...]) -> Page:
+    if len(rows) <= limit:
+        return Page(rows, None)
+    rows = rows[:limit]
+    last = rows[-1]
+    missing = [name for name in names if name not in last]
+    if missing:
+        raise QueryBuildError(f"paginate(): select the ordering column(s) {', '.join(missing)}")
+    cursor = tuple(last[name] for name in names)
+    if any(value is None for value in cursor):
+        raise QueryBuildError("paginate(): the last row's key holds a NULL; order by NOT NULL keys")
+    return Page(rows, cursor)
+
+
+async def _page_async(rows: Any, limit: int, names: tuple[str, ...]) -> Page:
+    return _page(await rows, limit, names)
 
 
 def _parts(node: Any) -> Any:

@@ -13,6 +13,7 @@ from dbsystem.query import (
     Async,
     DeleteQuery,
     InsertQuery,
+    Page,
     QueryFactory,
     SelectQuery,
     SetQuery,
@@ -38,6 +39,10 @@ assert_type(users, SelectQuery[Sync])
 assert_type(users.limit(10).offset(5), SelectQuery[Sync])
 assert_type(users.execute(), list[Row])
 assert_type(users.all(), list[Row])
+assert_type(users.for_update(skip_locked=True).limit(1), SelectQuery[Sync])
+assert_type(users.for_share(nowait=True).where("a", "=", 1), SelectQuery[Sync])
+assert_type(users.paginate(limit=20), Page)
+assert_type(users.paginate(limit=20, after=("ada",)).next, tuple[Any, ...] | None)
 assert_type(users.first(), Row | None)
 assert_type(users.scalar_value(), Any)
 assert_type(users.union(q.select("id", "name").from_("admins")), SetQuery[Sync])
@@ -86,6 +91,8 @@ async def awaited() -> None:
     assert_type(await rows.all(), list[Row])
     assert_type(await rows.first(), Row | None)
     assert_type(await rows.scalar_value(), Any)
+    assert_type(rows.for_update(nowait=True), SelectQuery[Async])
+    assert_type(await rows.order_by("id").paginate(limit=5), Page)
     assert_type(await aq.insert_into("t").values(a=1).execute(), ExecuteResult)
     assert_type(await aq.insert_into("t").values(a=1).returning("a").execute(), list[Row])
     assert_type(await aq.update("t").set(a=2).all_rows().execute(), ExecuteResult)

@@ -27,8 +27,17 @@ def mariadb_up() -> bool:
     return _ok("mariadb-admin", "--protocol=tcp", "-h", "127.0.0.1", "-uroot", "ping")
 
 
+_MARIADB_PID = "/run/mysqld/mysqld.pid"
+
+
 def restart_mariadb(*server_args: str) -> None:
-    """Stop MariaDB, wait for the process to exit, start it with ``server_args``."""
+    """Stop MariaDB, wait for the process to exit, start it with ``server_args``.
+
+    The server is found by its pid file, not by name: other ``mariadbd`` processes (the
+    replicas the HA tests start on their own ports) may be running meanwhile.
+    """
+    with open(_MARIADB_PID, encoding="ascii") as file:
+        pid = int(file.read().strip())
     subprocess.run(
         ["mariadb-admin", "--protocol=tcp", "-h", "127.0.0.1", "-uroot", "shutdown"],
         check=True,
@@ -36,13 +45,15 @@ def restart_mariadb(*server_args: str) -> None:
     )
     # mariadb-admin returns before the server has exited; start-stop-daemon would then see
     # it "already running" and do nothing.
-    _wait(lambda: not _ok("pgrep", "-x", "mariadbd"), 60, "MariaDB did not shut down")
+    _wait(lambda: not os.path.exists(f"/proc/{pid}"), 60, "MariaDB did not shut down")
     subprocess.run(
         [
             "start-stop-daemon",
             "--start",
             "--oknodo",
             "--background",
+            "--pidfile",
+            _MARIADB_PID,
             "--exec",
             "/usr/sbin/mariadbd",
             "--",
